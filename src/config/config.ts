@@ -1,0 +1,141 @@
+import { readFileSync } from 'node:fs'
+import { ConfigError } from './config-error.js'
+import { EnvReader } from './env-reader.js'
+
+export { ConfigError }
+
+export type AccessLevel = 'read-write' | 'read-only' | 'none'
+
+export type AuthConfig =
+  | { kind: 'jwt-secret'; secret: Uint8Array; generated: boolean; common: JwtCommon }
+  | { kind: 'jwt-public-key'; publicKeyPem: string; algorithms: string[]; common: JwtCommon }
+  | { kind: 'jwks'; jwksUrl: URL; common: JwtCommon }
+  | { kind: 'remote'; url: URL; timeoutMs: number; cacheTtlMs: number; cacheMaxEntries: number }
+  | { kind: 'anonymous' }
+
+export interface JwtCommon {
+  issuer?: string
+  audience?: string
+  /** Seconds of clock skew tolerated on exp/nbf. */
+  clockToleranceSec: number
+}
+
+export interface Config {
+  host: string
+  port: number
+  dataDir: string
+  logLevel: string
+  /** Write-behind period: pending updates of a document reach the store at most this late. */
+  flushIntervalMs: number
+  maxMessageBytes: number
+  docIdleUnloadMs: number
+  maxBackpressureBytes: number
+  idleTimeoutSec: number
+  shutdownTimeoutMs: number
+  /** Upper bound between store retries after a failed write. */
+  storeRetryMaxMs: number
+  defaultDocAccess: AccessLevel
+  auth: AuthConfig
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+const ACCESS_LEVELS: AccessLevel[] = ['read-write', 'read-only', 'none']
+const HS_MIN_SECRET_BYTES = 32
+
+/**
+ * Builds the typed configuration from environment variables. Throws a ConfigError whose message
+ * names the offending variable; the caller prints it as one line and exits.
+ */
+export function loadConfig (env: NodeJS.ProcessEnv): Config {
+  const read = new EnvReader(env)
+  const config: Config = {
+    host: read.string('HOST', '0.0.0.0'),
+    port: read.int('PORT', 1234, 0, 65535),
+    dataDir: read.string('DATA_DIR', './data'),
+    logLevel: read.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
+    flushIntervalMs: read.int('FLUSH_INTERVAL_MS', 250, 10, 60_000),
+    maxMessageBytes: read.int('MAX_MESSAGE_BYTES', 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+    docIdleUnloadMs: read.int('DOC_IDLE_UNLOAD_MS', 30_000, 0, 24 * 3600_000),
+    maxBackpressureBytes: read.int('MAX_BACKPRESSURE_BYTES', 8 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
+    idleTimeoutSec: read.int('IDLE_TIMEOUT_SECONDS', 60, 0, 960),
+    shutdownTimeoutMs: read.int('SHUTDOWN_TIMEOUT_MS', 15_000, 100, 600_000),
+    storeRetryMaxMs: read.int('STORE_RETRY_MAX_MS', 5_000, 10, 600_000),
+    defaultDocAccess: read.oneOf('DEFAULT_DOC_ACCESS', 'read-write', ACCESS_LEVELS),
+    auth: loadAuthConfig(read)
+  }
+  if (config.idleTimeoutSec !== 0 && config.idleTimeoutSec < 8) {
+    throw new ConfigError('Invalid IDLE_TIMEOUT_SECONDS: must be 0 (off) or at least 8')
+  }
+  return config
+}
+
+function loadAuthConfig (read: EnvReader): AuthConfig {
+  const secret = read.optionalString('JWT_SECRET')
+  const publicKey = read.optionalString('JWT_PUBLIC_KEY')
+  const publicKeyFile = read.optionalString('JWT_PUBLIC_KEY_FILE')
+  const jwksUrl = read.optionalUrl('JWKS_URL')
+  const remoteUrl = read.optionalUrl('AUTH_SERVICE_URL')
+  const anonymous = read.bool('DEV_ALLOW_ANONYMOUS', false)
+  const common: JwtCommon = {
+    issuer: read.optionalString('JWT_ISSUER'),
+    audience: read.optionalString('JWT_AUDIENCE'),
+    clockToleranceSec: read.int('JWT_CLOCK_TOLERANCE_SECONDS', 5, 0, 300)
+  }
+
+  const chosen = [
+    secret !== undefined && 'JWT_SECRET',
+    (publicKey ?? publicKeyFile) !== undefined && 'JWT_PUBLIC_KEY',
+    jwksUrl !== undefined && 'JWKS_URL',
+    remoteUrl !== undefined && 'AUTH_SERVICE_URL',
+    anonymous && 'DEV_ALLOW_ANONYMOUS'
+  ].filter(Boolean)
+  if (chosen.length > 1) {
+    throw new ConfigError(`Invalid auth configuration: set only one of ${chosen.join(', ')}`)
+  }
+  if (publicKey !== undefined && publicKeyFile !== undefined) {
+    throw new ConfigError('Invalid JWT_PUBLIC_KEY_FILE: set either JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_FILE, not both')
+  }
+
+  if (secret !== undefined) {
+    const bytes = new TextEncoder().encode(secret)
+    if (bytes.length < HS_MIN_SECRET_BYTES) {
+      throw new ConfigError(`Invalid JWT_SECRET: must be at least ${HS_MIN_SECRET_BYTES} bytes for HS256`)
+    }
+    return { kind: 'jwt-secret', secret: bytes, generated: false, common }
+  }
+  if (publicKey !== undefined || publicKeyFile !== undefined) {
+    let pem = publicKey
+    if (publicKeyFile !== undefined) {
+      try {
+        pem = readFileSync(publicKeyFile, 'utf8')
+      } catch (err) {
+        throw new ConfigError(`Invalid JWT_PUBLIC_KEY_FILE: cannot read ${publicKeyFile} (${(err as Error).message})`)
+      }
+    }
+    const pemText = (pem ?? '').replace(/\\n/g, '\n').trim()
+    if (!pemText.startsWith('-----BEGIN PUBLIC KEY-----')) {
+      throw new ConfigError('Invalid JWT_PUBLIC_KEY: expected a PEM "BEGIN PUBLIC KEY" (SPKI) block')
+    }
+    const algorithms = read.list('JWT_ALGORITHMS', ['RS256'])
+    return { kind: 'jwt-public-key', publicKeyPem: pemText, algorithms, common }
+  }
+  if (jwksUrl !== undefined) {
+    return { kind: 'jwks', jwksUrl, common }
+  }
+  if (remoteUrl !== undefined) {
+    return {
+      kind: 'remote',
+      url: remoteUrl,
+      timeoutMs: read.int('AUTH_SERVICE_TIMEOUT_MS', 2_000, 50, 60_000),
+      cacheTtlMs: read.int('AUTH_CACHE_TTL_MS', 30_000, 0, 3600_000),
+      cacheMaxEntries: read.int('AUTH_CACHE_MAX_ENTRIES', 10_000, 0, 10_000_000)
+    }
+  }
+  if (anonymous) return { kind: 'anonymous' }
+
+  // A newcomer's `npm start` with no configuration: authentication stays on, with a secret that
+  // lives only as long as this process. main.ts prints a development token signed with it.
+  const generated = new Uint8Array(32)
+  crypto.getRandomValues(generated)
+  return { kind: 'jwt-secret', secret: generated, generated: true, common }
+}

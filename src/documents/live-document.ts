@@ -1,0 +1,119 @@
+import * as Y from 'yjs'
+import { Awareness } from 'y-protocols/awareness'
+
+/** An update that failed to apply; `partial` holds whatever did integrate before the failure. */
+export class UpdateRejectedError extends Error {
+  constructor (message: string, readonly partial: Uint8Array | null) {
+    super(message)
+  }
+}
+
+/** Whoever applies awareness updates as origin: it learns which awareness clients it controls. */
+export interface AwarenessOwner {
+  awarenessClients: Set<number>
+}
+
+interface AwarenessChanges {
+  added: number[]
+  updated: number[]
+  removed: number[]
+}
+
+function isAwarenessOwner (origin: unknown): origin is AwarenessOwner {
+  return typeof origin === 'object' && origin !== null && (origin as AwarenessOwner).awarenessClients instanceof Set
+}
+
+const EMPTY_STATE_VECTOR_LENGTH = 1 // Y.encodeStateVector(new Y.Doc()) is [0]
+
+/**
+ * One loaded document: its Y.Doc, its awareness, and the bookkeeping the registry needs.
+ * The document is shared by every connection to it on this node.
+ */
+export class LiveDocument {
+  readonly ydoc: Y.Doc
+  readonly awareness: Awareness
+  /** uWS topic for local fan-out. */
+  readonly topic: string
+  /** Connections using the document plus joins still being upgraded. */
+  refs = 0
+  state: 'loading' | 'live' | 'unloading' | 'unloaded' = 'loading'
+  ready: Promise<void> = Promise.resolve()
+  unloadTimer: NodeJS.Timeout | null = null
+  /** Store position of the last loaded entry and the count of entries written since, for compaction. */
+  storeCursor: string | null = null
+  entriesSinceCompaction = 0
+  bytesSinceCompaction = 0
+
+  private fullStateCache: Uint8Array | null = null
+  private lastTransaction: Y.Transaction | null = null
+
+  constructor (readonly id: string) {
+    this.ydoc = new Y.Doc({ gc: true })
+    this.topic = `doc/${id}`
+    this.awareness = new Awareness(this.ydoc)
+    // The server is not a participant: it holds no awareness state of its own.
+    this.awareness.setLocalState(null)
+    this.awareness.on('update', ({ added, updated, removed }: AwarenessChanges, origin: unknown) => {
+      if (!isAwarenessOwner(origin)) return
+      for (const id of added) origin.awarenessClients.add(id)
+      for (const id of updated) origin.awarenessClients.add(id)
+      for (const id of removed) origin.awarenessClients.delete(id)
+    })
+    this.ydoc.on('afterTransaction', (transaction: Y.Transaction) => {
+      this.fullStateCache = null
+      this.lastTransaction = transaction
+    })
+  }
+
+  /** Applies stored updates while loading, in one transaction. */
+  applyStored (updates: Uint8Array[]): void {
+    Y.transact(this.ydoc, () => {
+      for (const update of updates) Y.applyUpdate(this.ydoc, update)
+    }, 'store')
+  }
+
+  /**
+   * Applies a client's update. Throws UpdateRejectedError if Yjs cannot decode or integrate it;
+   * structs integrated before the failure are returned in `partial` so the caller can still fan
+   * them out and persist them, keeping every replica equal to the server's.
+   */
+  applyClientUpdate (update: Uint8Array, origin: unknown): void {
+    this.lastTransaction = null
+    try {
+      Y.applyUpdate(this.ydoc, update, origin)
+    } catch (err) {
+      throw new UpdateRejectedError((err as Error).message, this.partialChangesOf(this.lastTransaction))
+    }
+  }
+
+  /**
+   * Answers a sync step 1. The full state (empty state vector: every fresh client) is cached until
+   * the next change, so a storm of joins encodes the document once instead of once per join.
+   */
+  encodeStateAsUpdate (stateVector: Uint8Array): Uint8Array {
+    if (stateVector.length === EMPTY_STATE_VECTOR_LENGTH && stateVector[0] === 0) {
+      this.fullStateCache ??= Y.encodeStateAsUpdate(this.ydoc)
+      return this.fullStateCache
+    }
+    return Y.encodeStateAsUpdate(this.ydoc, stateVector)
+  }
+
+  encodeStateVector (): Uint8Array {
+    return Y.encodeStateVector(this.ydoc)
+  }
+
+  destroy (): void {
+    this.state = 'unloaded'
+    this.awareness.destroy()
+    this.ydoc.destroy()
+    this.fullStateCache = null
+    this.lastTransaction = null
+  }
+
+  private partialChangesOf (transaction: Y.Transaction | null): Uint8Array | null {
+    if (transaction === null) return null
+    const structsChanged = [...transaction.afterState].some(([client, clock]) => transaction.beforeState.get(client) !== clock)
+    if (!structsChanged && transaction.deleteSet.clients.size === 0) return null
+    return Y.encodeStateAsUpdate(this.ydoc, Y.encodeStateVector(transaction.beforeState))
+  }
+}

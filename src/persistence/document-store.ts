@@ -1,0 +1,40 @@
+/**
+ * Where document state lives between processes. Implementations: the embedded LevelDB store
+ * (default) and, in cluster mode, a Redis store.
+ *
+ * The model is an append-only log of Yjs updates per document. Yjs updates commute and are
+ * idempotent, so the state is simply all entries applied in any order; compaction replaces a
+ * prefix of the log by one merged snapshot without touching entries appended after it.
+ */
+export interface StoredDocument {
+  updates: Uint8Array[]
+  /** Opaque position of the last entry returned; pass it to compact(). Null for an empty log. */
+  cursor: string | null
+  /** Total bytes of the returned updates, for compaction decisions. */
+  bytes: number
+}
+
+export interface AppendEntry {
+  docId: string
+  update: Uint8Array
+}
+
+export interface DocumentStore {
+  readonly name: string
+  open (): Promise<void>
+  load (docId: string): Promise<StoredDocument>
+  /**
+   * Appends updates of one or more documents in one atomic, durable write: when the promise
+   * resolves, every entry survives a crash of this process; when it rejects, none is assumed to.
+   */
+  append (entries: AppendEntry[]): Promise<void>
+  /**
+   * Atomically replaces every entry up to and including `cursor` by `snapshot`, which must contain
+   * (at least) all of them. Entries appended after `cursor` are kept.
+   */
+  compact (docId: string, snapshot: Uint8Array, cursor: string): Promise<void>
+  delete (docId: string): Promise<void>
+  /** Resolves when the store answers; rejects when it is unusable. */
+  ping (): Promise<void>
+  close (): Promise<void>
+}

@@ -1,0 +1,119 @@
+import { mkdirSync } from 'node:fs'
+import { ClassicLevel } from 'classic-level'
+import type { AppendEntry, DocumentStore, StoredDocument } from './document-store.js'
+
+/**
+ * The embedded store: LevelDB (classic-level) in DATA_DIR, the engine y-leveldb uses, used
+ * directly because y-leveldb swallows write errors (its transaction queue logs and resolves), which
+ * would let the write-behind batcher believe a failed write had succeeded.
+ *
+ * Layout: one key per log entry, `u\0{docId}\0{seq}` with seq as fixed-width hex so keys sort by
+ * sequence. Document ids never contain \0 (see documents/document-id.ts), so ranges cannot overlap.
+ * This process owns the directory (LevelDB holds a lock), so sequence numbers live in memory.
+ */
+export class LevelDbStore implements DocumentStore {
+  readonly name = 'leveldb'
+  private readonly db: ClassicLevel<string, Uint8Array>
+  private readonly nextSeq = new Map<string, number>()
+  private readonly seqLookups = new Map<string, Promise<void>>()
+  private readonly compactions = new Map<string, Promise<void>>()
+
+  constructor (private readonly dir: string, private readonly fsync = true) {
+    this.db = new ClassicLevel<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' })
+  }
+
+  async open (): Promise<void> {
+    mkdirSync(this.dir, { recursive: true })
+    await this.db.open()
+  }
+
+  async load (docId: string): Promise<StoredDocument> {
+    const updates: Uint8Array[] = []
+    let lastKey: string | null = null
+    let bytes = 0
+    for await (const [key, value] of this.db.iterator(docRange(docId))) {
+      updates.push(value)
+      bytes += value.length
+      lastKey = key
+    }
+    if (!this.nextSeq.has(docId)) {
+      this.nextSeq.set(docId, lastKey === null ? 0 : seqOf(lastKey) + 1)
+    }
+    return { updates, cursor: lastKey, bytes }
+  }
+
+  async append (entries: AppendEntry[]): Promise<void> {
+    if (entries.length === 0) return
+    await Promise.all(entries.map(entry => this.ensureSeq(entry.docId)))
+    // Sequence numbers are taken synchronously, so concurrent appends never share a key.
+    const ops = entries.map(entry => {
+      const seq = this.nextSeq.get(entry.docId) ?? 0
+      this.nextSeq.set(entry.docId, seq + 1)
+      return { type: 'put' as const, key: entryKey(entry.docId, seq), value: entry.update }
+    })
+    await this.db.batch(ops, { sync: this.fsync })
+  }
+
+  async compact (docId: string, snapshot: Uint8Array, cursor: string): Promise<void> {
+    const previous = this.compactions.get(docId) ?? Promise.resolve()
+    const run = previous.catch(() => {}).then(async () => {
+      const range = docRange(docId)
+      const obsolete: string[] = []
+      for await (const key of this.db.keys({ gte: range.gte, lt: cursor })) obsolete.push(key)
+      await this.db.batch([
+        ...obsolete.map(key => ({ type: 'del' as const, key })),
+        { type: 'put' as const, key: cursor, value: snapshot }
+      ], { sync: this.fsync })
+    })
+    this.compactions.set(docId, run)
+    try {
+      await run
+    } finally {
+      if (this.compactions.get(docId) === run) this.compactions.delete(docId)
+    }
+  }
+
+  async delete (docId: string): Promise<void> {
+    await this.db.clear(docRange(docId))
+    this.nextSeq.set(docId, 0)
+  }
+
+  async ping (): Promise<void> {
+    if (this.db.status !== 'open') throw new Error(`leveldb is ${this.db.status}`)
+    await this.db.get('ping\0')
+  }
+
+  async close (): Promise<void> {
+    await this.db.close()
+  }
+
+  private async ensureSeq (docId: string): Promise<void> {
+    if (this.nextSeq.has(docId)) return
+    let lookup = this.seqLookups.get(docId)
+    if (lookup === undefined) {
+      lookup = (async () => {
+        const range = docRange(docId)
+        const last = await this.db.keys({ ...range, reverse: true, limit: 1 }).all()
+        if (!this.nextSeq.has(docId)) {
+          this.nextSeq.set(docId, last[0] === undefined ? 0 : seqOf(last[0]) + 1)
+        }
+      })().finally(() => this.seqLookups.delete(docId))
+      this.seqLookups.set(docId, lookup)
+    }
+    await lookup
+  }
+}
+
+const SEQ_WIDTH = 13 // hex digits: room for 2^52 entries, within Number's exact range
+
+function entryKey (docId: string, seq: number): string {
+  return `u\0${docId}\0${seq.toString(16).padStart(SEQ_WIDTH, '0')}`
+}
+
+function seqOf (key: string): number {
+  return parseInt(key.slice(key.length - SEQ_WIDTH), 16)
+}
+
+function docRange (docId: string): { gte: string; lt: string } {
+  return { gte: `u\0${docId}\0`, lt: `u\0${docId}\x01` }
+}

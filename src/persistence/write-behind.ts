@@ -1,0 +1,149 @@
+import * as Y from 'yjs'
+import type { Logger } from 'pino'
+import type { AppendEntry, DocumentStore } from './document-store.js'
+
+interface Pending {
+  updates: Uint8Array[]
+  bytes: number
+}
+
+export interface WriteBehindOptions {
+  intervalMs: number
+  retryMaxMs: number
+}
+
+/**
+ * Collects each document's updates in memory and appends them to the store, merged into one
+ * update per document, every `intervalMs`, in one write for all documents. A failed write puts the
+ * updates back (nothing is ever dropped), marks the store unhealthy and retries with exponential
+ * backoff. Writes are serialized, so a flush that resolves means every update enqueued before it
+ * was called is in the store.
+ */
+export class WriteBehind {
+  private pending = new Map<string, Pending>()
+  private inFlight: Promise<void> | null = null
+  private timer: NodeJS.Timeout | null = null
+  private consecutiveFailures = 0
+  private retryAt = 0
+  private lastError: string | null = null
+  /** Called after entries of these documents were durably appended. */
+  onAppended: (docIds: string[]) => void = () => {}
+
+  constructor (
+    private readonly store: DocumentStore,
+    private readonly options: WriteBehindOptions,
+    private readonly log: Logger
+  ) {}
+
+  get healthy (): boolean {
+    return this.consecutiveFailures === 0
+  }
+
+  get failure (): string | null {
+    return this.lastError
+  }
+
+  /** Takes ownership of `update`: the caller must not reuse its buffer. */
+  enqueue (docId: string, update: Uint8Array): void {
+    let entry = this.pending.get(docId)
+    if (entry === undefined) {
+      entry = { updates: [], bytes: 0 }
+      this.pending.set(docId, entry)
+    }
+    entry.updates.push(update)
+    entry.bytes += update.length
+  }
+
+  hasPending (docId: string): boolean {
+    return this.pending.has(docId)
+  }
+
+  get pendingDocuments (): number {
+    return this.pending.size
+  }
+
+  get pendingBytes (): number {
+    let bytes = 0
+    for (const entry of this.pending.values()) bytes += entry.bytes
+    return bytes
+  }
+
+  start (): void {
+    if (this.timer !== null) return
+    this.timer = setInterval(() => { void this.tick() }, this.options.intervalMs)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    if (this.timer !== null) clearInterval(this.timer)
+    this.timer = null
+  }
+
+  /**
+   * Writes everything pending now (or only the given documents) and resolves when it is in the
+   * store; rejects if the store refuses it (the updates stay queued for the next attempt).
+   */
+  async flush (docIds?: Iterable<string>): Promise<void> {
+    while (this.inFlight !== null) await this.inFlight.catch(() => {})
+    const entries = this.take(docIds)
+    if (entries.length === 0) return
+    const write = this.write(entries)
+    this.inFlight = write
+    try {
+      await write
+    } finally {
+      this.inFlight = null
+    }
+  }
+
+  private async tick (): Promise<void> {
+    if (this.inFlight !== null || this.pending.size === 0) return
+    if (Date.now() < this.retryAt) return
+    await this.flush().catch(() => {})
+  }
+
+  private take (docIds?: Iterable<string>): AppendEntry[] {
+    const entries: AppendEntry[] = []
+    const ids = docIds === undefined ? [...this.pending.keys()] : [...docIds]
+    for (const docId of ids) {
+      const entry = this.pending.get(docId)
+      if (entry === undefined) continue
+      this.pending.delete(docId)
+      const update = entry.updates.length === 1 ? entry.updates[0]! : Y.mergeUpdates(entry.updates)
+      entries.push({ docId, update })
+    }
+    return entries
+  }
+
+  private async write (entries: AppendEntry[]): Promise<void> {
+    try {
+      await this.store.append(entries)
+    } catch (err) {
+      this.requeue(entries)
+      this.consecutiveFailures++
+      this.lastError = (err as Error).message
+      const delay = Math.min(this.options.retryMaxMs, this.options.intervalMs * 2 ** Math.min(this.consecutiveFailures, 16))
+      this.retryAt = Date.now() + delay
+      this.log.error({ err, documents: entries.length, failures: this.consecutiveFailures, retryInMs: delay }, 'store write failed; updates kept for retry')
+      throw err
+    }
+    if (this.consecutiveFailures > 0) {
+      this.log.info({ failures: this.consecutiveFailures }, 'store writes recovered')
+    }
+    this.consecutiveFailures = 0
+    this.lastError = null
+    this.retryAt = 0
+    this.onAppended(entries.map(e => e.docId))
+  }
+
+  /** Puts failed entries back in front of anything that arrived meanwhile. */
+  private requeue (entries: AppendEntry[]): void {
+    for (const { docId, update } of entries) {
+      const newer = this.pending.get(docId)
+      this.pending.set(docId, {
+        updates: newer === undefined ? [update] : [update, ...newer.updates],
+        bytes: update.length + (newer?.bytes ?? 0)
+      })
+    }
+  }
+}

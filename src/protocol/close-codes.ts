@@ -1,0 +1,18 @@
+/**
+ * WebSocket close codes the server uses. protocol.md documents each one; the y-websocket client
+ * reconnects after any of them, so a close is always recoverable for an honest client.
+ */
+export const CloseCode = {
+  /** The server is shutting down (SIGTERM/SIGINT); reconnect, possibly to another node. */
+  GoingAway: 1001,
+  /** A text frame: the protocol is binary only. */
+  UnsupportedData: 1003,
+  /** A frame that does not decode, or a Yjs update / awareness update that fails to apply. */
+  MalformedMessage: 1007,
+  /** A frame larger than MAX_MESSAGE_BYTES (sent by uWebSockets.js itself). */
+  MessageTooBig: 1009,
+  /** An unexpected server error while handling this connection's message. */
+  InternalError: 1011
+} as const
+
+export type CloseCodeValue = typeof CloseCode[keyof typeof CloseCode]

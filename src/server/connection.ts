@@ -1,0 +1,24 @@
+import type { Logger } from 'pino'
+import type { LiveDocument } from '../documents/live-document.js'
+
+/** Per-connection state, attached to the uWS socket at upgrade (ws.getUserData()). */
+export interface Connection {
+  id: number
+  docId: string
+  userId: string
+  readOnly: boolean
+  doc: LiveDocument
+  log: Logger
+  /** Set by the close handler: the socket must not be used after that. */
+  closed: boolean
+  /** Awareness client ids this connection announced; removed for everyone when it closes. */
+  awarenessClients: Set<number>
+  /** A read-only client is told once that its writes are refused, not once per write. */
+  deniedNotified: boolean
+}
+
+let nextConnectionId = 1
+
+export function newConnectionId (): number {
+  return nextConnectionId++
+}

@@ -1,0 +1,109 @@
+import type { Logger } from 'pino'
+import type { HttpRequest, HttpResponse, us_socket_context_t } from 'uWebSockets.js'
+import { AuthError, type TokenVerifier } from '../auth/principal.js'
+import { validateDocumentId } from '../documents/document-id.js'
+import type { DocumentRegistry } from '../documents/registry.js'
+import { newConnectionId, type Connection } from './connection.js'
+import { sendJson, trackAbort } from './http-util.js'
+
+export const DOCUMENT_PATH_PREFIX = '/ws/document/'
+
+export interface UpgradeContext {
+  verifier: TokenVerifier
+  registry: DocumentRegistry
+  log: Logger
+  isClosing: () => boolean
+}
+
+const AUTH_STATUS: Record<AuthError['reason'], number> = {
+  missing: 401,
+  invalid: 401,
+  expired: 401,
+  unavailable: 503
+}
+
+/**
+ * Authenticates and authorizes a WebSocket upgrade, and loads the document, before upgrading:
+ * a socket that opens is always allowed in and always sees the complete document.
+ *
+ * HTTP answers instead of an upgrade: 400 bad document id, 401 missing/invalid/expired token,
+ * 403 no access to this document, 503 auth service or store unavailable, or shutting down.
+ */
+export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: HttpRequest, socketContext: us_socket_context_t): void {
+  // Everything from `req` must be read now: it is only valid until this function returns.
+  const url = req.getUrl()
+  const docId = url.startsWith(DOCUMENT_PATH_PREFIX) ? url.slice(DOCUMENT_PATH_PREFIX.length) : ''
+  const token = req.getQuery('token') ?? bearerToken(req.getHeader('authorization'))
+  const secKey = req.getHeader('sec-websocket-key')
+  const secProtocol = req.getHeader('sec-websocket-protocol').split(',')[0]?.trim() ?? ''
+  const secExtensions = req.getHeader('sec-websocket-extensions')
+  const abort = trackAbort(res)
+
+  if (ctx.isClosing()) {
+    sendJson(res, 503, { error: 'shutting_down', message: 'server is shutting down' })
+    return
+  }
+  const idProblem = validateDocumentId(docId)
+  if (idProblem !== null) {
+    sendJson(res, 400, { error: 'invalid_document_id', message: idProblem })
+    return
+  }
+
+  void (async () => {
+    let principal
+    try {
+      principal = await ctx.verifier.verify(token)
+    } catch (err) {
+      const authError = err instanceof AuthError ? err : new AuthError('invalid', 'token rejected')
+      ctx.log.debug({ docId, reason: authError.reason, detail: authError.message }, 'upgrade refused: authentication')
+      if (!abort.aborted) {
+        sendJson(res, AUTH_STATUS[authError.reason], { error: `token_${authError.reason}`, message: authError.message },
+          authError.reason === 'unavailable' ? {} : { 'www-authenticate': 'Bearer' })
+      }
+      return
+    }
+    const access = principal.policy.accessFor(docId)
+    if (access === 'none') {
+      ctx.log.debug({ docId, userId: principal.userId }, 'upgrade refused: no access to document')
+      if (!abort.aborted) sendJson(res, 403, { error: 'forbidden', message: 'token does not grant access to this document' })
+      return
+    }
+    if (abort.aborted) return
+
+    let doc
+    try {
+      doc = await ctx.registry.acquire(docId)
+    } catch (err) {
+      if (!abort.aborted) sendJson(res, 503, { error: 'document_unavailable', message: 'document could not be loaded, retry later' })
+      return
+    }
+    if (abort.aborted || ctx.isClosing()) {
+      ctx.registry.release(doc)
+      if (!abort.aborted) sendJson(res, 503, { error: 'shutting_down', message: 'server is shutting down' })
+      return
+    }
+    const id = newConnectionId()
+    const connection: Connection = {
+      id,
+      docId,
+      userId: principal.userId,
+      readOnly: access === 'read-only',
+      doc,
+      log: ctx.log.child({ connId: id, docId, userId: principal.userId }),
+      closed: false,
+      awarenessClients: new Set(),
+      deniedNotified: false
+    }
+    res.cork(() => {
+      res.upgrade(connection, secKey, secProtocol, secExtensions, socketContext)
+    })
+  })().catch(err => {
+    ctx.log.error({ err, docId }, 'upgrade failed')
+    if (!abort.aborted) sendJson(res, 500, { error: 'internal', message: 'internal error' })
+  })
+}
+
+function bearerToken (header: string): string {
+  const match = /^Bearer\s+(.+)$/i.exec(header.trim())
+  return match?.[1] ?? ''
+}
