@@ -1,0 +1,61 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { loadConfig } from '../../src/config/config.js'
+import { createLogger } from '../../src/log/logger.js'
+import type { DocumentStore } from '../../src/persistence/document-store.js'
+import { startServer, type CollabServer } from '../../src/server/collab-server.js'
+import { TEST_SECRET } from './tokens.js'
+
+export interface TestServer {
+  server: CollabServer
+  url: string
+  port: number
+  dataDir: string
+  /** Every log line the server wrote, as text. */
+  logs: string[]
+  close: () => Promise<void>
+}
+
+export function tempDir (prefix = 'collab-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix))
+}
+
+/** Starts a server in this process on a free port with a fresh data directory. */
+export async function startTestServer (env: Record<string, string> = {}, store?: DocumentStore): Promise<TestServer> {
+  const dataDir = env.DATA_DIR ?? tempDir()
+  const config = loadConfig({
+    HOST: '127.0.0.1',
+    PORT: '0',
+    JWT_SECRET: TEST_SECRET,
+    LOG_LEVEL: 'debug',
+    FLUSH_INTERVAL_MS: '50',
+    DOC_IDLE_UNLOAD_MS: '200',
+    ...env,
+    DATA_DIR: dataDir
+  })
+  const logs: string[] = []
+  const sink = new Writable({
+    write (chunk, _encoding, callback) {
+      logs.push(String(chunk))
+      callback()
+    }
+  })
+  const log = createLogger(config.logLevel, sink)
+  const server = await startServer(config, log, store === undefined ? {} : { store })
+  let closed = false
+  return {
+    server,
+    port: server.port,
+    url: `ws://127.0.0.1:${server.port}/ws/document`,
+    dataDir,
+    logs,
+    close: async () => {
+      if (closed) return
+      closed = true
+      await server.close()
+      if (env.DATA_DIR === undefined) rmSync(dataDir, { recursive: true, force: true })
+    }
+  }
+}
