@@ -9,8 +9,12 @@ export const CloseCode = {
   UnsupportedData: 1003,
   /** A frame that does not decode, or a Yjs update / awareness update that fails to apply. */
   MalformedMessage: 1007,
-  /** A frame larger than MAX_MESSAGE_BYTES (sent by uWebSockets.js itself). */
-  MessageTooBig: 1009,
+  /**
+   * Not sent: what a client observes when uWebSockets.js drops its TCP connection without a close
+   * frame, for a frame larger than MAX_MESSAGE_BYTES or a socket past MAX_BACKPRESSURE_BYTES.
+   * The server logs the cause.
+   */
+  Abnormal: 1006,
   /** An unexpected server error while handling this connection's message. */
   InternalError: 1011
 } as const

@@ -83,11 +83,16 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
         }
       }
     },
-    close: (ws, code) => {
+    close: (ws, code, message) => {
       const conn = ws.getUserData()
       conn.closed = true
       sockets.delete(ws)
-      conn.log.debug({ code }, 'connection closed')
+      if (code === CloseCode.Abnormal && message.byteLength > 0) {
+        // uWS's own reasons: "Received too big message", backpressure limit, idle timeout.
+        conn.log.info({ code, reason: Buffer.from(message).toString() }, 'connection dropped by the server')
+      } else {
+        conn.log.debug({ code }, 'connection closed')
+      }
       try {
         dropPresence(app, conn)
       } catch (err) {

@@ -1,0 +1,90 @@
+import t from 'tap'
+import * as encoding from 'lib0/encoding'
+import * as Y from 'yjs'
+import { connectSynced } from './helpers/clients.js'
+import { rawClient } from './helpers/raw-socket.js'
+import { startTestServer } from './helpers/server.js'
+import { signToken } from './helpers/tokens.js'
+import { waitFor } from './helpers/wait.js'
+
+const MAX_MESSAGE_BYTES = 4096
+
+function syncUpdateFrame (update: Uint8Array): Uint8Array {
+  const encoder = encoding.createEncoder()
+  encoding.writeVarUint(encoder, 0)
+  encoding.writeVarUint(encoder, 2)
+  encoding.writeVarUint8Array(encoder, update)
+  return encoding.toUint8Array(encoder)
+}
+
+function validUpdate (): Uint8Array {
+  const doc = new Y.Doc()
+  doc.getText('t').insert(0, 'some text that makes a reasonably long update')
+  return Y.encodeStateAsUpdate(doc)
+}
+
+const cases: Array<{ name: string; send: Uint8Array | string; code: number }> = [
+  { name: 'garbage bytes', send: new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), code: 1007 },
+  { name: 'truncated frame (length prefix beyond the end)', send: new Uint8Array([0, 2, 50, 1, 2, 3]), code: 1007 },
+  { name: 'unknown message type', send: new Uint8Array([9, 0]), code: 1007 },
+  { name: 'unknown sync type', send: new Uint8Array([0, 7, 0]), code: 1007 },
+  { name: 'trailing bytes', send: new Uint8Array([3, 3, 3]), code: 1007 },
+  { name: 'empty frame', send: new Uint8Array([]), code: 1007 },
+  { name: 'corrupt Yjs update inside a valid frame', send: syncUpdateFrame(validUpdate().slice(0, 12)), code: 1007 },
+  { name: 'random bytes as a Yjs update', send: syncUpdateFrame(new Uint8Array([5, 200, 13, 99, 1, 250, 250, 250, 7, 8, 9])), code: 1007 },
+  { name: 'awareness with invalid JSON', send: new Uint8Array([1, 7, 1, 5, 1, 3, 0x7b, 0x7b, 0x7b]), code: 1007 },
+  { name: 'text frame', send: 'hello', code: 1003 },
+  // uWebSockets.js drops the TCP connection without a close frame; clients see 1006.
+  { name: 'oversize frame', send: new Uint8Array(MAX_MESSAGE_BYTES + 100), code: 1006 }
+]
+
+t.test('bad frames close only the offending connection, with a documented code', async t => {
+  const ts = await startTestServer({ MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES) })
+  t.teardown(ts.close)
+  const token = await signToken()
+  const a = await connectSynced(ts.url, 'victim', token)
+  const b = await connectSynced(ts.url, 'victim', token)
+  t.teardown(() => { a.destroy(); b.destroy() })
+
+  let round = 0
+  for (const c of cases) {
+    const bad = rawClient(`${ts.url}/victim?token=${token}`)
+    await bad.opened
+    bad.ws.send(c.send)
+    const { code } = await bad.closed
+    t.equal(code, c.code, `${c.name} -> ${c.code}`)
+
+    // The honest clients of the same document carry on.
+    round++
+    a.doc.getText('t').insert(0, `a${round};`)
+    b.doc.getText('t').insert(0, `b${round};`)
+    await waitFor(() => a.text() === b.text() && a.text().includes(`a${round};`) && a.text().includes(`b${round};`), `convergence after ${c.name}`)
+  }
+  t.ok(ts.logs.some(line => line.includes('Received too big message')), 'oversize drop is logged with its cause')
+  t.equal(a.provider.wsconnected, true, 'honest client a never disconnected')
+  t.equal(b.provider.wsconnected, true, 'honest client b never disconnected')
+  const serverText = ts.server.registry.get('victim')?.ydoc.getText('t').toString()
+  t.equal(serverText, a.text(), 'server state equals the honest clients')
+  t.notOk(serverText?.includes('reasonably long'), 'nothing of the corrupt update was applied')
+})
+
+t.test('a corrupt update is never forwarded to other clients', async t => {
+  const ts = await startTestServer()
+  t.teardown(ts.close)
+  const token = await signToken()
+  const observer = rawClient(`${ts.url}/quiet?token=${token}`)
+  await observer.opened
+  await waitFor(() => observer.messages.length >= 1, 'greeting')
+  const seen = observer.messages.length
+  const bad = rawClient(`${ts.url}/quiet?token=${token}`)
+  await bad.opened
+  bad.ws.send(syncUpdateFrame(validUpdate().slice(0, 12)))
+  await bad.closed
+  // A valid edit from a third client proves the observer is still being served.
+  const good = await connectSynced(ts.url, 'quiet', token)
+  t.teardown(() => { good.destroy(); observer.ws.close() })
+  good.doc.getText('t').insert(0, 'x')
+  await waitFor(() => observer.messages.slice(seen).some(m => m[0] === 0 && m[1] === 2), 'good update reaches observer')
+  const updates = observer.messages.slice(seen).filter(m => m[0] === 0 && m[1] === 2)
+  t.equal(updates.length, 1, 'only the good update was forwarded')
+})

@@ -1,0 +1,90 @@
+import t from 'tap'
+import { rmSync } from 'node:fs'
+import { connectSynced } from './helpers/clients.js'
+import { spawnServer } from './helpers/process.js'
+import { tempDir } from './helpers/server.js'
+import { signToken } from './helpers/tokens.js'
+import { sleep, waitFor } from './helpers/wait.js'
+
+const FLUSH_INTERVAL_MS = 100
+
+t.test('content survives SIGTERM and restart on the same DATA_DIR', async t => {
+  const dataDir = tempDir()
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const env = { DATA_DIR: dataDir, FLUSH_INTERVAL_MS: '60000' } // only the shutdown flush can save it
+  const first = await spawnServer(env)
+  t.teardown(() => first.kill('SIGKILL'))
+  const token = await signToken()
+  const a = await connectSynced(first.url, 'durable', token)
+  for (let i = 0; i < 50; i++) a.doc.getText('t').insert(a.text().length, `line ${i}\n`)
+  a.doc.getMap('meta').set('title', 'kept')
+  const expected = a.text()
+  // Give the frames time to reach the server; nothing has been written yet (60 s interval).
+  await sleep(300)
+  const closed = new Promise<number>(resolve => a.provider.ws?.addEventListener('close', (e: any) => resolve(e.code)))
+  first.kill('SIGTERM')
+  t.equal(await first.exited, 0, 'exit code 0 after SIGTERM')
+  t.equal(await closed, 1001, 'clients closed with 1001 going away')
+  a.destroy()
+
+  const second = await spawnServer(env)
+  t.teardown(() => second.kill('SIGKILL'))
+  const b = await connectSynced(second.url, 'durable', token)
+  t.teardown(() => b.destroy())
+  t.equal(b.text(), expected)
+  t.equal(b.doc.getMap('meta').get('title'), 'kept')
+  second.kill('SIGTERM')
+  await second.exited
+})
+
+t.test('content survives kill -9 once FLUSH_INTERVAL_MS has passed after the last edit', async t => {
+  const dataDir = tempDir()
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const env = { DATA_DIR: dataDir, FLUSH_INTERVAL_MS: String(FLUSH_INTERVAL_MS) }
+  const first = await spawnServer(env)
+  t.teardown(() => first.kill('SIGKILL'))
+  const token = await signToken()
+  const a = await connectSynced(first.url, 'crashy', token)
+  const b = await connectSynced(first.url, 'crashy', token)
+  for (let i = 0; i < 100; i++) {
+    a.doc.getArray('a').push([i])
+    b.doc.getArray('b').push([i])
+  }
+  await waitFor(() => a.doc.getArray('b').length === 100 && b.doc.getArray('a').length === 100, 'clients converged')
+  // The server applied everything (both clients saw each other's edits through it); now wait one
+  // flush interval plus margin for the write, then crash it.
+  await sleep(FLUSH_INTERVAL_MS * 3)
+  first.kill('SIGKILL')
+  t.equal(await first.exited, 'SIGKILL')
+  a.destroy(); b.destroy()
+
+  const second = await spawnServer(env)
+  t.teardown(() => second.kill('SIGKILL'))
+  const c = await connectSynced(second.url, 'crashy', token)
+  t.teardown(() => c.destroy())
+  t.equal(c.doc.getArray('a').length, 100, 'all of a')
+  t.equal(c.doc.getArray('b').length, 100, 'all of b')
+  second.kill('SIGTERM')
+  t.equal(await second.exited, 0)
+})
+
+t.test('a bad configuration value stops the process with one line naming it', async t => {
+  await t.rejects(spawnServer({ PORT: 'eighty' }), /configuration error: Invalid PORT/)
+  await t.rejects(spawnServer({ JWT_SECRET: 'short' }), /Invalid JWT_SECRET/)
+  await t.rejects(spawnServer({ FLUSH_INTERVAL_MS: '-5' }), /Invalid FLUSH_INTERVAL_MS/)
+})
+
+t.test('with no auth configured, npm start prints a working development token', async t => {
+  const dataDir = tempDir()
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const server = await spawnServer({ DATA_DIR: dataDir, JWT_SECRET: '' })
+  t.teardown(() => server.kill('SIGKILL'))
+  await waitFor(() => server.output.join('').includes('Development token'), 'token printed')
+  const token = /Development token[^\n]*\n\s+(\S+)/.exec(server.output.join(''))?.[1]
+  t.ok(token, 'token found in output')
+  const client = await connectSynced(server.url, 'my-doc', token!)
+  client.destroy()
+  t.notOk(server.output.filter(l => l.startsWith('{')).some(l => l.includes(token!)), 'token not in JSON logs')
+  server.kill('SIGTERM')
+  await server.exited
+})
