@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { ConfigError } from './config-error.js'
 import { EnvReader } from './env-reader.js'
 
@@ -20,6 +22,19 @@ export interface JwtCommon {
   clockToleranceSec: number
 }
 
+export type RedisConfig =
+  | { kind: 'single'; url: string }
+  | { kind: 'cluster'; nodes: Array<{ host: string; port: number }> }
+
+export interface ClusterConfig {
+  redis: RedisConfig
+  keyPrefix: string
+  /** Documents untouched this long expire from Redis; 0 keeps them forever. */
+  docTtlSeconds: number
+  participantTtlSeconds: number
+  heartbeatMs: number
+}
+
 export interface Config {
   host: string
   port: number
@@ -36,6 +51,10 @@ export interface Config {
   storeRetryMaxMs: number
   defaultDocAccess: AccessLevel
   auth: AuthConfig
+  /** Identifies this process among the nodes of a cluster; fresh per start unless set. */
+  nodeId: string
+  /** Present when REDIS_URL or REDIS_CLUSTER_NODES is set: cluster mode. */
+  cluster: ClusterConfig | null
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -61,12 +80,49 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     shutdownTimeoutMs: read.int('SHUTDOWN_TIMEOUT_MS', 15_000, 100, 600_000),
     storeRetryMaxMs: read.int('STORE_RETRY_MAX_MS', 5_000, 10, 600_000),
     defaultDocAccess: read.oneOf('DEFAULT_DOC_ACCESS', 'read-write', ACCESS_LEVELS),
-    auth: loadAuthConfig(read)
+    auth: loadAuthConfig(read),
+    nodeId: read.string('NODE_ID', `${hostname()}-${randomBytes(4).toString('hex')}`),
+    cluster: loadClusterConfig(read)
+  }
+  if (!/^[A-Za-z0-9._:-]{1,64}$/.test(config.nodeId)) {
+    throw new ConfigError('Invalid NODE_ID: 1-64 characters from A-Z a-z 0-9 . _ : -')
   }
   if (config.idleTimeoutSec !== 0 && config.idleTimeoutSec < 8) {
     throw new ConfigError('Invalid IDLE_TIMEOUT_SECONDS: must be 0 (off) or at least 8')
   }
   return config
+}
+
+function loadClusterConfig (read: EnvReader): ClusterConfig | null {
+  const url = read.optionalString('REDIS_URL')
+  const nodes = read.optionalString('REDIS_CLUSTER_NODES')
+  if (url !== undefined && nodes !== undefined) {
+    throw new ConfigError('Invalid REDIS_CLUSTER_NODES: set either REDIS_URL or REDIS_CLUSTER_NODES, not both')
+  }
+  let redis: RedisConfig
+  if (url !== undefined) {
+    if (!/^rediss?:\/\//.test(url)) throw new ConfigError('Invalid REDIS_URL: expected redis://host:port or rediss://host:port')
+    redis = { kind: 'single', url }
+  } else if (nodes !== undefined) {
+    const parsed = nodes.split(',').map(s => s.trim()).filter(s => s !== '').map(entry => {
+      const match = /^([^:\s]+):(\d{1,5})$/.exec(entry)
+      if (match === null) throw new ConfigError(`Invalid REDIS_CLUSTER_NODES: "${entry}" is not host:port`)
+      return { host: match[1]!, port: Number(match[2]) }
+    })
+    if (parsed.length === 0) throw new ConfigError('Invalid REDIS_CLUSTER_NODES: no host:port given')
+    redis = { kind: 'cluster', nodes: parsed }
+  } else {
+    return null
+  }
+  const keyPrefix = read.string('REDIS_KEY_PREFIX', 'collab:')
+  if (/[{}\s]/.test(keyPrefix)) throw new ConfigError('Invalid REDIS_KEY_PREFIX: braces and spaces are not allowed')
+  return {
+    redis,
+    keyPrefix,
+    docTtlSeconds: read.int('DOC_TTL_SECONDS', 0, 0, 10 * 365 * 24 * 3600),
+    participantTtlSeconds: read.int('PARTICIPANT_TTL_SECONDS', 30, 3, 3600),
+    heartbeatMs: read.int('BRIDGE_HEARTBEAT_MS', 1_000, 50, 60_000)
+  }
 }
 
 function loadAuthConfig (read: EnvReader): AuthConfig {

@@ -12,6 +12,14 @@ export interface RegistryOptions {
   unloadRetryMs: number
 }
 
+/** Lifecycle hooks, used by cluster mode to subscribe before a load and unsubscribe after unload. */
+export interface RegistryHooks {
+  /** Runs before the store is read; a rejection fails the load. */
+  beforeLoad?: (docId: string) => Promise<void>
+  afterLoad?: (doc: LiveDocument) => void
+  afterUnload?: (docId: string) => Promise<void>
+}
+
 /**
  * The live documents of this node. A document is loaded on first join (concurrent joins share the
  * load, and nobody is handed the document before it finished), and unloaded after its last client
@@ -25,7 +33,8 @@ export class DocumentRegistry {
     private readonly store: DocumentStore,
     private readonly writeBehind: WriteBehind,
     private readonly options: RegistryOptions,
-    private readonly log: Logger
+    private readonly log: Logger,
+    private readonly hooks: RegistryHooks = {}
   ) {
     writeBehind.onAppended = docIds => this.noteAppended(docIds)
   }
@@ -94,12 +103,16 @@ export class DocumentRegistry {
 
   private async load (doc: LiveDocument): Promise<void> {
     const started = performance.now()
+    let attached = false
     try {
+      await this.hooks.beforeLoad?.(doc.id)
+      attached = true
       const stored = await this.store.load(doc.id)
       doc.applyStored(stored.updates)
       doc.storeCursor = stored.cursor
       doc.entriesSinceCompaction = stored.updates.length
       doc.state = 'live'
+      this.hooks.afterLoad?.(doc)
       this.log.debug({ docId: doc.id, entries: stored.updates.length, bytes: stored.bytes, ms: Math.round(performance.now() - started) }, 'document loaded')
       if (stored.updates.length > 1 && stored.updates.length >= this.options.compactAfterEntries) {
         void this.compact(doc)
@@ -108,6 +121,7 @@ export class DocumentRegistry {
       this.log.error({ err, docId: doc.id }, 'document load failed')
       this.docs.delete(doc.id)
       doc.destroy()
+      if (attached) await this.hooks.afterUnload?.(doc.id).catch(() => {})
       throw err
     }
   }
@@ -147,6 +161,7 @@ export class DocumentRegistry {
     this.docs.delete(doc.id)
     doc.destroy()
     this.log.debug({ docId: doc.id }, 'document unloaded')
+    await this.hooks.afterUnload?.(doc.id).catch(err => this.log.warn({ docId: doc.id, err }, 'after-unload hook failed'))
   }
 
   private noteAppended (docIds: string[]): void {

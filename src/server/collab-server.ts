@@ -1,7 +1,10 @@
 import type { Logger } from 'pino'
 import uWS from 'uWebSockets.js'
 import { createVerifier } from '../auth/create-verifier.js'
+import { ClusterBridge } from '../cluster/bridge.js'
+import { createClusterResources, type ClusterResources } from '../cluster/cluster-mode.js'
 import type { Config } from '../config/config.js'
+import { LocalParticipants, type ParticipantDirectory } from '../documents/participants.js'
 import { DocumentRegistry } from '../documents/registry.js'
 import type { DocumentStore } from '../persistence/document-store.js'
 import { LevelDbStore } from '../persistence/leveldb-store.js'
@@ -9,41 +12,70 @@ import { WriteBehind } from '../persistence/write-behind.js'
 import { CloseCode } from '../protocol/close-codes.js'
 import { MalformedMessageError } from '../protocol/messages.js'
 import type { Connection } from './connection.js'
-import { sendJson, trackAbort } from './http-util.js'
-import { dropPresence, greet, handleMessage, type MessageContext } from './message-handler.js'
+import { registerHttpRoutes, type Readiness } from './http-routes.js'
+import { dropPresence, greet, handleMessage, publishAwarenessTimeouts, type MessageContext } from './message-handler.js'
 import { DOCUMENT_PATH_PREFIX, handleUpgrade, type UpgradeContext } from './upgrade.js'
 
 export interface CollabServer {
   readonly port: number
+  readonly nodeId: string
   readonly registry: DocumentRegistry
   readonly writeBehind: WriteBehind
+  /** Cluster mode only. */
+  readonly bridge: ClusterBridge | null
   readonly connectionCount: number
+  readiness (): Promise<Readiness>
   /** Stops accepting, closes every socket with 1001, flushes all documents, closes the store. */
   close (): Promise<void>
 }
 
 export interface ServerDependencies {
-  /** Defaults to the embedded LevelDB store in config.dataDir. */
+  /** Overrides the store chosen by the configuration (LevelDB, or Redis in cluster mode). */
   store?: DocumentStore
 }
 
 const COMPACT_AFTER_ENTRIES = 200
 
 export async function startServer (config: Config, log: Logger, deps: ServerDependencies = {}): Promise<CollabServer> {
-  const store = deps.store ?? new LevelDbStore(config.dataDir)
+  log = log.child({ nodeId: config.nodeId })
+  const cluster: ClusterResources | null = config.cluster === null ? null : createClusterResources(config.cluster, config.nodeId, log)
+  const store = deps.store ?? cluster?.store ?? new LevelDbStore(config.dataDir)
+  const participants: ParticipantDirectory = cluster?.participants ?? new LocalParticipants(config.nodeId)
   await store.open()
   const verifier = await createVerifier(config)
   const writeBehind = new WriteBehind(store, { intervalMs: config.flushIntervalMs, retryMaxMs: config.storeRetryMaxMs }, log)
+  const app = uWS.App()
+  let bridge: ClusterBridge | null = null
+
   const registry = new DocumentRegistry(store, writeBehind, {
     idleUnloadMs: config.docIdleUnloadMs,
     compactAfterEntries: COMPACT_AFTER_ENTRIES,
     unloadRetryMs: config.storeRetryMaxMs
-  }, log)
+  }, log, {
+    beforeLoad: async docId => { await bridge?.attach(docId) },
+    afterLoad: doc => {
+      publishAwarenessTimeouts(app, doc)
+      bridge?.loaded(doc)
+    },
+    afterUnload: async docId => { await bridge?.detach(docId) }
+  })
 
-  const app = uWS.App()
+  if (cluster !== null && config.cluster !== null) {
+    bridge = new ClusterBridge(
+      { nodeId: config.nodeId, keyPrefix: config.cluster.keyPrefix, heartbeatMs: config.cluster.heartbeatMs },
+      { pubsub: cluster.connections.pubsub, app, lookup: docId => registry.get(docId), writeBehind, log }
+    )
+    try {
+      await bridge.start()
+    } catch (err) {
+      // Redis may be down at start: the subscriber retries; readiness reports the outage.
+      log.warn({ err: (err as Error).message }, 'bridge could not subscribe yet; will retry when redis is reachable')
+    }
+  }
+
   const sockets = new Set<uWS.WebSocket<Connection>>()
   let closing = false
-  const messageContext: MessageContext = { app, writeBehind }
+  const messageContext: MessageContext = { app, writeBehind, bridge }
   const upgradeContext: UpgradeContext = { verifier, registry, log, isClosing: () => closing }
 
   const behavior: uWS.WebSocketBehavior<Connection> = {
@@ -60,6 +92,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
       const conn = ws.getUserData()
       sockets.add(ws)
       ws.subscribe(conn.doc.topic)
+      participants.join(conn.docId, conn.userId)
       conn.log.debug({ readOnly: conn.readOnly }, 'connection opened')
       greet(ws, conn)
     },
@@ -94,10 +127,11 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
         conn.log.debug({ code }, 'connection closed')
       }
       try {
-        dropPresence(app, conn)
+        dropPresence(messageContext, conn)
       } catch (err) {
         conn.log.error({ err }, 'failed to remove presence of closed connection')
       }
+      participants.leave(conn.docId, conn.userId)
       registry.release(conn.doc)
     }
   }
@@ -106,16 +140,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   // A missing or empty document id still deserves a precise answer, not a 404.
   app.ws(DOCUMENT_PATH_PREFIX.slice(0, -1), behavior)
 
-  app.get('/healthz', res => { sendJson(res, 200, { status: 'ok' }) })
-  app.get('/readyz', res => {
-    const abort = trackAbort(res)
-    void readiness().then(result => {
-      if (!abort.aborted) sendJson(res, result.ready ? 200 : 503, result)
-    })
-  })
-  app.any('/*', res => { sendJson(res, 404, { error: 'not_found' }) })
-
-  async function readiness (): Promise<{ ready: boolean; status: string; problems: string[] }> {
+  const readiness = async (): Promise<Readiness> => {
     const problems: string[] = []
     if (closing) problems.push('shutting down')
     if (!writeBehind.healthy) problems.push(`store writes failing: ${writeBehind.failure ?? 'unknown'}`)
@@ -124,8 +149,10 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     } catch (err) {
       problems.push(`store unreachable: ${(err as Error).message}`)
     }
+    if (cluster !== null && !cluster.connections.pubsub.connected) problems.push('redis pub/sub disconnected')
     return { ready: problems.length === 0, status: problems.length === 0 ? 'ready' : 'not-ready', problems }
   }
+  registerHttpRoutes(app, { readiness, verifier, participants })
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
     app.listen(config.host, config.port, socket => {
@@ -139,9 +166,12 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   let closed: Promise<void> | null = null
   return {
     port,
+    nodeId: config.nodeId,
     registry,
     writeBehind,
+    bridge,
     get connectionCount () { return sockets.size },
+    readiness,
     close: () => {
       closed ??= (async () => {
         closing = true
@@ -152,7 +182,10 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
           await registry.closeAll(Date.now() + config.shutdownTimeoutMs)
         } finally {
           app.close()
+          await bridge?.close()
+          await participants.close()
           await store.close()
+          await cluster?.connections.close()
         }
       })()
       return closed

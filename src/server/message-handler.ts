@@ -1,6 +1,8 @@
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
 import { applyAwarenessUpdate, encodeAwarenessUpdate, removeAwarenessStates } from 'y-protocols/awareness'
 import { UpdateRejectedError } from '../documents/live-document.js'
+import type { ClusterBridge } from '../cluster/bridge.js'
+import type { LiveDocument } from '../documents/live-document.js'
 import type { WriteBehind } from '../persistence/write-behind.js'
 import { validateAwarenessUpdate } from '../protocol/awareness-validation.js'
 import {
@@ -19,6 +21,8 @@ import type { Connection } from './connection.js'
 export interface MessageContext {
   app: TemplatedApp
   writeBehind: WriteBehind
+  /** Cluster mode: forwards what local clients send to the other nodes. */
+  bridge: ClusterBridge | null
 }
 
 const READ_ONLY_REASON = 'read-only access: updates are not accepted'
@@ -59,7 +63,9 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
         if (err instanceof UpdateRejectedError) {
           if (err.partial !== null) {
             // Part of the update integrated before Yjs failed: everyone must get exactly that part.
-            ctx.app.publish(doc.topic, encodeSyncUpdate(err.partial), true)
+            const partialFrame = encodeSyncUpdate(err.partial)
+            ctx.app.publish(doc.topic, partialFrame, true)
+            ctx.bridge?.publishUpdate(doc, partialFrame)
             ctx.writeBehind.enqueue(doc.id, err.partial)
           }
           throw new MalformedMessageError(`update rejected: ${err.message}`)
@@ -68,6 +74,7 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
       }
       const forward = message.kind === 'sync-update' ? frame : step2FrameAsUpdateFrame(frame)
       ws.publish(doc.topic, forward, true)
+      ctx.bridge?.publishUpdate(doc, forward)
       // The frame's buffer belongs to uWS and dies with this callback: keep a copy.
       ctx.writeBehind.enqueue(doc.id, message.update.slice())
       return
@@ -79,6 +86,7 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
       validateAwarenessUpdate(message.update)
       applyAwarenessUpdate(doc.awareness, message.update, conn)
       ws.publish(doc.topic, frame, true)
+      ctx.bridge?.publishAwareness(doc, frame)
       return
     case 'query-awareness': {
       const states = doc.awareness.getStates()
@@ -87,14 +95,27 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
   }
 }
 
-/** Removes the closed connection's presence for everyone else. */
-export function dropPresence (app: TemplatedApp, conn: Connection): void {
+/** Removes the closed connection's presence for everyone else, on this node and the others. */
+export function dropPresence (ctx: MessageContext, conn: Connection): void {
   if (conn.awarenessClients.size === 0) return
   const ids = [...conn.awarenessClients]
   const awareness = conn.doc.awareness
   removeAwarenessStates(awareness, ids, conn)
   // Encoded with each client's last clock and a null state, which every peer accepts as removal.
-  app.publish(conn.doc.topic, encodeAwareness(encodeAwarenessUpdate(awareness, ids)), true)
+  const frame = encodeAwareness(encodeAwarenessUpdate(awareness, ids))
+  ctx.app.publish(conn.doc.topic, frame, true)
+  ctx.bridge?.publishAwareness(conn.doc, frame)
+}
+
+/**
+ * Presence that was not renewed for 30 s (a client or a whole node that vanished without a close)
+ * is dropped by the server's awareness; tell this node's clients.
+ */
+export function publishAwarenessTimeouts (app: TemplatedApp, doc: LiveDocument): void {
+  doc.awareness.on('update', ({ removed }: { removed: number[] }, origin: unknown) => {
+    if (origin !== 'timeout' || removed.length === 0 || doc.state === 'unloaded') return
+    app.publish(doc.topic, encodeAwareness(encodeAwarenessUpdate(doc.awareness, removed)), true)
+  })
 }
 
 function refuseWrite (ws: WebSocket<Connection>, conn: Connection): void {

@@ -5,6 +5,7 @@ import { validateDocumentId } from '../documents/document-id.js'
 import type { DocumentRegistry } from '../documents/registry.js'
 import { newConnectionId, type Connection } from './connection.js'
 import { sendJson, trackAbort } from './http-util.js'
+import { requestToken } from './http-routes.js'
 
 export const DOCUMENT_PATH_PREFIX = '/ws/document/'
 
@@ -33,7 +34,7 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
   // Everything from `req` must be read now: it is only valid until this function returns.
   const url = req.getUrl()
   const docId = url.startsWith(DOCUMENT_PATH_PREFIX) ? url.slice(DOCUMENT_PATH_PREFIX.length) : ''
-  const token = req.getQuery('token') ?? bearerToken(req.getHeader('authorization'))
+  const token = requestToken(req)
   const secKey = req.getHeader('sec-websocket-key')
   const secProtocol = req.getHeader('sec-websocket-protocol').split(',')[0]?.trim() ?? ''
   const secExtensions = req.getHeader('sec-websocket-extensions')
@@ -101,9 +102,4 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
     ctx.log.error({ err, docId }, 'upgrade failed')
     if (!abort.aborted) sendJson(res, 500, { error: 'internal', message: 'internal error' })
   })
-}
-
-function bearerToken (header: string): string {
-  const match = /^Bearer\s+(.+)$/i.exec(header.trim())
-  return match?.[1] ?? ''
 }

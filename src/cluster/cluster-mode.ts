@@ -1,0 +1,24 @@
+import type { Logger } from 'pino'
+import type { ClusterConfig } from '../config/config.js'
+import { RedisStore } from '../persistence/redis-store.js'
+import { connectRedis, type RedisConnections } from '../redis/connections.js'
+import { RedisParticipants } from './redis-participants.js'
+
+/** The Redis-backed pieces of a cluster node, created before the server wires them together. */
+export interface ClusterResources {
+  connections: RedisConnections
+  store: RedisStore
+  participants: RedisParticipants
+}
+
+export function createClusterResources (config: ClusterConfig, nodeId: string, log: Logger): ClusterResources {
+  const connections = connectRedis(
+    config.redis.kind === 'single' ? config.redis : { kind: 'cluster', nodes: config.redis.nodes },
+    log
+  )
+  return {
+    connections,
+    store: new RedisStore(connections.commands, config.keyPrefix, config.docTtlSeconds),
+    participants: new RedisParticipants(nodeId, connections.commands, config.keyPrefix, config.participantTtlSeconds, log)
+  }
+}

@@ -1,0 +1,143 @@
+import type { Cluster, Redis } from 'ioredis'
+import type { AppendEntry, DocumentStore, StoredDocument } from './document-store.js'
+import { documentKeys } from '../redis/keys.js'
+
+/**
+ * Replaces the log prefix by a snapshot, atomically, and only if nobody compacted since the caller
+ * loaded (the snapshot cursor is unchanged): two nodes compacting at once can never let the later
+ * one overwrite a snapshot that already absorbed entries the later one never saw.
+ *   KEYS[1] snapshot hash {data, cursor}   KEYS[2] update stream
+ *   ARGV[1] expected snapshot cursor ("" for none)  ARGV[2] new snapshot  ARGV[3] new cursor
+ *   ARGV[4] first stream id to keep (MINID)        ARGV[5] TTL seconds (0 = none)
+ */
+const COMPACT_SCRIPT = `
+local current = redis.call('HGET', KEYS[1], 'cursor')
+if current == false then current = '' end
+if current ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'cursor', ARGV[3])
+redis.call('XTRIM', KEYS[2], 'MINID', ARGV[4])
+local ttl = tonumber(ARGV[5])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+return 1
+`
+
+type RedisClient = Redis | Cluster
+type CompactCommand = (snapKey: string, logKey: string, expected: string, snapshot: Buffer, cursor: string, minId: string, ttl: number) => Promise<number>
+
+/**
+ * Cluster-mode store. Per document (all keys share the hash tag {docId}, so they live in one
+ * Redis Cluster slot and one MULTI or script can cover them):
+ *   {prefix}{docId}:log   a stream of updates (field "u"); XADD ids order them
+ *   {prefix}{docId}:snap  a hash {data: merged snapshot, cursor: last stream id it absorbed}
+ * Any number of nodes append concurrently (XADD never overwrites); compaction is a script.
+ * Cursor format handed to compact(): "<snapshot cursor>|<last stream id read>".
+ */
+export class RedisStore implements DocumentStore {
+  readonly name = 'redis'
+
+  constructor (
+    private readonly redis: RedisClient,
+    private readonly prefix: string,
+    private readonly ttlSeconds: number
+  ) {
+    redis.defineCommand('collabCompact', { numberOfKeys: 2, lua: COMPACT_SCRIPT })
+  }
+
+  async open (): Promise<void> {
+    // The connection is established (and retried) by ioredis; a failing Redis only makes the
+    // node not-ready, it must not stop it from starting and holding edits in memory.
+  }
+
+  async load (docId: string): Promise<StoredDocument> {
+    const keys = documentKeys(this.prefix, docId)
+    // One MULTI: a compaction between reading the snapshot and the stream would lose entries.
+    const transaction = this.redis.multi().hgetallBuffer(keys.snapshot).xrangeBuffer(keys.log, '-', '+')
+    if (this.ttlSeconds > 0) transaction.expire(keys.snapshot, this.ttlSeconds).expire(keys.log, this.ttlSeconds)
+    const results = await transaction.exec()
+    if (results === null) throw new Error('redis transaction aborted')
+    for (const [err] of results) if (err !== null) throw err
+    const snapshot = results[0]![1] as Record<string, Buffer> | Buffer[]
+    const entries = results[1]![1] as Array<[Buffer, Buffer[]]>
+    const snap = normalizeHash(snapshot)
+    const updates: Uint8Array[] = []
+    let bytes = 0
+    if (snap.data !== undefined && snap.data.length > 0) {
+      updates.push(snap.data)
+      bytes += snap.data.length
+    }
+    const snapCursor = snap.cursor?.toString() ?? ''
+    let lastId = snapCursor
+    for (const [id, fields] of entries) {
+      const update = fieldValue(fields, 'u')
+      if (update === undefined) continue
+      updates.push(update)
+      bytes += update.length
+      lastId = id.toString()
+    }
+    const cursor = updates.length === 0 ? null : `${snapCursor}|${lastId}`
+    return { updates, cursor, bytes }
+  }
+
+  async append (entries: AppendEntry[]): Promise<void> {
+    // One MULTI per document: its keys share a slot, while different documents may not.
+    await Promise.all(entries.map(async ({ docId, update }) => {
+      const keys = documentKeys(this.prefix, docId)
+      const transaction = this.redis.multi().xadd(keys.log, '*', 'u', Buffer.from(update.buffer, update.byteOffset, update.byteLength))
+      if (this.ttlSeconds > 0) transaction.expire(keys.log, this.ttlSeconds).expire(keys.snapshot, this.ttlSeconds)
+      const results = await transaction.exec()
+      if (results === null) throw new Error('redis transaction aborted')
+      for (const [err] of results) if (err !== null) throw err
+    }))
+  }
+
+  async compact (docId: string, snapshot: Uint8Array, cursor: string): Promise<void> {
+    const [expected, lastId] = splitCursor(cursor)
+    if (lastId === '' || lastId === expected) return // nothing in the stream to absorb
+    const keys = documentKeys(this.prefix, docId)
+    const compactCommand = (this.redis as unknown as { collabCompact: CompactCommand }).collabCompact
+    await compactCommand.call(this.redis, keys.snapshot, keys.log, expected, Buffer.from(snapshot), lastId, nextStreamId(lastId), this.ttlSeconds)
+  }
+
+  async delete (docId: string): Promise<void> {
+    const keys = documentKeys(this.prefix, docId)
+    await this.redis.multi().del(keys.snapshot).del(keys.log).exec()
+  }
+
+  async ping (): Promise<void> {
+    if (this.redis.status !== 'ready') throw new Error(`redis is ${this.redis.status}`)
+    await this.redis.ping()
+  }
+
+  async close (): Promise<void> {
+    // The connection is owned (and closed) by the cluster module.
+  }
+}
+
+function splitCursor (cursor: string): [string, string] {
+  const bar = cursor.indexOf('|')
+  return bar < 0 ? ['', cursor] : [cursor.slice(0, bar), cursor.slice(bar + 1)]
+}
+
+/** The smallest stream id greater than `id` ("ms-seq"): XTRIM MINID keeps ids >= it. */
+function nextStreamId (id: string): string {
+  const [ms, seq] = id.split('-')
+  return `${ms}-${BigInt(seq ?? '0') + 1n}`
+}
+
+function normalizeHash (value: Record<string, Buffer> | Buffer[] | null): Record<string, Buffer> {
+  if (value === null) return {}
+  if (!Array.isArray(value)) return value
+  const result: Record<string, Buffer> = {}
+  for (let i = 0; i + 1 < value.length; i += 2) result[value[i]!.toString()] = value[i + 1]!
+  return result
+}
+
+function fieldValue (fields: Buffer[], name: string): Buffer | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i]!.toString() === name) return fields[i + 1]
+  }
+  return undefined
+}

@@ -1,0 +1,125 @@
+import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis'
+import type { Logger } from 'pino'
+
+export type RedisTarget =
+  | { kind: 'single'; url: string }
+  | { kind: 'cluster'; nodes: ClusterNode[] }
+
+/**
+ * Publish/subscribe over either plain Redis pub/sub or, on Redis Cluster, sharded pub/sub
+ * (SPUBLISH/SSUBSCRIBE), where a channel lives on the shard of its hash slot instead of being
+ * broadcast to every node of the cluster.
+ */
+export interface PubSub {
+  subscribe (channel: string): Promise<void>
+  unsubscribe (channel: string): Promise<void>
+  /** Fire and forget; false when the connection is down and the message was not sent. */
+  publish (channel: string, message: Buffer): boolean
+  onMessage (handler: (channel: string, message: Buffer) => void): void
+  /** Called each time the subscriber connection is ready again after losing it. */
+  onReconnect (handler: () => void): void
+  readonly connected: boolean
+}
+
+export interface RedisConnections {
+  commands: Redis | Cluster
+  pubsub: PubSub
+  close (): Promise<void>
+}
+
+// Commands fail fast while Redis is unreachable instead of queueing without bound: the
+// write-behind keeps updates and retries, and the bridge re-syncs after reconnecting.
+const COMMON: RedisOptions = {
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 1,
+  connectTimeout: 2_000,
+  retryStrategy: attempt => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
+  lazyConnect: false
+}
+
+export function connectRedis (target: RedisTarget, log: Logger): RedisConnections {
+  if (target.kind === 'single') {
+    const commands = new Redis(target.url, { ...COMMON, connectionName: 'collab-commands' })
+    // The subscriber queues its (re)subscriptions while offline; ioredis replays them on reconnect.
+    const subscriber = new Redis(target.url, { ...COMMON, enableOfflineQueue: true, maxRetriesPerRequest: null, connectionName: 'collab-subscriber' })
+    watch(commands, 'commands', log)
+    watch(subscriber, 'subscriber', log)
+    return {
+      commands,
+      pubsub: classicPubSub(commands, subscriber),
+      close: async () => { await quit(commands); await quit(subscriber) }
+    }
+  }
+  const clusterOptions = { enableOfflineQueue: false, redisOptions: COMMON, clusterRetryStrategy: (attempt: number) => Math.min(100 * attempt, 2_000) }
+  const commands = new Cluster(target.nodes, clusterOptions)
+  const subscriber = new Cluster(target.nodes, { ...clusterOptions, enableOfflineQueue: true, shardedSubscribers: true })
+  watch(commands, 'commands', log)
+  watch(subscriber, 'subscriber', log)
+  return {
+    commands,
+    pubsub: shardedPubSub(commands, subscriber),
+    close: async () => { await quit(commands); await quit(subscriber) }
+  }
+}
+
+function classicPubSub (commands: Redis, subscriber: Redis): PubSub {
+  return {
+    subscribe: async channel => { await subscriber.subscribe(channel) },
+    unsubscribe: async channel => { await subscriber.unsubscribe(channel) },
+    publish: (channel, message) => {
+      if (commands.status !== 'ready') return false
+      commands.publish(channel, message).catch(() => {})
+      return true
+    },
+    onMessage: handler => { subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => handler(channel.toString(), message)) },
+    onReconnect: handler => onReadyAgain(subscriber, handler),
+    get connected () { return commands.status === 'ready' && subscriber.status === 'ready' }
+  }
+}
+
+function shardedPubSub (commands: Cluster, subscriber: Cluster): PubSub {
+  return {
+    subscribe: async channel => { await subscriber.ssubscribe(channel) },
+    unsubscribe: async channel => { await subscriber.sunsubscribe(channel) },
+    publish: (channel, message) => {
+      if (commands.status !== 'ready') return false
+      commands.spublish(channel, message).catch(() => {})
+      return true
+    },
+    onMessage: handler => { subscriber.on('smessageBuffer', (channel: Buffer, message: Buffer) => handler(channel.toString(), message)) },
+    onReconnect: handler => onReadyAgain(subscriber, handler),
+    get connected () { return commands.status === 'ready' && subscriber.status === 'ready' }
+  }
+}
+
+function onReadyAgain (client: Redis | Cluster, handler: () => void): void {
+  let wasReady = client.status === 'ready'
+  let lost = false
+  client.on('ready', () => {
+    if (wasReady && lost) handler()
+    wasReady = true
+    lost = false
+  })
+  client.on('close', () => { if (wasReady) lost = true })
+  client.on('end', () => { if (wasReady) lost = true })
+}
+
+function watch (client: Redis | Cluster, role: string, log: Logger): void {
+  let down = false
+  client.on('error', (err: Error) => {
+    if (!down) log.warn({ role, err: err.message }, 'redis connection error')
+    down = true
+  })
+  client.on('ready', () => {
+    if (down) log.info({ role }, 'redis connection restored')
+    down = false
+  })
+}
+
+async function quit (client: Redis | Cluster): Promise<void> {
+  try {
+    await client.quit()
+  } catch {
+    client.disconnect()
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * Every Redis key and channel name the server uses. All of one document's names carry the hash tag
+ * {docId}, so in Redis Cluster they share one slot (and one shard for sharded pub/sub).
+ * Document ids cannot contain braces (documents/document-id.ts), so the tag is exact.
+ */
+export function documentKeys (prefix: string, docId: string): {
+  log: string
+  snapshot: string
+  channel: string
+  participantNodes: string
+  participants: (nodeId: string) => string
+} {
+  const base = `${prefix}{${docId}}`
+  return {
+    log: `${base}:log`,
+    snapshot: `${base}:snap`,
+    channel: `${base}:bridge`,
+    participantNodes: `${base}:participant-nodes`,
+    participants: nodeId => `${base}:participants:${nodeId}`
+  }
+}
+
+/** The channel on which a node receives replies meant for it alone. */
+export function nodeChannel (prefix: string, nodeId: string): string {
+  return `${prefix}node:{${nodeId}}`
+}

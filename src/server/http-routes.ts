@@ -1,0 +1,66 @@
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
+import { AuthError, type TokenVerifier } from '../auth/principal.js'
+import { validateDocumentId } from '../documents/document-id.js'
+import type { ParticipantDirectory } from '../documents/participants.js'
+import { sendJson, trackAbort } from './http-util.js'
+
+export interface Readiness {
+  ready: boolean
+  status: 'ready' | 'not-ready'
+  problems: string[]
+}
+
+export interface HttpRouteContext {
+  readiness: () => Promise<Readiness>
+  verifier: TokenVerifier
+  participants: ParticipantDirectory
+}
+
+/** Plain HTTP endpoints: health, readiness, participants. */
+export function registerHttpRoutes (app: TemplatedApp, ctx: HttpRouteContext): void {
+  app.get('/healthz', res => { sendJson(res, 200, { status: 'ok' }) })
+
+  app.get('/readyz', res => {
+    const abort = trackAbort(res)
+    void ctx.readiness().then(result => {
+      if (!abort.aborted) sendJson(res, result.ready ? 200 : 503, result)
+    })
+  })
+
+  app.get('/documents/:docId/participants', (res, req) => {
+    const docId = req.getParameter(0) ?? ''
+    const token = requestToken(req)
+    const abort = trackAbort(res)
+    const idProblem = validateDocumentId(docId)
+    if (idProblem !== null) {
+      sendJson(res, 400, { error: 'invalid_document_id', message: idProblem })
+      return
+    }
+    void (async () => {
+      try {
+        const principal = await ctx.verifier.verify(token)
+        if (!principal.admin && principal.policy.accessFor(docId) === 'none') {
+          if (!abort.aborted) sendJson(res, 403, { error: 'forbidden', message: 'token does not grant access to this document' })
+          return
+        }
+        const participants = await ctx.participants.list(docId)
+        if (!abort.aborted) sendJson(res, 200, { docId, participants })
+      } catch (err) {
+        if (abort.aborted) return
+        if (err instanceof AuthError) {
+          sendJson(res, err.reason === 'unavailable' ? 503 : 401, { error: `token_${err.reason}`, message: err.message })
+        } else {
+          sendJson(res, 503, { error: 'unavailable', message: 'participant list unavailable' })
+        }
+      }
+    })()
+  })
+
+  app.any('/*', res => { sendJson(res, 404, { error: 'not_found' }) })
+}
+
+/** The request's token: `Authorization: Bearer` first, else the `token` query parameter. */
+export function requestToken (req: HttpRequest): string {
+  const match = /^Bearer\s+(.+)$/i.exec(req.getHeader('authorization').trim())
+  return match?.[1] ?? req.getQuery('token') ?? ''
+}
