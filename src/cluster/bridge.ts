@@ -65,6 +65,7 @@ export class ClusterBridge {
   dropNextOutgoingUpdate = false
   private readonly links = new Map<string, DocumentLink>()
   private readonly ownChannel: string
+  private resyncRetry: NodeJS.Timeout | null = null
 
   constructor (private readonly options: BridgeOptions, private readonly deps: BridgeDependencies) {
     this.ownChannel = nodeChannel(options.keyPrefix, options.nodeId)
@@ -133,6 +134,7 @@ export class ClusterBridge {
   }
 
   async close (): Promise<void> {
+    if (this.resyncRetry !== null) clearTimeout(this.resyncRetry)
     for (const docId of [...this.links.keys()]) await this.detach(docId)
     await this.deps.pubsub.unsubscribe(this.ownChannel).catch(() => {})
   }
@@ -287,6 +289,15 @@ export class ClusterBridge {
   }
 
   private resyncAll (reason: string): void {
+    // Both connections must be up: a request published while the publisher is still reconnecting
+    // would be lost, and one received while the subscriber is would go unanswered.
+    if (!this.deps.pubsub.connected) {
+      this.resyncRetry ??= setTimeout(() => {
+        this.resyncRetry = null
+        this.resyncAll(reason)
+      }, 100)
+      return
+    }
     this.deps.log.info({ reason, documents: this.links.size }, 'bridge: re-syncing every document with peers')
     for (const [docId, link] of this.links) {
       link.peers.clear()

@@ -124,7 +124,13 @@ export class WriteBehind {
       this.lastError = (err as Error).message
       const delay = Math.min(this.options.retryMaxMs, this.options.intervalMs * 2 ** Math.min(this.consecutiveFailures, 16))
       this.retryAt = Date.now() + delay
-      this.log.error({ err, documents: entries.length, failures: this.consecutiveFailures, retryInMs: delay }, 'store write failed; updates kept for retry')
+      // Log the first failure in full, then a short line every 20 attempts: an outage must not
+      // flood the log.
+      if (this.consecutiveFailures === 1) {
+        this.log.error({ err, documents: entries.length, retryInMs: delay }, 'store write failed; updates kept for retry')
+      } else if (this.consecutiveFailures % 20 === 0) {
+        this.log.error({ err: this.lastError, failures: this.consecutiveFailures, pendingDocuments: this.pending.size }, 'store writes still failing; updates kept')
+      }
       throw err
     }
     if (this.consecutiveFailures > 0) {

@@ -16,7 +16,7 @@ export interface PubSub {
   /** Fire and forget; false when the connection is down and the message was not sent. */
   publish (channel: string, message: Buffer): boolean
   onMessage (handler: (channel: string, message: Buffer) => void): void
-  /** Called each time the subscriber connection is ready again after losing it. */
+  /** Called each time a connection (publisher or subscriber) is ready again after losing it. */
   onReconnect (handler: () => void): void
   readonly connected: boolean
 }
@@ -72,7 +72,7 @@ function classicPubSub (commands: Redis, subscriber: Redis): PubSub {
       return true
     },
     onMessage: handler => { subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => handler(channel.toString(), message)) },
-    onReconnect: handler => onReadyAgain(subscriber, handler),
+    onReconnect: handler => { onReadyAgain(subscriber, handler); onReadyAgain(commands, handler) },
     get connected () { return commands.status === 'ready' && subscriber.status === 'ready' }
   }
 }
@@ -87,7 +87,7 @@ function shardedPubSub (commands: Cluster, subscriber: Cluster): PubSub {
       return true
     },
     onMessage: handler => { subscriber.on('smessageBuffer', (channel: Buffer, message: Buffer) => handler(channel.toString(), message)) },
-    onReconnect: handler => onReadyAgain(subscriber, handler),
+    onReconnect: handler => { onReadyAgain(subscriber, handler); onReadyAgain(commands, handler) },
     get connected () { return commands.status === 'ready' && subscriber.status === 'ready' }
   }
 }

@@ -1,0 +1,122 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tempDir } from './server.js'
+import { freePort } from './ports.js'
+import { sleep, waitFor } from './wait.js'
+
+export interface RedisProcess {
+  port: number
+  url: string
+  readonly pid: number | undefined
+  /** Stops the process (SIGKILL by default) and waits for it to exit. */
+  stop: (signal?: NodeJS.Signals) => Promise<void>
+  /** Starts it again on the same port and data directory. */
+  start: () => Promise<void>
+  cleanup: () => Promise<void>
+}
+
+const running = new Set<ChildProcess>()
+process.on('exit', () => { for (const proc of running) proc.kill('SIGKILL') })
+
+async function launch (args: string[]): Promise<ChildProcess> {
+  const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  running.add(proc)
+  proc.on('exit', () => running.delete(proc))
+  let output = ''
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${output}`)), 10_000)
+    proc.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      if (output.includes('Ready to accept connections')) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    proc.on('exit', code => { clearTimeout(timer); reject(new Error(`redis-server exited (${code}): ${output}`)) })
+  })
+  return proc
+}
+
+async function stopProcess (proc: ChildProcess | null, signal: NodeJS.Signals): Promise<void> {
+  if (proc === null || proc.exitCode !== null || proc.signalCode !== null) return
+  const exited = new Promise(resolve => proc.once('exit', resolve))
+  proc.kill(signal)
+  await exited
+}
+
+/**
+ * A real redis-server on a free port, persisting with an fsync-always AOF into its own temp
+ * directory, so a stop and start keeps the data as a production Redis with AOF would.
+ */
+export async function startRedis (options: { port?: number; extraArgs?: string[] } = {}): Promise<RedisProcess> {
+  const port = options.port ?? await freePort()
+  const dir = tempDir('collab-redis-')
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes',
+    '--appendfsync', 'always', '--protected-mode', 'no', ...(options.extraArgs ?? [])]
+  let proc: ChildProcess | null = await launch(args)
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    get pid () { return proc?.pid },
+    stop: async (signal = 'SIGKILL') => {
+      await stopProcess(proc, signal)
+      proc = null
+    },
+    start: async () => {
+      // The port may linger briefly after a kill; retry the bind for a moment.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          proc = await launch(args)
+          return
+        } catch (err) {
+          if (attempt > 20) throw err
+          await sleep(100)
+        }
+      }
+    },
+    cleanup: async () => {
+      await stopProcess(proc, 'SIGKILL')
+      proc = null
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
+
+async function portPairFree (port: number): Promise<boolean> {
+  const tryBind = async (p: number): Promise<boolean> => await new Promise(resolve => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen(p, '127.0.0.1', () => server.close(() => resolve(true)))
+  })
+  return await tryBind(port) && await tryBind(port + 10000)
+}
+
+export interface RedisCluster {
+  nodes: RedisProcess[]
+  /** REDIS_CLUSTER_NODES value. */
+  nodeList: string
+  cleanup: () => Promise<void>
+}
+
+/** Three masters, no replicas, slots spread by redis-cli --cluster create. */
+export async function startRedisCluster (masters = 3): Promise<RedisCluster> {
+  const ports: number[] = []
+  while (ports.length < masters) {
+    // Cluster bus ports are port + 10000: both must be free.
+    const candidate = 20000 + Math.floor(Math.random() * 9000)
+    if (!ports.includes(candidate) && await portPairFree(candidate)) ports.push(candidate)
+  }
+  const nodes: RedisProcess[] = []
+  for (const port of ports) {
+    nodes.push(await startRedis({ port, extraArgs: ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000'] }))
+  }
+  const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map(p => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 })
+  if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stdout} ${created.stderr}`)
+  await waitFor(() => ports.every(p => /cluster_state:ok/.test(spawnSync('redis-cli', ['-p', String(p), 'cluster', 'info'], { encoding: 'utf8' }).stdout)), 'cluster state ok', 20_000)
+  return {
+    nodes,
+    nodeList: ports.map(p => `127.0.0.1:${p}`).join(','),
+    cleanup: async () => { for (const node of nodes) await node.cleanup() }
+  }
+}
