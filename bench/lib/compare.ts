@@ -1,0 +1,42 @@
+/** Builds ratio comparisons between two target runs. */
+import type { Comparison, TargetCheck, TargetRun } from './result.js'
+import { sig } from './stats.js'
+
+export interface TargetSpec {
+  kind: 'max' | 'min'
+  ratio: number
+  text: string
+}
+
+export function compareMetric (metric: string, subject: TargetRun | undefined, baseline: TargetRun | undefined, target?: TargetSpec): Comparison | null {
+  if (subject === undefined || baseline === undefined) return null
+  const s = subject.metrics[metric] ?? null
+  const b = baseline.metrics[metric] ?? null
+  const ratio = s !== null && b !== null && b !== 0 ? sig(s / b, 3) : null
+  let check: TargetCheck | undefined
+  if (target !== undefined) {
+    const met = ratio === null ? null : target.kind === 'max' ? ratio <= target.ratio : ratio >= target.ratio
+    check = { ...target, met }
+  }
+  return {
+    metric,
+    subject: subject.target,
+    baseline: baseline.target,
+    subjectValue: s,
+    baselineValue: b,
+    ratio,
+    ...(check === undefined ? {} : { target: check })
+  }
+}
+
+/** ours vs reference for each metric; `targets` attaches the issue's targets to some of them. */
+export function compareOursReference (runs: TargetRun[], metrics: string[], targets: Record<string, TargetSpec> = {}): Comparison[] {
+  const ours = runs.find(r => r.target === 'ours' && r.error === undefined)
+  const reference = runs.find(r => r.target === 'reference' && r.error === undefined)
+  const out: Comparison[] = []
+  for (const metric of metrics) {
+    const c = compareMetric(metric, ours, reference, targets[metric])
+    if (c !== null) out.push(c)
+  }
+  return out
+}

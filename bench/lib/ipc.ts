@@ -1,0 +1,76 @@
+/** Messages between the coordinator (bench/run.ts) and its generator worker processes. */
+import type { Endpoint } from './wsraw.js'
+
+export type Role = 'writer' | 'observer' | 'sink'
+
+export interface ClientSpec {
+  id: number
+  role: Role
+  docId: string
+  endpoint: Endpoint
+}
+
+export interface ConnectResult {
+  id: number
+  ok: boolean
+  /** Connect start to sync step 2 received, ms. */
+  ms: number
+  error?: string
+}
+
+export interface WorkerSnapshot {
+  /** Cumulative edits sent per document by this worker's writers. */
+  sentByDoc: Record<string, number>
+  /** Cumulative sync updates received by sinks and by observers. */
+  sinkUpdates: number
+  observerUpdates: number
+  /** Clients of this worker currently open / closed since connecting. */
+  open: number
+  closed: number
+  closeReasons: Record<string, number>
+  /** Cumulative process CPU, µs. */
+  cpuUserUs: number
+  cpuSystemUs: number
+  wallMs: number
+  /** Event-loop delay since the last reset, ms. */
+  eldP50Ms: number
+  eldP99Ms: number
+  eldMaxMs: number
+  /** Largest writer backlog (edits due but not yet sent when a tick ran) since the last reset. */
+  writerLagMax: number
+  /** Largest outgoing buffer of a writer, bytes, since the last reset. */
+  writerBufferedMax: number
+  /** Observer samples (send time, latency) flattened, when requested. */
+  samples?: Float64Array
+  rssBytes: number
+}
+
+export interface DocDigest {
+  docId: string
+  role: 'writer' | 'observer'
+  length: number
+  stateVector: string
+  sum: number
+  errors: string[]
+}
+
+export type Request =
+  | { type: 'connect'; clients: ClientSpec[]; concurrency: number; timeoutMs: number }
+  | { type: 'start-writers'; rate: number }
+  | { type: 'stop-writers' }
+  | { type: 'record'; on: boolean }
+  | { type: 'snapshot'; resetLoopDelay: boolean; takeSamples: boolean }
+  | { type: 'digest' }
+  | { type: 'close-all' }
+
+export type Reply =
+  | { type: 'connect'; results: ConnectResult[] }
+  | { type: 'snapshot'; snapshot: WorkerSnapshot }
+  | { type: 'digest'; digests: DocDigest[] }
+  | { type: 'ok' }
+
+export interface Envelope<T> {
+  seq: number
+  body: T
+  error?: string
+}

@@ -1,0 +1,65 @@
+/** Process and machine figures from /proc (Linux). */
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+
+let clockTicks = 0
+/** Clock ticks per second of /proc/PID/stat times (getconf CLK_TCK, normally 100). */
+export function clkTck (): number {
+  if (clockTicks === 0) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100
+    } catch {
+      clockTicks = 100
+    }
+  }
+  return clockTicks
+}
+
+export interface ProcCpu {
+  /** Seconds of user and system CPU since the process started. */
+  user: number
+  system: number
+}
+
+/** utime and stime (fields 14 and 15) of /proc/PID/stat, in seconds. */
+export function readProcCpu (pid: number): ProcCpu {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // The command name (field 2) may contain spaces: fields are counted after its closing ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const ticks = clkTck()
+  return { user: Number(fields[11]) / ticks, system: Number(fields[12]) / ticks }
+}
+
+/** VmRSS of /proc/PID/status, in bytes. */
+export function readRss (pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)
+  return match === null ? 0 : Number(match[1]) * 1024
+}
+
+export interface MachineCpu {
+  /** Jiffies, summed over all CPUs. */
+  busy: number
+  total: number
+}
+
+/** Whole-machine CPU counters from the first line of /proc/stat. */
+export function readMachineCpu (): MachineCpu {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? ''
+  const values = line.trim().split(/\s+/).slice(1).map(Number)
+  const idle = (values[3] ?? 0) + (values[4] ?? 0)
+  const total = values.slice(0, 8).reduce((a, b) => a + b, 0)
+  return { busy: total - idle, total }
+}
+
+/** Sums the CPU of several processes (the nodes of a cluster). */
+export function sumCpu (pids: number[]): ProcCpu {
+  let user = 0
+  let system = 0
+  for (const pid of pids) {
+    const cpu = readProcCpu(pid)
+    user += cpu.user
+    system += cpu.system
+  }
+  return { user, system }
+}

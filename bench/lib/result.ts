@@ -1,0 +1,95 @@
+/** The shape of a result file (bench/results/*.json) and the metric catalogue. */
+
+export interface TargetRun {
+  /** 'ours', 'reference', 'ours-2-nodes', ... */
+  target: string
+  version: string
+  /** Headline figures, keyed by the catalogue below. */
+  metrics: Record<string, number | null>
+  /** Everything else: steps, connect summaries, per-worker generator figures. */
+  details: Record<string, unknown>
+  notes: string[]
+  /** The generator (not the server) limited some figure of this run. */
+  generatorBound: boolean
+  error?: string
+}
+
+export interface TargetCheck {
+  /** e.g. "<= 0.5x reference" */
+  text: string
+  kind: 'max' | 'min'
+  ratio: number
+  met: boolean | null
+}
+
+export interface Comparison {
+  metric: string
+  /** What is compared with what, e.g. ours vs reference, ours-2-nodes vs ours. */
+  subject: string
+  baseline: string
+  subjectValue: number | null
+  baselineValue: number | null
+  /** subject / baseline */
+  ratio: number | null
+  target?: TargetCheck
+}
+
+export interface RunRecord {
+  schema: 1
+  scenario: string
+  title: string
+  startedAt: string
+  finishedAt: string
+  command: string
+  params: Record<string, unknown>
+  machine: { cpus: number; model: string; memGiB: number; kernel: string; node: string }
+  ours: { commit: string; build: string; dirty: boolean }
+  reference: string
+  runs: TargetRun[]
+  comparisons: Comparison[]
+  notes: string[]
+}
+
+export interface MetricInfo {
+  label: string
+  unit: string
+  better: 'lower' | 'higher'
+}
+
+export const METRICS: Record<string, MetricInfo> = {
+  latency_p50_ms: { label: 'latency p50', unit: 'ms', better: 'lower' },
+  latency_p95_ms: { label: 'latency p95', unit: 'ms', better: 'lower' },
+  latency_p99_ms: { label: 'latency p99', unit: 'ms', better: 'lower' },
+  latency_max_ms: { label: 'latency max', unit: 'ms', better: 'lower' },
+  sent_per_s: { label: 'edits sent/s', unit: '/s', better: 'higher' },
+  delivered_per_s: { label: 'delivered edits/s', unit: '/s', better: 'higher' },
+  delivery_ratio: { label: 'delivery ratio', unit: '', better: 'higher' },
+  cpu_user_s_per_1k: { label: 'server user CPU per 1k delivered', unit: 's', better: 'lower' },
+  cpu_system_s_per_1k: { label: 'server system CPU per 1k delivered', unit: 's', better: 'lower' },
+  cpu_total_s_per_1k: { label: 'server total CPU per 1k delivered', unit: 's', better: 'lower' },
+  server_cpu_pct: { label: 'server CPU', unit: '% of a core', better: 'lower' },
+  rss_mb: { label: 'server RSS', unit: 'MB', better: 'lower' },
+  max_sustained_delivered_per_s: { label: 'highest sustained delivered edits/s', unit: '/s', better: 'higher' },
+  max_sustained_rate_per_doc: { label: 'highest sustained rate per document', unit: 'edits/s', better: 'higher' },
+  p99_at_reference_max_ms: { label: "p99 at the reference's highest sustained rate", unit: 'ms', better: 'lower' },
+  rss_per_connection_kb: { label: 'RSS per connection', unit: 'KiB', better: 'lower' },
+  connections: { label: 'connections', unit: '', better: 'higher' },
+  cpu_ms_per_connection: { label: 'server CPU per connection', unit: 'ms', better: 'lower' },
+  cpu_user_ms_per_connection: { label: 'server user CPU per connection', unit: 'ms', better: 'lower' },
+  cpu_system_ms_per_connection: { label: 'server system CPU per connection', unit: 'ms', better: 'lower' },
+  connections_per_s: { label: 'connections/s', unit: '/s', better: 'higher' },
+  time_to_synced_p50_ms: { label: 'time to synced p50', unit: 'ms', better: 'lower' },
+  time_to_synced_p99_ms: { label: 'time to synced p99', unit: 'ms', better: 'lower' },
+  failed_connections: { label: 'failed connections', unit: '', better: 'lower' },
+  doc_mb: { label: 'document size (encoded)', unit: 'MB', better: 'lower' },
+  sync_first_ms: { label: 'first join: time to synced', unit: 'ms', better: 'lower' },
+  sync_p50_ms: { label: 'join: time to synced p50', unit: 'ms', better: 'lower' },
+  sync_max_ms: { label: 'join: time to synced max', unit: 'ms', better: 'lower' },
+  cpu_ms_per_join: { label: 'server CPU per join', unit: 'ms', better: 'lower' },
+  failed_joins: { label: 'failed joins', unit: '', better: 'lower' },
+  consistency_ok: { label: 'consistency (1 = writer and observer equal)', unit: '', better: 'higher' }
+}
+
+export function metricInfo (key: string): MetricInfo {
+  return METRICS[key] ?? { label: key, unit: '', better: 'lower' }
+}

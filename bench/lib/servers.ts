@@ -1,0 +1,263 @@
+/**
+ * Starting and stopping the servers under test: ours (one node or a Redis-bridged cluster), the
+ * reference y-websocket server, and redis-server. Every process started here is killed by PID.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { request } from 'node:http'
+import { createConnection, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Endpoint } from './wsraw.js'
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+export const HOST = '127.0.0.1'
+export const BENCH_SECRET = 'bench-secret-that-is-at-least-32-bytes-long!!'
+
+const running = new Set<ChildProcess>()
+process.on('exit', () => { for (const proc of running) proc.kill('SIGKILL') })
+
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.unref()
+    server.on('error', reject)
+    server.listen(0, HOST, () => {
+      const address = server.address()
+      if (address === null || typeof address === 'string') return reject(new Error('no port'))
+      server.close(() => resolve(address.port))
+    })
+  })
+}
+
+async function httpStatus (port: number, path: string): Promise<number> {
+  return await new Promise(resolve => {
+    const req = request({ host: HOST, port, path, timeout: 1000 }, res => {
+      res.resume()
+      resolve(res.statusCode ?? 0)
+    })
+    req.on('error', () => resolve(0))
+    req.on('timeout', () => { req.destroy(); resolve(0) })
+    req.end()
+  })
+}
+
+async function waitHttpReady (port: number, path: string, proc: ChildProcess, output: string[], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      throw new Error(`server exited (${proc.exitCode ?? proc.signalCode}) before it was ready:\n${output.join('').slice(-4000)}`)
+    }
+    if (await httpStatus(port, path) === 200) return
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  throw new Error(`server not ready on port ${port} within ${timeoutMs} ms:\n${output.join('').slice(-4000)}`)
+}
+
+export interface ServerProcess {
+  label: string
+  pid: number
+  port: number
+  proc: ChildProcess
+  output: string[]
+  stop: () => Promise<void>
+}
+
+function spawnTracked (command: string, args: string[], env: Record<string, string>, cwd = ROOT): { proc: ChildProcess; output: string[] } {
+  const proc = spawn(command, args, { cwd, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  running.add(proc)
+  proc.on('exit', () => running.delete(proc))
+  const output: string[] = []
+  const keep = (chunk: Buffer): void => {
+    output.push(chunk.toString())
+    if (output.length > 200) output.splice(0, output.length - 200)
+  }
+  proc.stdout?.on('data', keep)
+  proc.stderr?.on('data', keep)
+  return { proc, output }
+}
+
+async function stopProcess (proc: ChildProcess, timeoutMs = 20_000): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return
+  const exited = new Promise<void>(resolve => proc.once('exit', () => resolve()))
+  proc.kill('SIGTERM')
+  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs)
+  await exited
+  clearTimeout(timer)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Our server
+
+/** Which build of our server to run. */
+export type OursBuild = 'head' | 'worktree' | 'src'
+
+export interface OursBinary {
+  build: OursBuild
+  commit: string
+  /** Uncommitted changes under src/ (only meaningful for 'worktree' and 'src'). */
+  dirty: boolean
+  command: string
+  args: string[]
+}
+
+function git (args: string[]): string {
+  return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim()
+}
+
+/**
+ * Prepares our server. 'head' builds the committed HEAD into node_modules/.cache (someone else's
+ * uncommitted work in the tree does not leak into the figures); 'worktree' runs `npm run build`
+ * and uses dist/; 'src' runs src/main.ts through tsx (for the smoke test, not for figures).
+ */
+export function prepareOurs (build: OursBuild): OursBinary {
+  const commit = git(['rev-parse', 'HEAD'])
+  const dirty = git(['status', '--porcelain', '--', 'src']) !== ''
+  if (build === 'src') {
+    return { build, commit, dirty, command: process.execPath, args: ['--import', 'tsx', join(ROOT, 'src/main.ts')] }
+  }
+  if (build === 'worktree') {
+    execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' })
+    return { build, commit, dirty, command: process.execPath, args: [join(ROOT, 'dist/main.js')] }
+  }
+  const dir = join(ROOT, 'node_modules/.cache/yjs-uws-bench', commit)
+  const entry = join(dir, 'dist/main.js')
+  if (!existsSync(entry)) {
+    rmSync(dir, { recursive: true, force: true })
+    mkdirSync(dir, { recursive: true })
+    // Node resolves packages from the cache dir upwards, reaching the project's node_modules.
+    execFileSync('sh', ['-c', `git archive ${commit} src package.json tsconfig.json tsconfig.build.json | tar -x -C "${dir}"`], { cwd: ROOT })
+    execFileSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', join(dir, 'tsconfig.build.json')], { cwd: dir, stdio: 'inherit' })
+  }
+  return { build, commit, dirty: false, command: process.execPath, args: [entry] }
+}
+
+export interface OursOptions {
+  binary: OursBinary
+  label?: string
+  redisUrl?: string
+  env?: Record<string, string>
+  /** Extra node flags, e.g. --cpu-prof. */
+  nodeFlags?: string[]
+  cwd?: string
+}
+
+export async function startOurs (options: OursOptions): Promise<ServerProcess> {
+  const port = await freePort()
+  const dataDir = mkdtempSync(join(tmpdir(), 'yjs-bench-data-'))
+  const env: Record<string, string> = {
+    HOST,
+    PORT: String(port),
+    DATA_DIR: dataDir,
+    LOG_LEVEL: 'warn',
+    JWT_SECRET: BENCH_SECRET,
+    ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl }),
+    ...options.env
+  }
+  const args = [...(options.nodeFlags ?? []), ...options.binary.args]
+  const { proc, output } = spawnTracked(options.binary.command, args, env, options.cwd)
+  try {
+    await waitHttpReady(port, '/readyz', proc, output)
+  } catch (err) {
+    proc.kill('SIGKILL')
+    rmSync(dataDir, { recursive: true, force: true })
+    throw err
+  }
+  return {
+    label: options.label ?? 'ours',
+    pid: proc.pid!,
+    port,
+    proc,
+    output,
+    stop: async () => {
+      await stopProcess(proc)
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference server (y-websocket 1.x bin/server.js, no auth, no persistence)
+
+export const REFERENCE_SCRIPT = join(ROOT, 'node_modules/y-websocket-v1/bin/server.js')
+
+export function referenceVersion (): string {
+  try {
+    const pkg = execFileSync(process.execPath, ['-p', "require('./node_modules/y-websocket-v1/package.json').version + ' (ws ' + require('./node_modules/y-websocket-v1/node_modules/ws/package.json').version + ')'"], { cwd: ROOT, encoding: 'utf8' })
+    return `y-websocket ${pkg.trim()}`
+  } catch {
+    return 'y-websocket 1.x'
+  }
+}
+
+export async function startReference (options: { nodeFlags?: string[]; cwd?: string } = {}): Promise<ServerProcess> {
+  const port = await freePort()
+  const { proc, output } = spawnTracked(process.execPath, [...(options.nodeFlags ?? []), REFERENCE_SCRIPT], { HOST, PORT: String(port) }, options.cwd)
+  try {
+    await waitHttpReady(port, '/', proc, output)
+  } catch (err) {
+    proc.kill('SIGKILL')
+    throw err
+  }
+  return { label: 'reference', pid: proc.pid!, port, proc, output, stop: async () => { await stopProcess(proc) } }
+}
+
+// ---------------------------------------------------------------------------------------------
+// redis-server for the cluster scenario
+
+export interface RedisProcess {
+  pid: number
+  port: number
+  url: string
+  stop: () => Promise<void>
+}
+
+export async function startRedis (): Promise<RedisProcess> {
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'yjs-bench-redis-'))
+  const { proc, output } = spawnTracked('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir], {})
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`redis-server exited: ${output.join('')}`)
+    if (await redisPing(port)) break
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL')
+      throw new Error(`redis-server did not start: ${output.join('')}`)
+    }
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  return {
+    pid: proc.pid!,
+    port,
+    url: `redis://${HOST}:${port}`,
+    stop: async () => {
+      await stopProcess(proc, 5000)
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
+
+async function redisPing (port: number): Promise<boolean> {
+  return await new Promise(resolve => {
+    const socket = createConnection({ host: HOST, port })
+    socket.setTimeout(500)
+    socket.on('connect', () => socket.write('PING\r\n'))
+    socket.on('data', data => { socket.destroy(); resolve(data.toString().startsWith('+PONG')) })
+    socket.on('error', () => resolve(false))
+    socket.on('timeout', () => { socket.destroy(); resolve(false) })
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints
+
+export type ServerKind = 'ours' | 'reference'
+
+/** The request path a client of `kind` uses for `docId`. */
+export function endpointFor (kind: ServerKind, port: number, docId: string, token: string): Endpoint {
+  const path = kind === 'ours'
+    ? `/ws/document/${encodeURIComponent(docId)}?token=${token}`
+    : `/${encodeURIComponent(docId)}`
+  return { host: HOST, port, path }
+}

@@ -1,0 +1,93 @@
+/** A system under test: one server process, or several nodes of ours bridged by Redis. */
+import { readMachineCpu, readRss, sumCpu, type MachineCpu, type ProcCpu } from './proc.js'
+import {
+  endpointFor, prepareOurs, referenceVersion, startOurs, startRedis, startReference,
+  type OursBinary, type OursBuild, type RedisProcess, type ServerKind, type ServerProcess
+} from './servers.js'
+import type { Endpoint } from './wsraw.js'
+
+export interface Target {
+  /** 'ours', 'reference', 'ours-2-nodes', ... */
+  name: string
+  kind: ServerKind
+  nodes: ServerProcess[]
+  redis: RedisProcess | null
+  version: string
+  endpoint: (node: number, docId: string, token: string) => Endpoint
+  /** CPU seconds summed over the nodes (Redis not included; see redisCpu). */
+  cpu: () => ProcCpu
+  redisCpu: () => ProcCpu | null
+  /** RSS summed over the nodes, bytes. */
+  rss: () => number
+  stop: () => Promise<void>
+}
+
+export interface TargetOptions {
+  build: OursBuild
+  /** Environment for our server (from --env). */
+  env: Record<string, string>
+  nodeFlags?: string[]
+}
+
+let oursBinary: OursBinary | null = null
+
+export function ourBinary (build: OursBuild): OursBinary {
+  if (oursBinary === null || oursBinary.build !== build) oursBinary = prepareOurs(build)
+  return oursBinary
+}
+
+function makeTarget (name: string, kind: ServerKind, nodes: ServerProcess[], redis: RedisProcess | null, version: string): Target {
+  return {
+    name,
+    kind,
+    nodes,
+    redis,
+    version,
+    endpoint: (node, docId, token) => endpointFor(kind, nodes[node % nodes.length]!.port, docId, token),
+    cpu: () => sumCpu(nodes.map(n => n.pid)),
+    redisCpu: () => redis === null ? null : sumCpu([redis.pid]),
+    rss: () => nodes.reduce((sum, n) => sum + readRss(n.pid), 0),
+    stop: async () => {
+      await Promise.all(nodes.map(async n => { await n.stop() }))
+      if (redis !== null) await redis.stop()
+    }
+  }
+}
+
+export async function startTarget (kind: ServerKind, options: TargetOptions, nodeCount = 1): Promise<Target> {
+  if (kind === 'reference') {
+    if (nodeCount !== 1) throw new Error('the reference server has no cluster mode')
+    const node = await startReference({ nodeFlags: options.nodeFlags })
+    return makeTarget('reference', kind, [node], null, referenceVersion())
+  }
+  const binary = ourBinary(options.build)
+  const version = `${binary.commit.slice(0, 10)}${binary.dirty ? '+dirty' : ''} (${binary.build})`
+  if (nodeCount === 1) {
+    const node = await startOurs({ binary, env: options.env, nodeFlags: options.nodeFlags })
+    return makeTarget('ours', kind, [node], null, version)
+  }
+  const redis = await startRedis()
+  const nodes: ServerProcess[] = []
+  try {
+    for (let i = 0; i < nodeCount; i++) {
+      nodes.push(await startOurs({ binary, env: options.env, redisUrl: redis.url, label: `ours-node-${i + 1}`, nodeFlags: options.nodeFlags }))
+    }
+  } catch (err) {
+    for (const node of nodes) await node.stop()
+    await redis.stop()
+    throw err
+  }
+  return makeTarget(`ours-${nodeCount}-nodes`, kind, nodes, redis, version)
+}
+
+/** Server CPU and machine CPU at one instant, for window deltas. */
+export interface CpuMark {
+  at: number
+  server: ProcCpu
+  redis: ProcCpu | null
+  machine: MachineCpu
+}
+
+export function markCpu (target: Target): CpuMark {
+  return { at: performance.timeOrigin + performance.now(), server: target.cpu(), redis: target.redisCpu(), machine: readMachineCpu() }
+}

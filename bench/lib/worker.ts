@@ -1,0 +1,231 @@
+/**
+ * A generator worker process: hosts writers, observers and lean sinks, and answers the
+ * coordinator over IPC. Started by pool.ts with child_process.fork.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import type { ClientSpec, ConnectResult, DocDigest, Envelope, Reply, Request, WorkerSnapshot } from './ipc.js'
+import { EMPTY_SYNC_STEP1, RawWebSocket } from './wsraw.js'
+import { now, Observer, Writer, YClient } from './yclient.js'
+
+const TICK_MS = 5
+
+const sinks: RawWebSocket[] = []
+const writers: Writer[] = []
+const observers: Observer[] = []
+let closedCount = 0
+const closeReasons: Record<string, number> = {}
+
+const loopDelay = monitorEventLoopDelay({ resolution: 5 })
+loopDelay.enable()
+
+let writerLagMax = 0
+let writerBufferedMax = 0
+let ticker: NodeJS.Timeout | null = null
+
+function noteClose (reason: string): void {
+  closedCount++
+  const key = reason.replace(/\d{4,}/g, 'N').slice(0, 120)
+  closeReasons[key] = (closeReasons[key] ?? 0) + 1
+}
+
+async function connectAll (specs: ClientSpec[], concurrency: number, timeoutMs: number): Promise<ConnectResult[]> {
+  const results: ConnectResult[] = []
+  let next = 0
+  const one = async (spec: ClientSpec): Promise<ConnectResult> => {
+    const started = now()
+    return await new Promise<ConnectResult>(resolve => {
+      let done = false
+      let open = false
+      const finish = (ok: boolean, error?: string): void => {
+        if (done) return
+        done = true
+        clearTimeout(timer)
+        resolve({ id: spec.id, ok, ms: now() - started, ...(error === undefined ? {} : { error }) })
+      }
+      const onClose = (reason: string): void => {
+        if (done) { if (open) noteClose(reason) } else finish(false, reason)
+      }
+      const timer = setTimeout(() => finish(false, 'timed out before sync'), timeoutMs)
+      if (spec.role === 'sink') {
+        const sink = new RawWebSocket(spec.endpoint, {
+          mode: 'count',
+          onOpen: () => { open = true; sink.send(EMPTY_SYNC_STEP1) },
+          onClose
+        })
+        sink.onStep2 = () => finish(true)
+        sinks.push(sink)
+      } else {
+        const options = { endpoint: spec.endpoint, onSynced: () => { open = true; finish(true) }, onClose }
+        const client: YClient = spec.role === 'writer' ? new Writer(options) : new Observer(options)
+        clientDoc.set(client, spec.docId)
+        if (client instanceof Writer) writers.push(client)
+        else observers.push(client as Observer)
+      }
+    })
+  }
+  const lanes = Array.from({ length: Math.max(1, Math.min(concurrency, specs.length)) }, async () => {
+    while (next < specs.length) {
+      const spec = specs[next++]!
+      results.push(await one(spec))
+    }
+  })
+  await Promise.all(lanes)
+  return results
+}
+
+const clientDoc = new Map<YClient, string>()
+
+interface Schedule {
+  rate: number
+  /** Per-writer start (epoch ms, with a random phase) and edits sent under this schedule. */
+  starts: number[]
+  done: number[]
+}
+let schedule: Schedule | null = null
+
+function startWriters (rate: number): void {
+  stopWriters()
+  if (rate <= 0 || writers.length === 0) return
+  const t0 = now()
+  const period = 1000 / rate
+  schedule = {
+    rate,
+    // A random phase per writer: 200 writers at 5/s must not all fire in the same millisecond.
+    starts: writers.map(() => t0 + Math.random() * period),
+    done: writers.map(() => 0)
+  }
+  ticker = setInterval(tick, TICK_MS)
+}
+
+function tick (): void {
+  const s = schedule
+  if (s === null) return
+  const t = now()
+  for (let w = 0; w < writers.length; w++) {
+    const writer = writers[w]!
+    if (writer.ws.state !== 'open') continue
+    const due = Math.floor((t - s.starts[w]!) * s.rate / 1000) + 1
+    const backlog = due - s.done[w]!
+    if (backlog <= 0) continue
+    if (backlog > writerLagMax) writerLagMax = backlog
+    writer.ws.cork()
+    for (let k = 0; k < backlog; k++) writer.write()
+    writer.ws.uncork()
+    s.done[w] = due
+    const buffered = writer.ws.bufferedBytes
+    if (buffered > writerBufferedMax) writerBufferedMax = buffered
+  }
+}
+
+function stopWriters (): void {
+  if (ticker !== null) clearInterval(ticker)
+  ticker = null
+  schedule = null
+}
+
+function snapshot (resetLoopDelay: boolean, takeSamples: boolean): WorkerSnapshot {
+  const sentByDoc: Record<string, number> = {}
+  for (const writer of writers) {
+    const docId = clientDoc.get(writer)!
+    sentByDoc[docId] = (sentByDoc[docId] ?? 0) + writer.sent
+  }
+  let sinkUpdates = 0
+  let open = 0
+  for (const sink of sinks) {
+    sinkUpdates += sink.updates
+    if (sink.state === 'open') open++
+  }
+  let observerUpdates = 0
+  for (const observer of observers) {
+    observerUpdates += observer.ws.updates
+    if (observer.ws.state === 'open') open++
+  }
+  for (const writer of writers) if (writer.ws.state === 'open') open++
+  const cpu = process.cpuUsage()
+  const result: WorkerSnapshot = {
+    sentByDoc,
+    sinkUpdates,
+    observerUpdates,
+    open,
+    closed: closedCount,
+    closeReasons: { ...closeReasons },
+    cpuUserUs: cpu.user,
+    cpuSystemUs: cpu.system,
+    wallMs: now(),
+    eldP50Ms: loopDelay.percentile(50) / 1e6,
+    eldP99Ms: loopDelay.percentile(99) / 1e6,
+    eldMaxMs: loopDelay.max / 1e6,
+    writerLagMax,
+    writerBufferedMax,
+    rssBytes: process.memoryUsage.rss()
+  }
+  if (takeSamples) {
+    const all: number[] = []
+    for (const observer of observers) {
+      const samples = observer.takeSamples()
+      for (let k = 0; k < samples.length; k++) all.push(samples[k]!)
+    }
+    result.samples = Float64Array.from(all)
+  }
+  if (resetLoopDelay) {
+    loopDelay.reset()
+    writerLagMax = 0
+    writerBufferedMax = 0
+  }
+  return result
+}
+
+function digests (): DocDigest[] {
+  const out: DocDigest[] = []
+  for (const client of [...writers, ...observers]) {
+    out.push({
+      docId: clientDoc.get(client)!,
+      role: client instanceof Writer ? 'writer' : 'observer',
+      ...client.digest(),
+      errors: client.errors
+    })
+  }
+  return out
+}
+
+function closeAll (): void {
+  stopWriters()
+  for (const sink of sinks) sink.close()
+  for (const client of [...writers, ...observers]) client.close()
+  sinks.length = 0
+  writers.length = 0
+  observers.length = 0
+  clientDoc.clear()
+}
+
+async function handle (request: Request): Promise<Reply> {
+  switch (request.type) {
+    case 'connect':
+      return { type: 'connect', results: await connectAll(request.clients, request.concurrency, request.timeoutMs) }
+    case 'start-writers':
+      startWriters(request.rate)
+      return { type: 'ok' }
+    case 'stop-writers':
+      stopWriters()
+      return { type: 'ok' }
+    case 'record':
+      for (const observer of observers) observer.recording = request.on
+      return { type: 'ok' }
+    case 'snapshot':
+      return { type: 'snapshot', snapshot: snapshot(request.resetLoopDelay, request.takeSamples) }
+    case 'digest':
+      return { type: 'digest', digests: digests() }
+    case 'close-all':
+      closeAll()
+      return { type: 'ok' }
+  }
+}
+
+process.on('message', (message: Envelope<Request>) => {
+  handle(message.body).then(
+    body => process.send?.({ seq: message.seq, body } satisfies Envelope<Reply>),
+    (err: Error) => process.send?.({ seq: message.seq, body: { type: 'ok' }, error: err.stack ?? err.message } satisfies Envelope<Reply>)
+  )
+})
+// The coordinator going away ends the worker: no orphaned load.
+process.on('disconnect', () => process.exit(0))

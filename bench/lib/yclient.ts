@@ -1,0 +1,138 @@
+/**
+ * y-websocket protocol clients holding a real Y.Doc, on the raw socket of wsraw.ts.
+ *
+ * They speak exactly what the stock WebsocketProvider speaks for document sync (minus awareness):
+ * on open a sync step 1 with the local state vector, a step 2 in answer to the server's step 1,
+ * every local change as a sync update; remote steps 2 and updates are applied with origin 'remote'.
+ *
+ * - Writer: inserts entries into the Y.Array `log`; each entry is the send time in epoch
+ *   milliseconds with sub-millisecond precision (performance.timeOrigin + performance.now()), a
+ *   clock every process on this machine shares, so the observer in another process can compute the
+ *   propagation latency.
+ * - Observer: records, for every entry it receives, (send time, applied-at-observer minus send time).
+ * - Joiner: connects, syncs, reports how long that took (the large-document scenario).
+ */
+import * as decoding from 'lib0/decoding'
+import * as encoding from 'lib0/encoding'
+import * as syncProtocol from 'y-protocols/sync'
+import * as Y from 'yjs'
+import { RawWebSocket, type Endpoint } from './wsraw.js'
+
+export const now = (): number => performance.timeOrigin + performance.now()
+
+const MESSAGE_SYNC = 0
+const REMOTE = 'remote'
+
+export interface YClientOptions {
+  endpoint: Endpoint
+  onSynced?: () => void
+  onClose?: (reason: string) => void
+}
+
+export class YClient {
+  readonly doc = new Y.Doc()
+  readonly ws: RawWebSocket
+  synced = false
+  /** When the client started connecting and when it received its first sync step 2 (epoch ms). */
+  readonly startedAt = now()
+  syncedAt = 0
+  /** Bytes of the first sync step 2 received. */
+  step2Bytes = 0
+  errors: string[] = []
+
+  constructor (options: YClientOptions) {
+    this.ws = new RawWebSocket(options.endpoint, {
+      mode: 'full',
+      onOpen: () => {
+        const encoder = encoding.createEncoder()
+        encoding.writeVarUint(encoder, MESSAGE_SYNC)
+        syncProtocol.writeSyncStep1(encoder, this.doc)
+        this.ws.send(encoding.toUint8Array(encoder))
+      },
+      onMessage: message => this.onMessage(message, options),
+      onClose: reason => options.onClose?.(reason)
+    })
+    this.doc.on('update', (update: Uint8Array, origin: unknown) => {
+      if (origin === REMOTE) return
+      const encoder = encoding.createEncoder()
+      encoding.writeVarUint(encoder, MESSAGE_SYNC)
+      syncProtocol.writeUpdate(encoder, update)
+      this.ws.send(encoding.toUint8Array(encoder))
+    })
+  }
+
+  private onMessage (message: Uint8Array, options: YClientOptions): void {
+    const decoder = decoding.createDecoder(message)
+    const type = decoding.readVarUint(decoder)
+    if (type !== MESSAGE_SYNC) return // awareness, auth: not needed for the bench
+    const encoder = encoding.createEncoder()
+    encoding.writeVarUint(encoder, MESSAGE_SYNC)
+    const syncType = message[1]
+    if (syncType === syncProtocol.messageYjsSyncStep2 && !this.synced) this.step2Bytes = message.length
+    syncProtocol.readSyncMessage(decoder, encoder, this.doc, REMOTE, err => { this.errors.push(err.message) })
+    if (encoding.length(encoder) > 1) this.ws.send(encoding.toUint8Array(encoder))
+    if (syncType === syncProtocol.messageYjsSyncStep2 && !this.synced) {
+      this.synced = true
+      this.syncedAt = now()
+      options.onSynced?.()
+    }
+  }
+
+  /** Entry count and state vector: what the consistency check compares. */
+  digest (): { length: number; stateVector: string; sum: number } {
+    const log = this.doc.getArray<number>('log')
+    let sum = 0
+    for (const value of log.toArray()) sum += typeof value === 'number' ? value : 0
+    return {
+      length: log.length,
+      stateVector: Buffer.from(Y.encodeStateVector(this.doc)).toString('base64'),
+      sum
+    }
+  }
+
+  close (): void {
+    this.ws.close()
+    this.doc.destroy()
+  }
+}
+
+/** Appends timestamped entries, one Yjs transaction (one sync update message) per entry. */
+export class Writer extends YClient {
+  sent = 0
+  private readonly log = this.doc.getArray<number>('log')
+
+  write (): void {
+    this.log.push([now()])
+    this.sent++
+  }
+}
+
+/** Records the propagation latency of every entry it receives while `recording` is on. */
+export class Observer extends YClient {
+  recording = false
+  received = 0
+  /** Pairs (send time epoch ms, latency ms), flattened. */
+  samples: number[] = []
+  errorsSeen = 0
+
+  constructor (options: YClientOptions) {
+    super(options)
+    this.doc.getArray<number>('log').observe(event => {
+      if (!this.recording) return
+      const appliedAt = now()
+      for (const item of event.changes.added) {
+        for (const value of item.content.getContent()) {
+          if (typeof value !== 'number') continue
+          this.received++
+          this.samples.push(value, appliedAt - value)
+        }
+      }
+    })
+  }
+
+  takeSamples (): number[] {
+    const samples = this.samples
+    this.samples = []
+    return samples
+  }
+}

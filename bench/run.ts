@@ -1,0 +1,203 @@
+/**
+ * Bench entry point: `npm run bench -- <scenario> [flags]` (see bench/README.md).
+ */
+import { cpus, release, totalmem } from 'node:os'
+import { join, relative, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { ourBinary } from './lib/target.js'
+import { loadRecords, summaryText, writeLatest, writeRecord } from './lib/report.js'
+import type { RunRecord, TargetRun } from './lib/result.js'
+import { referenceVersion, ROOT, type OursBuild } from './lib/servers.js'
+import { SCENARIOS } from './scenarios/index.js'
+import type { Flags, ScenarioContext } from './scenarios/types.js'
+
+const USAGE = `usage: npm run bench -- <scenario> [flags]
+
+scenarios:
+${Object.values(SCENARIOS).map(s => `  ${s.name.padEnd(18)} ${s.title}`).join('\n')}
+  latest             regenerate bench/results/LATEST.md from the result files
+
+flags:
+  --compare            also run the reference y-websocket server and print ratios
+  --only ours|reference  run one server only
+  --duration S         measured window per steady step (default 15)
+  --warmup S           warm-up before a window (default 2)
+  --docs N --clients N --rate R   load shape (clients per document incl. writer and observer; R edits/s per document)
+  --workers N          generator processes (default 2)
+  --concurrency N      connections opened in parallel (default 200; storm 250)
+  --steps N --factor F --step-duration S   ramp: max steps (12), rate multiplier (1.5), window per step (8)
+  --connections N      idle-memory / connection-storm connection count (5000 / 2000)
+  --settle S           idle-memory: wait before measuring RSS (5)
+  --mb N --chunk-kb N --joiners N   large-doc: document size (10), insert size (64), joins measured (5)
+  --nodes 1,2,3        cross-node: cluster sizes to measure
+  --server head|worktree|src   our build: committed HEAD (default), npm run build of the tree, or tsx src
+  --env KEY=VALUE      extra environment for our server (repeatable)
+  --cpu-prof           profile our server (node --cpu-prof); profiles go to bench/results/profiles/
+  --out DIR            result directory (default bench/results)
+  --no-save            print only, write no files
+`
+
+function parseFlags (argv: string[]): { scenario: string; flags: Flags; build: OursBuild; env: Record<string, string>; out: string; save: boolean; cpuProf: boolean } {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      compare: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      rate: { type: 'string' },
+      docs: { type: 'string' },
+      clients: { type: 'string' },
+      workers: { type: 'string' },
+      concurrency: { type: 'string' },
+      steps: { type: 'string' },
+      factor: { type: 'string' },
+      'step-duration': { type: 'string' },
+      connections: { type: 'string' },
+      settle: { type: 'string' },
+      mb: { type: 'string' },
+      'chunk-kb': { type: 'string' },
+      joiners: { type: 'string' },
+      nodes: { type: 'string' },
+      server: { type: 'string', default: 'head' },
+      env: { type: 'string', multiple: true },
+      'cpu-prof': { type: 'boolean', default: false },
+      out: { type: 'string' },
+      'no-save': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false }
+    }
+  })
+  if (values.help || positionals.length === 0) {
+    process.stdout.write(USAGE)
+    process.exit(values.help ? 0 : 2)
+  }
+  const num = (name: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined
+    const n = Number(v)
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number`)
+    return n
+  }
+  const only = values.only
+  if (only !== undefined && only !== 'ours' && only !== 'reference') throw new Error('--only must be ours or reference')
+  const build = values.server
+  if (build !== 'head' && build !== 'worktree' && build !== 'src') throw new Error('--server must be head, worktree or src')
+  const env: Record<string, string> = {}
+  for (const pair of values.env ?? []) {
+    const at = pair.indexOf('=')
+    if (at <= 0) throw new Error(`--env expects KEY=VALUE, got ${pair}`)
+    env[pair.slice(0, at)] = pair.slice(at + 1)
+  }
+  const flags: Flags = {
+    compare: values.compare,
+    ...(only === undefined ? {} : { only }),
+    duration: num('duration', values.duration),
+    warmup: num('warmup', values.warmup),
+    rate: num('rate', values.rate),
+    docs: num('docs', values.docs),
+    clients: num('clients', values.clients),
+    workers: num('workers', values.workers),
+    concurrency: num('concurrency', values.concurrency),
+    steps: num('steps', values.steps),
+    factor: num('factor', values.factor),
+    stepDuration: num('step-duration', values['step-duration']),
+    connections: num('connections', values.connections),
+    settle: num('settle', values.settle),
+    mb: num('mb', values.mb),
+    chunkKb: num('chunk-kb', values['chunk-kb']),
+    joiners: num('joiners', values.joiners),
+    nodes: values.nodes?.split(',').map(Number).filter(n => Number.isInteger(n) && n >= 1)
+  }
+  for (const key of Object.keys(flags) as Array<keyof Flags>) if (flags[key] === undefined) delete flags[key]
+  return {
+    scenario: positionals[0]!,
+    flags,
+    build,
+    env,
+    out: resolve(values.out ?? join(ROOT, 'bench/results')),
+    save: !values['no-save'],
+    cpuProf: values['cpu-prof']
+  }
+}
+
+async function main (): Promise<void> {
+  const args = parseFlags(process.argv.slice(2))
+  if (args.scenario === 'latest') {
+    const path = writeLatest(args.out)
+    process.stdout.write(`${relative(process.cwd(), path)} regenerated from ${loadRecords(args.out).length} result files\n`)
+    return
+  }
+  const scenario = SCENARIOS[args.scenario]
+  if (scenario === undefined) {
+    process.stderr.write(`unknown scenario "${args.scenario}"\n\n${USAGE}`)
+    process.exit(2)
+  }
+  const log = (message: string): void => { process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${message}\n`) }
+  const profileDir = join(args.out, 'profiles')
+  const ctx: ScenarioContext = {
+    flags: args.flags,
+    targetOptions: {
+      build: args.build,
+      env: args.env,
+      ...(args.cpuProf ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {})
+    },
+    log
+  }
+  const binary = ourBinary(args.build)
+  const startedAt = new Date().toISOString()
+  const runs: TargetRun[] = []
+  for (const plan of scenario.plan(args.flags)) {
+    log(`${scenario.name}: ${plan.kind}${plan.nodes > 1 ? ` x${plan.nodes} nodes` : ''}`)
+    try {
+      runs.push(await scenario.run(ctx, plan))
+    } catch (err) {
+      const message = (err as Error).message
+      log(`  ERROR: ${message}`)
+      runs.push({
+        target: plan.kind === 'ours' && plan.nodes > 1 ? `ours-${plan.nodes}-nodes` : plan.kind,
+        version: plan.kind === 'ours' ? binary.commit.slice(0, 10) : referenceVersion(),
+        metrics: {},
+        details: {},
+        notes: [],
+        generatorBound: false,
+        error: message
+      })
+    }
+  }
+  const record: RunRecord = {
+    schema: 1,
+    scenario: scenario.name,
+    title: scenario.title,
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    command: `npm run bench -- ${process.argv.slice(2).join(' ')}`,
+    params: { ...scenario.params(args.flags), server: args.build, env: args.env, cpuProf: args.cpuProf },
+    machine: {
+      cpus: cpus().length,
+      model: cpus()[0]?.model ?? 'unknown',
+      memGiB: Math.round(totalmem() / 2 ** 30),
+      kernel: release(),
+      node: process.version
+    },
+    ours: { commit: binary.commit, build: binary.build, dirty: binary.dirty },
+    reference: referenceVersion(),
+    runs,
+    comparisons: scenario.compare(runs, args.flags),
+    notes: []
+  }
+  if (runs.some(r => r.generatorBound)) {
+    record.notes.push('the generator was a bottleneck in at least one measurement: server figures there are a lower bound of what the server can do')
+  }
+  process.stdout.write(summaryText(record) + '\n')
+  if (args.save) {
+    const paths = writeRecord(record, args.out)
+    const latest = writeLatest(args.out)
+    process.stdout.write(`\nwrote ${relative(process.cwd(), paths.json)}, ${relative(process.cwd(), paths.html)}, ${relative(process.cwd(), latest)}\n`)
+  }
+  if (runs.some(r => r.error !== undefined)) process.exitCode = 1
+}
+
+main().then(() => process.exit(), (err: Error) => {
+  process.stderr.write(`bench failed: ${err.stack ?? err.message}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,11 @@
+import { steadyScenario } from './steady.js'
+import type { Scenario } from './types.js'
+
+const list: Scenario[] = [
+  steadyScenario('steady-200x10', { docs: 200, clients: 10, rate: 5 }),
+  steadyScenario('steady-1x500', { docs: 1, clients: 500, rate: 20 }),
+  steadyScenario('steady-10x100', { docs: 10, clients: 100, rate: 10 }),
+  steadyScenario('steady', null)
+]
+
+export const SCENARIOS: Record<string, Scenario> = Object.fromEntries(list.map(s => [s.name, s]))

@@ -1,0 +1,113 @@
+/**
+ * Steady load: D documents x C clients, each document's writer at R edits/s, one measured window.
+ */
+import { compareOursReference } from '../lib/compare.js'
+import { checkConsistency, measureStep, setupLoad, type LoadLayout, type StepResult } from '../lib/load.js'
+import { GeneratorPool } from '../lib/pool.js'
+import type { TargetRun } from '../lib/result.js'
+import { startTarget, type Target } from '../lib/target.js'
+import { defaultPlan, type Flags, type Scenario, type ScenarioContext } from './types.js'
+
+export interface SteadyShape { docs: number; clients: number; rate: number }
+
+/** Figures of one measured step, as headline metrics. */
+export function stepMetrics (step: StepResult): Record<string, number | null> {
+  return {
+    latency_p50_ms: step.latencyMs.p50,
+    latency_p95_ms: step.latencyMs.p95,
+    latency_p99_ms: step.latencyMs.p99,
+    latency_max_ms: step.latencyMs.max,
+    sent_per_s: step.sentPerS,
+    delivered_per_s: step.deliveredPerS,
+    delivery_ratio: step.deliveryRatio,
+    cpu_user_s_per_1k: step.serverCpu.userPer1k,
+    cpu_system_s_per_1k: step.serverCpu.systemPer1k,
+    cpu_total_s_per_1k: step.serverCpu.totalPer1k,
+    server_cpu_pct: step.serverCpu.pctOfCore,
+    rss_mb: step.serverRssMb
+  }
+}
+
+export function stepNotes (step: StepResult): string[] {
+  const notes: string[] = []
+  if (step.generator.reasons.length > 0) notes.push(`generator: ${step.generator.reasons.join('; ')}`)
+  if (step.disconnects > 0) notes.push(`${step.disconnects} clients disconnected during the step: ${JSON.stringify(step.closeReasons)}`)
+  if (step.deliveryAfterDrain !== null && step.deliveryAfterDrain < 0.999) notes.push(`only ${(step.deliveryAfterDrain * 100).toFixed(2)} % of expected updates arrived even after draining`)
+  return notes
+}
+
+/** Starts the target and a generator pool, runs `body`, always cleans both up. */
+export async function withTarget<T> (ctx: ScenarioContext, kind: 'ours' | 'reference', nodes: number, body: (target: Target, pool: GeneratorPool) => Promise<T>): Promise<T> {
+  const target = await startTarget(kind, ctx.targetOptions, nodes)
+  ctx.log(`${target.name} (${target.version}) on port${target.nodes.length > 1 ? 's' : ''} ${target.nodes.map(n => n.port).join(', ')}`)
+  let pool: GeneratorPool | null = null
+  try {
+    pool = await GeneratorPool.start(ctx.flags.workers ?? 2)
+    return await body(target, pool)
+  } finally {
+    if (pool !== null) await pool.stop()
+    await target.stop()
+  }
+}
+
+export async function runSteadyOn (ctx: ScenarioContext, kind: 'ours' | 'reference', nodes: number, shape: SteadyShape, docPrefix: string): Promise<TargetRun> {
+  const flags = ctx.flags
+  return await withTarget(ctx, kind, nodes, async (target, pool) => {
+    const layout: LoadLayout = { docs: shape.docs, clientsPerDoc: shape.clients, docPrefix }
+    const session = await setupLoad(pool, target, layout, flags.concurrency ?? 200)
+    ctx.log(`  ${session.connect.ok}/${session.connect.attempted} clients synced in ${session.connect.wallMs} ms`)
+    if (nodes > 1) await probeCrossNode(ctx, session)
+    const step = await measureStep(session, shape.rate, (flags.warmup ?? 2) * 1000, (flags.duration ?? 15) * 1000)
+    const consistency = await checkConsistency(session)
+    ctx.log(`  delivered ${step.deliveredPerS}/s (ratio ${step.deliveryRatio}), p50 ${step.latencyMs.p50} ms, p99 ${step.latencyMs.p99} ms, ` +
+      `server CPU ${step.serverCpu.pctOfCore} % (${step.serverCpu.userPer1k} s user + ${step.serverCpu.systemPer1k} s sys per 1k), consistency ${consistency.ok ? 'ok' : 'FAILED'}`)
+    const notes = stepNotes(step)
+    if (!consistency.ok) notes.push(`consistency check failed: ${consistency.examples.join('; ')} ${consistency.clientErrors.join('; ')}`)
+    return {
+      target: target.name,
+      version: target.version,
+      metrics: { ...stepMetrics(step), consistency_ok: consistency.ok ? 1 : 0 },
+      details: { shape, connect: session.connect, step, consistency },
+      notes,
+      generatorBound: step.generator.bound
+    }
+  })
+}
+
+/**
+ * Before measuring a cluster, one edit per document must reach the observers on the other nodes;
+ * otherwise cluster mode is missing or broken and the figures would be meaningless.
+ */
+async function probeCrossNode (ctx: ScenarioContext, session: Awaited<ReturnType<typeof setupLoad>>): Promise<void> {
+  const probe = await measureStep(session, 2, 500, 1500, 3000)
+  const observed = probe.latencyMs.count
+  if (observed === 0 || (probe.deliveryAfterDrain ?? 0) < 0.9) {
+    throw new Error(`cross-node delivery does not work on ${session.target.name}: observers on other nodes received ${observed} of the probe edits ` +
+      `(delivery after drain ${probe.deliveryAfterDrain}). Cluster mode (REDIS_URL) is missing or broken in this build; check \`git log\` for it.`)
+  }
+  ctx.log(`  cross-node probe ok (${observed} edits observed across nodes)`)
+}
+
+const STEADY_METRICS = [
+  'latency_p50_ms', 'latency_p95_ms', 'latency_p99_ms', 'latency_max_ms', 'delivered_per_s', 'delivery_ratio',
+  'cpu_user_s_per_1k', 'cpu_system_s_per_1k', 'cpu_total_s_per_1k', 'server_cpu_pct', 'rss_mb'
+]
+
+export function steadyScenario (name: string, preset: SteadyShape | null): Scenario {
+  const shape = (flags: Flags): SteadyShape => ({
+    docs: flags.docs ?? preset?.docs ?? 10,
+    clients: Math.max(2, flags.clients ?? preset?.clients ?? 10),
+    rate: flags.rate ?? preset?.rate ?? 5
+  })
+  return {
+    name,
+    title: preset === null ? 'Steady load (custom shape)' : `Steady load: ${preset.docs} docs x ${preset.clients} clients @ ${preset.rate}/s`,
+    params: flags => ({ ...shape(flags), durationS: flags.duration ?? 15, warmupS: flags.warmup ?? 2, workers: flags.workers ?? 2 }),
+    plan: defaultPlan,
+    run: async (ctx, plan) => await runSteadyOn(ctx, plan.kind, plan.nodes, shape(ctx.flags), 'steady'),
+    compare: runs => compareOursReference(runs, STEADY_METRICS, {
+      cpu_user_s_per_1k: { kind: 'max', ratio: 0.5, text: '<= 0.5x reference' },
+      cpu_total_s_per_1k: { kind: 'max', ratio: 1, text: '<= 1x reference' }
+    })
+  }
+}

@@ -1,0 +1,52 @@
+import type { Comparison, TargetRun } from '../lib/result.js'
+import type { ServerKind } from '../lib/servers.js'
+import type { TargetOptions } from '../lib/target.js'
+
+/** Command-line flags; each scenario applies its own defaults to what is not given. */
+export interface Flags {
+  compare: boolean
+  only?: ServerKind
+  duration?: number
+  warmup?: number
+  rate?: number
+  docs?: number
+  clients?: number
+  workers?: number
+  concurrency?: number
+  steps?: number
+  factor?: number
+  stepDuration?: number
+  connections?: number
+  mb?: number
+  chunkKb?: number
+  joiners?: number
+  nodes?: number[]
+  settle?: number
+}
+
+export interface ScenarioContext {
+  flags: Flags
+  targetOptions: TargetOptions
+  log: (message: string) => void
+}
+
+export interface TargetPlan {
+  kind: ServerKind
+  nodes: number
+}
+
+export interface Scenario {
+  name: string
+  title: string
+  /** Effective parameters (defaults applied), recorded in the result file. */
+  params: (flags: Flags) => Record<string, unknown>
+  /** The systems to measure, in order. */
+  plan: (flags: Flags) => TargetPlan[]
+  run: (ctx: ScenarioContext, plan: TargetPlan) => Promise<TargetRun>
+  compare: (runs: TargetRun[], flags: Flags) => Comparison[]
+}
+
+export function defaultPlan (flags: Flags): TargetPlan[] {
+  if (flags.only !== undefined) return [{ kind: flags.only, nodes: 1 }]
+  return flags.compare ? [{ kind: 'ours', nodes: 1 }, { kind: 'reference', nodes: 1 }] : [{ kind: 'ours', nodes: 1 }]
+}
