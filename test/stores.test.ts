@@ -1,0 +1,97 @@
+import t, { type Test } from 'tap'
+import { rmSync } from 'node:fs'
+import { Redis } from 'ioredis'
+import * as Y from 'yjs'
+import type { DocumentStore } from '../src/persistence/document-store.js'
+import { LevelDbStore } from '../src/persistence/leveldb-store.js'
+import { RedisStore } from '../src/persistence/redis-store.js'
+import { startRedis } from './helpers/redis.js'
+import { tempDir } from './helpers/server.js'
+
+function edit (label: string): Uint8Array {
+  const doc = new Y.Doc()
+  doc.getArray('items').push([label])
+  return Y.encodeStateAsUpdate(doc)
+}
+
+function itemsOf (updates: Uint8Array[]): string[] {
+  const doc = new Y.Doc()
+  for (const u of updates) Y.applyUpdate(doc, u)
+  return (doc.getArray('items').toJSON() as string[]).sort()
+}
+
+/**
+ * Several writers append while compactions run from several "nodes" at once, each from its own
+ * possibly stale load; nothing appended may ever disappear.
+ */
+async function appendWhileCompacting (t: Test, writers: DocumentStore[]): Promise<void> {
+  const expected: string[] = []
+  let stop = false
+  const appenders = writers.map(async (store, w) => {
+    for (let i = 0; i < 60; i++) {
+      const label = `w${w}-${i}`
+      expected.push(label)
+      await store.append([{ docId: 'doc', update: edit(label) }])
+    }
+  })
+  const compactors = writers.map(async store => {
+    while (!stop) {
+      const loaded = await store.load('doc')
+      if (loaded.cursor !== null && loaded.updates.length > 1) {
+        const merged = Y.mergeUpdates(loaded.updates)
+        await store.compact('doc', merged, loaded.cursor)
+      }
+      await new Promise(resolve => setImmediate(resolve))
+    }
+  })
+  await Promise.all(appenders)
+  stop = true
+  await Promise.all(compactors)
+  const final = await writers[0]!.load('doc')
+  t.same(itemsOf(final.updates), expected.sort(), 'every appended update survives concurrent compaction')
+  t.ok(final.updates.length < expected.length, `compaction reduced ${expected.length} entries to ${final.updates.length}`)
+}
+
+t.test('LevelDB store: append, load, compact, delete', async t => {
+  const dir = tempDir()
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const store = new LevelDbStore(dir)
+  await store.open()
+  t.teardown(() => store.close())
+  t.same(await store.load('empty'), { updates: [], cursor: null, bytes: 0 })
+  await store.append([{ docId: 'a', update: edit('1') }, { docId: 'ab', update: edit('x') }])
+  await store.append([{ docId: 'a', update: edit('2') }])
+  t.same(itemsOf((await store.load('a')).updates), ['1', '2'])
+  t.same(itemsOf((await store.load('ab')).updates), ['x'], 'ids sharing a prefix do not overlap')
+  await appendWhileCompacting(t, [store])
+  await store.delete('a')
+  t.same((await store.load('a')).updates, [])
+  await store.ping()
+})
+
+t.test('Redis store: many nodes append and compact at once without losing anything', async t => {
+  const redis = await startRedis()
+  t.teardown(redis.cleanup)
+  const clients = [new Redis(redis.url), new Redis(redis.url), new Redis(redis.url)]
+  t.teardown(() => clients.forEach(c => c.disconnect()))
+  const stores = clients.map(c => new RedisStore(c, 'test:', 0))
+  await appendWhileCompacting(t, stores)
+  await stores[0]!.delete('doc')
+  t.same((await stores[1]!.load('doc')).updates, [])
+})
+
+t.test('Redis store: DOC_TTL_SECONDS expires untouched documents; 0 keeps them', async t => {
+  const redis = await startRedis()
+  t.teardown(redis.cleanup)
+  const client = new Redis(redis.url)
+  t.teardown(() => client.disconnect())
+  const expiring = new RedisStore(client, 'ttl:', 1)
+  const forever = new RedisStore(client, 'keep:', 0)
+  await expiring.append([{ docId: 'd', update: edit('gone') }])
+  await forever.append([{ docId: 'd', update: edit('kept') }])
+  t.ok((await client.ttl('ttl:{d}:log')) > 0, 'expiry set on write')
+  t.equal(await client.ttl('keep:{d}:log'), -1, 'no expiry with 0')
+  await new Promise(resolve => setTimeout(resolve, 2100))
+  t.same((await expiring.load('d')).updates, [], 'expired')
+  t.same(itemsOf((await forever.load('d')).updates), ['kept'])
+})
