@@ -192,3 +192,35 @@ t.test('server documents on all nodes are identical after concurrent edits', asy
   t.same(states[0], states[1])
   t.same(states[1], states[2])
 })
+
+t.test('unload/reload races across nodes lose nothing (4 nodes, repeated joins and leaves)', async t => {
+  const redis = await startRedis()
+  t.teardown(redis.cleanup)
+  // Documents unload 30 ms after their last client leaves, so loads and unloads interleave with edits.
+  const nodes = await startNodes(redis.url, 4, { DOC_IDLE_UNLOAD_MS: '30', FLUSH_INTERVAL_MS: '40' })
+  t.teardown(async () => { for (const n of nodes) await n.close() })
+  const token = await signToken()
+  const steady = await connectSynced(nodes[0]!.url, 'churn', token)
+  t.teardown(() => steady.destroy())
+  let expected = 0
+  for (let round = 0; round < 12; round++) {
+    // A visitor joins another node (loading the document there), edits, and leaves (unloading it).
+    const node = nodes[1 + (round % 3)]!
+    const visitor = await connectSynced(node.url, 'churn', token)
+    visitor.doc.getArray('log').push([`visitor-${round}`])
+    steady.doc.getArray('log').push([`steady-${round}`])
+    expected += 2
+    await waitFor(() => visitor.doc.getArray('log').length === expected, `visitor ${round} sees everything`)
+    visitor.destroy()
+    await sleep(round % 2 === 0 ? 10 : 80)
+  }
+  await waitFor(() => steady.doc.getArray('log').length === expected, 'steady client has everything')
+  // Every node, loading it fresh from Redis plus its peers, has every edit.
+  steady.destroy()
+  await sleep(300)
+  for (const node of nodes) {
+    const check = await connectSynced(node.url, 'churn', token)
+    t.equal(check.doc.getArray('log').length, expected, `complete when reloaded on ${node.server.nodeId}`)
+    check.destroy()
+  }
+})
