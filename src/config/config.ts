@@ -50,6 +50,8 @@ export interface Config {
   /** Upper bound between store retries after a failed write. */
   storeRetryMaxMs: number
   defaultDocAccess: AccessLevel
+  offlineBatchMaxUpdates: number
+  offlineBatchMaxBytes: number
   auth: AuthConfig
   /** Identifies this process among the nodes of a cluster; fresh per start unless set. */
   nodeId: string
@@ -80,6 +82,8 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     shutdownTimeoutMs: read.int('SHUTDOWN_TIMEOUT_MS', 15_000, 100, 600_000),
     storeRetryMaxMs: read.int('STORE_RETRY_MAX_MS', 5_000, 10, 600_000),
     defaultDocAccess: read.oneOf('DEFAULT_DOC_ACCESS', 'read-write', ACCESS_LEVELS),
+    offlineBatchMaxUpdates: read.int('OFFLINE_BATCH_MAX_UPDATES', 10_000, 1, 1_000_000),
+    offlineBatchMaxBytes: read.int('OFFLINE_BATCH_MAX_BYTES', 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     auth: loadAuthConfig(read),
     nodeId: read.string('NODE_ID', `${hostname()}-${randomBytes(4).toString('hex')}`),
     cluster: loadClusterConfig(read)

@@ -43,6 +43,8 @@ export class LiveDocument {
   storeCursor: string | null = null
   entriesSinceCompaction = 0
   bytesSinceCompaction = 0
+  /** Offline batches acknowledged (or being made durable), by user and batch id; bounded. */
+  readonly batches = new Map<string, Promise<unknown>>()
 
   private fullStateCache: Uint8Array | null = null
   private lastTransaction: Y.Transaction | null = null
@@ -84,6 +86,20 @@ export class LiveDocument {
     } catch (err) {
       throw new UpdateRejectedError((err as Error).message, this.partialChangesOf(this.lastTransaction))
     }
+  }
+
+  /**
+   * Whether the last applyClientUpdate changed the document (new structs or new deletions).
+   * Not computed on the hot path; offline batches use it to report their outcome.
+   */
+  lastApplyChangedDocument (): boolean {
+    const transaction = this.lastTransaction
+    if (transaction === null) return false
+    if (transaction.deleteSet.clients.size > 0) return true
+    for (const [client, clock] of transaction.afterState) {
+      if (transaction.beforeState.get(client) !== clock) return true
+    }
+    return false
   }
 
   /**

@@ -9,6 +9,7 @@
  */
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
+import { ExtensionMessageType } from './extensions.js'
 
 export const MessageType = {
   Sync: 0,
@@ -31,6 +32,8 @@ export type ClientMessage =
   | { kind: 'sync-update'; update: Uint8Array }
   | { kind: 'awareness'; update: Uint8Array }
   | { kind: 'query-awareness' }
+  /** An extension message (protocol/extensions.ts); `body` is everything after the type. */
+  | { kind: 'offline-batch'; body: Uint8Array }
 
 /** A frame the server cannot decode. The connection that sent it is closed with 1007. */
 export class MalformedMessageError extends Error {}
@@ -60,6 +63,9 @@ export function decodeClientMessage (frame: Uint8Array): ClientMessage {
       case MessageType.QueryAwareness:
         message = { kind: 'query-awareness' }
         break
+      case ExtensionMessageType.OfflineBatch:
+        // Parsed (and bounded) by the batch handler, which answers framing problems itself.
+        return { kind: 'offline-batch', body: frame.subarray(decoder.pos) }
       default:
         throw new MalformedMessageError(`unsupported message type ${type}`)
     }

@@ -75,7 +75,12 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
 
   const sockets = new Set<uWS.WebSocket<Connection>>()
   let closing = false
-  const messageContext: MessageContext = { app, writeBehind, bridge }
+  const messageContext: MessageContext = {
+    app,
+    writeBehind,
+    bridge,
+    batchLimits: { maxUpdates: config.offlineBatchMaxUpdates, maxBytes: config.offlineBatchMaxBytes }
+  }
   const upgradeContext: UpgradeContext = { verifier, registry, log, isClosing: () => closing }
 
   const behavior: uWS.WebSocketBehavior<Connection> = {

@@ -15,6 +15,8 @@ export interface Connection {
   awarenessClients: Set<number>
   /** A read-only client is told once that its writes are refused, not once per write. */
   deniedNotified: boolean
+  /** Opted in to extension messages (offline batches) with ?ext=offline-batch. */
+  extensions: boolean
 }
 
 let nextConnectionId = 1

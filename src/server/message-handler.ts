@@ -17,12 +17,14 @@ import {
   step2FrameAsUpdateFrame
 } from '../protocol/messages.js'
 import type { Connection } from './connection.js'
+import { handleOfflineBatch, type BatchLimits } from './offline-batch.js'
 
 export interface MessageContext {
   app: TemplatedApp
   writeBehind: WriteBehind
   /** Cluster mode: forwards what local clients send to the other nodes. */
   bridge: ClusterBridge | null
+  batchLimits: BatchLimits
 }
 
 const READ_ONLY_REASON = 'read-only access: updates are not accepted'
@@ -91,7 +93,10 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
     case 'query-awareness': {
       const states = doc.awareness.getStates()
       if (states.size > 0) ws.send(encodeAwareness(encodeAwarenessUpdate(doc.awareness, [...states.keys()])), true)
+      return
     }
+    case 'offline-batch':
+      handleOfflineBatch(ctx, ws, conn, message.body, ctx.batchLimits)
   }
 }
 

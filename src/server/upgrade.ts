@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import type { HttpRequest, HttpResponse, us_socket_context_t } from 'uWebSockets.js'
 import { AuthError, type TokenVerifier } from '../auth/principal.js'
 import { validateDocumentId } from '../documents/document-id.js'
+import { EXTENSIONS_PARAM } from '../protocol/extensions.js'
 import type { DocumentRegistry } from '../documents/registry.js'
 import { newConnectionId, type Connection } from './connection.js'
 import { sendJson, trackAbort } from './http-util.js'
@@ -35,6 +36,7 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
   const url = req.getUrl()
   const docId = url.startsWith(DOCUMENT_PATH_PREFIX) ? url.slice(DOCUMENT_PATH_PREFIX.length) : ''
   const token = requestToken(req)
+  const extensions = req.getQuery(EXTENSIONS_PARAM.name) === EXTENSIONS_PARAM.value
   const secKey = req.getHeader('sec-websocket-key')
   const secProtocol = req.getHeader('sec-websocket-protocol').split(',')[0]?.trim() ?? ''
   const secExtensions = req.getHeader('sec-websocket-extensions')
@@ -93,7 +95,8 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
       log: ctx.log.child({ connId: id, docId, userId: principal.userId }),
       closed: false,
       awarenessClients: new Set(),
-      deniedNotified: false
+      deniedNotified: false,
+      extensions
     }
     res.cork(() => {
       res.upgrade(connection, secKey, secProtocol, secExtensions, socketContext)
