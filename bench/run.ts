@@ -23,7 +23,7 @@ flags:
   --duration S         measured window per steady step (default 15)
   --warmup S           warm-up before a window (default 2)
   --docs N --clients N --rate R   load shape (clients per document incl. writer and observer; R edits/s per document)
-  --workers N          generator processes (default 2)
+  --workers N          generator processes for sinks (default 2), plus one for writers and one for observers
   --concurrency N      connections opened in parallel (default 200; storm 250)
   --steps N --factor F --step-duration S   ramp: max steps (12), rate multiplier (1.5), window per step (8)
   --connections N      idle-memory / connection-storm connection count (5000 / 2000)

@@ -42,6 +42,8 @@ export interface WorkerSnapshot {
   writerBufferedMax: number
   /** Observer samples (send time, latency) flattened, when requested. */
   samples?: Float64Array
+  /** Latency histogram of the updates sinks received since the last take (arrival time - send time). */
+  sinkLatency?: { counts: Uint32Array; count: number; max: number }
   rssBytes: number
 }
 

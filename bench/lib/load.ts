@@ -5,7 +5,7 @@
  */
 import type { ClientSpec, ConnectResult, WorkerSnapshot } from './ipc.js'
 import type { GeneratorPool } from './pool.js'
-import { percentiles, round, sig, sleep, type Percentiles } from './stats.js'
+import { LatencyHistogram, percentiles, round, sig, sleep, type Percentiles } from './stats.js'
 import { markCpu, type CpuMark, type Target } from './target.js'
 import { signTokens } from './tokens.js'
 
@@ -74,6 +74,13 @@ export async function setupLoad (pool: GeneratorPool, target: Target, layout: Lo
   const phase1: ClientSpec[][] = pool.workers.map(() => [])
   const phase2: ClientSpec[][] = pool.workers.map(() => [])
   const recipientsByDoc = new Map<string, number>()
+  // With three or more workers, writers and observers get a process each and the sinks share the
+  // rest: an observer's latency then does not include reading hundreds of sink sockets first.
+  const dedicated = workers >= 3
+  const writerWorker = (d: number): number => dedicated ? 0 : d % workers
+  const observerWorker = (d: number): number => dedicated ? 1 : (d + 1) % workers
+  const sinkWorkers = dedicated ? workers - 2 : workers
+  const sinkWorker = (k: number): number => dedicated ? 2 + (k % sinkWorkers) : k % workers
   let id = 0
   let sinkCounter = 0
   const docOf = new Map<number, string>()
@@ -85,10 +92,10 @@ export async function setupLoad (pool: GeneratorPool, target: Target, layout: Lo
       return { id: clientId, role, docId, endpoint: target.endpoint(node, docId, tokens[clientId] ?? '') }
     }
     // Writer on node 1; observer on another node when there are several (cross-node latency).
-    phase1[d % workers]!.push(spec('writer', 0))
-    phase2[(d + 1) % workers]!.push(spec('observer', nodes > 1 ? 1 + (d % (nodes - 1)) : 0))
+    phase1[writerWorker(d)]!.push(spec('writer', 0))
+    phase2[observerWorker(d)]!.push(spec('observer', nodes > 1 ? 1 + (d % (nodes - 1)) : 0))
     for (let k = 0; k < layout.clientsPerDoc - 2; k++) {
-      phase1[sinkCounter % workers]!.push(spec('sink', sinkCounter % nodes))
+      phase1[sinkWorker(sinkCounter)]!.push(spec('sink', sinkCounter % nodes))
       sinkCounter++
     }
   }
@@ -129,6 +136,8 @@ export interface StepResult {
   /** Delivered / expected over the whole step after draining: below 1 means updates were lost. */
   deliveryAfterDrain: number | null
   latencyMs: Percentiles
+  /** Latency of every update the sinks received in the window (arrival minus send time). */
+  sinkLatencyMs: Percentiles
   serverCpu: {
     userS: number | null
     systemS: number | null
@@ -239,6 +248,7 @@ export async function measureStep (session: LoadSession, ratePerDoc: number, war
       if (sentAt >= markA.at && sentAt <= markB.at) latencies.push(samples[k + 1]!)
     }
   }
+  const sinkHist = LatencyHistogram.merge(b.flatMap(snap => snap.sinkLatency === undefined ? [] : [snap.sinkLatency]))
   const user = markB.server.user - markA.server.user
   const system = markB.server.system - markA.server.system
   const per1k = (cpu: number): number | null => delivered > 0 ? cpu / delivered * 1000 : null
@@ -265,6 +275,7 @@ export async function measureStep (session: LoadSession, ratePerDoc: number, war
     deliveryRatio: expected > 0 ? round(delivered / expected, 4) : null,
     deliveryAfterDrain: tC.expected - t0.expected > 0 ? round((tC.delivered - t0.delivered) / (tC.expected - t0.expected), 4) : null,
     latencyMs: roundPercentiles(percentiles(latencies)),
+    sinkLatencyMs: roundPercentiles(sinkHist.summary()),
     serverCpu: {
       userS: round(user, 2),
       systemS: round(system, 2),

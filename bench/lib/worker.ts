@@ -4,7 +4,8 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import type { ClientSpec, ConnectResult, DocDigest, Envelope, Reply, Request, WorkerSnapshot } from './ipc.js'
-import { EMPTY_SYNC_STEP1, RawWebSocket } from './wsraw.js'
+import { LatencyHistogram } from './stats.js'
+import { EMPTY_SYNC_STEP1, RawWebSocket, sinkLatency } from './wsraw.js'
 import { now, Observer, Writer, YClient } from './yclient.js'
 
 const TICK_MS = 5
@@ -18,6 +19,7 @@ const closeReasons: Record<string, number> = {}
 const loopDelay = monitorEventLoopDelay({ resolution: 5 })
 loopDelay.enable()
 
+const sinkHistogram = new LatencyHistogram()
 let writerLagMax = 0
 let writerBufferedMax = 0
 let ticker: NodeJS.Timeout | null = null
@@ -167,6 +169,10 @@ function snapshot (resetLoopDelay: boolean, takeSamples: boolean): WorkerSnapsho
     }
     result.samples = Float64Array.from(all)
   }
+  if (takeSamples && sinks.length > 0) {
+    result.sinkLatency = { counts: sinkHistogram.counts.slice(), count: sinkHistogram.count, max: sinkHistogram.max }
+    sinkHistogram.reset()
+  }
   if (resetLoopDelay) {
     loopDelay.reset()
     writerLagMax = 0
@@ -210,6 +216,7 @@ async function handle (request: Request): Promise<Reply> {
       return { type: 'ok' }
     case 'record':
       for (const observer of observers) observer.recording = request.on
+      sinkLatency.hist = request.on ? sinkHistogram : null
       return { type: 'ok' }
     case 'snapshot':
       return { type: 'snapshot', snapshot: snapshot(request.resetLoopDelay, request.takeSamples) }

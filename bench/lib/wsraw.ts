@@ -13,6 +13,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
+import type { LatencyHistogram } from './stats.js'
 
 export interface Endpoint {
   host: string
@@ -41,6 +42,38 @@ const OP_BINARY = 0x2
 const OP_CLOSE = 0x8
 const OP_PING = 0x9
 const OP_PONG = 0xa
+
+/**
+ * Where count-mode sockets record the latency of the updates they receive (null: not recording).
+ * One holder per process, so recording is switched on and off for every sink at once.
+ */
+export const sinkLatency: { hist: LatencyHistogram | null } = { hist: null }
+
+const SEMICOLON = 0x3b
+const DOT = 0x2e
+
+/**
+ * The send time the bench writer embeds in its updates. A Y.Text append of `<epoch ms>;` encodes
+ * as an update that ends with that text followed by an empty delete set (byte 0), and every
+ * server forwards or re-encodes it that way, so the timestamp sits right before the last two bytes.
+ */
+function embeddedSendTime (buf: Buffer, start: number, end: number): number {
+  if (end - start < 8 || buf[end - 1] !== 0 || buf[end - 2] !== SEMICOLON) return -1
+  let value = 0
+  let scale = 0
+  let k = end - 3
+  const stop = Math.max(start, end - 26)
+  for (; k >= stop; k--) {
+    const c = buf[k]!
+    if (c === DOT) { scale = end - 3 - k; continue }
+    if (c < 0x30 || c > 0x39) break
+  }
+  for (let j = k + 1; j < end - 2; j++) {
+    const c = buf[j]!
+    if (c !== DOT) value = value * 10 + (c - 0x30)
+  }
+  return k === end - 3 ? -1 : value / 10 ** scale
+}
 
 export interface RawWsOptions {
   mode: 'count' | 'full'
@@ -177,6 +210,7 @@ export class RawWebSocket {
       end = buf.length
     }
     let i = start
+    let readAt = 0
     // Continue the payload of a frame that spanned reads.
     if (this.skip > 0) {
       const n = Math.min(this.skip, end - i)
@@ -225,8 +259,17 @@ export class RawWebSocket {
           if (inBuffer < need) break
           if (len >= 2 && buf[payloadStart] === 0) {
             const sub = buf[payloadStart + 1]
-            if (sub === 2) this.updates++
-            else if (sub === 1) this.onSyncStep2()
+            if (sub === 2) {
+              this.updates++
+              const hist = sinkLatency.hist
+              if (hist !== null && inBuffer >= len) {
+                const sentAt = embeddedSendTime(buf, payloadStart, payloadStart + len)
+                if (sentAt > 0) {
+                  if (readAt === 0) readAt = performance.timeOrigin + performance.now()
+                  hist.record(readAt - sentAt)
+                }
+              }
+            } else if (sub === 1) this.onSyncStep2()
             else this.others++
           } else {
             this.others++

@@ -1,3 +1,4 @@
+import { rampScenario } from './ramp.js'
 import { steadyScenario } from './steady.js'
 import type { Scenario } from './types.js'
 
@@ -5,7 +6,9 @@ const list: Scenario[] = [
   steadyScenario('steady-200x10', { docs: 200, clients: 10, rate: 5 }),
   steadyScenario('steady-1x500', { docs: 1, clients: 500, rate: 20 }),
   steadyScenario('steady-10x100', { docs: 10, clients: 100, rate: 10 }),
-  steadyScenario('steady', null)
+  steadyScenario('steady', null),
+  rampScenario('ramp-1x500', { docs: 1, clients: 500, rate: 20, startRate: 20 }),
+  rampScenario('ramp-50x10', { docs: 50, clients: 10, rate: 10, startRate: 10 })
 ]
 
 export const SCENARIOS: Record<string, Scenario> = Object.fromEntries(list.map(s => [s.name, s]))

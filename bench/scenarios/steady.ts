@@ -17,6 +17,9 @@ export function stepMetrics (step: StepResult): Record<string, number | null> {
     latency_p95_ms: step.latencyMs.p95,
     latency_p99_ms: step.latencyMs.p99,
     latency_max_ms: step.latencyMs.max,
+    sink_latency_p50_ms: step.sinkLatencyMs.p50,
+    sink_latency_p99_ms: step.sinkLatencyMs.p99,
+    sink_latency_max_ms: step.sinkLatencyMs.max,
     sent_per_s: step.sentPerS,
     delivered_per_s: step.deliveredPerS,
     delivery_ratio: step.deliveryRatio,
@@ -42,7 +45,7 @@ export async function withTarget<T> (ctx: ScenarioContext, kind: 'ours' | 'refer
   ctx.log(`${target.name} (${target.version}) on port${target.nodes.length > 1 ? 's' : ''} ${target.nodes.map(n => n.port).join(', ')}`)
   let pool: GeneratorPool | null = null
   try {
-    pool = await GeneratorPool.start(ctx.flags.workers ?? 2)
+    pool = await GeneratorPool.start(2 + (ctx.flags.workers ?? 2))
     return await body(target, pool)
   } finally {
     if (pool !== null) await pool.stop()
@@ -89,7 +92,8 @@ async function probeCrossNode (ctx: ScenarioContext, session: Awaited<ReturnType
 }
 
 const STEADY_METRICS = [
-  'latency_p50_ms', 'latency_p95_ms', 'latency_p99_ms', 'latency_max_ms', 'delivered_per_s', 'delivery_ratio',
+  'latency_p50_ms', 'latency_p95_ms', 'latency_p99_ms', 'latency_max_ms',
+  'sink_latency_p50_ms', 'sink_latency_p99_ms', 'sink_latency_max_ms', 'delivered_per_s', 'delivery_ratio',
   'cpu_user_s_per_1k', 'cpu_system_s_per_1k', 'cpu_total_s_per_1k', 'server_cpu_pct', 'rss_mb'
 ]
 
@@ -102,7 +106,7 @@ export function steadyScenario (name: string, preset: SteadyShape | null): Scena
   return {
     name,
     title: preset === null ? 'Steady load (custom shape)' : `Steady load: ${preset.docs} docs x ${preset.clients} clients @ ${preset.rate}/s`,
-    params: flags => ({ ...shape(flags), durationS: flags.duration ?? 15, warmupS: flags.warmup ?? 2, workers: flags.workers ?? 2 }),
+    params: flags => ({ ...shape(flags), durationS: flags.duration ?? 15, warmupS: flags.warmup ?? 2, sinkWorkers: flags.workers ?? 2 }),
     plan: defaultPlan,
     run: async (ctx, plan) => await runSteadyOn(ctx, plan.kind, plan.nodes, shape(ctx.flags), 'steady'),
     compare: runs => compareOursReference(runs, STEADY_METRICS, {

@@ -1,0 +1,126 @@
+/**
+ * Saturation ramp: the per-document rate rises step by step (same schedule for every server)
+ * until delivery falls below 99 % or p99 passes 100 ms. The figure is the highest delivered
+ * edits/s of a step that still met both.
+ */
+import { compareOursReference } from '../lib/compare.js'
+import { checkConsistency, measureStep, setupLoad, type StepResult } from '../lib/load.js'
+import type { TargetRun } from '../lib/result.js'
+import { sig } from '../lib/stats.js'
+import { stepNotes, withTarget, type SteadyShape } from './steady.js'
+import { defaultPlan, type Flags, type Scenario } from './types.js'
+
+const MIN_DELIVERY = 0.99
+const MAX_P99_MS = 100
+
+export interface RampStep extends StepResult {
+  passed: boolean
+  failure: string | null
+}
+
+/** The rate schedule: start, start*factor, ... rounded to two significant digits. */
+export function rampRates (start: number, factor: number, steps: number): number[] {
+  const rates: number[] = []
+  let r = start
+  for (let i = 0; i < steps; i++) {
+    const rounded = sig(r, 2)!
+    if (rates.length === 0 || rounded > rates[rates.length - 1]!) rates.push(rounded)
+    r *= factor
+  }
+  return rates
+}
+
+function judge (step: StepResult): string | null {
+  const problems: string[] = []
+  if (step.deliveryRatio === null || step.deliveryRatio < MIN_DELIVERY) problems.push(`delivery ${((step.deliveryRatio ?? 0) * 100).toFixed(1)} % < 99 %`)
+  if (step.latencyMs.p99 === null || step.latencyMs.p99 > MAX_P99_MS) problems.push(`p99 ${step.latencyMs.p99 ?? 'n/a'} ms > 100 ms`)
+  if (step.disconnects > 0) problems.push(`${step.disconnects} clients disconnected (${Object.keys(step.closeReasons).join(', ')})`)
+  if (step.deliveryAfterDrain !== null && step.deliveryAfterDrain < MIN_DELIVERY) problems.push(`${((1 - step.deliveryAfterDrain) * 100).toFixed(1)} % of updates never arrived`)
+  return problems.length === 0 ? null : problems.join('; ')
+}
+
+export function rampScenario (name: string, preset: SteadyShape & { startRate: number }): Scenario {
+  const shape = (flags: Flags): SteadyShape & { rates: number[] } => ({
+    docs: flags.docs ?? preset.docs,
+    clients: Math.max(2, flags.clients ?? preset.clients),
+    rate: flags.rate ?? preset.startRate,
+    rates: rampRates(flags.rate ?? preset.startRate, flags.factor ?? 1.5, flags.steps ?? 12)
+  })
+  return {
+    name,
+    title: `Saturation ramp: ${preset.docs} docs x ${preset.clients} clients`,
+    params: flags => ({ ...shape(flags), stepDurationS: flags.stepDuration ?? 8, warmupS: flags.warmup ?? 1, sinkWorkers: flags.workers ?? 2, minDelivery: MIN_DELIVERY, maxP99Ms: MAX_P99_MS }),
+    plan: defaultPlan,
+    run: async (ctx, plan) => {
+      const flags = ctx.flags
+      const s = shape(flags)
+      return await withTarget(ctx, plan.kind, plan.nodes, async (target, pool) => {
+        const session = await setupLoad(pool, target, { docs: s.docs, clientsPerDoc: s.clients, docPrefix: 'ramp' }, flags.concurrency ?? 200)
+        ctx.log(`  ${session.connect.ok}/${session.connect.attempted} clients synced in ${session.connect.wallMs} ms`)
+        const steps: RampStep[] = []
+        let stopReason = `completed all ${s.rates.length} steps of the schedule without failing (the ramp's ceiling, not a server limit; raise --steps or --rate)`
+        for (const rate of s.rates) {
+          const step = await measureStep(session, rate, (flags.warmup ?? 1) * 1000, (flags.stepDuration ?? 8) * 1000)
+          const failure = judge(step)
+          steps.push({ ...step, passed: failure === null, failure })
+          ctx.log(`  rate ${rate}/s/doc: sent ${step.sentPerS}/s, delivered ${step.deliveredPerS}/s (${((step.deliveryRatio ?? 0) * 100).toFixed(1)} %), ` +
+            `p99 ${step.latencyMs.p99} ms, server ${step.serverCpu.pctOfCore} %, machine ${step.generator.machineCpuPct} %, ` +
+            `gen ${step.generator.workers.map(w => w.cpuPct).join('/')} %${failure === null ? '' : ` -> stop: ${failure}`}`)
+          if (failure !== null) {
+            stopReason = `at ${rate} edits/s per document: ${failure}` +
+              (step.generator.bound ? ` (the generator was saturated too: ${step.generator.reasons.join('; ')})` : '')
+            break
+          }
+        }
+        const consistency = await checkConsistency(session)
+        const passed = steps.filter(st => st.passed)
+        const best = passed.reduce<RampStep | null>((b, st) => b === null || (st.deliveredPerS ?? 0) > (b.deliveredPerS ?? 0) ? st : b, null)
+        const notes = [`stopped ${stopReason}`]
+        if (best !== null) notes.push(...stepNotes(best).map(n => `at the best step: ${n}`))
+        if (!consistency.ok) notes.push(`consistency check failed: ${consistency.examples.join('; ')}`)
+        const run: TargetRun = {
+          target: target.name,
+          version: target.version,
+          metrics: {
+            max_sustained_delivered_per_s: best?.deliveredPerS ?? null,
+            max_sustained_rate_per_doc: best?.ratePerDoc ?? null,
+            latency_p50_ms: best?.latencyMs.p50 ?? null,
+            latency_p99_ms: best?.latencyMs.p99 ?? null,
+            cpu_user_s_per_1k: best?.serverCpu.userPer1k ?? null,
+            cpu_system_s_per_1k: best?.serverCpu.systemPer1k ?? null,
+            server_cpu_pct: best?.serverCpu.pctOfCore ?? null,
+            rss_mb: best?.serverRssMb ?? null,
+            consistency_ok: consistency.ok ? 1 : 0
+          },
+          details: { shape: s, connect: session.connect, stopReason, steps, consistency },
+          notes,
+          generatorBound: best?.generator.bound === true || (steps[steps.length - 1]?.generator.bound ?? false)
+        }
+        return run
+      })
+    },
+    compare: runs => {
+      addP99AtReferenceMax(runs)
+      return compareOursReference(runs, ['max_sustained_delivered_per_s', 'max_sustained_rate_per_doc', 'p99_at_reference_max_ms', 'latency_p99_ms', 'cpu_user_s_per_1k', 'cpu_system_s_per_1k'], {
+        max_sustained_delivered_per_s: name.includes('1x500')
+          ? { kind: 'min', ratio: 8, text: '>= 8x reference' }
+          : { kind: 'min', ratio: 2, text: '>= 2x reference' },
+        ...(name.includes('1x500') ? { p99_at_reference_max_ms: { kind: 'max' as const, ratio: 0.25, text: '<= 0.25x reference' } } : {})
+      })
+    }
+  }
+}
+
+/**
+ * Our p99 at the step whose rate is the reference's highest sustained rate (both ramps follow the
+ * same schedule), next to the reference's own p99 there.
+ */
+function addP99AtReferenceMax (runs: TargetRun[]): void {
+  const reference = runs.find(r => r.target === 'reference' && r.error === undefined)
+  const ours = runs.find(r => r.target === 'ours' && r.error === undefined)
+  const refRate = reference?.metrics.max_sustained_rate_per_doc ?? null
+  if (reference === undefined || ours === undefined || refRate === null) return
+  const stepAt = (run: TargetRun): RampStep | undefined => (run.details.steps as RampStep[]).find(st => st.ratePerDoc === refRate)
+  reference.metrics.p99_at_reference_max_ms = stepAt(reference)?.latencyMs.p99 ?? null
+  ours.metrics.p99_at_reference_max_ms = stepAt(ours)?.latencyMs.p99 ?? null
+}
