@@ -4,8 +4,8 @@ import { SignJWT } from 'jose'
  * Signs a development token with the per-run secret that `npm start` generates when no auth is
  * configured, so a newcomer can connect at once. Never used when a real key is configured.
  */
-export async function signDevelopmentToken (secret: Uint8Array, userId = 'dev-user', ttlSeconds = 24 * 3600): Promise<string> {
-  return await new SignJWT({ docs: { '*': 'read-write' } })
+export async function signDevelopmentToken (secret: Uint8Array, userId = 'dev-user', ttlSeconds = 24 * 3600, admin = false): Promise<string> {
+  return await new SignJWT(admin ? { docs: { '*': 'read-write' }, admin: true } : { docs: { '*': 'read-write' } })
     .setProtectedHeader({ alg: 'HS256' })
     .setSubject(userId)
     .setIssuedAt()

@@ -3,6 +3,7 @@ import type { TemplatedApp } from 'uWebSockets.js'
 import { applyAwarenessUpdate, encodeAwarenessUpdate } from 'y-protocols/awareness'
 import * as Y from 'yjs'
 import type { AwarenessOwner, LiveDocument } from '../documents/live-document.js'
+import type { Metrics } from '../metrics/metrics.js'
 import type { WriteBehind } from '../persistence/write-behind.js'
 import { validateAwarenessUpdate } from '../protocol/awareness-validation.js'
 import { decodeClientMessage, encodeAwareness, encodeSyncUpdate, isEmptyUpdate } from '../protocol/messages.js'
@@ -23,6 +24,9 @@ export interface BridgeDependencies {
   lookup: (docId: string) => LiveDocument | undefined
   writeBehind: WriteBehind
   log: Logger
+  metrics?: Metrics
+  /** Another node deleted the document: drop it here and close its connections. */
+  onRemoteDelete?: (docId: string) => void
 }
 
 /** The awareness origin standing for every client of one remote node. */
@@ -121,7 +125,7 @@ export class ClusterBridge {
     if (this.dropNextOutgoingUpdate) {
       this.dropNextOutgoingUpdate = false
     } else {
-      this.send(link.channel, { t: 'u', n: this.nodeId, d: doc.id, s: seq, f: frame })
+      this.send(link.channel, { t: 'u', n: this.nodeId, d: doc.id, s: seq, f: frame, w: wallClockMs() })
     }
     this.scheduleHeartbeat(doc.id, link)
   }
@@ -133,6 +137,11 @@ export class ClusterBridge {
     this.scheduleHeartbeat(doc.id, link)
   }
 
+  /** Tells every node holding the document that it was deleted (no subscription needed to publish). */
+  publishDelete (docId: string): void {
+    this.send(documentKeys(this.options.keyPrefix, docId).channel, { t: 'k', n: this.nodeId, d: docId })
+  }
+
   async close (): Promise<void> {
     if (this.resyncRetry !== null) clearTimeout(this.resyncRetry)
     for (const docId of [...this.links.keys()]) await this.detach(docId)
@@ -140,8 +149,13 @@ export class ClusterBridge {
   }
 
   private send (channel: string, envelope: Envelope): void {
-    if (this.deps.pubsub.publish(channel, encodeEnvelope(envelope))) this.counters.published++
-    else this.counters.publishFailed++
+    if (this.deps.pubsub.publish(channel, encodeEnvelope(envelope))) {
+      this.counters.published++
+      this.deps.metrics?.bridgePublished.inc()
+    } else {
+      this.counters.publishFailed++
+      this.deps.metrics?.bridgePublishFailed.inc()
+    }
   }
 
   private scheduleHeartbeat (docId: string, link: DocumentLink): void {
@@ -165,8 +179,10 @@ export class ClusterBridge {
     const link = this.links.get(envelope.d)
     if (doc === undefined || link === undefined || doc.state === 'unloaded') return
     this.counters.received++
+    this.deps.metrics?.bridgeReceived.inc()
     switch (envelope.t) {
       case 'u':
+        if (envelope.w !== undefined) this.deps.metrics?.bridgeLagSeconds.observe(Math.max(0, wallClockMs() - envelope.w) / 1000)
         this.track(doc, link, envelope.n, envelope.s, false)
         this.applyRemoteUpdateFrame(doc, envelope.f)
         return
@@ -191,6 +207,9 @@ export class ClusterBridge {
         return
       case 'x':
         this.applyRemoteUpdate(doc, envelope.p)
+        return
+      case 'k':
+        this.deps.onRemoteDelete?.(doc.id)
     }
   }
 
@@ -202,6 +221,7 @@ export class ClusterBridge {
     const expected = heartbeat ? last : last + 1
     if (seq > expected) {
       this.counters.gaps++
+      this.deps.metrics?.bridgeGaps.inc()
       this.deps.log.warn({ docId: doc.id, peer, expected, got: seq }, 'bridge: message gap detected, re-syncing')
       this.requestSync(doc)
     }
@@ -212,13 +232,16 @@ export class ClusterBridge {
     if (message.kind !== 'sync-update') return
     if (this.applyToDocument(doc, message.update)) {
       this.deps.app.publish(doc.topic, frame, true)
+      this.deps.metrics?.sent('sync-update', frame.length)
     }
   }
 
   private applyRemoteUpdate (doc: LiveDocument, update: Uint8Array): void {
     if (isEmptyUpdate(update)) return
     if (this.applyToDocument(doc, update)) {
-      this.deps.app.publish(doc.topic, encodeSyncUpdate(update), true)
+      const frame = encodeSyncUpdate(update)
+      this.deps.app.publish(doc.topic, frame, true)
+      this.deps.metrics?.sent('sync-update', frame.length)
     }
   }
 
@@ -249,6 +272,7 @@ export class ClusterBridge {
     }
     applyAwarenessUpdate(doc.awareness, message.update, origin)
     this.deps.app.publish(doc.topic, frame, true)
+    this.deps.metrics?.sent('awareness', frame.length)
   }
 
   /**
@@ -263,6 +287,7 @@ export class ClusterBridge {
       link.syncRequested = false
       if (this.links.get(doc.id) !== link || doc.state === 'unloaded') return
       this.counters.syncRequests++
+      this.deps.metrics?.bridgeSyncRequests.inc()
       this.send(link.channel, { t: 'q', n: this.nodeId, d: doc.id, v: doc.encodeStateVector() })
     })
   }
@@ -309,4 +334,9 @@ export class ClusterBridge {
       this.deps.writeBehind.enqueue(docId, Y.encodeStateAsUpdate(doc.ydoc))
     }
   }
+}
+
+/** Wall-clock milliseconds with sub-millisecond precision, comparable across processes on one host. */
+function wallClockMs (): number {
+  return performance.timeOrigin + performance.now()
 }

@@ -5,7 +5,8 @@ import { Packr } from 'msgpackr'
  * its own, and its document (`d`). On a document's channel, `u`, `a` and `h` carry the sender's
  * per-document sequence number (`s`): a receiver that sees a number skip knows it lost a message.
  *
- *   u  update       doc channel   f: the y-websocket sync-update frame, forwarded to clients as is
+ *   u  update       doc channel   f: the y-websocket sync-update frame, forwarded to clients as is;
+ *                                 w: the sender's wall clock in ms when it published (for lag)
  *   a  awareness    doc channel   f: the y-websocket awareness frame
  *   h  heartbeat    doc channel   s only: the sender's latest number, so a lost last message shows
  *   q  sync request doc channel   v: the requester's state vector ("send me what I lack")
@@ -13,14 +14,16 @@ import { Packr } from 'msgpackr'
  *                                 the requester pushes back what the replier lacks), a: the
  *                                 replier's own clients' awareness
  *   x  sync push    node channel  p: update the replier lacked
+ *   k  deleted      doc channel   the document was deleted (admin API): drop it, close its clients
  */
 export type Envelope =
-  | { t: 'u'; n: string; d: string; s: number; f: Uint8Array }
+  | { t: 'u'; n: string; d: string; s: number; f: Uint8Array; w?: number }
   | { t: 'a'; n: string; d: string; s: number; f: Uint8Array }
   | { t: 'h'; n: string; d: string; s: number }
   | { t: 'q'; n: string; d: string; v: Uint8Array }
   | { t: 'r'; n: string; d: string; p?: Uint8Array; v?: Uint8Array; a?: Uint8Array }
   | { t: 'x'; n: string; d: string; p: Uint8Array }
+  | { t: 'k'; n: string; d: string }
 
 const packr = new Packr({ useRecords: false, moreTypes: false })
 
@@ -47,6 +50,7 @@ export function decodeEnvelope (bytes: Buffer): Envelope | null {
     case 'q': return isBytes(e.v) ? value as Envelope : null
     case 'r': return optionalBytes(e.p) && optionalBytes(e.v) && optionalBytes(e.a) ? value as Envelope : null
     case 'x': return isBytes(e.p) ? value as Envelope : null
+    case 'k': return value as Envelope
     default: return null
   }
 }

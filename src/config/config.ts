@@ -52,11 +52,20 @@ export interface Config {
   defaultDocAccess: AccessLevel
   offlineBatchMaxUpdates: number
   offlineBatchMaxBytes: number
+  /** Bearer token required by GET /metrics; null leaves it open (for a private scrape network). */
+  metricsToken: string | null
   auth: AuthConfig
   /** Identifies this process among the nodes of a cluster; fresh per start unless set. */
   nodeId: string
   /** Present when REDIS_URL or REDIS_CLUSTER_NODES is set: cluster mode. */
   cluster: ClusterConfig | null
+  /**
+   * Development conveniences: the /dev/token endpoint (HS secrets only) and the playground by
+   * default. On when no authentication is configured, or with DEV_MODE=true.
+   */
+  devMode: boolean
+  /** Serve the playground page at GET / (default: on in development mode). */
+  playground: boolean
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -84,13 +93,19 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     defaultDocAccess: read.oneOf('DEFAULT_DOC_ACCESS', 'read-write', ACCESS_LEVELS),
     offlineBatchMaxUpdates: read.int('OFFLINE_BATCH_MAX_UPDATES', 10_000, 1, 1_000_000),
     offlineBatchMaxBytes: read.int('OFFLINE_BATCH_MAX_BYTES', 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+    metricsToken: read.optionalString('METRICS_TOKEN') ?? null,
     auth: loadAuthConfig(read),
     nodeId: read.string('NODE_ID', `${hostname()}-${randomBytes(4).toString('hex')}`),
-    cluster: loadClusterConfig(read)
+    cluster: loadClusterConfig(read),
+    devMode: false,
+    playground: false
   }
   if (!/^[A-Za-z0-9._:-]{1,64}$/.test(config.nodeId)) {
     throw new ConfigError('Invalid NODE_ID: 1-64 characters from A-Z a-z 0-9 . _ : -')
   }
+  const unconfiguredAuth = (config.auth.kind === 'jwt-secret' && config.auth.generated) || config.auth.kind === 'anonymous'
+  config.devMode = read.bool('DEV_MODE', unconfiguredAuth)
+  config.playground = read.bool('PLAYGROUND', config.devMode)
   if (config.idleTimeoutSec !== 0 && config.idleTimeoutSec < 8) {
     throw new ConfigError('Invalid IDLE_TIMEOUT_SECONDS: must be 0 (off) or at least 8')
   }

@@ -1,6 +1,8 @@
 import * as Y from 'yjs'
 import type { Logger } from 'pino'
 import type { DocumentStore } from '../persistence/document-store.js'
+import type { Metrics } from '../metrics/metrics.js'
+import { DocumentDeletedError } from '../persistence/document-store.js'
 import type { WriteBehind } from '../persistence/write-behind.js'
 import { LiveDocument } from './live-document.js'
 
@@ -34,7 +36,8 @@ export class DocumentRegistry {
     private readonly writeBehind: WriteBehind,
     private readonly options: RegistryOptions,
     private readonly log: Logger,
-    private readonly hooks: RegistryHooks = {}
+    private readonly hooks: RegistryHooks = {},
+    private readonly metrics?: Metrics
   ) {
     writeBehind.onAppended = docIds => this.noteAppended(docIds)
   }
@@ -81,6 +84,20 @@ export class DocumentRegistry {
   }
 
   /**
+   * Drops a document from memory without storing its pending updates (it is being deleted).
+   * Its connections must be closed by the caller; their release() calls become no-ops.
+   */
+  async drop (docId: string): Promise<void> {
+    this.writeBehind.discard(docId)
+    const doc = this.docs.get(docId)
+    if (doc === undefined) return
+    this.cancelUnload(doc)
+    this.docs.delete(docId)
+    doc.destroy()
+    await this.hooks.afterUnload?.(docId).catch(() => {})
+  }
+
+  /**
    * Flushes every document and drops them all; used at shutdown after all sockets closed. A failing
    * store is retried until `deadline` (epoch ms); past it the error is thrown with updates unsaved.
    */
@@ -118,7 +135,12 @@ export class DocumentRegistry {
         void this.compact(doc)
       }
     } catch (err) {
-      this.log.error({ err, docId: doc.id }, 'document load failed')
+      if (err instanceof DocumentDeletedError) {
+        this.log.debug({ docId: doc.id }, 'document load refused: recently deleted')
+      } else {
+        this.metrics?.storeErrors.labels('load').inc()
+        this.log.error({ err, docId: doc.id }, 'document load failed')
+      }
       this.docs.delete(doc.id)
       doc.destroy()
       if (attached) await this.hooks.afterUnload?.(doc.id).catch(() => {})
@@ -195,6 +217,7 @@ export class DocumentRegistry {
       await this.store.compact(doc.id, snapshot, stored.cursor)
       this.log.debug({ docId: doc.id, entries: stored.updates.length }, 'document log compacted')
     } catch (err) {
+      this.metrics?.storeErrors.labels('compact').inc()
       this.log.warn({ docId: doc.id, err }, 'compaction failed; will retry later')
     }
   }

@@ -33,8 +33,19 @@ export interface DocumentStore {
    * (at least) all of them. Entries appended after `cursor` are kept.
    */
   compact (docId: string, snapshot: Uint8Array, cursor: string): Promise<void>
-  delete (docId: string): Promise<void>
+  /**
+   * Removes every entry of the document. With `tombstoneSeconds`, loads of the document fail with
+   * DocumentDeletedError for that long, so clients reconnecting right away cannot resurrect it.
+   */
+  delete (docId: string, tombstoneSeconds?: number): Promise<void>
   /** Resolves when the store answers; rejects when it is unusable. */
   ping (): Promise<void>
   close (): Promise<void>
+}
+
+/** The document was deleted recently; it cannot be opened until its tombstone expires. */
+export class DocumentDeletedError extends Error {
+  constructor (readonly docId: string) {
+    super(`document ${docId} was deleted`)
+  }
 }

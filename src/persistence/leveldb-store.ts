@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { ClassicLevel } from 'classic-level'
-import type { AppendEntry, DocumentStore, StoredDocument } from './document-store.js'
+import { DocumentDeletedError, type AppendEntry, type DocumentStore, type StoredDocument } from './document-store.js'
 
 /**
  * The embedded store: LevelDB (classic-level) in DATA_DIR, the engine y-leveldb uses, used
@@ -28,6 +28,8 @@ export class LevelDbStore implements DocumentStore {
   }
 
   async load (docId: string): Promise<StoredDocument> {
+    const tombstone = await this.db.get(tombstoneKey(docId))
+    if (tombstone !== undefined && Number(new TextDecoder().decode(tombstone)) > Date.now()) throw new DocumentDeletedError(docId)
     const updates: Uint8Array[] = []
     let lastKey: string | null = null
     let bytes = 0
@@ -73,9 +75,11 @@ export class LevelDbStore implements DocumentStore {
     }
   }
 
-  async delete (docId: string): Promise<void> {
+  async delete (docId: string, tombstoneSeconds = 0): Promise<void> {
     await this.db.clear(docRange(docId))
-    this.nextSeq.set(docId, 0)
+    if (tombstoneSeconds > 0) {
+      await this.db.put(tombstoneKey(docId), new TextEncoder().encode(String(Date.now() + tombstoneSeconds * 1000)), { sync: this.fsync })
+    }
   }
 
   async ping (): Promise<void> {
@@ -112,6 +116,10 @@ function entryKey (docId: string, seq: number): string {
 
 function seqOf (key: string): number {
   return parseInt(key.slice(key.length - SEQ_WIDTH), 16)
+}
+
+function tombstoneKey (docId: string): string {
+  return `t\0${docId}`
 }
 
 function docRange (docId: string): { gte: string; lt: string } {

@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis'
-import type { AppendEntry, DocumentStore, StoredDocument } from './document-store.js'
+import { DocumentDeletedError, type AppendEntry, type DocumentStore, type StoredDocument } from './document-store.js'
 import { documentKeys } from '../redis/keys.js'
 
 /**
@@ -54,11 +54,12 @@ export class RedisStore implements DocumentStore {
   async load (docId: string): Promise<StoredDocument> {
     const keys = documentKeys(this.prefix, docId)
     // One MULTI: a compaction between reading the snapshot and the stream would lose entries.
-    const transaction = this.redis.multi().hgetallBuffer(keys.snapshot).xrangeBuffer(keys.log, '-', '+')
+    const transaction = this.redis.multi().hgetallBuffer(keys.snapshot).xrangeBuffer(keys.log, '-', '+').exists(keys.tombstone)
     if (this.ttlSeconds > 0) transaction.expire(keys.snapshot, this.ttlSeconds).expire(keys.log, this.ttlSeconds)
     const results = await transaction.exec()
     if (results === null) throw new Error('redis transaction aborted')
     for (const [err] of results) if (err !== null) throw err
+    if (results[2]![1] === 1) throw new DocumentDeletedError(docId)
     const snapshot = results[0]![1] as Record<string, Buffer> | Buffer[]
     const entries = results[1]![1] as Array<[Buffer, Buffer[]]>
     const snap = normalizeHash(snapshot)
@@ -101,9 +102,11 @@ export class RedisStore implements DocumentStore {
     await compactCommand.call(this.redis, keys.snapshot, keys.log, expected, Buffer.from(snapshot), lastId, nextStreamId(lastId), this.ttlSeconds)
   }
 
-  async delete (docId: string): Promise<void> {
+  async delete (docId: string, tombstoneSeconds = 0): Promise<void> {
     const keys = documentKeys(this.prefix, docId)
-    await this.redis.multi().del(keys.snapshot).del(keys.log).exec()
+    const transaction = this.redis.multi().del(keys.snapshot).del(keys.log)
+    if (tombstoneSeconds > 0) transaction.set(keys.tombstone, '1', 'EX', tombstoneSeconds)
+    await transaction.exec()
   }
 
   async ping (): Promise<void> {

@@ -1,5 +1,6 @@
 import * as Y from 'yjs'
 import type { Logger } from 'pino'
+import type { Metrics } from '../metrics/metrics.js'
 import type { AppendEntry, DocumentStore } from './document-store.js'
 
 interface Pending {
@@ -32,7 +33,8 @@ export class WriteBehind {
   constructor (
     private readonly store: DocumentStore,
     private readonly options: WriteBehindOptions,
-    private readonly log: Logger
+    private readonly log: Logger,
+    private readonly metrics?: Metrics
   ) {}
 
   get healthy (): boolean {
@@ -52,6 +54,11 @@ export class WriteBehind {
     }
     entry.updates.push(update)
     entry.bytes += update.length
+  }
+
+  /** Drops a deleted document's unwritten updates. */
+  discard (docId: string): void {
+    this.pending.delete(docId)
   }
 
   hasPending (docId: string): boolean {
@@ -116,9 +123,12 @@ export class WriteBehind {
   }
 
   private async write (entries: AppendEntry[]): Promise<void> {
+    const started = performance.now()
     try {
       await this.store.append(entries)
+      this.metrics?.storeFlushSeconds.observe((performance.now() - started) / 1000)
     } catch (err) {
+      this.metrics?.storeErrors.labels('append').inc()
       this.requeue(entries)
       this.consecutiveFailures++
       this.lastError = (err as Error).message

@@ -16,7 +16,9 @@ export const CloseCode = {
    */
   Abnormal: 1006,
   /** An unexpected server error while handling this connection's message. */
-  InternalError: 1011
+  InternalError: 1011,
+  /** The document was deleted through the admin API; reconnecting gets HTTP 410 for a while. */
+  DocumentDeleted: 4404
 } as const
 
 export type CloseCodeValue = typeof CloseCode[keyof typeof CloseCode]

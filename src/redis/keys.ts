@@ -6,6 +6,7 @@
 export function documentKeys (prefix: string, docId: string): {
   log: string
   snapshot: string
+  tombstone: string
   channel: string
   participantNodes: string
   participants: (nodeId: string) => string
@@ -14,6 +15,7 @@ export function documentKeys (prefix: string, docId: string): {
   return {
     log: `${base}:log`,
     snapshot: `${base}:snap`,
+    tombstone: `${base}:deleted`,
     channel: `${base}:bridge`,
     participantNodes: `${base}:participant-nodes`,
     participants: nodeId => `${base}:participants:${nodeId}`

@@ -3,17 +3,22 @@ import uWS from 'uWebSockets.js'
 import { createVerifier } from '../auth/create-verifier.js'
 import { ClusterBridge } from '../cluster/bridge.js'
 import { createClusterResources, type ClusterResources } from '../cluster/cluster-mode.js'
+import { NodeDirectory } from '../cluster/node-directory.js'
 import type { Config } from '../config/config.js'
 import { LocalParticipants, type ParticipantDirectory } from '../documents/participants.js'
 import { DocumentRegistry } from '../documents/registry.js'
+import { Metrics } from '../metrics/metrics.js'
 import type { DocumentStore } from '../persistence/document-store.js'
 import { LevelDbStore } from '../persistence/leveldb-store.js'
 import { WriteBehind } from '../persistence/write-behind.js'
+import { registerPlaygroundRoutes } from '../playground/routes.js'
 import { CloseCode } from '../protocol/close-codes.js'
 import { MalformedMessageError } from '../protocol/messages.js'
+import { registerAdminRoutes } from './admin-routes.js'
 import type { Connection } from './connection.js'
-import { registerHttpRoutes, type Readiness } from './http-routes.js'
+import { registerHttpRoutes, registerNotFound, type Readiness } from './http-routes.js'
 import { dropPresence, greet, handleMessage, publishAwarenessTimeouts, type MessageContext } from './message-handler.js'
+import { takeNodeSnapshot, type NodeSnapshot } from './node-snapshot.js'
 import { DOCUMENT_PATH_PREFIX, handleUpgrade, type UpgradeContext } from './upgrade.js'
 
 export interface CollabServer {
@@ -21,6 +26,7 @@ export interface CollabServer {
   readonly nodeId: string
   readonly registry: DocumentRegistry
   readonly writeBehind: WriteBehind
+  readonly metrics: Metrics
   /** Cluster mode only. */
   readonly bridge: ClusterBridge | null
   readonly connectionCount: number
@@ -35,36 +41,58 @@ export interface ServerDependencies {
 }
 
 const COMPACT_AFTER_ENTRIES = 200
+/** How long a deleted document refuses to load again (HTTP 410), so live clients cannot resurrect it. */
+const DELETE_TOMBSTONE_SECONDS = 60
 
 export async function startServer (config: Config, log: Logger, deps: ServerDependencies = {}): Promise<CollabServer> {
   log = log.child({ nodeId: config.nodeId })
+  const startedAt = Date.now()
+  const metrics = new Metrics()
   const cluster: ClusterResources | null = config.cluster === null ? null : createClusterResources(config.cluster, config.nodeId, log)
   const store = deps.store ?? cluster?.store ?? new LevelDbStore(config.dataDir)
   const participants: ParticipantDirectory = cluster?.participants ?? new LocalParticipants(config.nodeId)
   await store.open()
   const verifier = await createVerifier(config)
-  const writeBehind = new WriteBehind(store, { intervalMs: config.flushIntervalMs, retryMaxMs: config.storeRetryMaxMs }, log)
+  const writeBehind = new WriteBehind(store, { intervalMs: config.flushIntervalMs, retryMaxMs: config.storeRetryMaxMs }, log, metrics)
   const app = uWS.App()
-  let bridge: ClusterBridge | null = null
+  const sockets = new Set<uWS.WebSocket<Connection>>()
+  let closing = false
+
+  const messages: MessageContext = {
+    app,
+    writeBehind,
+    bridge: null,
+    batchLimits: { maxUpdates: config.offlineBatchMaxUpdates, maxBytes: config.offlineBatchMaxBytes },
+    metrics
+  }
 
   const registry = new DocumentRegistry(store, writeBehind, {
     idleUnloadMs: config.docIdleUnloadMs,
     compactAfterEntries: COMPACT_AFTER_ENTRIES,
     unloadRetryMs: config.storeRetryMaxMs
   }, log, {
-    beforeLoad: async docId => { await bridge?.attach(docId) },
+    beforeLoad: async docId => { await messages.bridge?.attach(docId) },
     afterLoad: doc => {
-      publishAwarenessTimeouts(app, doc)
-      bridge?.loaded(doc)
+      publishAwarenessTimeouts(messages, doc)
+      messages.bridge?.loaded(doc)
     },
-    afterUnload: async docId => { await bridge?.detach(docId) }
-  })
+    afterUnload: async docId => { await messages.bridge?.detach(docId) }
+  }, metrics)
+
+  /** Closes this node's connections to a deleted document and forgets it. */
+  const dropDocument = async (docId: string): Promise<void> => {
+    for (const ws of [...sockets]) {
+      if (ws.getUserData().docId === docId) ws.end(CloseCode.DocumentDeleted, 'document deleted')
+    }
+    await registry.drop(docId)
+  }
 
   if (cluster !== null && config.cluster !== null) {
-    bridge = new ClusterBridge(
+    const bridge = new ClusterBridge(
       { nodeId: config.nodeId, keyPrefix: config.cluster.keyPrefix, heartbeatMs: config.cluster.heartbeatMs },
-      { pubsub: cluster.connections.pubsub, app, lookup: docId => registry.get(docId), writeBehind, log }
+      { pubsub: cluster.connections.pubsub, app, lookup: docId => registry.get(docId), writeBehind, log, metrics, onRemoteDelete: docId => { void dropDocument(docId) } }
     )
+    messages.bridge = bridge
     try {
       await bridge.start()
     } catch (err) {
@@ -73,15 +101,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     }
   }
 
-  const sockets = new Set<uWS.WebSocket<Connection>>()
-  let closing = false
-  const messageContext: MessageContext = {
-    app,
-    writeBehind,
-    bridge,
-    batchLimits: { maxUpdates: config.offlineBatchMaxUpdates, maxBytes: config.offlineBatchMaxBytes }
-  }
-  const upgradeContext: UpgradeContext = { verifier, registry, log, isClosing: () => closing }
+  const upgradeContext: UpgradeContext = { verifier, registry, log, metrics, isClosing: () => closing }
 
   const behavior: uWS.WebSocketBehavior<Connection> = {
     maxPayloadLength: config.maxMessageBytes,
@@ -96,10 +116,11 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     open: ws => {
       const conn = ws.getUserData()
       sockets.add(ws)
+      metrics.connections.inc()
       ws.subscribe(conn.doc.topic)
       participants.join(conn.docId, conn.userId)
       conn.log.debug({ readOnly: conn.readOnly }, 'connection opened')
-      greet(ws, conn)
+      greet(messages, ws, conn)
     },
     message: (ws, message, isBinary) => {
       const conn = ws.getUserData()
@@ -109,7 +130,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
         return
       }
       try {
-        handleMessage(messageContext, ws, conn, new Uint8Array(message))
+        handleMessage(messages, ws, conn, new Uint8Array(message))
       } catch (err) {
         if (conn.closed) return
         if (err instanceof MalformedMessageError) {
@@ -125,6 +146,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
       const conn = ws.getUserData()
       conn.closed = true
       sockets.delete(ws)
+      metrics.connections.dec()
+      metrics.closes.labels(String(code)).inc()
       if (code === CloseCode.Abnormal && message.byteLength > 0) {
         // uWS's own reasons: "Received too big message", backpressure limit, idle timeout.
         conn.log.info({ code, reason: Buffer.from(message).toString() }, 'connection dropped by the server')
@@ -132,7 +155,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
         conn.log.debug({ code }, 'connection closed')
       }
       try {
-        dropPresence(messageContext, conn)
+        dropPresence(messages, conn)
       } catch (err) {
         conn.log.error({ err }, 'failed to remove presence of closed connection')
       }
@@ -157,7 +180,56 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     if (cluster !== null && !cluster.connections.pubsub.connected) problems.push('redis pub/sub disconnected')
     return { ready: problems.length === 0, status: problems.length === 0 ? 'ready' : 'not-ready', problems }
   }
-  registerHttpRoutes(app, { readiness, verifier, participants })
+
+  const snapshotSelf = async (): Promise<NodeSnapshot> => await takeNodeSnapshot({
+    nodeId: config.nodeId,
+    startedAt,
+    registry,
+    writeBehind,
+    metrics,
+    connectionCount: () => sockets.size,
+    ready: async () => (await readiness()).ready,
+    redisConnected: cluster === null ? null : () => cluster.connections.pubsub.connected
+  })
+  const directory = cluster === null || config.cluster === null
+    ? null
+    : new NodeDirectory(cluster.connections.commands, config.cluster.keyPrefix, config.nodeId, snapshotSelf, log)
+  directory?.start()
+
+  const deleteDocument = async (docId: string): Promise<void> => {
+    messages.bridge?.publishDelete(docId)
+    await dropDocument(docId)
+    await store.delete(docId, DELETE_TOMBSTONE_SECONDS)
+    // A peer's write that was already in flight when it learned of the deletion may still land:
+    // delete once more after it had time to finish.
+    setTimeout(() => { void store.delete(docId, DELETE_TOMBSTONE_SECONDS).catch(() => {}) }, Math.max(2_000, config.flushIntervalMs * 4)).unref()
+    log.info({ docId }, 'document deleted')
+  }
+
+  registerHttpRoutes(app, { readiness, verifier, participants, metrics, metricsToken: config.metricsToken, refreshGauges: () => {
+    metrics.documentsLoaded.set(registry.size)
+    metrics.writeBehindPendingBytes.set(writeBehind.pendingBytes)
+    metrics.writeBehindPendingDocuments.set(writeBehind.pendingDocuments)
+  } })
+  registerAdminRoutes(app, {
+    verifier,
+    registry,
+    participants,
+    messages,
+    maxBodyBytes: config.maxMessageBytes,
+    deleteDocument,
+    snapshot: async () => {
+      const self = await snapshotSelf()
+      const others = directory === null ? [] : (await directory.list().catch(() => [])).filter(n => n.nodeId !== self.nodeId)
+      return { self, nodes: [self, ...others] }
+    }
+  })
+  registerPlaygroundRoutes(app, {
+    playground: config.playground,
+    devSecret: config.devMode && config.auth.kind === 'jwt-secret' ? config.auth.secret : null,
+    log
+  })
+  registerNotFound(app)
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
     app.listen(config.host, config.port, socket => {
@@ -174,7 +246,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     nodeId: config.nodeId,
     registry,
     writeBehind,
-    bridge,
+    metrics,
+    get bridge () { return messages.bridge },
     get connectionCount () { return sockets.size },
     readiness,
     close: () => {
@@ -187,7 +260,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
           await registry.closeAll(Date.now() + config.shutdownTimeoutMs)
         } finally {
           app.close()
-          await bridge?.close()
+          await directory?.stop()
+          await messages.bridge?.close()
           await participants.close()
           await store.close()
           await cluster?.connections.close()

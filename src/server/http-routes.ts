@@ -2,6 +2,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { AuthError, type TokenVerifier } from '../auth/principal.js'
 import { validateDocumentId } from '../documents/document-id.js'
 import type { ParticipantDirectory } from '../documents/participants.js'
+import type { Metrics } from '../metrics/metrics.js'
 import { sendJson, trackAbort } from './http-util.js'
 
 export interface Readiness {
@@ -14,9 +15,14 @@ export interface HttpRouteContext {
   readiness: () => Promise<Readiness>
   verifier: TokenVerifier
   participants: ParticipantDirectory
+  metrics: Metrics
+  /** When set, GET /metrics needs `Authorization: Bearer <token>`. */
+  metricsToken: string | null
+  /** Sets gauges that are read from live state just before a scrape. */
+  refreshGauges: () => void
 }
 
-/** Plain HTTP endpoints: health, readiness, participants. */
+/** Plain HTTP endpoints: health, readiness, metrics, participants. */
 export function registerHttpRoutes (app: TemplatedApp, ctx: HttpRouteContext): void {
   app.get('/healthz', res => { sendJson(res, 200, { status: 'ok' }) })
 
@@ -24,6 +30,21 @@ export function registerHttpRoutes (app: TemplatedApp, ctx: HttpRouteContext): v
     const abort = trackAbort(res)
     void ctx.readiness().then(result => {
       if (!abort.aborted) sendJson(res, result.ready ? 200 : 503, result)
+    })
+  })
+
+  app.get('/metrics', (res, req) => {
+    if (ctx.metricsToken !== null && requestToken(req) !== ctx.metricsToken) {
+      sendJson(res, 401, { error: 'token_invalid', message: 'metrics token required' })
+      return
+    }
+    const abort = trackAbort(res)
+    ctx.refreshGauges()
+    void ctx.metrics.registry.metrics().then(text => {
+      if (abort.aborted) return
+      res.cork(() => {
+        res.writeStatus('200 OK').writeHeader('content-type', ctx.metrics.registry.contentType).end(text)
+      })
     })
   })
 
@@ -56,6 +77,10 @@ export function registerHttpRoutes (app: TemplatedApp, ctx: HttpRouteContext): v
     })()
   })
 
+}
+
+/** The catch-all 404; registered after every other route. */
+export function registerNotFound (app: TemplatedApp): void {
   app.any('/*', res => { sendJson(res, 404, { error: 'not_found' }) })
 }
 

@@ -6,6 +6,9 @@ export const STATUS_TEXT: Record<number, string> = {
   401: '401 Unauthorized',
   403: '403 Forbidden',
   404: '404 Not Found',
+  410: '410 Gone',
+  413: '413 Payload Too Large',
+  415: '415 Unsupported Media Type',
   500: '500 Internal Server Error',
   503: '503 Service Unavailable'
 }
@@ -29,4 +32,48 @@ export function trackAbort (res: HttpResponse): { readonly aborted: boolean } {
   const state = { aborted: false }
   res.onAborted(() => { state.aborted = true })
   return state
+}
+
+/** Thrown by readBody when the body exceeds its limit. */
+export class BodyTooLargeError extends Error {}
+
+/**
+ * Collects a request body up to `limit` bytes. uWS hands out chunks that are valid only during
+ * the callback, so each one is copied. Must be called synchronously in the handler.
+ */
+export async function readBody (res: HttpResponse, limit: number): Promise<Uint8Array> {
+  return await new Promise((resolve, reject) => {
+    const chunks: Uint8Array[] = []
+    let size = 0
+    let failed = false
+    res.onData((chunk, isLast) => {
+      if (failed) return
+      size += chunk.byteLength
+      if (size > limit) {
+        failed = true
+        reject(new BodyTooLargeError(`body larger than ${limit} bytes`))
+        return
+      }
+      chunks.push(new Uint8Array(chunk.slice(0)))
+      if (isLast) {
+        const body = new Uint8Array(size)
+        let offset = 0
+        for (const c of chunks) {
+          body.set(c, offset)
+          offset += c.length
+        }
+        resolve(body)
+      }
+    })
+  })
+}
+
+/** Writes a binary response (same corking rules as sendJson). */
+export function sendBinary (res: HttpResponse, body: Uint8Array, contentType = 'application/octet-stream'): void {
+  res.cork(() => {
+    res.writeStatus('200 OK')
+    res.writeHeader('content-type', contentType)
+    res.writeHeader('cache-control', 'no-store')
+    res.end(body)
+  })
 }

@@ -1,8 +1,9 @@
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
 import { applyAwarenessUpdate, encodeAwarenessUpdate, removeAwarenessStates } from 'y-protocols/awareness'
-import { UpdateRejectedError } from '../documents/live-document.js'
 import type { ClusterBridge } from '../cluster/bridge.js'
 import type { LiveDocument } from '../documents/live-document.js'
+import { UpdateRejectedError } from '../documents/live-document.js'
+import type { Metrics, MessageKind } from '../metrics/metrics.js'
 import type { WriteBehind } from '../persistence/write-behind.js'
 import { validateAwarenessUpdate } from '../protocol/awareness-validation.js'
 import {
@@ -25,18 +26,31 @@ export interface MessageContext {
   /** Cluster mode: forwards what local clients send to the other nodes. */
   bridge: ClusterBridge | null
   batchLimits: BatchLimits
+  metrics: Metrics
 }
 
 const READ_ONLY_REASON = 'read-only access: updates are not accepted'
 
+/** Sends to one socket and counts it. */
+export function sendTo (ctx: MessageContext, ws: WebSocket<Connection>, kind: MessageKind, message: Uint8Array): void {
+  ws.send(message, true)
+  ctx.metrics.sent(kind, message.length)
+}
+
+/** Publishes to every local subscriber of the document (the sender included) and counts it once. */
+export function publishToAll (ctx: MessageContext, doc: LiveDocument, kind: MessageKind, message: Uint8Array): void {
+  ctx.app.publish(doc.topic, message, true)
+  ctx.metrics.sent(kind, message.length)
+}
+
 /** What a connection receives first: the server's state vector (writers only) and who is present. */
-export function greet (ws: WebSocket<Connection>, conn: Connection): void {
+export function greet (ctx: MessageContext, ws: WebSocket<Connection>, conn: Connection): void {
   ws.cork(() => {
     // Sync step 1 asks the client for what the server lacks; a read-only client may not give it.
-    if (!conn.readOnly) ws.send(encodeSyncStep1(conn.doc.encodeStateVector()), true)
+    if (!conn.readOnly) sendTo(ctx, ws, 'sync-step1', encodeSyncStep1(conn.doc.encodeStateVector()))
     const states = conn.doc.awareness.getStates()
     if (states.size > 0) {
-      ws.send(encodeAwareness(encodeAwarenessUpdate(conn.doc.awareness, [...states.keys()])), true)
+      sendTo(ctx, ws, 'awareness', encodeAwareness(encodeAwarenessUpdate(conn.doc.awareness, [...states.keys()])))
     }
   })
 }
@@ -49,16 +63,24 @@ export function greet (ws: WebSocket<Connection>, conn: Connection): void {
  * Throws MalformedMessageError for input that must close the connection.
  */
 export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, conn: Connection, frame: Uint8Array): void {
-  const message = decodeClientMessage(frame)
+  let message
+  try {
+    message = decodeClientMessage(frame)
+  } catch (err) {
+    ctx.metrics.received('invalid', frame.length)
+    throw err
+  }
+  ctx.metrics.received(message.kind, frame.length)
   const doc = conn.doc
   switch (message.kind) {
     case 'sync-update':
     case 'sync-step2': {
       if (isEmptyUpdate(message.update)) return
       if (conn.readOnly) {
-        refuseWrite(ws, conn)
+        refuseWrite(ctx, ws, conn)
         return
       }
+      const started = performance.now()
       try {
         doc.applyClientUpdate(message.update, conn)
       } catch (err) {
@@ -66,7 +88,7 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
           if (err.partial !== null) {
             // Part of the update integrated before Yjs failed: everyone must get exactly that part.
             const partialFrame = encodeSyncUpdate(err.partial)
-            ctx.app.publish(doc.topic, partialFrame, true)
+            publishToAll(ctx, doc, 'sync-update', partialFrame)
             ctx.bridge?.publishUpdate(doc, partialFrame)
             ctx.writeBehind.enqueue(doc.id, err.partial)
           }
@@ -74,25 +96,30 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
         }
         throw err
       }
+      const applied = performance.now()
       const forward = message.kind === 'sync-update' ? frame : step2FrameAsUpdateFrame(frame)
       ws.publish(doc.topic, forward, true)
+      ctx.metrics.fanoutSeconds.observe((performance.now() - applied) / 1000)
+      ctx.metrics.updateApplySeconds.observe((applied - started) / 1000)
+      ctx.metrics.sent('sync-update', forward.length)
       ctx.bridge?.publishUpdate(doc, forward)
       // The frame's buffer belongs to uWS and dies with this callback: keep a copy.
       ctx.writeBehind.enqueue(doc.id, message.update.slice())
       return
     }
     case 'sync-step1':
-      ws.send(encodeSyncStep2(doc.encodeStateAsUpdate(message.stateVector)), true)
+      sendTo(ctx, ws, 'sync-step2', encodeSyncStep2(doc.encodeStateAsUpdate(message.stateVector)))
       return
     case 'awareness':
       validateAwarenessUpdate(message.update)
       applyAwarenessUpdate(doc.awareness, message.update, conn)
       ws.publish(doc.topic, frame, true)
+      ctx.metrics.sent('awareness', frame.length)
       ctx.bridge?.publishAwareness(doc, frame)
       return
     case 'query-awareness': {
       const states = doc.awareness.getStates()
-      if (states.size > 0) ws.send(encodeAwareness(encodeAwarenessUpdate(doc.awareness, [...states.keys()])), true)
+      if (states.size > 0) sendTo(ctx, ws, 'awareness', encodeAwareness(encodeAwarenessUpdate(doc.awareness, [...states.keys()])))
       return
     }
     case 'offline-batch':
@@ -108,7 +135,7 @@ export function dropPresence (ctx: MessageContext, conn: Connection): void {
   removeAwarenessStates(awareness, ids, conn)
   // Encoded with each client's last clock and a null state, which every peer accepts as removal.
   const frame = encodeAwareness(encodeAwarenessUpdate(awareness, ids))
-  ctx.app.publish(conn.doc.topic, frame, true)
+  publishToAll(ctx, conn.doc, 'awareness', frame)
   ctx.bridge?.publishAwareness(conn.doc, frame)
 }
 
@@ -116,16 +143,16 @@ export function dropPresence (ctx: MessageContext, conn: Connection): void {
  * Presence that was not renewed for 30 s (a client or a whole node that vanished without a close)
  * is dropped by the server's awareness; tell this node's clients.
  */
-export function publishAwarenessTimeouts (app: TemplatedApp, doc: LiveDocument): void {
+export function publishAwarenessTimeouts (ctx: MessageContext, doc: LiveDocument): void {
   doc.awareness.on('update', ({ removed }: { removed: number[] }, origin: unknown) => {
     if (origin !== 'timeout' || removed.length === 0 || doc.state === 'unloaded') return
-    app.publish(doc.topic, encodeAwareness(encodeAwarenessUpdate(doc.awareness, removed)), true)
+    publishToAll(ctx, doc, 'awareness', encodeAwareness(encodeAwarenessUpdate(doc.awareness, removed)))
   })
 }
 
-function refuseWrite (ws: WebSocket<Connection>, conn: Connection): void {
+function refuseWrite (ctx: MessageContext, ws: WebSocket<Connection>, conn: Connection): void {
   if (conn.deniedNotified) return
   conn.deniedNotified = true
   conn.log.info('write refused: read-only connection')
-  ws.send(encodePermissionDenied(READ_ONLY_REASON), true)
+  sendTo(ctx, ws, 'auth', encodePermissionDenied(READ_ONLY_REASON))
 }

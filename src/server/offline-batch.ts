@@ -14,7 +14,7 @@ import {
 } from '../protocol/extensions.js'
 import { encodeSyncUpdate, MalformedMessageError } from '../protocol/messages.js'
 import type { Connection } from './connection.js'
-import type { MessageContext } from './message-handler.js'
+import { publishToAll, sendTo, type MessageContext } from './message-handler.js'
 
 export interface BatchLimits {
   maxUpdates: number
@@ -39,19 +39,19 @@ export function handleOfflineBatch (ctx: MessageContext, ws: WebSocket<Connectio
     batch = readOfflineBatchBody(decoding.createDecoder(body), limits.maxUpdates)
   } catch (err) {
     if (err instanceof BatchTooLargeError) {
-      sendError(ws, err.batchId, ExtensionErrorCode.BatchTooLarge, err.message)
+      sendError(ctx, ws, err.batchId, ExtensionErrorCode.BatchTooLarge, err.message)
       return
     }
     throw new MalformedMessageError(`offline batch: ${(err as Error).message}`)
   }
   const { batchId } = batch
   if (conn.readOnly) {
-    sendError(ws, batchId, ExtensionErrorCode.PermissionDenied, 'read-only access: updates are not accepted')
+    sendError(ctx, ws, batchId, ExtensionErrorCode.PermissionDenied, 'read-only access: updates are not accepted')
     return
   }
   const bytes = batch.updates.reduce((sum, u) => sum + u.length, 0)
   if (bytes > limits.maxBytes) {
-    sendError(ws, batchId, ExtensionErrorCode.BatchTooLarge, `batch has ${bytes} bytes, at most ${limits.maxBytes} are accepted`)
+    sendError(ctx, ws, batchId, ExtensionErrorCode.BatchTooLarge, `batch has ${bytes} bytes, at most ${limits.maxBytes} are accepted`)
     return
   }
 
@@ -59,7 +59,7 @@ export function handleOfflineBatch (ctx: MessageContext, ws: WebSocket<Connectio
   const key = `${conn.userId}\0${batchId}`
   const known = doc.batches.get(key) as Promise<BatchAck> | undefined
   if (known !== undefined) {
-    void known.then(ack => { if (!conn.closed) ws.send(encodeBatchAck(ack), true) }, () => {})
+    void known.then(ack => { if (!conn.closed) sendTo(ctx, ws, 'extension', encodeBatchAck(ack)) }, () => {})
     return
   }
 
@@ -70,7 +70,7 @@ export function handleOfflineBatch (ctx: MessageContext, ws: WebSocket<Connectio
     Y.decodeUpdate(merged)
   } catch (err) {
     conn.log.info({ batchId, reason: (err as Error).message }, 'offline batch rejected: malformed update')
-    sendError(ws, batchId, ExtensionErrorCode.MalformedBatch, 'an update in the batch does not decode; nothing was applied')
+    sendError(ctx, ws, batchId, ExtensionErrorCode.MalformedBatch, 'an update in the batch does not decode; nothing was applied')
     return
   }
 
@@ -80,17 +80,18 @@ export function handleOfflineBatch (ctx: MessageContext, ws: WebSocket<Connectio
   } catch (err) {
     if (err instanceof UpdateRejectedError && err.partial !== null) {
       const partialFrame = encodeSyncUpdate(err.partial)
-      ctx.app.publish(doc.topic, partialFrame, true)
+      publishToAll(ctx, doc, 'sync-update', partialFrame)
       ctx.bridge?.publishUpdate(doc, partialFrame)
       ctx.writeBehind.enqueue(doc.id, err.partial)
     }
-    sendError(ws, batchId, ExtensionErrorCode.MalformedBatch, 'the batch failed to apply')
+    sendError(ctx, ws, batchId, ExtensionErrorCode.MalformedBatch, 'the batch failed to apply')
     throw new MalformedMessageError(`offline batch failed to apply: ${(err as Error).message}`)
   }
   const changed = doc.lastApplyChangedDocument()
   if (changed) {
     const frame = encodeSyncUpdate(merged)
     ws.publish(doc.topic, frame, true)
+    ctx.metrics.sent('sync-update', frame.length)
     ctx.bridge?.publishUpdate(doc, frame)
     ctx.writeBehind.enqueue(doc.id, merged)
   }
@@ -107,11 +108,13 @@ export function handleOfflineBatch (ctx: MessageContext, ws: WebSocket<Connectio
   remember(doc.batches, key, durable)
   durable.then(ack => {
     conn.log.debug({ batchId, updates: batch.updates.length, bytes, changed }, 'offline batch acknowledged')
-    if (!conn.closed) ws.send(encodeBatchAck(ack), true)
+    ctx.metrics.offlineBatches.labels(changed ? 'applied' : 'already-applied').inc()
+    if (!conn.closed) sendTo(ctx, ws, 'extension', encodeBatchAck(ack))
   }, err => {
     doc.batches.delete(key)
+    ctx.metrics.offlineBatches.labels('store-failed').inc()
     conn.log.warn({ batchId, err: (err as Error).message }, 'offline batch not acknowledged: store write failed')
-    if (!conn.closed) sendError(ws, batchId, ExtensionErrorCode.StoreUnavailable, 'the merge could not be stored yet; resend the batch later')
+    if (!conn.closed) sendError(ctx, ws, batchId, ExtensionErrorCode.StoreUnavailable, 'the merge could not be stored yet; resend the batch later')
   })
 }
 
@@ -123,8 +126,9 @@ function remember (batches: Map<string, Promise<unknown>>, key: string, ack: Pro
   }
 }
 
-function sendError (ws: WebSocket<Connection>, batchId: string, code: ExtensionErrorCodeValue, message: string): void {
+function sendError (ctx: MessageContext, ws: WebSocket<Connection>, batchId: string, code: ExtensionErrorCodeValue, message: string): void {
   const conn = ws.getUserData()
   if (conn.closed || !conn.extensions) return
-  ws.send(encodeExtensionError({ batchId, code, message }), true)
+  if (code !== ExtensionErrorCode.StoreUnavailable) ctx.metrics.offlineBatches.labels('rejected').inc()
+  sendTo(ctx, ws, 'extension', encodeExtensionError({ batchId, code, message }))
 }

@@ -4,6 +4,8 @@ import { AuthError, type TokenVerifier } from '../auth/principal.js'
 import { validateDocumentId } from '../documents/document-id.js'
 import { EXTENSIONS_PARAM } from '../protocol/extensions.js'
 import type { DocumentRegistry } from '../documents/registry.js'
+import type { Metrics } from '../metrics/metrics.js'
+import { DocumentDeletedError } from '../persistence/document-store.js'
 import { newConnectionId, type Connection } from './connection.js'
 import { sendJson, trackAbort } from './http-util.js'
 import { requestToken } from './http-routes.js'
@@ -14,6 +16,7 @@ export interface UpgradeContext {
   verifier: TokenVerifier
   registry: DocumentRegistry
   log: Logger
+  metrics: Metrics
   isClosing: () => boolean
 }
 
@@ -29,7 +32,8 @@ const AUTH_STATUS: Record<AuthError['reason'], number> = {
  * a socket that opens is always allowed in and always sees the complete document.
  *
  * HTTP answers instead of an upgrade: 400 bad document id, 401 missing/invalid/expired token,
- * 403 no access to this document, 503 auth service or store unavailable, or shutting down.
+ * 403 no access to this document, 410 document deleted moments ago, 503 auth service or store
+ * unavailable, or shutting down.
  */
 export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: HttpRequest, socketContext: us_socket_context_t): void {
   // Everything from `req` must be read now: it is only valid until this function returns.
@@ -41,14 +45,18 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
   const secProtocol = req.getHeader('sec-websocket-protocol').split(',')[0]?.trim() ?? ''
   const secExtensions = req.getHeader('sec-websocket-extensions')
   const abort = trackAbort(res)
+  const refuse = (status: number, error: string, message: string, headers: Record<string, string> = {}): void => {
+    ctx.metrics.upgrades.labels(String(status)).inc()
+    if (!abort.aborted) sendJson(res, status, { error, message }, headers)
+  }
 
   if (ctx.isClosing()) {
-    sendJson(res, 503, { error: 'shutting_down', message: 'server is shutting down' })
+    refuse(503, 'shutting_down', 'server is shutting down')
     return
   }
   const idProblem = validateDocumentId(docId)
   if (idProblem !== null) {
-    sendJson(res, 400, { error: 'invalid_document_id', message: idProblem })
+    refuse(400, 'invalid_document_id', idProblem)
     return
   }
 
@@ -58,17 +66,17 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
       principal = await ctx.verifier.verify(token)
     } catch (err) {
       const authError = err instanceof AuthError ? err : new AuthError('invalid', 'token rejected')
+      ctx.metrics.authFailures.labels(authError.reason).inc()
       ctx.log.debug({ docId, reason: authError.reason, detail: authError.message }, 'upgrade refused: authentication')
-      if (!abort.aborted) {
-        sendJson(res, AUTH_STATUS[authError.reason], { error: `token_${authError.reason}`, message: authError.message },
-          authError.reason === 'unavailable' ? {} : { 'www-authenticate': 'Bearer' })
-      }
+      refuse(AUTH_STATUS[authError.reason], `token_${authError.reason}`, authError.message,
+        authError.reason === 'unavailable' ? {} : { 'www-authenticate': 'Bearer' })
       return
     }
     const access = principal.policy.accessFor(docId)
     if (access === 'none') {
+      ctx.metrics.authFailures.labels('forbidden').inc()
       ctx.log.debug({ docId, userId: principal.userId }, 'upgrade refused: no access to document')
-      if (!abort.aborted) sendJson(res, 403, { error: 'forbidden', message: 'token does not grant access to this document' })
+      refuse(403, 'forbidden', 'token does not grant access to this document')
       return
     }
     if (abort.aborted) return
@@ -77,12 +85,13 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
     try {
       doc = await ctx.registry.acquire(docId)
     } catch (err) {
-      if (!abort.aborted) sendJson(res, 503, { error: 'document_unavailable', message: 'document could not be loaded, retry later' })
+      if (err instanceof DocumentDeletedError) refuse(410, 'document_deleted', 'the document was deleted')
+      else refuse(503, 'document_unavailable', 'document could not be loaded, retry later')
       return
     }
     if (abort.aborted || ctx.isClosing()) {
       ctx.registry.release(doc)
-      if (!abort.aborted) sendJson(res, 503, { error: 'shutting_down', message: 'server is shutting down' })
+      refuse(503, 'shutting_down', 'server is shutting down')
       return
     }
     const id = newConnectionId()
@@ -98,6 +107,7 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
       deniedNotified: false,
       extensions
     }
+    ctx.metrics.upgrades.labels('101').inc()
     res.cork(() => {
       res.upgrade(connection, secKey, secProtocol, secExtensions, socketContext)
     })

@@ -1,0 +1,120 @@
+import type { HttpResponse, TemplatedApp } from 'uWebSockets.js'
+import * as Y from 'yjs'
+import { AuthError, type TokenVerifier } from '../auth/principal.js'
+import { validateDocumentId } from '../documents/document-id.js'
+import { documentToJson } from '../documents/document-json.js'
+import type { ParticipantDirectory } from '../documents/participants.js'
+import type { DocumentRegistry } from '../documents/registry.js'
+import { DocumentDeletedError } from '../persistence/document-store.js'
+import { encodeSyncUpdate } from '../protocol/messages.js'
+import { BodyTooLargeError, readBody, sendBinary, sendJson, trackAbort } from './http-util.js'
+import { requestToken } from './http-routes.js'
+import { publishToAll, type MessageContext } from './message-handler.js'
+import type { NodeSnapshot } from './node-snapshot.js'
+
+export interface AdminContext {
+  verifier: TokenVerifier
+  registry: DocumentRegistry
+  participants: ParticipantDirectory
+  messages: MessageContext
+  maxBodyBytes: number
+  /** Deletes a document on every node and in the store. */
+  deleteDocument: (docId: string) => Promise<void>
+  snapshot: () => Promise<{ self: NodeSnapshot, nodes: NodeSnapshot[] }>
+}
+
+type Handler = (res: HttpResponse, docId: string, body: Uint8Array | null, abort: { readonly aborted: boolean }) => Promise<void>
+
+/**
+ * The admin API: every route needs a token with `"admin": true` (401 without a valid token, 403
+ * without the claim). Documents are loaded on demand and released afterwards, so the API works on
+ * documents nobody has open, on any node of a cluster.
+ */
+export function registerAdminRoutes (app: TemplatedApp, ctx: AdminContext): void {
+  const route = (method: 'get' | 'post' | 'del', pattern: string, handler: Handler, options: { body?: boolean } = {}): void => {
+    app[method](pattern, (res, req) => {
+      const docId = pattern.includes(':docId') ? req.getParameter(0) ?? '' : ''
+      const token = requestToken(req)
+      const abort = trackAbort(res)
+      const body = options.body === true ? readBody(res, ctx.maxBodyBytes) : null
+      body?.catch(() => {})
+      void (async () => {
+        try {
+          if (pattern.includes(':docId')) {
+            const problem = validateDocumentId(docId)
+            if (problem !== null) return respond(res, abort, 400, { error: 'invalid_document_id', message: problem })
+          }
+          const principal = await ctx.verifier.verify(token)
+          if (!principal.admin) return respond(res, abort, 403, { error: 'forbidden', message: 'admin token required' })
+          await handler(res, docId, body === null ? null : await body, abort)
+        } catch (err) {
+          if (err instanceof AuthError) return respond(res, abort, err.reason === 'unavailable' ? 503 : 401, { error: `token_${err.reason}`, message: err.message })
+          if (err instanceof BodyTooLargeError) return respond(res, abort, 413, { error: 'too_large', message: err.message })
+          if (err instanceof DocumentDeletedError) return respond(res, abort, 410, { error: 'document_deleted', message: err.message })
+          return respond(res, abort, 503, { error: 'unavailable', message: (err as Error).message })
+        }
+      })()
+    })
+  }
+
+  route('get', '/admin/documents/:docId', async (res, docId, body, abort) => {
+    const state = await withDocument(ctx, docId, doc => Y.encodeStateAsUpdate(doc.ydoc))
+    if (!abort.aborted) sendBinary(res, state)
+  })
+
+  route('get', '/admin/documents/:docId/json', async (res, docId, body, abort) => {
+    const state = await withDocument(ctx, docId, doc => Y.encodeStateAsUpdate(doc.ydoc))
+    respond(res, abort, 200, documentToJson(state))
+  })
+
+  route('post', '/admin/documents/:docId/updates', async (res, docId, body, abort) => {
+    const update = body ?? new Uint8Array()
+    try {
+      Y.decodeUpdate(update)
+    } catch {
+      respond(res, abort, 400, { error: 'malformed_update', message: 'body is not a Yjs update (v1 encoding)' })
+      return
+    }
+    const result = await withDocument(ctx, docId, async doc => {
+      doc.applyClientUpdate(update, 'admin')
+      const changed = doc.lastApplyChangedDocument()
+      if (changed) {
+        const frame = encodeSyncUpdate(update)
+        publishToAll(ctx.messages, doc, 'sync-update', frame)
+        ctx.messages.bridge?.publishUpdate(doc, frame)
+        ctx.messages.writeBehind.enqueue(doc.id, update)
+      }
+      // Durable before answering, like an offline batch.
+      await ctx.messages.writeBehind.flush([doc.id])
+      return { changed, stateVector: Buffer.from(doc.encodeStateVector()).toString('base64') }
+    })
+    respond(res, abort, 200, result)
+  }, { body: true })
+
+  route('del', '/admin/documents/:docId', async (res, docId, body, abort) => {
+    await ctx.deleteDocument(docId)
+    respond(res, abort, 200, { deleted: docId })
+  })
+
+  route('get', '/admin/documents/:docId/participants', async (res, docId, body, abort) => {
+    respond(res, abort, 200, { docId, participants: await ctx.participants.list(docId) })
+  })
+
+  route('get', '/inspect.json', async (res, _docId, _body, abort) => {
+    respond(res, abort, 200, await ctx.snapshot())
+  })
+}
+
+async function withDocument<T> (ctx: AdminContext, docId: string, use: (doc: Awaited<ReturnType<DocumentRegistry['acquire']>>) => T | Promise<T>): Promise<T> {
+  const doc = await ctx.registry.acquire(docId)
+  try {
+    return await use(doc)
+  } finally {
+    ctx.registry.release(doc)
+  }
+}
+
+function respond (res: HttpResponse, abort: { readonly aborted: boolean }, status: number, body: unknown): void {
+  if (!abort.aborted) sendJson(res, status, body)
+}
+

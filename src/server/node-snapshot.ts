@@ -1,0 +1,63 @@
+import type { DocumentRegistry } from '../documents/registry.js'
+import type { Metrics } from '../metrics/metrics.js'
+import type { WriteBehind } from '../persistence/write-behind.js'
+
+/** What the inspector shows about one node. Cheap to build: no document is encoded. */
+export interface NodeSnapshot {
+  nodeId: string
+  mode: 'single' | 'cluster'
+  startedAt: number
+  takenAt: number
+  ready: boolean
+  connections: number
+  documents: Array<{ docId: string, connections: number, awareness: number, pendingWrite: boolean }>
+  messagesIn: number
+  messagesOut: number
+  bytesIn: number
+  bytesOut: number
+  writeBehind: { pendingDocuments: number, pendingBytes: number, healthy: boolean, failure: string | null }
+  redis: { connected: boolean } | null
+  memory: { rssBytes: number, heapUsedBytes: number }
+}
+
+export interface SnapshotSources {
+  nodeId: string
+  startedAt: number
+  registry: DocumentRegistry
+  writeBehind: WriteBehind
+  metrics: Metrics
+  connectionCount: () => number
+  ready: () => Promise<boolean>
+  redisConnected: (() => boolean) | null
+}
+
+export async function takeNodeSnapshot (sources: SnapshotSources): Promise<NodeSnapshot> {
+  const documents = [...sources.registry.values()].map(doc => ({
+    docId: doc.id,
+    connections: doc.refs,
+    awareness: doc.awareness.getStates().size,
+    pendingWrite: sources.writeBehind.hasPending(doc.id)
+  }))
+  const memory = process.memoryUsage()
+  return {
+    nodeId: sources.nodeId,
+    mode: sources.redisConnected === null ? 'single' : 'cluster',
+    startedAt: sources.startedAt,
+    takenAt: Date.now(),
+    ready: await sources.ready(),
+    connections: sources.connectionCount(),
+    documents,
+    messagesIn: await sources.metrics.total('collab_messages_in_total'),
+    messagesOut: await sources.metrics.total('collab_messages_out_total'),
+    bytesIn: await sources.metrics.total('collab_bytes_in_total'),
+    bytesOut: await sources.metrics.total('collab_bytes_out_total'),
+    writeBehind: {
+      pendingDocuments: sources.writeBehind.pendingDocuments,
+      pendingBytes: sources.writeBehind.pendingBytes,
+      healthy: sources.writeBehind.healthy,
+      failure: sources.writeBehind.failure
+    },
+    redis: sources.redisConnected === null ? null : { connected: sources.redisConnected() },
+    memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed }
+  }
+}
