@@ -47,6 +47,16 @@ export interface WorkerSnapshot {
   rssBytes: number
 }
 
+export interface JoinResult {
+  ok: boolean
+  /** Connect start to sync step 2 applied, ms. */
+  ms: number
+  /** Connect start to sync step 2 received (before applying it), ms. */
+  receivedMs: number
+  step2Bytes: number
+  error?: string
+}
+
 export interface DocDigest {
   docId: string
   role: 'writer' | 'observer'
@@ -64,11 +74,16 @@ export type Request =
   | { type: 'snapshot'; resetLoopDelay: boolean; takeSamples: boolean }
   | { type: 'digest' }
   | { type: 'close-all' }
+  /** Every writer of the worker appends `entries` timestamp entries and `textBytes` of text (in chunks), then waits until its socket flushed. */
+  | { type: 'fill'; entries: number; textBytes: number; chunkBytes: number }
+  /** A fresh Y.Doc client connects, syncs, disconnects. */
+  | { type: 'join'; endpoint: Endpoint; timeoutMs: number }
 
 export type Reply =
   | { type: 'connect'; results: ConnectResult[] }
   | { type: 'snapshot'; snapshot: WorkerSnapshot }
   | { type: 'digest'; digests: DocDigest[] }
+  | { type: 'join'; result: JoinResult }
   | { type: 'ok' }
 
 export interface Envelope<T> {

@@ -1,7 +1,8 @@
 /** The coordinator's side of the generator: worker processes and request/reply over IPC. */
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import type { ClientSpec, ConnectResult, DocDigest, Envelope, Reply, Request, WorkerSnapshot } from './ipc.js'
+import type { ClientSpec, ConnectResult, DocDigest, Envelope, JoinResult, Reply, Request, WorkerSnapshot } from './ipc.js'
+import type { Endpoint } from './wsraw.js'
 
 const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url))
 
@@ -48,6 +49,12 @@ export class GeneratorWorker {
     const reply = await this.request({ type: 'snapshot', resetLoopDelay, takeSamples })
     if (reply.type !== 'snapshot') throw new Error('unexpected reply')
     return reply.snapshot
+  }
+
+  async join (endpoint: Endpoint, timeoutMs: number): Promise<JoinResult> {
+    const reply = await this.request({ type: 'join', endpoint, timeoutMs })
+    if (reply.type !== 'join') throw new Error('unexpected reply')
+    return reply.result
   }
 
   async digest (): Promise<DocDigest[]> {

@@ -3,7 +3,7 @@
  * coordinator over IPC. Started by pool.ts with child_process.fork.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import type { ClientSpec, ConnectResult, DocDigest, Envelope, Reply, Request, WorkerSnapshot } from './ipc.js'
+import type { ClientSpec, ConnectResult, DocDigest, Envelope, JoinResult, Reply, Request, WorkerSnapshot } from './ipc.js'
 import { LatencyHistogram } from './stats.js'
 import { EMPTY_SYNC_STEP1, RawWebSocket, sinkLatency } from './wsraw.js'
 import { now, Observer, Writer, YClient } from './yclient.js'
@@ -204,6 +204,36 @@ function closeAll (): void {
   clientDoc.clear()
 }
 
+async function fill (entries: number, textBytes: number, chunkBytes: number): Promise<void> {
+  for (const writer of writers) {
+    for (let i = 0; i < entries; i++) writer.write()
+    if (textBytes > 0) writer.fillText(textBytes, chunkBytes)
+  }
+  await Promise.all(writers.map(async w => { await w.flushed() }))
+}
+
+async function join (endpoint: ClientSpec['endpoint'], timeoutMs: number): Promise<JoinResult> {
+  return await new Promise<JoinResult>(resolve => {
+    let done = false
+    const finish = (ok: boolean, error?: string): void => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      const t = now()
+      resolve({
+        ok,
+        ms: (ok ? client.syncedAt : t) - client.startedAt,
+        receivedMs: client.step2ReceivedAt === 0 ? -1 : client.step2ReceivedAt - client.startedAt,
+        step2Bytes: client.step2Bytes,
+        ...(error === undefined ? {} : { error })
+      })
+      client.close()
+    }
+    const client = new YClient({ endpoint, onSynced: () => finish(true), onClose: reason => finish(false, reason) })
+    const timer = setTimeout(() => finish(false, 'timed out before sync'), timeoutMs)
+  })
+}
+
 async function handle (request: Request): Promise<Reply> {
   switch (request.type) {
     case 'connect':
@@ -225,6 +255,11 @@ async function handle (request: Request): Promise<Reply> {
     case 'close-all':
       closeAll()
       return { type: 'ok' }
+    case 'fill':
+      await fill(request.entries, request.textBytes, request.chunkBytes)
+      return { type: 'ok' }
+    case 'join':
+      return { type: 'join', result: await join(request.endpoint, request.timeoutMs) }
   }
 }
 

@@ -39,6 +39,8 @@ export class YClient {
   /** When the client started connecting and when it received its first sync step 2 (epoch ms). */
   readonly startedAt = now()
   syncedAt = 0
+  /** When the first sync step 2 arrived, before it was applied (epoch ms). */
+  step2ReceivedAt = 0
   /** Bytes of the first sync step 2 received. */
   step2Bytes = 0
   errors: string[] = []
@@ -71,7 +73,10 @@ export class YClient {
     const encoder = encoding.createEncoder()
     encoding.writeVarUint(encoder, MESSAGE_SYNC)
     const syncType = message[1]
-    if (syncType === syncProtocol.messageYjsSyncStep2 && !this.synced) this.step2Bytes = message.length
+    if (syncType === syncProtocol.messageYjsSyncStep2 && !this.synced) {
+      this.step2Bytes = message.length
+      this.step2ReceivedAt = now()
+    }
     syncProtocol.readSyncMessage(decoder, encoder, this.doc, REMOTE, err => { this.errors.push(err.message) })
     if (encoding.length(encoder) > 1) this.ws.send(encoding.toUint8Array(encoder))
     if (syncType === syncProtocol.messageYjsSyncStep2 && !this.synced) {
@@ -103,6 +108,28 @@ export class YClient {
 export class Writer extends YClient {
   sent = 0
   private readonly log = this.doc.getText('log')
+
+  /** Appends `bytes` of filler text to the Y.Text `body`, one update per chunk. */
+  fillText (bytes: number, chunkBytes: number): void {
+    const body = this.doc.getText('body')
+    const line = 'The quick brown fox jumps over the lazy dog. 0123456789\n'
+    let written = 0
+    while (written < bytes) {
+      const size = Math.min(chunkBytes, bytes - written)
+      const chunk = line.repeat(Math.ceil(size / line.length)).slice(0, size)
+      body.insert(body.length, chunk)
+      written += size
+    }
+  }
+
+  /** Resolves once everything written so far left the process (the server has it or is reading it). */
+  async flushed (timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (this.ws.bufferedBytes > 0 && this.ws.state === 'open') {
+      if (Date.now() > deadline) throw new Error('writer could not flush its updates')
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+  }
 
   write (): void {
     this.log.insert(this.log.length, `${now().toFixed(3)};`)

@@ -1,3 +1,6 @@
+import { connectionStormScenario, idleMemoryScenario } from './connections.js'
+import { crossNodeScenario } from './cross-node.js'
+import { largeDocScenario } from './large-doc.js'
 import { rampScenario } from './ramp.js'
 import { steadyScenario } from './steady.js'
 import type { Scenario } from './types.js'
@@ -8,7 +11,11 @@ const list: Scenario[] = [
   steadyScenario('steady-10x100', { docs: 10, clients: 100, rate: 10 }),
   steadyScenario('steady', null),
   rampScenario('ramp-1x500', { docs: 1, clients: 500, rate: 20, startRate: 20 }),
-  rampScenario('ramp-50x10', { docs: 50, clients: 10, rate: 10, startRate: 10 })
+  rampScenario('ramp-50x10', { docs: 50, clients: 10, rate: 10, startRate: 10 }),
+  idleMemoryScenario,
+  connectionStormScenario,
+  largeDocScenario,
+  crossNodeScenario
 ]
 
 export const SCENARIOS: Record<string, Scenario> = Object.fromEntries(list.map(s => [s.name, s]))

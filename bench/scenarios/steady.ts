@@ -40,12 +40,12 @@ export function stepNotes (step: StepResult): string[] {
 }
 
 /** Starts the target and a generator pool, runs `body`, always cleans both up. */
-export async function withTarget<T> (ctx: ScenarioContext, kind: 'ours' | 'reference', nodes: number, body: (target: Target, pool: GeneratorPool) => Promise<T>): Promise<T> {
+export async function withTarget<T> (ctx: ScenarioContext, kind: 'ours' | 'reference', nodes: number, body: (target: Target, pool: GeneratorPool) => Promise<T>, workers = 2 + (ctx.flags.workers ?? 2)): Promise<T> {
   const target = await startTarget(kind, ctx.targetOptions, nodes)
   ctx.log(`${target.name} (${target.version}) on port${target.nodes.length > 1 ? 's' : ''} ${target.nodes.map(n => n.port).join(', ')}`)
   let pool: GeneratorPool | null = null
   try {
-    pool = await GeneratorPool.start(2 + (ctx.flags.workers ?? 2))
+    pool = await GeneratorPool.start(workers)
     return await body(target, pool)
   } finally {
     if (pool !== null) await pool.stop()

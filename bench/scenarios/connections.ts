@@ -1,0 +1,150 @@
+/**
+ * Connection-heavy scenarios: idle memory (many synced, silent connections) and the connection
+ * storm (many authenticated clients connecting and syncing as fast as they can).
+ */
+import { compareOursReference } from '../lib/compare.js'
+import type { ClientSpec, ConnectResult } from '../lib/ipc.js'
+import { checkConsistency, setupLoad, summarizeConnects, tokensFor } from '../lib/load.js'
+import type { GeneratorPool } from '../lib/pool.js'
+import { round, sig, sleep } from '../lib/stats.js'
+import { markCpu, type Target } from '../lib/target.js'
+import { signTokens } from '../lib/tokens.js'
+import { withTarget } from './steady.js'
+import { defaultPlan, type Scenario } from './types.js'
+
+/** Sinks spread round-robin over `docs` documents and over every worker of the pool. */
+function sinkSpecs (pool: GeneratorPool, target: Target, count: number, docs: number, docPrefix: string, tokens: string[]): ClientSpec[][] {
+  const perWorker: ClientSpec[][] = pool.workers.map(() => [])
+  for (let i = 0; i < count; i++) {
+    const docId = `${docPrefix}-${i % docs}`
+    perWorker[i % pool.workers.length]!.push({ id: i, role: 'sink', docId, endpoint: target.endpoint(0, docId, tokens[i] ?? '') })
+  }
+  return perWorker
+}
+
+async function connectSinks (pool: GeneratorPool, specs: ClientSpec[][], concurrency: number): Promise<{ results: ConnectResult[]; wallMs: number }> {
+  const started = performance.now()
+  const perWorker = Math.max(1, Math.ceil(concurrency / pool.workers.length))
+  const results = (await pool.all(async w => await w.connect(specs[w.index]!, perWorker, 60_000))).flat()
+  return { results, wallMs: performance.now() - started }
+}
+
+export const idleMemoryScenario: Scenario = {
+  name: 'idle-memory',
+  title: 'Idle memory: synced connections that stay silent',
+  params: flags => ({ connections: flags.connections ?? 5000, docs: flags.docs ?? 100, settleS: flags.settle ?? 5, concurrency: flags.concurrency ?? 200, workers: flags.workers ?? 2 }),
+  plan: defaultPlan,
+  run: async (ctx, plan) => {
+    const flags = ctx.flags
+    const connections = flags.connections ?? 5000
+    const docs = flags.docs ?? 100
+    const tokens = plan.kind === 'ours' ? await tokensFor(connections) : []
+    return await withTarget(ctx, plan.kind, 1, async (target, pool) => {
+      await sleep(1000)
+      const rssBefore = target.rss()
+      const { results, wallMs } = await connectSinks(pool, sinkSpecs(pool, target, connections, docs, 'idle', tokens), flags.concurrency ?? 200)
+      const connect = summarizeConnects(results, wallMs)
+      ctx.log(`  ${connect.ok}/${connect.attempted} connections synced in ${connect.wallMs} ms`)
+      await sleep((flags.settle ?? 5) * 1000)
+      const cpuA = markCpu(target)
+      await sleep(2000)
+      const cpuB = markCpu(target)
+      const rssAfter = target.rss()
+      const snaps = await pool.all(async w => await w.snapshot(false, false))
+      const stillOpen = snaps.reduce((n, s) => n + s.open, 0)
+      const perConnection = connect.ok > 0 ? (rssAfter - rssBefore) / connect.ok : null
+      ctx.log(`  RSS ${round(rssBefore / 1048576, 1)} -> ${round(rssAfter / 1048576, 1)} MB: ${round((perConnection ?? 0) / 1024, 2)} KiB per connection; ${stillOpen} still open`)
+      const idleCpu = ((cpuB.server.user - cpuA.server.user) + (cpuB.server.system - cpuA.server.system)) / ((cpuB.at - cpuA.at) / 1000) * 100
+      const notes: string[] = []
+      if (connect.failed > 0) notes.push(`${connect.failed} connections failed: ${JSON.stringify(connect.errors)}`)
+      if (stillOpen < connect.ok) notes.push(`${connect.ok - stillOpen} connections closed while idle`)
+      return {
+        target: target.name,
+        version: target.version,
+        metrics: {
+          connections: connect.ok,
+          failed_connections: connect.failed,
+          rss_baseline_mb: round(rssBefore / 1048576, 1),
+          rss_mb: round(rssAfter / 1048576, 1),
+          rss_per_connection_kb: sig((perConnection ?? NaN) / 1024, 3),
+          idle_cpu_pct: round(idleCpu, 2),
+          time_to_synced_p99_ms: connect.timeToSyncedMs.p99
+        },
+        details: { connect, stillOpen, rssBeforeBytes: rssBefore, rssAfterBytes: rssAfter },
+        notes,
+        generatorBound: false
+      }
+    }, flags.workers ?? 2)
+  },
+  compare: runs => compareOursReference(runs, ['rss_per_connection_kb', 'rss_mb', 'rss_baseline_mb', 'idle_cpu_pct'], {
+    rss_per_connection_kb: { kind: 'max', ratio: 1 / 3, text: '<= 1/3 of reference' }
+  })
+}
+
+export const connectionStormScenario: Scenario = {
+  name: 'connection-storm',
+  title: 'Connection storm: authenticated clients connecting and syncing at once',
+  params: flags => ({
+    connections: flags.connections ?? 2000,
+    docs: flags.docs ?? 100,
+    seedEntries: 100,
+    seedTextBytes: 2000,
+    concurrency: flags.concurrency ?? 250,
+    workers: flags.workers ?? 2
+  }),
+  plan: defaultPlan,
+  run: async (ctx, plan) => {
+    const flags = ctx.flags
+    const connections = flags.connections ?? 2000
+    const docs = flags.docs ?? 100
+    // Every storm client has its own token (its own user): nothing can be cached between them.
+    const tokens = plan.kind === 'ours' ? await signTokens(connections, 'bench-storm') : []
+    return await withTarget(ctx, plan.kind, 1, async (target, pool) => {
+      // Documents with some content, held live by a writer and an observer each.
+      const seed = await setupLoad(pool, target, { docs, clientsPerDoc: 2, docPrefix: 'storm' }, 100)
+      await pool.broadcast({ type: 'fill', entries: 100, textBytes: 2000, chunkBytes: 500 })
+      const consistency = await checkConsistency(seed)
+      if (!consistency.ok) throw new Error(`seeding failed: ${consistency.examples.join('; ')}`)
+      await sleep(1000)
+      const specs = sinkSpecs(pool, target, connections, docs, 'storm', tokens)
+      const before = markCpu(target)
+      const { results, wallMs } = await connectSinks(pool, specs, flags.concurrency ?? 250)
+      const after = markCpu(target)
+      const connect = summarizeConnects(results, wallMs)
+      const user = after.server.user - before.server.user
+      const system = after.server.system - before.server.system
+      const ok = Math.max(1, connect.ok)
+      const machine = (after.machine.busy - before.machine.busy) / Math.max(1, after.machine.total - before.machine.total) * 100
+      ctx.log(`  ${connect.ok}/${connect.attempted} synced in ${connect.wallMs} ms (${Math.round(connect.ok / (wallMs / 1000))}/s), ` +
+        `server ${round((user + system) / ok * 1000, 3)} ms CPU per connection, p99 time-to-synced ${connect.timeToSyncedMs.p99} ms, machine ${round(machine, 1)} %`)
+      const notes: string[] = []
+      if (connect.failed > 0) notes.push(`${connect.failed} connections failed: ${JSON.stringify(connect.errors)}`)
+      if (machine > 95) notes.push(`machine CPU ${Math.round(machine)} % busy during the storm: connections/s and time-to-synced are bounded by the shared cores`)
+      return {
+        target: target.name,
+        version: target.version,
+        metrics: {
+          connections: connect.ok,
+          failed_connections: connect.failed,
+          cpu_ms_per_connection: sig((user + system) / ok * 1000, 3),
+          cpu_user_ms_per_connection: sig(user / ok * 1000, 3),
+          cpu_system_ms_per_connection: sig(system / ok * 1000, 3),
+          connections_per_s: sig(connect.ok / (wallMs / 1000), 3),
+          time_to_synced_p50_ms: connect.timeToSyncedMs.p50,
+          time_to_synced_p99_ms: connect.timeToSyncedMs.p99,
+          time_to_synced_max_ms: connect.timeToSyncedMs.max,
+          rss_mb: round(target.rss() / 1048576, 1)
+        },
+        details: { connect, serverCpuS: { user: round(user, 2), system: round(system, 2) }, machineCpuPct: round(machine, 1) },
+        notes,
+        generatorBound: false
+      }
+    }, flags.workers ?? 2)
+  },
+  compare: runs => compareOursReference(runs, [
+    'cpu_ms_per_connection', 'cpu_user_ms_per_connection', 'cpu_system_ms_per_connection', 'connections_per_s',
+    'time_to_synced_p50_ms', 'time_to_synced_p99_ms', 'rss_mb'
+  ], {
+    cpu_ms_per_connection: { kind: 'max', ratio: 0.75, text: '<= 0.75x reference' }
+  })
+}

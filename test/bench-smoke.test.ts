@@ -1,0 +1,26 @@
+/**
+ * The bench runs end to end: a tiny steady scenario against the real server (from src, via tsx)
+ * with real generator worker processes. Checks only that the result is well formed; figures and
+ * timings belong to the bench, not to tests.
+ */
+import t from 'tap'
+import { SCENARIOS } from '../bench/scenarios/index.js'
+import type { ScenarioContext } from '../bench/scenarios/types.js'
+
+t.test('a tiny steady scenario delivers edits and ends consistent', async t => {
+  const scenario = SCENARIOS.steady
+  t.ok(scenario, 'the steady scenario exists')
+  const ctx: ScenarioContext = {
+    flags: { compare: false, docs: 2, clients: 4, rate: 5, duration: 2, warmup: 0.5, workers: 1 },
+    targetOptions: { build: 'src', env: {} },
+    log: () => {}
+  }
+  const run = await scenario!.run(ctx, { kind: 'ours', nodes: 1 })
+  t.equal(run.error, undefined, 'no error')
+  t.equal(run.target, 'ours')
+  t.ok((run.metrics.delivered_per_s ?? 0) > 0, 'edits were delivered')
+  t.ok((run.metrics.delivery_ratio ?? 0) > 0, 'delivery ratio is reported')
+  t.equal(run.metrics.consistency_ok, 1, 'writer and observer documents are equal')
+  t.type(run.metrics.latency_p99_ms, 'number', 'latency percentiles are reported')
+  t.type(run.metrics.cpu_user_s_per_1k, 'number', 'server CPU per delivered edit is reported')
+})
