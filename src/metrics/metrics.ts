@@ -46,7 +46,7 @@ export class Metrics {
   readonly offlineBatches = new Counter({ name: 'collab_offline_batches_total', help: 'Offline batches by result (applied, already-applied, rejected, store-failed)', labelNames: ['result'], registers: [this.registry] })
 
   constructor (defaultMetrics = true) {
-    if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'collab_process_' })
+    if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'collab_' })
     this.messagesIn = bind(this.messagesInCounter)
     this.bytesIn = bind(this.bytesInCounter)
     this.messagesOut = bind(this.messagesOutCounter)

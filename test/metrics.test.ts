@@ -1,0 +1,58 @@
+import t from 'tap'
+import { connectSynced } from './helpers/clients.js'
+import { upgradeStatus } from './helpers/raw-socket.js'
+import { startTestServer } from './helpers/server.js'
+import { signToken } from './helpers/tokens.js'
+import { waitFor } from './helpers/wait.js'
+
+async function scrape (port: number, token?: string): Promise<{ status: number, text: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } })
+  return { status: res.status, text: await res.text() }
+}
+
+function value (text: string, series: string): number {
+  const line = text.split('\n').find(l => l.startsWith(series + ' '))
+  return line === undefined ? 0 : Number(line.slice(series.length + 1))
+}
+
+t.test('/metrics counters move as expected during a short load', async t => {
+  const ts = await startTestServer()
+  t.teardown(ts.close)
+  const token = await signToken()
+  const before = (await scrape(ts.port)).text
+  t.equal(value(before, 'collab_connections'), 0)
+
+  await upgradeStatus(`${ts.url}/m?token=bad`)
+  const a = await connectSynced(ts.url, 'm', token)
+  const b = await connectSynced(ts.url, 'm', token)
+  for (let i = 0; i < 50; i++) a.doc.getArray('x').push([i])
+  await waitFor(() => b.doc.getArray('x').length === 50, 'delivery')
+  await waitFor(() => ts.server.writeBehind.pendingDocuments === 0, 'flushed')
+
+  const during = (await scrape(ts.port)).text
+  t.equal(value(during, 'collab_connections'), 2, 'open connections')
+  t.equal(value(during, 'collab_documents_loaded'), 1, 'documents loaded')
+  t.ok(value(during, 'collab_messages_in_total{kind="sync-update"}') >= 50, 'updates in')
+  t.ok(value(during, 'collab_bytes_in_total{kind="sync-update"}') > 0, 'bytes in')
+  t.ok(value(during, 'collab_messages_out_total{kind="sync-update"}') >= 50, 'updates out')
+  t.ok(value(during, 'collab_update_apply_seconds_count') >= 50, 'apply time observed')
+  t.ok(value(during, 'collab_fanout_seconds_count') >= 50, 'fan-out time observed')
+  t.ok(value(during, 'collab_store_flush_seconds_count') >= 1, 'flushes observed')
+  t.equal(value(during, 'collab_upgrades_total{status="101"}'), 2, 'upgrades')
+  t.equal(value(during, 'collab_auth_failures_total{reason="invalid"}'), 1, 'auth failures by reason')
+  t.match(during, /collab_process_resident_memory_bytes/, 'process metrics')
+
+  a.destroy(); b.destroy()
+  await waitFor(async () => value((await scrape(ts.port)).text, 'collab_connections') === 0, 'connections back to 0')
+  const after = (await scrape(ts.port)).text
+  t.ok(Object.keys(after).length > 0)
+  t.ok(after.split('\n').some(l => l.startsWith('collab_closes_total{code=')), 'closes by code')
+})
+
+t.test('METRICS_TOKEN guards /metrics', async t => {
+  const ts = await startTestServer({ METRICS_TOKEN: 'scrape-secret' })
+  t.teardown(ts.close)
+  t.equal((await scrape(ts.port)).status, 401)
+  t.equal((await scrape(ts.port, 'wrong')).status, 401)
+  t.equal((await scrape(ts.port, 'scrape-secret')).status, 200)
+})
