@@ -66,6 +66,7 @@ export interface Config {
   devMode: boolean
   /** Serve the playground page at GET / (default: on in development mode). */
   playground: boolean
+  webhook: { url: URL, secret: string, debounceMs: number, maxAttempts: number, timeoutMs: number } | null
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -98,7 +99,8 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     nodeId: read.string('NODE_ID', `${hostname()}-${randomBytes(4).toString('hex')}`),
     cluster: loadClusterConfig(read),
     devMode: false,
-    playground: false
+    playground: false,
+    webhook: loadWebhookConfig(read)
   }
   if (!/^[A-Za-z0-9._:-]{1,64}$/.test(config.nodeId)) {
     throw new ConfigError('Invalid NODE_ID: 1-64 characters from A-Z a-z 0-9 . _ : -')
@@ -110,6 +112,20 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     throw new ConfigError('Invalid IDLE_TIMEOUT_SECONDS: must be 0 (off) or at least 8')
   }
   return config
+}
+
+function loadWebhookConfig (read: EnvReader): Config['webhook'] {
+  const url = read.optionalUrl('WEBHOOK_URL')
+  if (url === undefined) return null
+  const secret = read.optionalString('WEBHOOK_SECRET')
+  if (secret === undefined || secret.length < 16) throw new ConfigError('Invalid WEBHOOK_SECRET: required with WEBHOOK_URL, at least 16 characters')
+  return {
+    url,
+    secret,
+    debounceMs: read.int('WEBHOOK_DEBOUNCE_MS', 2_000, 0, 3600_000),
+    maxAttempts: read.int('WEBHOOK_MAX_ATTEMPTS', 8, 1, 100),
+    timeoutMs: read.int('WEBHOOK_TIMEOUT_MS', 5_000, 100, 120_000)
+  }
 }
 
 function loadClusterConfig (read: EnvReader): ClusterConfig | null {

@@ -83,6 +83,7 @@ export function registerAdminRoutes (app: TemplatedApp, ctx: AdminContext): void
         publishToAll(ctx.messages, doc, 'sync-update', frame)
         ctx.messages.bridge?.publishUpdate(doc, frame)
         ctx.messages.writeBehind.enqueue(doc.id, update)
+        ctx.messages.onLocalChange?.(doc.id)
       }
       // Durable before answering, like an offline batch.
       await ctx.messages.writeBehind.flush([doc.id])

@@ -12,6 +12,7 @@ import type { DocumentStore } from '../persistence/document-store.js'
 import { LevelDbStore } from '../persistence/leveldb-store.js'
 import { WriteBehind } from '../persistence/write-behind.js'
 import { registerPlaygroundRoutes } from '../playground/routes.js'
+import { ChangeWebhook } from '../webhooks/change-webhook.js'
 import { CloseCode } from '../protocol/close-codes.js'
 import { MalformedMessageError } from '../protocol/messages.js'
 import { registerAdminRoutes } from './admin-routes.js'
@@ -57,13 +58,15 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   const app = uWS.App()
   const sockets = new Set<uWS.WebSocket<Connection>>()
   let closing = false
+  const webhook = config.webhook === null ? null : new ChangeWebhook({ ...config.webhook, nodeId: config.nodeId }, log)
 
   const messages: MessageContext = {
     app,
     writeBehind,
     bridge: null,
     batchLimits: { maxUpdates: config.offlineBatchMaxUpdates, maxBytes: config.offlineBatchMaxBytes },
-    metrics
+    metrics,
+    onLocalChange: webhook === null ? null : docId => webhook.noteChange(docId)
   }
 
   const registry = new DocumentRegistry(store, writeBehind, {
@@ -260,6 +263,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
           await registry.closeAll(Date.now() + config.shutdownTimeoutMs)
         } finally {
           app.close()
+          await webhook?.close()
           await directory?.stop()
           await messages.bridge?.close()
           await participants.close()

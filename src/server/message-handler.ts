@@ -27,6 +27,8 @@ export interface MessageContext {
   bridge: ClusterBridge | null
   batchLimits: BatchLimits
   metrics: Metrics
+  /** Called after a change made on this node (by a client or the admin API); webhooks use it. */
+  onLocalChange: ((docId: string) => void) | null
 }
 
 const READ_ONLY_REASON = 'read-only access: updates are not accepted'
@@ -105,6 +107,7 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
       ctx.bridge?.publishUpdate(doc, forward)
       // The frame's buffer belongs to uWS and dies with this callback: keep a copy.
       ctx.writeBehind.enqueue(doc.id, message.update.slice())
+      ctx.onLocalChange?.(doc.id)
       return
     }
     case 'sync-step1':

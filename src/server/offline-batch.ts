@@ -94,6 +94,7 @@ export function handleOfflineBatch (ctx: MessageContext, ws: WebSocket<Connectio
     ctx.metrics.sent('sync-update', frame.length)
     ctx.bridge?.publishUpdate(doc, frame)
     ctx.writeBehind.enqueue(doc.id, merged)
+    ctx.onLocalChange?.(doc.id)
   }
   const stateVectorAfter = doc.encodeStateVector()
 
