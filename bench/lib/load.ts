@@ -6,6 +6,7 @@
 import type { ClientSpec, ConnectResult, WorkerSnapshot } from './ipc.js'
 import type { GeneratorPool } from './pool.js'
 import { LatencyHistogram, percentiles, round, sig, sleep, type Percentiles } from './stats.js'
+import { clkTck } from './proc.js'
 import { markCpu, type CpuMark, type Target } from './target.js'
 import { signTokens } from './tokens.js'
 
@@ -121,10 +122,18 @@ export async function setupLoad (pool: GeneratorPool, target: Target, layout: Lo
 
 export interface GeneratorReport {
   workers: Array<{ cpuPct: number | null; eldP99Ms: number | null; eldMaxMs: number | null; writerLagMax: number; rssMb: number | null }>
+  /** Busy share of all cores of the machine. */
   machineCpuPct: number | null
+  /** CPU the server, Redis, the generator and the coordinator do not explain: other processes, in % of one core. */
+  otherCpuPct: number | null
+  /** Hypervisor steal, in % of one core. */
+  stealPct: number | null
   bound: boolean
   reasons: string[]
 }
+
+/** monitorEventLoopDelay records whole timer intervals: the delay is the excess over its resolution. */
+const ELD_RESOLUTION_MS = 5
 
 export interface StepResult {
   ratePerDoc: number
@@ -175,17 +184,39 @@ export function generatorReport (before: WorkerSnapshot[], after: WorkerSnapshot
     const b = before[i]!
     const wall = (a.wallMs - b.wallMs) * 1000
     const cpuPct = wall > 0 ? ((a.cpuUserUs - b.cpuUserUs) + (a.cpuSystemUs - b.cpuSystemUs)) / wall * 100 : null
+    const eldP99 = Math.max(0, a.eldP99Ms - ELD_RESOLUTION_MS)
+    const eldMax = Math.max(0, a.eldMaxMs - ELD_RESOLUTION_MS)
     if (cpuPct !== null && cpuPct > 90) reasons.push(`generator worker ${i} used ${Math.round(cpuPct)} % of a core`)
-    if (a.eldP99Ms > 50) reasons.push(`generator worker ${i} event-loop delay p99 ${round(a.eldP99Ms, 1)} ms`)
+    if (eldP99 > 50) reasons.push(`generator worker ${i} event-loop delay p99 ${round(eldP99, 1)} ms`)
     // A backlog of more than 50 ms of edits means the writers' process could not keep the schedule.
     if (rateHint > 0 && a.writerLagMax > Math.max(3, rateHint * 0.05)) reasons.push(`writers in worker ${i} fell ${a.writerLagMax} edits behind schedule`)
-    return { cpuPct: round(cpuPct, 1), eldP99Ms: round(a.eldP99Ms, 2), eldMaxMs: round(a.eldMaxMs, 2), writerLagMax: a.writerLagMax, rssMb: round(a.rssBytes / 1048576, 1) }
+    return { cpuPct: round(cpuPct, 1), eldP99Ms: round(eldP99, 2), eldMaxMs: round(eldMax, 2), writerLagMax: a.writerLagMax, rssMb: round(a.rssBytes / 1048576, 1) }
   })
   const busy = machineAfter.machine.busy - machineBefore.machine.busy
   const all = machineAfter.machine.total - machineBefore.machine.total
   const machineCpuPct = all > 0 ? busy / all * 100 : null
   if (machineCpuPct !== null && machineCpuPct > 95) reasons.push(`machine CPU ${Math.round(machineCpuPct)} % busy: server and generator compete for the cores`)
-  return { workers, machineCpuPct: round(machineCpuPct, 1), bound: reasons.some(r => r.startsWith('generator') || r.startsWith('writers')), reasons }
+  // Everything the machine did that this bench's processes do not account for.
+  const seconds = (machineAfter.at - machineBefore.at) / 1000
+  const tck = clkTck()
+  const known = (machineAfter.server.user - machineBefore.server.user) + (machineAfter.server.system - machineBefore.server.system) +
+    (machineAfter.redis !== null && machineBefore.redis !== null ? (machineAfter.redis.user - machineBefore.redis.user) + (machineAfter.redis.system - machineBefore.redis.system) : 0) +
+    after.reduce((sum, a, i) => sum + ((a.cpuUserUs - before[i]!.cpuUserUs) + (a.cpuSystemUs - before[i]!.cpuSystemUs)) / 1e6, 0) +
+    (machineAfter.self - machineBefore.self)
+  // Softirq time (the loopback network stack) may not be charged to any process: leave it out.
+  const irq = machineAfter.machine.irq - machineBefore.machine.irq
+  const otherCpuPct = seconds > 0 ? Math.max(0, ((busy - irq) / tck - known) / seconds * 100) : null
+  const stealPct = seconds > 0 ? (machineAfter.machine.steal - machineBefore.machine.steal) / tck / seconds * 100 : null
+  if (otherCpuPct !== null && otherCpuPct > 20) reasons.push(`other processes on the machine used about ${Math.round(otherCpuPct)} % of a core during the window: figures may be disturbed`)
+  if (stealPct !== null && stealPct > 10) reasons.push(`the hypervisor stole ${Math.round(stealPct)} % of a core during the window`)
+  return {
+    workers,
+    machineCpuPct: round(machineCpuPct, 1),
+    otherCpuPct: round(otherCpuPct, 1),
+    stealPct: round(stealPct, 1),
+    bound: reasons.some(r => r.startsWith('generator') || r.startsWith('writers')),
+    reasons
+  }
 }
 
 async function snapshots (pool: GeneratorPool, reset: boolean, samples: boolean): Promise<WorkerSnapshot[]> {

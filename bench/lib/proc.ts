@@ -38,8 +38,11 @@ export function readRss (pid: number): number {
 }
 
 export interface MachineCpu {
-  /** Jiffies, summed over all CPUs. */
+  /** Jiffies (CLK_TCK), summed over all CPUs: busy excludes idle, iowait and steal. */
   busy: number
+  /** Interrupt and softirq time (on loopback most of it is the network stack), part of busy. */
+  irq: number
+  steal: number
   total: number
 }
 
@@ -48,8 +51,10 @@ export function readMachineCpu (): MachineCpu {
   const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? ''
   const values = line.trim().split(/\s+/).slice(1).map(Number)
   const idle = (values[3] ?? 0) + (values[4] ?? 0)
+  const steal = values[7] ?? 0
   const total = values.slice(0, 8).reduce((a, b) => a + b, 0)
-  return { busy: total - idle, total }
+  const irq = (values[5] ?? 0) + (values[6] ?? 0)
+  return { busy: total - idle - steal, irq, steal, total }
 }
 
 /** Sums the CPU of several processes (the nodes of a cluster). */

@@ -86,8 +86,17 @@ export interface CpuMark {
   server: ProcCpu
   redis: ProcCpu | null
   machine: MachineCpu
+  /** This (coordinator) process, seconds. */
+  self: number
 }
 
 export function markCpu (target: Target): CpuMark {
-  return { at: performance.timeOrigin + performance.now(), server: target.cpu(), redis: target.redisCpu(), machine: readMachineCpu() }
+  const self = process.cpuUsage()
+  return {
+    at: performance.timeOrigin + performance.now(),
+    server: target.cpu(),
+    redis: target.redisCpu(),
+    machine: readMachineCpu(),
+    self: (self.user + self.system) / 1e6
+  }
 }
