@@ -1,21 +1,40 @@
 import type { Logger } from 'pino'
-import type { TemplatedApp } from 'uWebSockets.js'
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { signDevelopmentToken } from '../auth/dev-token.js'
-import { sendJson } from '../server/http-util.js'
+import { DOCUMENT_PATH_PREFIX } from '../server/upgrade.js'
+import { sendJson, STATUS_TEXT } from '../server/http-util.js'
+import { loadWebAssets, type WebAssets, type WebFile } from './web-assets.js'
 
 export interface PlaygroundContext {
   /** Serve the playground page at GET / (PLAYGROUND). */
   playground: boolean
   /** Development mode with an HS secret: enables GET /dev/token. Null otherwise. */
   devSecret: Uint8Array | null
+  /** This node's id, shown on the pages (which node a browser talks to matters in a cluster). */
+  nodeId: string
   log: Logger
+  /** Where the built pages are (default: dist/web/ of this package, written by `npm run build`). */
+  webDir?: string
 }
 
 const DEV_TOKEN_TTL_SECONDS = 3600
 
+/** Pages only load what they ship; the editor's style injection needs inline styles. */
+const PAGE_HEADERS: Record<string, string> = {
+  'content-type': 'text/html; charset=utf-8',
+  'cache-control': 'no-cache',
+  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer'
+}
+
 /**
- * Browser-facing pages: the playground (GET /), the inspector (GET /inspect, data from the
- * admin-guarded /inspect.json) and, in development mode only, a token endpoint for the playground.
+ * Browser-facing pages: the playground (GET /, only with PLAYGROUND on), the inspector (GET
+ * /inspect, whose data comes from the admin-guarded /inspect.json; the page itself holds no data)
+ * and, in development mode only, a token endpoint for the playground.
+ *
+ * The pages are the bundle that `npm run build` writes to dist/web/ (playground/build.mjs); they
+ * are read on first use and kept in memory, gzipped where that helps.
  */
 export function registerPlaygroundRoutes (app: TemplatedApp, ctx: PlaygroundContext): void {
   if (ctx.devSecret !== null) {
@@ -32,4 +51,89 @@ export function registerPlaygroundRoutes (app: TemplatedApp, ctx: PlaygroundCont
       })
     })
   }
+
+  const pageConfig = JSON.stringify({
+    devMode: ctx.devSecret !== null,
+    nodeId: ctx.nodeId,
+    wsPath: DOCUMENT_PATH_PREFIX.replace(/\/$/, ''),
+    playground: ctx.playground
+  }).replace(/</g, '\\u003c')
+
+  let assets: WebAssets | null = null
+  let warned = false
+  const rendered = new Map<string, WebFile>()
+  /** The built pages, or null (answered with a hint) while `npm run build` has not run. */
+  const web = (): WebAssets | null => {
+    if (assets !== null) return assets
+    try {
+      assets = loadWebAssets(ctx.webDir)
+    } catch (err) {
+      if (!warned) ctx.log.warn({ err: (err as Error).message }, 'playground pages are not built: run `npm run build`')
+      warned = true
+    }
+    return assets
+  }
+
+  const page = (name: string) => (res: HttpResponse, req: HttpRequest): void => {
+    const gzip = acceptsGzip(req)
+    const loaded = web()
+    if (loaded === null) {
+      sendText(res, 503, 'The playground pages are not built. Run `npm run build` (it bundles playground/ into dist/web/) and reload.')
+      return
+    }
+    let file = rendered.get(name)
+    if (file === undefined) {
+      const html = (loaded.pages.get(name) ?? '').replaceAll('{{CONFIG}}', pageConfig).replaceAll('{{VERSION}}', loaded.version)
+      file = webFileFromHtml(html)
+      rendered.set(name, file)
+    }
+    send(res, file, gzip, PAGE_HEADERS)
+  }
+
+  if (ctx.playground) app.get('/', page('index.html'))
+  app.get('/inspect', page('inspect.html'))
+
+  app.get('/static/:name', (res, req) => {
+    const name = req.getParameter(0) ?? ''
+    const version = req.getQuery('v')
+    const gzip = acceptsGzip(req)
+    const loaded = web()
+    const file = loaded?.files.get(name)
+    // The playground's own bundle is not served when the playground is off.
+    if (loaded === null || file === undefined || (!ctx.playground && name.startsWith('playground.'))) {
+      sendJson(res, 404, { error: 'not_found' })
+      return
+    }
+    // Pages link assets with ?v=<content hash>: such URLs never change content.
+    const cache = version === loaded.version ? 'public, max-age=31536000, immutable' : 'no-cache'
+    send(res, file, gzip, { 'content-type': file.contentType, 'cache-control': cache, 'x-content-type-options': 'nosniff' })
+  })
+}
+
+function webFileFromHtml (html: string): WebFile {
+  return { body: Buffer.from(html, 'utf8'), gzip: null, contentType: PAGE_HEADERS['content-type']! }
+}
+
+function acceptsGzip (req: HttpRequest): boolean {
+  return /\bgzip\b/.test(req.getHeader('accept-encoding'))
+}
+
+function send (res: HttpResponse, file: WebFile, gzip: boolean, headers: Record<string, string>): void {
+  const compressed = gzip && file.gzip !== null
+  res.cork(() => {
+    res.writeStatus('200 OK')
+    for (const [name, value] of Object.entries(headers)) res.writeHeader(name, value)
+    if (file.gzip !== null) res.writeHeader('vary', 'accept-encoding')
+    if (compressed) res.writeHeader('content-encoding', 'gzip')
+    res.end(compressed ? file.gzip! : file.body)
+  })
+}
+
+function sendText (res: HttpResponse, status: number, text: string): void {
+  res.cork(() => {
+    res.writeStatus(STATUS_TEXT[status] ?? String(status))
+    res.writeHeader('content-type', 'text/plain; charset=utf-8')
+    res.writeHeader('cache-control', 'no-store')
+    res.end(text)
+  })
 }

@@ -230,6 +230,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   registerPlaygroundRoutes(app, {
     playground: config.playground,
     devSecret: config.devMode && config.auth.kind === 'jwt-secret' ? config.auth.secret : null,
+    nodeId: config.nodeId,
     log
   })
   registerNotFound(app)
