@@ -33,6 +33,7 @@ flags:
   --server head|worktree|src   our build: committed HEAD (default), npm run build of the tree, or tsx src
   --env KEY=VALUE      extra environment for our server (repeatable)
   --cpu-prof           profile our server (node --cpu-prof); profiles go to bench/results/profiles/
+  --quiet-wait S       before each server's run, wait up to S seconds (120) for the machine to be < 25 % busy
   --out DIR            result directory (default bench/results)
   --no-save            print only, write no files
 `
@@ -56,6 +57,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; build: O
       'step-duration': { type: 'string' },
       connections: { type: 'string' },
       settle: { type: 'string' },
+      'quiet-wait': { type: 'string' },
       mb: { type: 'string' },
       'chunk-kb': { type: 'string' },
       joiners: { type: 'string' },
@@ -103,6 +105,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; build: O
     stepDuration: num('step-duration', values['step-duration']),
     connections: num('connections', values.connections),
     settle: num('settle', values.settle),
+    quietWait: num('quiet-wait', values['quiet-wait']),
     mb: num('mb', values.mb),
     chunkKb: num('chunk-kb', values['chunk-kb']),
     joiners: num('joiners', values.joiners),
@@ -196,6 +199,9 @@ async function main (): Promise<void> {
   }
   if (runs.some(r => r.error !== undefined)) process.exitCode = 1
 }
+
+// Ctrl-C or a kill: exit through process.exit so the servers and workers started here are killed.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130))
 
 main().then(() => process.exit(), (err: Error) => {
   process.stderr.write(`bench failed: ${err.stack ?? err.message}\n`)

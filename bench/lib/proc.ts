@@ -68,3 +68,25 @@ export function sumCpu (pids: number[]): ProcCpu {
   }
   return { user, system }
 }
+
+/** Busy share of all cores (0-100) over `ms` milliseconds. */
+export async function machineBusyPct (ms: number): Promise<number> {
+  const a = readMachineCpu()
+  await new Promise(resolve => setTimeout(resolve, ms))
+  const b = readMachineCpu()
+  return b.total > a.total ? (b.busy - a.busy) / (b.total - a.total) * 100 : 0
+}
+
+/**
+ * Waits until the machine is quiet (busy below `maxPct` over one second), at most `timeoutMs`.
+ * Returns the last busy share seen.
+ */
+export async function waitForQuiet (maxPct: number, timeoutMs: number, onWait: (pct: number) => void): Promise<number> {
+  const deadline = Date.now() + timeoutMs
+  let pct = await machineBusyPct(1000)
+  while (pct > maxPct && Date.now() < deadline) {
+    onWait(pct)
+    pct = await machineBusyPct(2000)
+  }
+  return pct
+}

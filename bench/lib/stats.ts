@@ -30,7 +30,11 @@ export function round (value: number | null | undefined, digits = 3): number | n
 export function sig (value: number | null | undefined, significant = 3): number | null {
   if (value === null || value === undefined || !Number.isFinite(value)) return null
   if (value === 0) return 0
-  const digits = Math.max(0, significant - 1 - Math.floor(Math.log10(Math.abs(value))))
+  const digits = significant - 1 - Math.floor(Math.log10(Math.abs(value)))
+  if (digits < 0) {
+    const f = 10 ** -digits
+    return Math.round(value / f) * f
+  }
   return round(value, Math.min(digits, 9))
 }
 

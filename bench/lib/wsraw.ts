@@ -57,7 +57,7 @@ const DOT = 0x2e
  * as an update that ends with that text followed by an empty delete set (byte 0), and every
  * server forwards or re-encodes it that way, so the timestamp sits right before the last two bytes.
  */
-function embeddedSendTime (buf: Buffer, start: number, end: number): number {
+export function embeddedSendTime (buf: Uint8Array, start: number, end: number): number {
   if (end - start < 8 || buf[end - 1] !== 0 || buf[end - 2] !== SEMICOLON) return -1
   let value = 0
   let scale = 0

@@ -5,21 +5,25 @@
  * on open a sync step 1 with the local state vector, a step 2 in answer to the server's step 1,
  * every local change as a sync update; remote steps 2 and updates are applied with origin 'remote'.
  *
- * - Writer: appends entries to the Y.Text `log`, like typing at the end of a document; each entry
- *   is the send time in epoch milliseconds with microsecond digits (performance.timeOrigin +
- *   performance.now(), a clock every process on this machine shares) and a `;`, so the observer in
- *   another process can compute the propagation latency. (A Y.Array would be the obvious container
- *   but Yjs merges one client's consecutive array items by concatenating their arrays, which makes
- *   every append O(document length) for the server and every client: a bench artefact, not a
- *   realistic editing load.)
- * - Observer: records, for every entry it receives, (send time, applied-at-observer minus send time).
+ * - Writer: inserts entries at the start of the Y.Text `log`; each entry is the send time in epoch
+ *   milliseconds with microsecond digits (performance.timeOrigin + performance.now(), a clock every
+ *   process on this machine shares) and a `;`, so a receiver in another process can compute the
+ *   propagation latency.
+ *   Why the start: Yjs merges one client's consecutive appends into one item, and encoding an update
+ *   of a merged Y.Text item slices (flattens) its whole string, a Y.Array item concatenates its whole
+ *   array. Appending would make every edit O(document length) for whoever listens to 'update' (the
+ *   reference server, every client), a bench artefact. Inserts at the start never merge and stay
+ *   O(1) for everyone.
+ * - Observer: applies every update to its Y.Doc, then records (send time, now - send time); the
+ *   send time is read from the update's last bytes (see embeddedSendTime), because computing a
+ *   Y.Text event's delta walks the whole text (O(document length) again).
  * - Joiner: connects, syncs, reports how long that took (the large-document scenario).
  */
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
 import * as syncProtocol from 'y-protocols/sync'
 import * as Y from 'yjs'
-import { RawWebSocket, type Endpoint } from './wsraw.js'
+import { embeddedSendTime, RawWebSocket, type Endpoint } from './wsraw.js'
 
 export const now = (): number => performance.timeOrigin + performance.now()
 
@@ -79,12 +83,16 @@ export class YClient {
     }
     syncProtocol.readSyncMessage(decoder, encoder, this.doc, REMOTE, err => { this.errors.push(err.message) })
     if (encoding.length(encoder) > 1) this.ws.send(encoding.toUint8Array(encoder))
+    if (syncType === syncProtocol.messageYjsUpdate) this.afterRemoteUpdate(message)
     if (syncType === syncProtocol.messageYjsSyncStep2 && !this.synced) {
       this.synced = true
       this.syncedAt = now()
       options.onSynced?.()
     }
   }
+
+  /** Called after a remote sync update was applied. */
+  protected afterRemoteUpdate (_message: Uint8Array): void {}
 
   /** Entry count and state vector: what the consistency check compares. */
   digest (): { length: number; stateVector: string; sum: number } {
@@ -132,7 +140,7 @@ export class Writer extends YClient {
   }
 
   write (): void {
-    this.log.insert(this.log.length, `${now().toFixed(3)};`)
+    this.log.insert(0, `${now().toFixed(3)};`)
     this.sent++
   }
 }
@@ -143,24 +151,14 @@ export class Observer extends YClient {
   received = 0
   /** Pairs (send time epoch ms, latency ms), flattened. */
   samples: number[] = []
-  errorsSeen = 0
 
-  constructor (options: YClientOptions) {
-    super(options)
-    this.doc.getText('log').observe(event => {
-      if (!this.recording) return
-      const appliedAt = now()
-      for (const op of event.delta) {
-        if (typeof op.insert !== 'string') continue
-        for (const entry of op.insert.split(';')) {
-          if (entry === '') continue
-          const sentAt = Number(entry)
-          if (!Number.isFinite(sentAt)) continue
-          this.received++
-          this.samples.push(sentAt, appliedAt - sentAt)
-        }
-      }
-    })
+  protected override afterRemoteUpdate (message: Uint8Array): void {
+    if (!this.recording) return
+    const appliedAt = now()
+    const sentAt = embeddedSendTime(message, 0, message.length)
+    if (sentAt <= 0) return
+    this.received++
+    this.samples.push(sentAt, appliedAt - sentAt)
   }
 
   takeSamples (): number[] {

@@ -22,6 +22,8 @@ export interface Flags {
   joiners?: number
   nodes?: number[]
   settle?: number
+  /** Seconds to wait at most for a quiet machine before each server's run. */
+  quietWait?: number
 }
 
 export interface ScenarioContext {
