@@ -1,0 +1,261 @@
+import { copyFileSync, mkdirSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t, { type Test } from 'tap'
+import uWS from 'uWebSockets.js'
+import type { InspectedNode } from '../playground/src/inspect-types.js'
+import { createLogger } from '../src/log/logger.js'
+import { registerPlaygroundRoutes } from '../src/playground/routes.js'
+import type { NodeSnapshot } from '../src/server/node-snapshot.js'
+import { browserUnavailable, ensureWebBundle, launchBrowser, openPlayground, saveArtifact, sideBySide, type PlaygroundPage, type TestBrowser } from './helpers/browser.js'
+import { freePort } from './helpers/ports.js'
+import { spawnServer } from './helpers/process.js'
+import { startRedis } from './helpers/redis.js'
+import { startTestServer, tempDir, type TestServer } from './helpers/server.js'
+import { signToken } from './helpers/tokens.js'
+import { sleep, waitFor } from './helpers/wait.js'
+
+// Compile-time check: the inspector reads exactly what the server's snapshot provides.
+const snapshotFitsInspector = (node: NodeSnapshot): InspectedNode => node
+void snapshotFitsInspector
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+ensureWebBundle()
+
+const get = async (base: string, path: string, headers: Record<string, string> = {}): Promise<Response> => await fetch(`${base}${path}`, { headers })
+const base = (server: TestServer): string => `http://127.0.0.1:${server.port}`
+
+t.test('routes: playground switchable, inspector page, dev token only in development mode', async t => {
+  const dev = await startTestServer({ DEV_MODE: 'true', NODE_ID: 'dev-node' })
+  const prod = await startTestServer({})
+  const devNoPlayground = await startTestServer({ DEV_MODE: 'true', PLAYGROUND: 'false' })
+  const prodWithPlayground = await startTestServer({ PLAYGROUND: 'true' })
+  t.teardown(async () => { for (const s of [dev, prod, devNoPlayground, prodWithPlayground]) await s.close() })
+
+  // Development mode: the playground is on by default and gets its tokens from /dev/token.
+  const page = await get(base(dev), '/')
+  t.equal(page.status, 200)
+  t.match(page.headers.get('content-type'), /^text\/html/)
+  t.match(page.headers.get('content-security-policy'), /script-src 'self'/)
+  const html = await page.text()
+  t.match(html, /"devMode":true/)
+  t.match(html, /"nodeId":"dev-node"/)
+  const script = /src="(\/static\/playground\.js\?v=[0-9a-f]+)"/.exec(html)?.[1]
+  t.ok(script, 'page links the bundle with a content hash')
+  const bundle = await get(base(dev), script!, { 'accept-encoding': 'gzip' })
+  t.equal(bundle.status, 200)
+  t.match(bundle.headers.get('content-type'), /^text\/javascript/)
+  t.match(bundle.headers.get('cache-control'), /immutable/)
+  t.ok((await bundle.text()).length > 100_000, 'bundle holds the editor, Yjs and the provider')
+  t.equal((await get(base(dev), '/static/styles.css')).status, 200)
+  t.equal((await get(base(dev), '/static/nope.js')).status, 404)
+
+  const devToken = await (await get(base(dev), '/dev/token?user=alice')).json() as { token: string, userId: string, admin: boolean }
+  t.equal(devToken.userId, 'alice')
+  t.equal(devToken.admin, false)
+  const devAdmin = await (await get(base(dev), '/dev/token?user=ops&admin=1')).json() as { token: string, admin: boolean }
+  t.equal(devAdmin.admin, true)
+
+  // The inspector page is plain HTML; its data needs an admin token.
+  const inspect = await get(base(dev), '/inspect')
+  t.equal(inspect.status, 200)
+  t.match(await inspect.text(), /\/static\/inspect\.js\?v=/)
+  t.equal((await get(base(dev), '/inspect.json')).status, 401, 'no token')
+  t.equal((await get(base(dev), '/inspect.json', { authorization: `Bearer ${devToken.token}` })).status, 403, 'not an admin')
+  const data = await (await get(base(dev), '/inspect.json', { authorization: `Bearer ${devAdmin.token}` })).json() as { self: NodeSnapshot, nodes: NodeSnapshot[] }
+  t.equal(data.self.nodeId, 'dev-node')
+  t.equal(data.nodes.length, 1)
+
+  // Not in development mode (an auth key is configured): no playground, no token endpoint.
+  t.equal((await get(base(prod), '/')).status, 404, 'GET / is off outside development mode')
+  t.equal((await get(base(prod), '/dev/token?user=mallory')).status, 404, 'no token endpoint')
+  t.equal((await get(base(prod), '/dev/token?user=mallory&admin=1')).status, 404, 'no admin token endpoint')
+  t.equal((await get(base(prod), '/static/playground.js')).status, 404, 'no playground bundle either')
+  t.equal((await get(base(prod), '/inspect')).status, 200, 'the inspector page is served (its data is guarded)')
+  t.match(await (await get(base(prod), '/inspect')).text(), /"devMode":false/)
+  t.equal((await get(base(prod), '/static/inspect.js')).status, 200)
+
+  // PLAYGROUND=false switches the page off even in development mode.
+  t.equal((await get(base(devNoPlayground), '/')).status, 404)
+  t.equal((await get(base(devNoPlayground), '/dev/token?user=a')).status, 200, 'the token endpoint follows DEV_MODE, not PLAYGROUND')
+
+  // PLAYGROUND=true with real auth: the page asks for a token instead of fetching one.
+  const realAuthPage = await get(base(prodWithPlayground), '/')
+  t.equal(realAuthPage.status, 200)
+  t.match(await realAuthPage.text(), /"devMode":false/)
+  t.equal((await get(base(prodWithPlayground), '/dev/token')).status, 404)
+})
+
+t.test('npm start with nothing configured serves the playground and the dev token endpoint', async t => {
+  const dataDir = tempDir()
+  const proc = await spawnServer({ JWT_SECRET: '', DATA_DIR: dataDir })
+  t.teardown(async () => {
+    proc.kill('SIGTERM')
+    await proc.exited
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+  const url = `http://127.0.0.1:${proc.port}`
+  t.equal((await get(url, '/')).status, 200)
+  t.equal((await get(url, '/dev/token?user=newcomer')).status, 200)
+})
+
+t.test('an unbuilt bundle gets a hint, not a broken page', async t => {
+  const app = uWS.App()
+  registerPlaygroundRoutes(app, { playground: true, devSecret: null, nodeId: 'n', log: createLogger('silent'), webDir: join(ROOT, 'does-not-exist') })
+  const port = await freePort()
+  const socket = await new Promise<uWS.us_listen_socket | false>(resolve => app.listen('127.0.0.1', port, resolve))
+  t.ok(socket)
+  t.teardown(() => { if (socket !== false) uWS.us_listen_socket_close(socket); app.close() })
+  const res = await get(`http://127.0.0.1:${port}`, '/')
+  t.equal(res.status, 503)
+  t.match(await res.text(), /npm run build/)
+})
+
+const unavailable = browserUnavailable()
+// In CI the browser must be there (.ci/run installs it); a developer without it gets a skip.
+const skip = unavailable !== null && process.env.CI !== 'true' ? unavailable : false
+
+/**
+ * Two people on one document, each in their own browser context: they type at the same time and
+ * converge, see each other in the presence list and as remote cursors, and Alice's offline
+ * round trip lands every edit with an acknowledgement.
+ */
+async function collaborate (t: Test, browser: TestBrowser, urls: { alice: string, bob: string }, docId: string, adminBase: string): Promise<{ alice: PlaygroundPage, bob: PlaygroundPage }> {
+  const alice = await openPlayground(browser.browser, urls.alice, { doc: docId, user: 'Alice', color: '#4f46e5' })
+  const bob = await openPlayground(browser.browser, urls.bob, { doc: docId, user: 'Bob', color: '#e11d48' })
+
+  await waitFor(async () => (await alice.people()).includes('Bob') && (await bob.people()).includes('Alice'), 'each page lists the other person')
+  t.same((await alice.people()).sort(), ['Alice', 'Bob'])
+  t.same((await bob.people()).sort(), ['Alice', 'Bob'])
+
+  await alice.type('# Launch notes\n')
+  await waitFor(async () => await bob.text() === '# Launch notes\n', 'the heading reaches Bob')
+
+  // Both type at once, at different places (Bob after the heading, Alice at the end).
+  await Promise.all([
+    alice.type('- Alice: release build is green\n'),
+    (async () => {
+      await bob.page.locator('.cm-content').click()
+      await bob.page.keyboard.press('Control+Home')
+      await bob.page.keyboard.press('End')
+      await bob.page.keyboard.type('\n- Bob: docs reviewed', { delay: 10 })
+    })()
+  ])
+  const expected = '# Launch notes\n- Bob: docs reviewed\n- Alice: release build is green\n'
+  await waitFor(async () => await alice.text() === expected && await bob.text() === expected, 'both pages converge')
+  t.equal(await alice.text(), expected)
+  t.equal(await bob.text(), expected)
+  // What a person sees: the editor shows the text, and the other person's cursor with their name.
+  t.match(await bob.page.locator('.cm-content').innerText(), /Alice: release build is green/)
+  await bob.page.locator('.cm-ySelectionInfo', { hasText: 'Alice' }).waitFor()
+  await alice.page.locator('.cm-ySelectionInfo', { hasText: 'Bob' }).waitFor()
+
+  // Offline round trip: Alice disconnects, both keep editing, Alice reconnects.
+  await alice.page.locator('label.switch').click()
+  await alice.page.locator('[data-testid=status][data-state=offline]').waitFor()
+  t.equal(await alice.page.evaluate(() => (globalThis as unknown as { playground: { connected: boolean } }).playground.connected), false, 'provider disconnected')
+  await waitFor(async () => !(await bob.people()).includes('Alice'), 'Bob sees Alice leave')
+
+  await alice.type('- Alice (offline): changelog drafted\n')
+  await alice.type('- Alice (offline): screenshots updated\n')
+  t.ok(Number(await alice.page.locator('[data-testid=recorded]').textContent()) > 0, 'offline edits are recorded')
+  await bob.page.locator('.cm-content').click()
+  await bob.page.keyboard.press('Control+End')
+  await bob.page.keyboard.type('- Bob: tagged v1.0 meanwhile\n', { delay: 10 })
+  await sleep(300)
+  t.notMatch(await bob.text(), /offline/, 'Bob does not get offline edits')
+  t.notMatch(await alice.text(), /tagged/, 'Alice does not get Bob\'s edits while offline')
+
+  await alice.page.locator('label.switch').click()
+  const ack = alice.page.locator('[data-testid=acks] li[data-batch-id]').first()
+  await ack.waitFor()
+  const outcome = await ack.getAttribute('data-outcome')
+  const batchId = await ack.getAttribute('data-batch-id')
+  t.equal(outcome, 'applied', 'the server acknowledged the batch as applied')
+  t.match(batchId, /^[0-9a-f]{24}$/)
+  t.equal(await alice.page.locator('[data-testid=recorded]').textContent(), '0')
+  t.equal(await alice.page.locator('[data-testid=pending]').textContent(), '0')
+  t.match(await ack.textContent(), /applied/, 'the acknowledgement is on the page')
+
+  const lines = ['# Launch notes', '- Bob: docs reviewed', '- Alice: release build is green', '- Alice (offline): changelog drafted',
+    '- Alice (offline): screenshots updated', '- Bob: tagged v1.0 meanwhile']
+  const hasAll = (text: string): boolean => lines.every(line => text.includes(line))
+  await waitFor(async () => { const a = await alice.text(); return hasAll(a) && a === await bob.text() }, 'every edit lands on both pages')
+  t.ok(hasAll(await bob.text()), 'Bob has every offline edit')
+  await alice.page.locator('[data-testid=status][data-state=synced]').waitFor()
+  await waitFor(async () => (await bob.people()).includes('Alice'), 'Alice is back in Bob\'s presence list')
+
+  // Acknowledged means stored: the server's copy has everything.
+  const admin = await signToken({ sub: 'ops', extra: { admin: true } })
+  const json = await (await get(adminBase, `/admin/documents/${docId}/json`, { authorization: `Bearer ${admin}` })).json() as { codemirror?: string }
+  t.ok(hasAll(json.codemirror ?? ''), 'the server holds every edit')
+
+  t.same(alice.errors, [], 'no errors on Alice\'s page')
+  t.same(bob.errors, [], 'no errors on Bob\'s page')
+  return { alice, bob }
+}
+
+async function screenshot (browser: TestBrowser, pages: { alice: PlaygroundPage, bob: PlaygroundPage }, captions: [string, string], name: string): Promise<string> {
+  // Park both cursors where the labels read well.
+  for (const p of [pages.alice, pages.bob]) await p.page.mouse.move(0, 0)
+  const png = await sideBySide(browser.browser, [
+    { png: await pages.alice.page.screenshot(), caption: captions[0] },
+    { png: await pages.bob.page.screenshot(), caption: captions[1] }
+  ])
+  return saveArtifact(name, png)
+}
+
+/** UPDATE_README_SCREENSHOTS=1 refreshes the copies in docs/ that the README shows. */
+function publishForReadme (artifact: string, docsName: string): void {
+  if (process.env.UPDATE_README_SCREENSHOTS !== '1') return
+  mkdirSync(join(ROOT, 'docs'), { recursive: true })
+  copyFileSync(artifact, join(ROOT, 'docs', docsName))
+}
+
+t.test('browser: two people edit one document, see each other, and go offline and back', { skip, timeout: 120_000 }, async t => {
+  const server = await startTestServer({ DEV_MODE: 'true', NODE_ID: 'node-1', LOG_LEVEL: 'warn' })
+  t.teardown(server.close)
+  const browser = await launchBrowser()
+  t.teardown(browser.close)
+
+  const pages = await collaborate(t, browser, { alice: base(server), bob: base(server) }, 'launch-notes', base(server))
+  await screenshot(browser, pages, ['Alice · node-1', 'Bob · node-1'], 'playground.png')
+
+  // The inspector, fetching its own development admin token, shows the document and both people.
+  const inspector = await browser.browser.newPage({ viewport: { width: 1280, height: 640 } })
+  const errors: string[] = []
+  inspector.on('pageerror', err => errors.push(err.message))
+  await inspector.goto(`${base(server)}/inspect`)
+  const row = inspector.locator('[data-testid=documents] tr[data-doc="launch-notes"]')
+  await row.waitFor()
+  t.match(await row.textContent(), /launch-notes/)
+  await waitFor(async () => (await row.locator('td').allTextContents()).slice(1, 4).join(' ') === 'node-1 2 2', 'two connections and two participants')
+  // Rates appear from the second sample on.
+  await waitFor(async () => !/…/.test(await inspector.locator('[data-testid=tile-in]').textContent() ?? '…'), 'message rate computed', 10_000)
+  saveArtifact('inspector.png', await inspector.screenshot())
+  t.same(errors, [])
+})
+
+t.test('browser: the same against a two-node cluster, each person on another node', { skip, timeout: 150_000 }, async t => {
+  const redis = await startRedis()
+  t.teardown(redis.cleanup)
+  const env = { DEV_MODE: 'true', REDIS_URL: redis.url, BRIDGE_HEARTBEAT_MS: '200', LOG_LEVEL: 'warn' }
+  const node1 = await startTestServer({ ...env, NODE_ID: 'node-1' })
+  const node2 = await startTestServer({ ...env, NODE_ID: 'node-2' })
+  t.teardown(async () => { await node1.close(); await node2.close() })
+  const browser = await launchBrowser()
+  t.teardown(browser.close)
+
+  const pages = await collaborate(t, browser, { alice: base(node1), bob: base(node2) }, 'cluster-notes', base(node2))
+  t.equal(await pages.alice.page.locator('[data-testid=node-id]').textContent(), 'node-1')
+  t.equal(await pages.bob.page.locator('[data-testid=node-id]').textContent(), 'node-2')
+  publishForReadme(await screenshot(browser, pages, ['Alice · node-1', 'Bob · node-2'], 'playground-cluster.png'), 'playground.png')
+
+  // The inspector on one node lists both nodes and where the document is loaded.
+  const inspector = await browser.browser.newPage({ viewport: { width: 1280, height: 640 } })
+  await inspector.goto(`${base(node1)}/inspect`)
+  await waitFor(async () => await inspector.locator('[data-testid=nodes] tr[data-node]').count() === 2, 'both nodes listed', 15_000)
+  await inspector.locator('[data-testid=documents] tr[data-doc="cluster-notes"][data-node="node-2"]').waitFor({ timeout: 15_000 })
+  await waitFor(async () => !/…/.test(await inspector.locator('[data-testid=nodes] tbody').textContent() ?? '…'), 'rates of both nodes', 15_000)
+  publishForReadme(saveArtifact('inspector-cluster.png', await inspector.screenshot()), 'inspector.png')
+})
