@@ -27,6 +27,8 @@ export interface BridgeDependencies {
   metrics?: Metrics
   /** Another node deleted the document: drop it here and close its connections. */
   onRemoteDelete?: (docId: string) => void
+  /** Another node revoked a user's access to the document: close that user's connections here. */
+  onRemoteRevoke?: (docId: string, userId: string) => void
 }
 
 /** The awareness origin standing for every client of one remote node. */
@@ -137,6 +139,11 @@ export class ClusterBridge {
     this.scheduleHeartbeat(doc.id, link)
   }
 
+  /** Tells every node holding the document to close the user's connections to it. */
+  publishRevoke (docId: string, userId: string): void {
+    this.send(documentKeys(this.options.keyPrefix, docId).channel, { t: 'v', n: this.nodeId, d: docId, u: userId })
+  }
+
   /** Tells every node holding the document that it was deleted (no subscription needed to publish). */
   publishDelete (docId: string): void {
     this.send(documentKeys(this.options.keyPrefix, docId).channel, { t: 'k', n: this.nodeId, d: docId })
@@ -210,6 +217,9 @@ export class ClusterBridge {
         return
       case 'k':
         this.deps.onRemoteDelete?.(doc.id)
+        return
+      case 'v':
+        this.deps.onRemoteRevoke?.(doc.id, envelope.u)
     }
   }
 

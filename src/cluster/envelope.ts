@@ -15,6 +15,7 @@ import { Packr } from 'msgpackr'
  *                                 replier's own clients' awareness
  *   x  sync push    node channel  p: update the replier lacked
  *   k  deleted      doc channel   the document was deleted (admin API): drop it, close its clients
+ *   v  revoked      doc channel   u: a user whose access was revoked: close that user's connections
  */
 export type Envelope =
   | { t: 'u'; n: string; d: string; s: number; f: Uint8Array; w?: number }
@@ -24,6 +25,7 @@ export type Envelope =
   | { t: 'r'; n: string; d: string; p?: Uint8Array; v?: Uint8Array; a?: Uint8Array }
   | { t: 'x'; n: string; d: string; p: Uint8Array }
   | { t: 'k'; n: string; d: string }
+  | { t: 'v'; n: string; d: string; u: string }
 
 const packr = new Packr({ useRecords: false, moreTypes: false })
 
@@ -51,6 +53,7 @@ export function decodeEnvelope (bytes: Buffer): Envelope | null {
     case 'r': return optionalBytes(e.p) && optionalBytes(e.v) && optionalBytes(e.a) ? value as Envelope : null
     case 'x': return isBytes(e.p) ? value as Envelope : null
     case 'k': return value as Envelope
+    case 'v': return typeof e.u === 'string' ? value as Envelope : null
     default: return null
   }
 }

@@ -35,6 +35,23 @@ export interface ClusterConfig {
   heartbeatMs: number
 }
 
+export interface LimitsConfig {
+  /** Sustained messages per second per connection; bursts up to messagesBurst. */
+  messagesPerSecond: number
+  messagesBurst: number
+  /** Sustained bytes per second per connection; bursts up to bytesBurst. */
+  bytesPerSecond: number
+  bytesBurst: number
+  maxConnections: number
+  maxConnectionsPerDocument: number
+  /** Updates that would grow a document past this are refused (0 = no limit). */
+  maxDocumentBytes: number
+  /** Browser Origins allowed to connect; null allows any (tokens are still required). */
+  allowedOrigins: string[] | null
+  /** How long a revocation of a user's access to a document lasts. */
+  revocationTtlSeconds: number
+}
+
 export interface Config {
   host: string
   port: number
@@ -54,6 +71,9 @@ export interface Config {
   offlineBatchMaxBytes: number
   /** Bearer token required by GET /metrics; null leaves it open (for a private scrape network). */
   metricsToken: string | null
+  limits: LimitsConfig
+  /** TLS certificate and key files: the server speaks wss:// itself (uWS SSLApp). */
+  tls: { certFile: string, keyFile: string, passphrase?: string } | null
   auth: AuthConfig
   /** Identifies this process among the nodes of a cluster; fresh per start unless set. */
   nodeId: string
@@ -88,13 +108,27 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     maxMessageBytes: read.int('MAX_MESSAGE_BYTES', 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     docIdleUnloadMs: read.int('DOC_IDLE_UNLOAD_MS', 30_000, 0, 24 * 3600_000),
     maxBackpressureBytes: read.int('MAX_BACKPRESSURE_BYTES', 8 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
-    idleTimeoutSec: read.int('IDLE_TIMEOUT_SECONDS', 60, 0, 960),
+    // WEBSOCKET_SESSION_TIMEOUT_SECONDS is the seed design's name for the same setting.
+    idleTimeoutSec: read.int('IDLE_TIMEOUT_SECONDS', read.int('WEBSOCKET_SESSION_TIMEOUT_SECONDS', 60, 0, 960), 0, 960),
     shutdownTimeoutMs: read.int('SHUTDOWN_TIMEOUT_MS', 15_000, 100, 600_000),
     storeRetryMaxMs: read.int('STORE_RETRY_MAX_MS', 5_000, 10, 600_000),
     defaultDocAccess: read.oneOf('DEFAULT_DOC_ACCESS', 'read-write', ACCESS_LEVELS),
     offlineBatchMaxUpdates: read.int('OFFLINE_BATCH_MAX_UPDATES', 10_000, 1, 1_000_000),
     offlineBatchMaxBytes: read.int('OFFLINE_BATCH_MAX_BYTES', 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     metricsToken: read.optionalString('METRICS_TOKEN') ?? null,
+    limits: {
+      messagesPerSecond: read.int('RATE_LIMIT_MESSAGES_PER_SECOND', 100, 1, 1_000_000),
+      messagesBurst: read.int('RATE_LIMIT_MESSAGES_BURST', 300, 1, 10_000_000),
+      bytesPerSecond: read.int('RATE_LIMIT_BYTES_PER_SECOND', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+      // A reconnecting client's sync step 2 can be as large as one message: allow that burst.
+      bytesBurst: read.int('RATE_LIMIT_BYTES_BURST', 0, 0, 4 * 1024 * 1024 * 1024),
+      maxConnections: read.int('MAX_CONNECTIONS', 50_000, 1, 10_000_000),
+      maxConnectionsPerDocument: read.int('MAX_CONNECTIONS_PER_DOCUMENT', 1_000, 1, 10_000_000),
+      maxDocumentBytes: read.int('MAX_DOCUMENT_BYTES', 64 * 1024 * 1024, 0, 4 * 1024 * 1024 * 1024),
+      allowedOrigins: read.optionalString('ALLOWED_ORIGINS') === undefined ? null : read.list('ALLOWED_ORIGINS', []),
+      revocationTtlSeconds: read.int('REVOCATION_TTL_SECONDS', 24 * 3600, 1, 365 * 24 * 3600)
+    },
+    tls: loadTlsConfig(read),
     auth: loadAuthConfig(read),
     nodeId: read.string('NODE_ID', `${hostname()}-${randomBytes(4).toString('hex')}`),
     cluster: loadClusterConfig(read),
@@ -105,6 +139,10 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
   if (!/^[A-Za-z0-9._:-]{1,64}$/.test(config.nodeId)) {
     throw new ConfigError('Invalid NODE_ID: 1-64 characters from A-Z a-z 0-9 . _ : -')
   }
+  if (config.limits.bytesBurst === 0) config.limits.bytesBurst = Math.max(config.maxMessageBytes * 2, config.limits.bytesPerSecond)
+  if (config.limits.allowedOrigins !== null && config.limits.allowedOrigins.some(o => o !== '*' && !/^https?:\/\/[^/]+$/.test(o))) {
+    throw new ConfigError('Invalid ALLOWED_ORIGINS: comma-separated origins like https://app.example.com (scheme and host, no path)')
+  }
   const unconfiguredAuth = (config.auth.kind === 'jwt-secret' && config.auth.generated) || config.auth.kind === 'anonymous'
   config.devMode = read.bool('DEV_MODE', unconfiguredAuth)
   config.playground = read.bool('PLAYGROUND', config.devMode)
@@ -112,6 +150,22 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     throw new ConfigError('Invalid IDLE_TIMEOUT_SECONDS: must be 0 (off) or at least 8')
   }
   return config
+}
+
+function loadTlsConfig (read: EnvReader): Config['tls'] {
+  const certFile = read.optionalString('TLS_CERT_FILE')
+  const keyFile = read.optionalString('TLS_KEY_FILE')
+  if (certFile === undefined && keyFile === undefined) return null
+  if (certFile === undefined || keyFile === undefined) throw new ConfigError('Invalid TLS_CERT_FILE: set both TLS_CERT_FILE and TLS_KEY_FILE, or neither')
+  for (const [name, file] of [['TLS_CERT_FILE', certFile], ['TLS_KEY_FILE', keyFile]] as const) {
+    try {
+      readFileSync(file)
+    } catch (err) {
+      throw new ConfigError(`Invalid ${name}: cannot read ${file} (${(err as Error).message})`)
+    }
+  }
+  const passphrase = read.optionalString('TLS_KEY_PASSPHRASE')
+  return passphrase === undefined ? { certFile, keyFile } : { certFile, keyFile, passphrase }
 }
 
 function loadWebhookConfig (read: EnvReader): Config['webhook'] {

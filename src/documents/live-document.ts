@@ -43,6 +43,12 @@ export class LiveDocument {
   storeCursor: string | null = null
   entriesSinceCompaction = 0
   bytesSinceCompaction = 0
+  /**
+   * Encoded size of the document, estimated: exact at load and after each precise check, plus the
+   * size of every update applied since (deletions are not subtracted, so it errs on the large side).
+   */
+  sizeEstimate = 0
+  private sizeCheckedAt = 0
   /** Offline batches acknowledged (or being made durable), by user and batch id; bounded. */
   readonly batches = new Map<string, Promise<unknown>>()
 
@@ -83,9 +89,31 @@ export class LiveDocument {
     this.lastTransaction = null
     try {
       Y.applyUpdate(this.ydoc, update, origin)
+      this.sizeEstimate += update.length
     } catch (err) {
       throw new UpdateRejectedError((err as Error).message, this.partialChangesOf(this.lastTransaction))
     }
+  }
+
+  /**
+   * Would applying `updateBytes` more grow the document past `maxBytes`? Uses the running estimate
+   * and encodes the document for an exact answer only when the estimate crosses the limit (and then
+   * at most once per 5 % of the limit of growth), so the check costs nothing on the hot path.
+   */
+  wouldExceed (updateBytes: number, maxBytes: number): boolean {
+    if (maxBytes === 0 || this.sizeEstimate + updateBytes <= maxBytes) return false
+    if (this.sizeEstimate - this.sizeCheckedAt >= maxBytes / 20 || this.sizeCheckedAt === 0) {
+      this.measureSize()
+      if (this.sizeEstimate + updateBytes <= maxBytes) return false
+    }
+    return true
+  }
+
+  /** Sets the estimate to the exact encoded size (the encoding is cached for the next join). */
+  measureSize (): void {
+    this.fullStateCache ??= Y.encodeStateAsUpdate(this.ydoc)
+    this.sizeEstimate = this.fullStateCache.length
+    this.sizeCheckedAt = this.sizeEstimate
   }
 
   /**

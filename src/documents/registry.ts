@@ -126,6 +126,7 @@ export class DocumentRegistry {
       attached = true
       const stored = await this.store.load(doc.id)
       doc.applyStored(stored.updates)
+      doc.measureSize()
       doc.storeCursor = stored.cursor
       doc.entriesSinceCompaction = stored.updates.length
       doc.state = 'live'

@@ -17,8 +17,14 @@ export const CloseCode = {
   Abnormal: 1006,
   /** An unexpected server error while handling this connection's message. */
   InternalError: 1011,
+  /** The token's `exp` passed: reconnect with a fresh token. */
+  TokenExpired: 4401,
+  /** The user's access to this document was revoked (admin API); reconnecting gets HTTP 403. */
+  AccessRevoked: 4403,
   /** The document was deleted through the admin API; reconnecting gets HTTP 410 for a while. */
-  DocumentDeleted: 4404
+  DocumentDeleted: 4404,
+  /** The connection kept sending faster than RATE_LIMIT_* allow, past its burst. */
+  RateLimited: 4429
 } as const
 
 export type CloseCodeValue = typeof CloseCode[keyof typeof CloseCode]

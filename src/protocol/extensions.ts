@@ -40,7 +40,9 @@ export const ExtensionErrorCode = {
   /** The merge could not be made durable; the batch may be resent later. */
   StoreUnavailable: 4,
   /** Anything else; the batch may be resent. */
-  Internal: 5
+  Internal: 5,
+  /** Applying the batch would grow the document past MAX_DOCUMENT_BYTES. */
+  DocumentTooLarge: 6
 } as const
 export type ExtensionErrorCodeValue = typeof ExtensionErrorCode[keyof typeof ExtensionErrorCode]
 

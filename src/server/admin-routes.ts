@@ -20,6 +20,9 @@ export interface AdminContext {
   maxBodyBytes: number
   /** Deletes a document on every node and in the store. */
   deleteDocument: (docId: string) => Promise<void>
+  /** Revokes a user's access to a document and closes their connections on every node. */
+  revoke: (docId: string, userId: string) => Promise<number>
+  restore: (docId: string, userId: string) => Promise<void>
   snapshot: () => Promise<{ self: NodeSnapshot, nodes: NodeSnapshot[] }>
 }
 
@@ -100,6 +103,31 @@ export function registerAdminRoutes (app: TemplatedApp, ctx: AdminContext): void
   route('get', '/admin/documents/:docId/participants', async (res, docId, body, abort) => {
     respond(res, abort, 200, { docId, participants: await ctx.participants.list(docId) })
   })
+
+  const revocation = async (res: HttpResponse, body: Uint8Array | null, abort: { readonly aborted: boolean }, apply: (docId: string, userId: string) => Promise<unknown>): Promise<void> => {
+    let request: { docId?: unknown, userId?: unknown }
+    try {
+      request = JSON.parse(new TextDecoder().decode(body ?? new Uint8Array())) as typeof request
+    } catch {
+      respond(res, abort, 400, { error: 'invalid_json', message: 'body must be JSON {"docId", "userId"}' })
+      return
+    }
+    const { docId, userId } = request
+    if (typeof docId !== 'string' || validateDocumentId(docId) !== null || typeof userId !== 'string' || userId === '') {
+      respond(res, abort, 400, { error: 'invalid_request', message: 'body must be JSON {"docId", "userId"} with a valid document id' })
+      return
+    }
+    const result = await apply(docId, userId)
+    respond(res, abort, 200, { docId, userId, ...(typeof result === 'number' ? { closedOnThisNode: result } : {}) })
+  }
+
+  route('post', '/admin/revocations', async (res, _docId, body, abort) => {
+    await revocation(res, body, abort, ctx.revoke)
+  }, { body: true })
+
+  route('del', '/admin/revocations', async (res, _docId, body, abort) => {
+    await revocation(res, body, abort, ctx.restore)
+  }, { body: true })
 
   route('get', '/inspect.json', async (res, _docId, _body, abort) => {
     respond(res, abort, 200, await ctx.snapshot())

@@ -1,6 +1,8 @@
 import type { Logger } from 'pino'
 import uWS from 'uWebSockets.js'
+import { join } from 'node:path'
 import { createVerifier } from '../auth/create-verifier.js'
+import { FileRevocations, RedisRevocations, type Revocations } from '../auth/revocations.js'
 import { ClusterBridge } from '../cluster/bridge.js'
 import { createClusterResources, type ClusterResources } from '../cluster/cluster-mode.js'
 import { NodeDirectory } from '../cluster/node-directory.js'
@@ -55,7 +57,12 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   await store.open()
   const verifier = await createVerifier(config)
   const writeBehind = new WriteBehind(store, { intervalMs: config.flushIntervalMs, retryMaxMs: config.storeRetryMaxMs }, log, metrics)
-  const app = uWS.App()
+  const app = config.tls === null
+    ? uWS.App()
+    : uWS.SSLApp({ cert_file_name: config.tls.certFile, key_file_name: config.tls.keyFile, ...(config.tls.passphrase === undefined ? {} : { passphrase: config.tls.passphrase }) })
+  const revocations: Revocations = cluster !== null && config.cluster !== null
+    ? new RedisRevocations(cluster.connections.commands, config.cluster.keyPrefix)
+    : new FileRevocations(join(config.dataDir, 'revocations.json'))
   const sockets = new Set<uWS.WebSocket<Connection>>()
   let closing = false
   const webhook = config.webhook === null ? null : new ChangeWebhook({ ...config.webhook, nodeId: config.nodeId }, log)
@@ -65,6 +72,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     writeBehind,
     bridge: null,
     batchLimits: { maxUpdates: config.offlineBatchMaxUpdates, maxBytes: config.offlineBatchMaxBytes },
+    maxDocumentBytes: config.limits.maxDocumentBytes,
     metrics,
     onLocalChange: webhook === null ? null : docId => webhook.noteChange(docId)
   }
@@ -82,6 +90,20 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     afterUnload: async docId => { await messages.bridge?.detach(docId) }
   }, metrics)
 
+  /** Closes this node's connections of one user to one document. */
+  const closeUserConnections = (docId: string, userId: string): number => {
+    let closed = 0
+    for (const ws of [...sockets]) {
+      const conn = ws.getUserData()
+      if (conn.docId === docId && conn.userId === userId) {
+        conn.log.info('closing: access revoked')
+        ws.end(CloseCode.AccessRevoked, 'access revoked')
+        closed++
+      }
+    }
+    return closed
+  }
+
   /** Closes this node's connections to a deleted document and forgets it. */
   const dropDocument = async (docId: string): Promise<void> => {
     for (const ws of [...sockets]) {
@@ -93,7 +115,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   if (cluster !== null && config.cluster !== null) {
     const bridge = new ClusterBridge(
       { nodeId: config.nodeId, keyPrefix: config.cluster.keyPrefix, heartbeatMs: config.cluster.heartbeatMs },
-      { pubsub: cluster.connections.pubsub, app, lookup: docId => registry.get(docId), writeBehind, log, metrics, onRemoteDelete: docId => { void dropDocument(docId) } }
+      { pubsub: cluster.connections.pubsub, app, lookup: docId => registry.get(docId), writeBehind, log, metrics, onRemoteDelete: docId => { void dropDocument(docId) }, onRemoteRevoke: (docId, userId) => { closeUserConnections(docId, userId) } }
     )
     messages.bridge = bridge
     try {
@@ -104,7 +126,16 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     }
   }
 
-  const upgradeContext: UpgradeContext = { verifier, registry, log, metrics, isClosing: () => closing }
+  const upgradeContext: UpgradeContext = {
+    verifier,
+    registry,
+    log,
+    metrics,
+    limits: config.limits,
+    revocations,
+    connectionCount: () => sockets.size,
+    isClosing: () => closing
+  }
 
   const behavior: uWS.WebSocketBehavior<Connection> = {
     maxPayloadLength: config.maxMessageBytes,
@@ -123,6 +154,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
       ws.subscribe(conn.doc.topic)
       participants.join(conn.docId, conn.userId)
       conn.log.debug({ readOnly: conn.readOnly }, 'connection opened')
+      scheduleExpiry(ws, conn)
       greet(messages, ws, conn)
     },
     message: (ws, message, isBinary) => {
@@ -130,6 +162,11 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
       if (!isBinary) {
         conn.log.info('closing: text frame')
         ws.end(CloseCode.UnsupportedData, 'binary frames only')
+        return
+      }
+      if (!conn.limiter.allow(message.byteLength)) {
+        conn.log.warn({ limits: { messagesPerSecond: config.limits.messagesPerSecond, bytesPerSecond: config.limits.bytesPerSecond } }, 'closing: rate limit exceeded')
+        ws.end(CloseCode.RateLimited, 'rate limit exceeded')
         return
       }
       try {
@@ -148,6 +185,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     close: (ws, code, message) => {
       const conn = ws.getUserData()
       conn.closed = true
+      if (conn.expiryTimer !== null) clearTimeout(conn.expiryTimer)
       sockets.delete(ws)
       metrics.connections.dec()
       metrics.closes.labels(String(code)).inc()
@@ -165,6 +203,22 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
       participants.leave(conn.docId, conn.userId)
       registry.release(conn.doc)
     }
+  }
+
+  /** Closes the connection when its token expires (timers longer than ~24 days are re-armed). */
+  function scheduleExpiry (ws: uWS.WebSocket<Connection>, conn: Connection): void {
+    if (conn.expiresAt === undefined) return
+    const remaining = conn.expiresAt - Date.now()
+    conn.expiryTimer = setTimeout(() => {
+      conn.expiryTimer = null
+      if (conn.closed) return
+      if (conn.expiresAt !== undefined && conn.expiresAt > Date.now()) {
+        scheduleExpiry(ws, conn)
+        return
+      }
+      conn.log.info('closing: token expired')
+      ws.end(CloseCode.TokenExpired, 'token expired')
+    }, Math.max(0, Math.min(remaining, 2 ** 31 - 1)))
   }
 
   app.ws(`${DOCUMENT_PATH_PREFIX}*`, behavior)
@@ -221,6 +275,14 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     messages,
     maxBodyBytes: config.maxMessageBytes,
     deleteDocument,
+    revoke: async (docId, userId) => {
+      await revocations.revoke(docId, userId, config.limits.revocationTtlSeconds)
+      messages.bridge?.publishRevoke(docId, userId)
+      const closed = closeUserConnections(docId, userId)
+      log.info({ docId, userId, closed }, 'access revoked')
+      return closed
+    },
+    restore: async (docId, userId) => { await revocations.restore(docId, userId) },
     snapshot: async () => {
       const self = await snapshotSelf()
       const others = directory === null ? [] : (await directory.list().catch(() => [])).filter(n => n.nodeId !== self.nodeId)

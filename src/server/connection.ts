@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
 import type { LiveDocument } from '../documents/live-document.js'
+import type { RateLimiter } from './rate-limiter.js'
 
 /** Per-connection state, attached to the uWS socket at upgrade (ws.getUserData()). */
 export interface Connection {
@@ -17,6 +18,12 @@ export interface Connection {
   deniedNotified: boolean
   /** Opted in to extension messages (offline batches) with ?ext=offline-batch. */
   extensions: boolean
+  limiter: RateLimiter
+  /** Token expiry (epoch ms); the connection is closed with 4401 then. */
+  expiresAt: number | undefined
+  expiryTimer: NodeJS.Timeout | null
+  /** A write refused for the document size limit is reported once per connection. */
+  sizeLimitNotified: boolean
 }
 
 let nextConnectionId = 1

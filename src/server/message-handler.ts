@@ -26,6 +26,8 @@ export interface MessageContext {
   /** Cluster mode: forwards what local clients send to the other nodes. */
   bridge: ClusterBridge | null
   batchLimits: BatchLimits
+  /** Updates that would grow a document past this many bytes are refused (0 = no limit). */
+  maxDocumentBytes: number
   metrics: Metrics
   /** Called after a change made on this node (by a client or the admin API); webhooks use it. */
   onLocalChange: ((docId: string) => void) | null
@@ -80,6 +82,10 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
       if (isEmptyUpdate(message.update)) return
       if (conn.readOnly) {
         refuseWrite(ctx, ws, conn)
+        return
+      }
+      if (doc.wouldExceed(message.update.length, ctx.maxDocumentBytes)) {
+        refuseOversize(ctx, ws, conn)
         return
       }
       const started = performance.now()
@@ -151,6 +157,18 @@ export function publishAwarenessTimeouts (ctx: MessageContext, doc: LiveDocument
     if (origin !== 'timeout' || removed.length === 0 || doc.state === 'unloaded') return
     publishToAll(ctx, doc, 'awareness', encodeAwareness(encodeAwarenessUpdate(doc.awareness, removed)))
   })
+}
+
+/**
+ * The document is at MAX_DOCUMENT_BYTES: the update is dropped (not applied, forwarded or stored)
+ * and the client told once with a permission-denied message. The connection stays open: closing
+ * it would only make the client reconnect and send the same update again.
+ */
+function refuseOversize (ctx: MessageContext, ws: WebSocket<Connection>, conn: Connection): void {
+  if (conn.sizeLimitNotified) return
+  conn.sizeLimitNotified = true
+  conn.log.info({ limit: ctx.maxDocumentBytes }, 'write refused: document size limit reached')
+  sendTo(ctx, ws, 'auth', encodePermissionDenied(`document size limit reached (${ctx.maxDocumentBytes} bytes): updates are not accepted`))
 }
 
 function refuseWrite (ctx: MessageContext, ws: WebSocket<Connection>, conn: Connection): void {

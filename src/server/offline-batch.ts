@@ -74,6 +74,10 @@ export function handleOfflineBatch (ctx: MessageContext, ws: WebSocket<Connectio
     return
   }
 
+  if (doc.wouldExceed(merged.length, ctx.maxDocumentBytes)) {
+    sendError(ctx, ws, batchId, ExtensionErrorCode.DocumentTooLarge, `the document would grow past ${ctx.maxDocumentBytes} bytes`)
+    return
+  }
   const stateVectorBefore = doc.encodeStateVector()
   try {
     doc.applyClientUpdate(merged, conn)

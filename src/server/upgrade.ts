@@ -3,12 +3,15 @@ import type { HttpRequest, HttpResponse, us_socket_context_t } from 'uWebSockets
 import { AuthError, type TokenVerifier } from '../auth/principal.js'
 import { validateDocumentId } from '../documents/document-id.js'
 import { EXTENSIONS_PARAM } from '../protocol/extensions.js'
+import type { Revocations } from '../auth/revocations.js'
+import type { LimitsConfig } from '../config/config.js'
 import type { DocumentRegistry } from '../documents/registry.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { DocumentDeletedError } from '../persistence/document-store.js'
 import { newConnectionId, type Connection } from './connection.js'
 import { sendJson, trackAbort } from './http-util.js'
 import { requestToken } from './http-routes.js'
+import { RateLimiter } from './rate-limiter.js'
 
 export const DOCUMENT_PATH_PREFIX = '/ws/document/'
 
@@ -17,6 +20,9 @@ export interface UpgradeContext {
   registry: DocumentRegistry
   log: Logger
   metrics: Metrics
+  limits: LimitsConfig
+  revocations: Revocations
+  connectionCount: () => number
   isClosing: () => boolean
 }
 
@@ -32,8 +38,8 @@ const AUTH_STATUS: Record<AuthError['reason'], number> = {
  * a socket that opens is always allowed in and always sees the complete document.
  *
  * HTTP answers instead of an upgrade: 400 bad document id, 401 missing/invalid/expired token,
- * 403 no access to this document, 410 document deleted moments ago, 503 auth service or store
- * unavailable, or shutting down.
+ * 403 no access to this document (or Origin not allowed, or access revoked), 410 document
+ * deleted moments ago, 503 auth service or store unavailable, connection limits, shutting down.
  */
 export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: HttpRequest, socketContext: us_socket_context_t): void {
   // Everything from `req` must be read now: it is only valid until this function returns.
@@ -44,6 +50,7 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
   const secKey = req.getHeader('sec-websocket-key')
   const secProtocol = req.getHeader('sec-websocket-protocol').split(',')[0]?.trim() ?? ''
   const secExtensions = req.getHeader('sec-websocket-extensions')
+  const origin = req.getHeader('origin')
   const abort = trackAbort(res)
   const refuse = (status: number, error: string, message: string, headers: Record<string, string> = {}): void => {
     ctx.metrics.upgrades.labels(String(status)).inc()
@@ -57,6 +64,17 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
   const idProblem = validateDocumentId(docId)
   if (idProblem !== null) {
     refuse(400, 'invalid_document_id', idProblem)
+    return
+  }
+  const origins = ctx.limits.allowedOrigins
+  // Browsers always send Origin; other clients may omit it and are judged by their token alone.
+  if (origins !== null && origin !== '' && !origins.includes('*') && !origins.includes(origin)) {
+    refuse(403, 'origin_not_allowed', 'this Origin may not connect')
+    return
+  }
+  if (ctx.connectionCount() >= ctx.limits.maxConnections) {
+    ctx.log.warn({ limit: ctx.limits.maxConnections }, 'upgrade refused: MAX_CONNECTIONS reached')
+    refuse(503, 'server_full', 'too many connections on this node, retry later', { 'retry-after': '5' })
     return
   }
 
@@ -79,6 +97,11 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
       refuse(403, 'forbidden', 'token does not grant access to this document')
       return
     }
+    if (await ctx.revocations.isRevoked(docId, principal.userId)) {
+      ctx.metrics.authFailures.labels('revoked').inc()
+      refuse(403, 'access_revoked', 'access to this document was revoked')
+      return
+    }
     if (abort.aborted) return
 
     let doc
@@ -94,6 +117,13 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
       refuse(503, 'shutting_down', 'server is shutting down')
       return
     }
+    // refs counts this join too.
+    if (doc.refs > ctx.limits.maxConnectionsPerDocument) {
+      ctx.registry.release(doc)
+      ctx.log.warn({ docId, limit: ctx.limits.maxConnectionsPerDocument }, 'upgrade refused: MAX_CONNECTIONS_PER_DOCUMENT reached')
+      refuse(503, 'document_full', 'too many connections to this document, retry later', { 'retry-after': '5' })
+      return
+    }
     const id = newConnectionId()
     const connection: Connection = {
       id,
@@ -105,7 +135,11 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
       closed: false,
       awarenessClients: new Set(),
       deniedNotified: false,
-      extensions
+      extensions,
+      limiter: new RateLimiter(ctx.limits.messagesPerSecond, ctx.limits.messagesBurst, ctx.limits.bytesPerSecond, ctx.limits.bytesBurst),
+      expiresAt: principal.expiresAt,
+      expiryTimer: null,
+      sizeLimitNotified: false
     }
     ctx.metrics.upgrades.labels('101').inc()
     res.cork(() => {
