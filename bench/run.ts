@@ -30,7 +30,8 @@ flags:
   --settle S           idle-memory: wait before measuring RSS (5)
   --mb N --chunk-kb N --joiners N   large-doc: document size (10), insert size (64), joins measured (5)
   --nodes 1,2,3        cross-node: cluster sizes to measure
-  --server head|worktree|src   our build: committed HEAD (default), npm run build of the tree, or tsx src
+  --server head|worktree|src|entry:FILE   our build: committed HEAD (default), npm run build of the tree,
+                       tsx src, or a given built entry point (experiments)
   --env KEY=VALUE      extra environment for our server (repeatable)
   --cpu-prof           profile our server (node --cpu-prof); profiles go to bench/results/profiles/
   --quiet-wait S       before each server's run, wait up to S seconds (120) for the machine to be < 25 % busy
@@ -82,8 +83,8 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; build: O
   }
   const only = values.only
   if (only !== undefined && only !== 'ours' && only !== 'reference') throw new Error('--only must be ours or reference')
-  const build = values.server
-  if (build !== 'head' && build !== 'worktree' && build !== 'src') throw new Error('--server must be head, worktree or src')
+  const build = values.server as OursBuild
+  if (build !== 'head' && build !== 'worktree' && build !== 'src' && !build.startsWith('entry:')) throw new Error('--server must be head, worktree, src or entry:/path/to/main.js')
   const env: Record<string, string> = {}
   for (const pair of values.env ?? []) {
     const at = pair.indexOf('=')

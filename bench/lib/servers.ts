@@ -91,7 +91,7 @@ async function stopProcess (proc: ChildProcess, timeoutMs = 20_000): Promise<voi
 // Our server
 
 /** Which build of our server to run. */
-export type OursBuild = 'head' | 'worktree' | 'src'
+export type OursBuild = 'head' | 'worktree' | 'src' | `entry:${string}`
 
 export interface OursBinary {
   build: OursBuild
@@ -109,11 +109,16 @@ function git (args: string[]): string {
 /**
  * Prepares our server. 'head' builds the committed HEAD into node_modules/.cache (someone else's
  * uncommitted work in the tree does not leak into the figures); 'worktree' runs `npm run build`
- * and uses dist/; 'src' runs src/main.ts through tsx (for the smoke test, not for figures).
+ * and uses dist/; 'src' runs src/main.ts through tsx (for the smoke test, not for figures);
+ * 'entry:/path/main.js' runs that file (to measure an experimental build).
  */
 export function prepareOurs (build: OursBuild): OursBinary {
   const commit = git(['rev-parse', 'HEAD'])
   const dirty = git(['status', '--porcelain', '--', 'src']) !== ''
+  if (build.startsWith('entry:')) {
+    // An already built entry point, e.g. an experimental copy of dist/ with a proposed fix applied.
+    return { build, commit, dirty: true, command: process.execPath, args: [build.slice('entry:'.length)] }
+  }
   if (build === 'src') {
     return { build, commit, dirty, command: process.execPath, args: ['--import', 'tsx', join(ROOT, 'src/main.ts')] }
   }

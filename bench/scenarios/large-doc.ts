@@ -7,14 +7,14 @@ import { compareOursReference } from '../lib/compare.js'
 import type { JoinResult } from '../lib/ipc.js'
 import { checkConsistency, setupLoad, tokensFor } from '../lib/load.js'
 import { percentiles, round, sig, sleep } from '../lib/stats.js'
-import { markCpu } from '../lib/target.js'
+import { LIFTED_RATE_LIMITS, markCpu } from '../lib/target.js'
 import { withTarget } from './steady.js'
 import { defaultPlan, type Scenario } from './types.js'
 
 export const largeDocScenario: Scenario = {
   name: 'large-doc',
   title: 'Large document: time to sync a big document',
-  params: flags => ({ mb: flags.mb ?? 10, chunkKb: flags.chunkKb ?? 64, joiners: flags.joiners ?? 5 }),
+  params: flags => ({ mb: flags.mb ?? 10, chunkKb: flags.chunkKb ?? 64, joiners: flags.joiners ?? 5, serverEnv: LIFTED_RATE_LIMITS }),
   plan: defaultPlan,
   run: async (ctx, plan) => {
     const flags = ctx.flags
@@ -64,7 +64,7 @@ export const largeDocScenario: Scenario = {
         notes,
         generatorBound: false
       }
-    })
+    }, undefined, LIFTED_RATE_LIMITS)
   },
   compare: runs => compareOursReference(runs, ['sync_first_ms', 'sync_p50_ms', 'sync_max_ms', 'cpu_ms_per_join', 'fill_mb_per_s', 'rss_mb'])
 }

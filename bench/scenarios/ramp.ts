@@ -6,6 +6,7 @@
 import { compareOursReference } from '../lib/compare.js'
 import { checkConsistency, measureStep, setupLoad, type StepResult } from '../lib/load.js'
 import type { TargetRun } from '../lib/result.js'
+import { LIFTED_RATE_LIMITS } from '../lib/target.js'
 import { sig } from '../lib/stats.js'
 import { stepNotes, withTarget, type SteadyShape } from './steady.js'
 import { defaultPlan, type Flags, type Scenario } from './types.js'
@@ -49,7 +50,7 @@ export function rampScenario (name: string, preset: SteadyShape & { startRate: n
   return {
     name,
     title: `Saturation ramp: ${preset.docs} docs x ${preset.clients} clients`,
-    params: flags => ({ ...shape(flags), stepDurationS: flags.stepDuration ?? 8, warmupS: flags.warmup ?? 1, sinkWorkers: flags.workers ?? 2, minDelivery: MIN_DELIVERY, maxP99Ms: MAX_P99_MS }),
+    params: flags => ({ ...shape(flags), serverEnv: LIFTED_RATE_LIMITS, stepDurationS: flags.stepDuration ?? 8, warmupS: flags.warmup ?? 1, sinkWorkers: flags.workers ?? 2, minDelivery: MIN_DELIVERY, maxP99Ms: MAX_P99_MS }),
     plan: defaultPlan,
     run: async (ctx, plan) => {
       const flags = ctx.flags
@@ -97,7 +98,7 @@ export function rampScenario (name: string, preset: SteadyShape & { startRate: n
           generatorBound: best?.generator.bound === true || (steps[steps.length - 1]?.generator.bound ?? false)
         }
         return run
-      })
+      }, undefined, LIFTED_RATE_LIMITS)
     },
     compare: runs => {
       addP99AtReferenceMax(runs)

@@ -41,11 +41,11 @@ export function stepNotes (step: StepResult): string[] {
 }
 
 /** Starts the target and a generator pool, runs `body`, always cleans both up. */
-export async function withTarget<T> (ctx: ScenarioContext, kind: 'ours' | 'reference', nodes: number, body: (target: Target, pool: GeneratorPool) => Promise<T>, workers = 2 + (ctx.flags.workers ?? 2)): Promise<T> {
+export async function withTarget<T> (ctx: ScenarioContext, kind: 'ours' | 'reference', nodes: number, body: (target: Target, pool: GeneratorPool) => Promise<T>, workers = 2 + (ctx.flags.workers ?? 2), env: Record<string, string> = {}): Promise<T> {
   // Figures from a busy machine are not comparable: wait (bounded) for other work to finish.
   const busy = await waitForQuiet(25, (ctx.flags.quietWait ?? 120) * 1000, pct => ctx.log(`  waiting for a quiet machine (${Math.round(pct)} % busy)`))
   if (busy > 25) ctx.log(`  machine still ${Math.round(busy)} % busy: measuring anyway, figures may be disturbed`)
-  const target = await startTarget(kind, ctx.targetOptions, nodes)
+  const target = await startTarget(kind, { ...ctx.targetOptions, env: { ...env, ...ctx.targetOptions.env } }, nodes)
   ctx.log(`${target.name} (${target.version}) on port${target.nodes.length > 1 ? 's' : ''} ${target.nodes.map(n => n.port).join(', ')}`)
   let pool: GeneratorPool | null = null
   try {
