@@ -259,3 +259,24 @@ t.test('browser: the same against a two-node cluster, each person on another nod
   await waitFor(async () => !/…/.test(await inspector.locator('[data-testid=nodes] tbody').textContent() ?? '…'), 'rates of both nodes', 15_000)
   publishForReadme(saveArtifact('inspector-cluster.png', await inspector.screenshot()), 'inspector.png')
 })
+
+t.test('browser: with real authentication the playground asks for a token, and a refused one is explained', { skip, timeout: 60_000 }, async t => {
+  const server = await startTestServer({ PLAYGROUND: 'true', LOG_LEVEL: 'warn' })
+  t.teardown(server.close)
+  const browser = await launchBrowser()
+  t.teardown(browser.close)
+  const page = await browser.browser.newPage({ viewport: { width: 1000, height: 700 } })
+  page.setDefaultTimeout(15_000)
+
+  await page.goto(`${base(server)}/#doc=private&token=not-a-jwt`)
+  await page.locator('[data-testid=status][data-state=error]').waitFor()
+  t.match(await page.locator('[data-testid=status]').textContent(), /check the token/)
+  t.ok(await page.locator('#token-panel').isVisible(), 'the page asks for another token')
+  t.equal(await page.evaluate(() => (globalThis as unknown as { playground: { connected: boolean } }).playground.connected), false)
+
+  await page.locator('#token-input').fill(await signToken({ sub: 'carol', docs: { private: 'read-write' } }))
+  await page.locator('#token-form button').click()
+  await page.locator('[data-testid=status][data-state=synced]').waitFor()
+  t.equal(await page.locator('#user-id').textContent(), 'carol', 'the user id is the token subject')
+  t.notOk(await page.locator('#token-panel').isVisible())
+})

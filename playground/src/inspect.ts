@@ -143,6 +143,7 @@ function tile (label: string, value: string, sub: string, testId: string): HTMLE
 }
 
 function render (data: InspectResponse): void {
+  for (const id of ['tiles', 'nodes-card', 'documents-card']) byId(id).hidden = false
   const nodes = [...data.nodes].sort((a, b) => Number(b.nodeId === data.self.nodeId) - Number(a.nodeId === data.self.nodeId) || a.nodeId.localeCompare(b.nodeId))
   const rates = new Map(nodes.map(n => [n.nodeId, rateOf(n)]))
   const total = (pick: (r: Rates) => number): number | undefined => {

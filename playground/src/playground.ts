@@ -49,6 +49,8 @@ interface Session {
   view: EditorView
   status: 'connecting' | 'connected' | 'disconnected'
   synced: boolean
+  /** Connection attempts closed since the last successful one. */
+  failedAttempts: number
   destroy: () => void
 }
 let session: Session | null = null
@@ -93,7 +95,9 @@ function updateStatus (): void {
   if (session === null) return setStatus('connecting', 'Starting…')
   if (offline) return setStatus('offline', 'Offline · edits queued')
   if (session.status === 'connected') return session.synced ? setStatus('synced', 'Connected') : setStatus('connecting', 'Syncing…')
-  if (session.status === 'disconnected') return setStatus('disconnected', 'Disconnected · retrying')
+  // A browser cannot see why an upgrade failed; with a pasted token the likely cause is the token.
+  if (!config.devMode && session.failedAttempts >= 3) return setStatus('error', 'Refused · check the token')
+  if (session.status === 'disconnected' || session.failedAttempts >= 2) return setStatus('disconnected', 'Disconnected · retrying')
   setStatus('connecting', 'Connecting…')
 }
 
@@ -112,7 +116,12 @@ function renderPeople (): void {
     h('span', { class: 'person' },
       h('span', { class: 'person-name' }, p.name, p.self ? h('span', { class: 'tag' }, 'you') : null),
       h('span', { class: 'person-meta' }, `client ${p.clientId}`)))))
-  if (people.length <= 1) list.append(h('li', { class: 'empty' }, offline ? 'You are offline: others are not visible.' : 'Nobody else here yet. Open this page in another window.'))
+  if (people.length <= 1) {
+    const alone = offline
+      ? 'You are offline: others are not visible.'
+      : session.provider.wsconnected ? 'Nobody else here yet. Open this page in another window.' : 'Not connected: others are not visible.'
+    list.append(h('li', { class: 'empty' }, alone))
+  }
 }
 
 function renderOfflineStats (): void {
@@ -246,6 +255,7 @@ async function openDocument (docId: string): Promise<void> {
     view,
     status: 'connecting',
     synced: false,
+    failedAttempts: 0,
     destroy: () => {
       batches.destroy()
       provider.destroy()
@@ -259,6 +269,7 @@ async function openDocument (docId: string): Promise<void> {
   provider.on('status', ({ status }: { status: Session['status'] }) => {
     s.status = status
     if (status === 'connected') {
+      s.failedAttempts = 0
       // Peers (and the server) dropped our presence when we disconnected and remember its clock;
       // an announcement with the same clock would be ignored until the 15 s renewal. A new clock
       // makes us reappear at once.
@@ -268,6 +279,19 @@ async function openDocument (docId: string): Promise<void> {
     updateStatus()
     renderPeople()
     renderOfflineStats()
+  })
+  provider.on('connection-close', () => {
+    if (s.status !== 'connected') s.failedAttempts++
+    if (!config.devMode && s.failedAttempts === 3) {
+      // Most likely a wrong or expired token: stop retrying and ask for another one. (Not from
+      // inside the provider's close handling, which disconnect() would re-enter.)
+      setTimeout(() => {
+        if (session === s && s.status !== 'connected') provider.disconnect()
+        updateStatus()
+      }, 0)
+      byId('token-panel').hidden = false
+    }
+    updateStatus()
   })
   provider.on('sync', (synced: boolean) => {
     s.synced = synced
