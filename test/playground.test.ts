@@ -261,7 +261,7 @@ t.test('browser: the same against a two-node cluster, each person on another nod
 })
 
 t.test('browser: with real authentication the playground asks for a token, and a refused one is explained', { skip, timeout: 60_000 }, async t => {
-  const server = await startTestServer({ PLAYGROUND: 'true', LOG_LEVEL: 'warn' })
+  const server = await startTestServer({ PLAYGROUND: 'true', LOG_LEVEL: 'warn', JWT_CLOCK_TOLERANCE_SECONDS: '0' })
   t.teardown(server.close)
   const browser = await launchBrowser()
   t.teardown(browser.close)
@@ -279,4 +279,13 @@ t.test('browser: with real authentication the playground asks for a token, and a
   await page.locator('[data-testid=status][data-state=synced]').waitFor()
   t.equal(await page.locator('#user-id').textContent(), 'carol', 'the user id is the token subject')
   t.notOk(await page.locator('#token-panel').isVisible())
+
+  // A token that expires while connected: the server closes with 4401 and the page says so.
+  await page.locator('#change-token').click()
+  await page.locator('#token-input').fill(await signToken({ sub: 'carol', docs: { private: 'read-write' }, expiresIn: 2 }))
+  await page.locator('#token-form button').click()
+  await page.locator('[data-testid=status][data-state=synced]').waitFor()
+  await page.locator('[data-testid=status][data-state=error]').waitFor({ timeout: 20_000 })
+  t.match(await page.locator('[data-testid=status]').textContent(), /Token expired/)
+  t.ok(await page.locator('#token-panel').isVisible(), 'the page asks for a new token')
 })

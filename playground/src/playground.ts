@@ -51,6 +51,8 @@ interface Session {
   synced: boolean
   /** Connection attempts closed since the last successful one. */
   failedAttempts: number
+  /** Why the server closed the connection for good (the provider does not reconnect after 44xx). */
+  closed: { state: string, text: string } | null
   destroy: () => void
 }
 let session: Session | null = null
@@ -94,6 +96,7 @@ async function ensureToken (): Promise<string | null> {
 function updateStatus (): void {
   if (session === null) return setStatus('connecting', 'Starting…')
   if (offline) return setStatus('offline', 'Offline · edits queued')
+  if (session.closed !== null) return setStatus(session.closed.state, session.closed.text)
   if (session.status === 'connected') return session.synced ? setStatus('synced', 'Connected') : setStatus('connecting', 'Syncing…')
   // A browser cannot see why an upgrade failed; with a pasted token the likely cause is the token.
   if (!config.devMode && session.failedAttempts >= 3) return setStatus('error', 'Refused · check the token')
@@ -256,6 +259,7 @@ async function openDocument (docId: string): Promise<void> {
     status: 'connecting',
     synced: false,
     failedAttempts: 0,
+    closed: null,
     destroy: () => {
       batches.destroy()
       provider.destroy()
@@ -270,6 +274,7 @@ async function openDocument (docId: string): Promise<void> {
     s.status = status
     if (status === 'connected') {
       s.failedAttempts = 0
+      s.closed = null
       // Peers (and the server) dropped our presence when we disconnected and remember its clock;
       // an announcement with the same clock would be ignored until the 15 s renewal. A new clock
       // makes us reappear at once.
@@ -290,6 +295,31 @@ async function openDocument (docId: string): Promise<void> {
         updateStatus()
       }, 0)
       byId('token-panel').hidden = false
+    }
+    updateStatus()
+  })
+  // The server's own close codes (protocol.md); y-websocket stops reconnecting after 4400-4499.
+  provider.on('closed', ({ code }: { code: number, reason: string }) => {
+    if (session !== s) return
+    if (code === 4401 && config.devMode) {
+      // The development token expired: get a fresh one and carry on.
+      void ensureToken().then(fresh => {
+        if (session !== s || fresh === null) return
+        provider.params.token = fresh
+        if (!offline) provider.connect()
+      }, () => { s.closed = { state: 'error', text: 'Token expired' }; updateStatus() })
+      return
+    }
+    if (code === 4429) {
+      s.closed = { state: 'disconnected', text: 'Rate limited · reconnecting' }
+      setTimeout(() => { if (session === s && !offline) provider.connect() }, 3000)
+    } else {
+      s.closed = code === 4401
+        ? { state: 'error', text: 'Token expired · paste a new one' }
+        : code === 4403
+          ? { state: 'error', text: 'Access revoked' }
+          : code === 4404 ? { state: 'error', text: 'Document deleted' } : { state: 'error', text: `Closed by the server (${code})` }
+      if (code === 4401) byId('token-panel').hidden = false
     }
     updateStatus()
   })
@@ -363,6 +393,11 @@ byId('user-swatch').addEventListener('click', () => {
   session?.provider.awareness.setLocalStateField('user', { name: user.name, color: user.color, colorLight: `${user.color}33` })
 })
 offlineToggle.addEventListener('change', () => setOffline(offlineToggle.checked))
+byId('change-token').hidden = config.devMode
+byId('change-token').addEventListener('click', () => {
+  byId('token-panel').hidden = false
+  byId<HTMLInputElement>('token-input').focus()
+})
 byId<HTMLFormElement>('token-form').addEventListener('submit', event => {
   event.preventDefault()
   const value = byId<HTMLInputElement>('token-input').value.trim()
