@@ -6,7 +6,7 @@
 import type { ClientSpec, ConnectResult, WorkerSnapshot } from './ipc.js'
 import type { GeneratorPool } from './pool.js'
 import { LatencyHistogram, percentiles, round, sig, sleep, type Percentiles } from './stats.js'
-import { clkTck } from './proc.js'
+import { clkTck, waitForQuiet } from './proc.js'
 import { markCpu, type CpuMark, type Target } from './target.js'
 import { signTokens } from './tokens.js'
 
@@ -137,6 +137,8 @@ const ELD_RESOLUTION_MS = 5
 
 export interface StepResult {
   ratePerDoc: number
+  /** How many times the window was measured (repeated when other processes disturbed it). */
+  attempts?: number
   durationS: number
   sentPerS: number | null
   deliveredPerS: number | null
@@ -238,6 +240,24 @@ async function drain (session: LoadSession, maxMs: number): Promise<WorkerSnapsh
     if (t.delivered >= t.expected || Date.now() - stableSince > 750 || Date.now() > deadline) return snaps
     await sleep(100)
   }
+}
+
+/** Other processes used more than this share of a core during a window: repeat it. */
+const DISTURBED_PCT = 20
+
+/**
+ * measureStep, repeated (at most `retries` times, after waiting for a quiet machine) when other
+ * processes on the machine disturbed the window. The result says how many attempts it took.
+ */
+export async function measureStepUndisturbed (session: LoadSession, ratePerDoc: number, warmupMs: number, durationMs: number, log: (m: string) => void, retries = 2): Promise<StepResult> {
+  let step = await measureStep(session, ratePerDoc, warmupMs, durationMs)
+  for (let attempt = 1; attempt <= retries && (step.generator.otherCpuPct ?? 0) > DISTURBED_PCT; attempt++) {
+    log(`  other processes used ${step.generator.otherCpuPct} % of a core during the window: waiting for a quiet machine and repeating it`)
+    await waitForQuiet(25, 120_000, pct => log(`  waiting for a quiet machine (${Math.round(pct)} % busy)`))
+    step = await measureStep(session, ratePerDoc, warmupMs, durationMs)
+    step.attempts = attempt + 1
+  }
+  return step
 }
 
 /**

@@ -4,7 +4,7 @@
  * edits/s of a step that still met both.
  */
 import { compareOursReference } from '../lib/compare.js'
-import { checkConsistency, measureStep, setupLoad, type StepResult } from '../lib/load.js'
+import { checkConsistency, measureStepUndisturbed, setupLoad, type StepResult } from '../lib/load.js'
 import type { TargetRun } from '../lib/result.js'
 import { LIFTED_RATE_LIMITS } from '../lib/target.js'
 import { sig } from '../lib/stats.js'
@@ -61,7 +61,7 @@ export function rampScenario (name: string, preset: SteadyShape & { startRate: n
         const steps: RampStep[] = []
         let stopReason = `completed all ${s.rates.length} steps of the schedule without failing (the ramp's ceiling, not a server limit; raise --steps or --rate)`
         for (const rate of s.rates) {
-          const step = await measureStep(session, rate, (flags.warmup ?? 1) * 1000, (flags.stepDuration ?? 8) * 1000)
+          const step = await measureStepUndisturbed(session, rate, (flags.warmup ?? 1) * 1000, (flags.stepDuration ?? 8) * 1000, ctx.log)
           const failure = judge(step)
           steps.push({ ...step, passed: failure === null, failure })
           ctx.log(`  rate ${rate}/s/doc: sent ${step.sentPerS}/s, delivered ${step.deliveredPerS}/s (${((step.deliveryRatio ?? 0) * 100).toFixed(1)} %), ` +

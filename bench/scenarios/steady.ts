@@ -2,7 +2,7 @@
  * Steady load: D documents x C clients, each document's writer at R edits/s, one measured window.
  */
 import { compareOursReference } from '../lib/compare.js'
-import { checkConsistency, measureStep, setupLoad, type LoadLayout, type StepResult } from '../lib/load.js'
+import { checkConsistency, measureStep, measureStepUndisturbed, setupLoad, type LoadLayout, type StepResult } from '../lib/load.js'
 import { GeneratorPool } from '../lib/pool.js'
 import type { TargetRun } from '../lib/result.js'
 import { waitForQuiet } from '../lib/proc.js'
@@ -64,7 +64,7 @@ export async function runSteadyOn (ctx: ScenarioContext, kind: 'ours' | 'referen
     const session = await setupLoad(pool, target, layout, flags.concurrency ?? 200)
     ctx.log(`  ${session.connect.ok}/${session.connect.attempted} clients synced in ${session.connect.wallMs} ms`)
     if (nodes > 1) await probeCrossNode(ctx, session)
-    const step = await measureStep(session, shape.rate, (flags.warmup ?? 2) * 1000, (flags.duration ?? 15) * 1000)
+    const step = await measureStepUndisturbed(session, shape.rate, (flags.warmup ?? 2) * 1000, (flags.duration ?? 15) * 1000, ctx.log)
     const consistency = await checkConsistency(session)
     ctx.log(`  delivered ${step.deliveredPerS}/s (ratio ${step.deliveryRatio}), p50 ${step.latencyMs.p50} ms, p99 ${step.latencyMs.p99} ms, ` +
       `server CPU ${step.serverCpu.pctOfCore} % (${step.serverCpu.userPer1k} s user + ${step.serverCpu.systemPer1k} s sys per 1k), consistency ${consistency.ok ? 'ok' : 'FAILED'}`)
