@@ -123,7 +123,7 @@ t.test('ES256 via JWKS URL', async t => {
     res.end(JSON.stringify({ keys: [jwk] }))
   })
   await new Promise<void>(resolve => jwksServer.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => jwksServer.close())
+  t.teardown(() => { jwksServer.closeAllConnections(); jwksServer.close() })
   const port = (jwksServer.address() as AddressInfo).port
   const ts = await startTestServer({ JWT_SECRET: '', JWKS_URL: `http://127.0.0.1:${port}/jwks.json` })
   t.teardown(ts.close)
@@ -148,7 +148,7 @@ t.test('remote auth service: valid, refused, unavailable, cached', async t => {
     }
   })
   await new Promise<void>(resolve => authServer.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => authServer.close())
+  t.teardown(() => { authServer.closeAllConnections(); authServer.close() })
   const port = (authServer.address() as AddressInfo).port
   const ts = await startTestServer({ JWT_SECRET: '', AUTH_SERVICE_URL: `http://127.0.0.1:${port}/validate_token`, AUTH_CACHE_TTL_MS: '60000' })
   t.teardown(ts.close)

@@ -27,7 +27,7 @@ t.test('webhook: debounced, HMAC-signed delivery, retried after a failure', asyn
     })
   })
   await new Promise<void>(resolve => receiver.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => receiver.close())
+  t.teardown(() => { receiver.closeAllConnections(); receiver.close() })
   const port = (receiver.address() as AddressInfo).port
   const ts = await startTestServer({ WEBHOOK_URL: `http://127.0.0.1:${port}/hook`, WEBHOOK_SECRET: SECRET, WEBHOOK_DEBOUNCE_MS: '200' })
   t.teardown(ts.close)
