@@ -28,6 +28,8 @@ const cases: Array<{ name: string; send: Uint8Array | string; code: number }> = 
   { name: 'truncated frame (length prefix beyond the end)', send: new Uint8Array([0, 2, 50, 1, 2, 3]), code: 1007 },
   { name: 'unknown message type', send: new Uint8Array([9, 0]), code: 1007 },
   { name: 'unknown sync type', send: new Uint8Array([0, 7, 0]), code: 1007 },
+  // Found by the fuzzer: a malformed state vector used to surface as an internal error (1011).
+  { name: 'sync step 1 with a truncated state vector', send: new Uint8Array([0, 0, 2, 5, 200]), code: 1007 },
   { name: 'trailing bytes', send: new Uint8Array([3, 3, 3]), code: 1007 },
   { name: 'empty frame', send: new Uint8Array([]), code: 1007 },
   { name: 'corrupt Yjs update inside a valid frame', send: syncUpdateFrame(validUpdate().slice(0, 12)), code: 1007 },

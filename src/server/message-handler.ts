@@ -116,9 +116,16 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
       ctx.onLocalChange?.(doc.id)
       return
     }
-    case 'sync-step1':
-      sendTo(ctx, ws, 'sync-step2', encodeSyncStep2(doc.encodeStateAsUpdate(message.stateVector)))
+    case 'sync-step1': {
+      let missing: Uint8Array
+      try {
+        missing = doc.encodeStateAsUpdate(message.stateVector)
+      } catch (err) {
+        throw new MalformedMessageError(`invalid state vector: ${(err as Error).message}`)
+      }
+      sendTo(ctx, ws, 'sync-step2', encodeSyncStep2(missing))
       return
+    }
     case 'awareness':
       validateAwarenessUpdate(message.update)
       applyAwarenessUpdate(doc.awareness, message.update, conn)
