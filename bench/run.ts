@@ -25,7 +25,7 @@ flags:
   --docs N --clients N --rate R   load shape (clients per document incl. writer and observer; R edits/s per document)
   --workers N          generator processes for sinks (default 2), plus one for writers and one for observers
   --concurrency N      connections opened in parallel (default 200; storm 250)
-  --steps N --factor F --step-duration S   ramp: max steps (12), rate multiplier (1.5), window per step (8)
+  --steps N --factor F --step-duration S   ramp: schedule steps (14), rate multiplier (1.5), window per step (8)
   --connections N      idle-memory / connection-storm connection count (5000 / 2000)
   --settle S           idle-memory: wait before measuring RSS (5)
   --mb N --chunk-kb N --joiners N   large-doc: document size (10), insert size (64), joins measured (5)
