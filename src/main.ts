@@ -40,6 +40,7 @@ async function main (): Promise<void> {
       `  new WebsocketProvider('ws://${host}:${server.port}/ws/document', 'my-doc', ydoc, { params: { token } })`,
       'or open:',
       `  ws://${host}:${server.port}/ws/document/my-doc?token=${token}`,
+      ...(config.playground ? ['Playground (open it in two browser tabs):', `  http://${host}:${server.port}/`] : []),
       ''
     ].join('\n') + '\n')
   }

@@ -15,16 +15,21 @@ import {
 /** Add these to the provider's `params` so the server sends acknowledgements to this connection. */
 export const OFFLINE_BATCH_PARAMS: Record<string, string> = { [EXTENSIONS_PARAM.name]: EXTENSIONS_PARAM.value }
 
-type MessageHandler = (encoder: encoding.Encoder, decoder: decoding.Decoder, provider: unknown, emitSynced: boolean, messageType: number) => void
+/** y-websocket calls handlers as (encoder, decoder, provider, emitSynced, messageType). */
+type ProviderMessageHandler = (...args: never[]) => void
+type StatusHandler = (event: { status: 'connected' | 'disconnected' | 'connecting' }) => void
 
-/** The part of y-websocket's WebsocketProvider this helper uses. */
+/**
+ * The part of y-websocket's WebsocketProvider this helper uses; a WebsocketProvider is one as is
+ * (no cast needed).
+ */
 export interface ProviderLike {
   doc: Y.Doc
   ws: { send: (data: Uint8Array) => void, readyState: number } | null
   wsconnected: boolean
-  messageHandlers: MessageHandler[]
-  on: (event: 'status', handler: (event: { status: string }) => void) => void
-  off: (event: 'status', handler: (event: { status: string }) => void) => void
+  messageHandlers: ProviderMessageHandler[]
+  on (event: 'status', handler: StatusHandler): void
+  off (event: 'status', handler: StatusHandler): void
 }
 
 export interface OfflineBatchOptions {
@@ -72,7 +77,7 @@ export class OfflineBatchClient {
     if (this.options.record && !this.provider.wsconnected && origin !== this.provider) this.recorded.push(update)
   }
 
-  private readonly onStatus = (event: { status: string }): void => {
+  private readonly onStatus: StatusHandler = event => {
     if (event.status === 'connected') {
       for (const batch of this.pending) batch.sent = false
       if (this.options.autoSend && this.recorded.length > 0) void this.sendRecorded().catch(() => {})
@@ -82,8 +87,10 @@ export class OfflineBatchClient {
 
   constructor (private readonly provider: ProviderLike, options: OfflineBatchOptions = {}) {
     this.options = { record: true, autoSend: true, maxBatchBytes: 1024 * 1024, ...options }
-    provider.messageHandlers[ExtensionMessageType.BatchAck] = (_encoder, decoder) => this.acknowledged(readBatchAckBody(decoder))
-    provider.messageHandlers[ExtensionMessageType.Error] = (_encoder, decoder) => this.failed(readExtensionErrorBody(decoder))
+    const onAck = (_encoder: encoding.Encoder, decoder: decoding.Decoder): void => this.acknowledged(readBatchAckBody(decoder))
+    const onError = (_encoder: encoding.Encoder, decoder: decoding.Decoder): void => this.failed(readExtensionErrorBody(decoder))
+    provider.messageHandlers[ExtensionMessageType.BatchAck] = onAck as ProviderMessageHandler
+    provider.messageHandlers[ExtensionMessageType.Error] = onError as ProviderMessageHandler
     provider.doc.on('update', this.onUpdate)
     provider.on('status', this.onStatus)
   }

@@ -10,7 +10,8 @@ export interface NodeSnapshot {
   takenAt: number
   ready: boolean
   connections: number
-  documents: Array<{ docId: string, connections: number, awareness: number, pendingWrite: boolean }>
+  /** bytes: the document's encoded size, estimated (exact at load, plus every update since). */
+  documents: Array<{ docId: string, connections: number, awareness: number, bytes: number, pendingWrite: boolean }>
   messagesIn: number
   messagesOut: number
   bytesIn: number
@@ -36,6 +37,7 @@ export async function takeNodeSnapshot (sources: SnapshotSources): Promise<NodeS
     docId: doc.id,
     connections: doc.refs,
     awareness: doc.awareness.getStates().size,
+    bytes: doc.sizeEstimate,
     pendingWrite: sources.writeBehind.hasPending(doc.id)
   }))
   const memory = process.memoryUsage()

@@ -1,7 +1,7 @@
 import WebSocket from 'ws'
 import { WebsocketProvider } from 'y-websocket'
 import * as Y from 'yjs'
-import { OFFLINE_BATCH_PARAMS, OfflineBatchClient, type ProviderLike } from '../../src/client/index.js'
+import { OFFLINE_BATCH_PARAMS, OfflineBatchClient } from '../../src/client/index.js'
 import type { TestClient } from './clients.js'
 
 export interface BatchTestClient extends TestClient {
@@ -17,7 +17,8 @@ export function connectBatchClient (serverUrl: string, docId: string, token: str
     disableBc: true,
     maxBackoffTime: 200
   })
-  const batches = new OfflineBatchClient(provider as unknown as ProviderLike)
+  // No cast: the stock provider must satisfy ProviderLike as it is.
+  const batches = new OfflineBatchClient(provider)
   return {
     doc,
     provider,
