@@ -90,3 +90,24 @@ t.test('a corrupt update is never forwarded to other clients', async t => {
   const updates = observer.messages.slice(seen).filter(m => m[0] === 0 && m[1] === 2)
   t.equal(updates.length, 1, 'only the good update was forwarded')
 })
+
+t.test('an update that fails halfway (structs integrate, delete set is truncated) still leaves every replica equal', async t => {
+  const ts = await startTestServer()
+  t.teardown(ts.close)
+  const token = await signToken()
+  const honest = await connectSynced(ts.url, 'halfway', token)
+  t.teardown(() => honest.destroy())
+  const source = new Y.Doc()
+  source.getText('t').insert(0, 'structs that integrate')
+  const update = Y.encodeStateAsUpdate(source)
+  t.equal(update[update.length - 1], 0, 'a v1 update ends with its delete set: zero clients')
+  const broken = update.slice()
+  broken[broken.length - 1] = 5 // claims five clients in the delete set, then ends
+  const bad = rawClient(`${ts.url}/halfway?token=${token}`)
+  await bad.opened
+  bad.ws.send(syncUpdateFrame(broken))
+  t.equal((await bad.closed).code, 1007, 'the sender is closed as malformed')
+  const serverDoc = ts.server.registry.get('halfway')!.ydoc
+  await waitFor(() => honest.text() === serverDoc.getText('t').toString(), 'the honest client holds exactly what the server applied')
+  t.same(Y.encodeStateVector(honest.doc), Y.encodeStateVector(serverDoc), 'same state vectors')
+})

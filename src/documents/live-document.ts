@@ -23,6 +23,7 @@ function isAwarenessOwner (origin: unknown): origin is AwarenessOwner {
   return typeof origin === 'object' && origin !== null && (origin as AwarenessOwner).awarenessClients instanceof Set
 }
 
+const DIFF_CACHE_ENTRIES = 16
 const EMPTY_STATE_VECTOR_LENGTH = 1 // Y.encodeStateVector(new Y.Doc()) is [0]
 
 /**
@@ -53,6 +54,7 @@ export class LiveDocument {
   readonly batches = new Map<string, Promise<unknown>>()
 
   private fullStateCache: Uint8Array | null = null
+  private diffCache: Map<string, Uint8Array> | null = null
   private lastTransaction: Y.Transaction | null = null
 
   constructor (readonly id: string) {
@@ -69,6 +71,7 @@ export class LiveDocument {
     })
     this.ydoc.on('afterTransaction', (transaction: Y.Transaction) => {
       this.fullStateCache = null
+      this.diffCache = null
       this.lastTransaction = transaction
     })
   }
@@ -139,7 +142,17 @@ export class LiveDocument {
       this.fullStateCache ??= Y.encodeStateAsUpdate(this.ydoc)
       return this.fullStateCache
     }
-    return Y.encodeStateAsUpdate(this.ydoc, stateVector)
+    // Clients that were in sync before a restart or a network blip come back with the same state
+    // vector; answer them from one encoding, which matters most when the document holds pending
+    // updates that every answer would otherwise merge again.
+    const key = Buffer.from(stateVector.buffer, stateVector.byteOffset, stateVector.byteLength).toString('base64')
+    const cached = this.diffCache?.get(key)
+    if (cached !== undefined) return cached
+    const diff = Y.encodeStateAsUpdate(this.ydoc, stateVector)
+    this.diffCache ??= new Map()
+    if (this.diffCache.size >= DIFF_CACHE_ENTRIES) this.diffCache.clear()
+    this.diffCache.set(key, diff)
+    return diff
   }
 
   encodeStateVector (): Uint8Array {
@@ -151,6 +164,7 @@ export class LiveDocument {
     this.awareness.destroy()
     this.ydoc.destroy()
     this.fullStateCache = null
+    this.diffCache = null
     this.lastTransaction = null
   }
 
