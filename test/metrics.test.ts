@@ -35,8 +35,9 @@ t.test('/metrics counters move as expected during a short load', async t => {
   t.ok(value(during, 'collab_messages_in_total{kind="sync-update"}') >= 50, 'updates in')
   t.ok(value(during, 'collab_bytes_in_total{kind="sync-update"}') > 0, 'bytes in')
   t.ok(value(during, 'collab_messages_out_total{kind="sync-update"}') >= 50, 'updates out')
-  t.ok(value(during, 'collab_update_apply_seconds_count') >= 50, 'apply time observed')
-  t.ok(value(during, 'collab_fanout_seconds_count') >= 50, 'fan-out time observed')
+  // Timings are sampled (one update in eight).
+  t.ok(value(during, 'collab_update_apply_seconds_count') >= 6, 'apply time observed')
+  t.ok(value(during, 'collab_fanout_seconds_count') >= 6, 'fan-out time observed')
   t.ok(value(during, 'collab_store_flush_seconds_count') >= 1, 'flushes observed')
   t.equal(value(during, 'collab_upgrades_total{status="101"}'), 2, 'upgrades')
   t.equal(value(during, 'collab_auth_failures_total{reason="invalid"}'), 1, 'auth failures by reason')

@@ -4,8 +4,6 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 export const MESSAGE_KINDS = ['sync-step1', 'sync-step2', 'sync-update', 'awareness', 'query-awareness', 'offline-batch', 'auth', 'extension', 'invalid'] as const
 export type MessageKind = typeof MESSAGE_KINDS[number]
 
-interface Child { inc: (value?: number) => void }
-
 /**
  * Every Prometheus metric of one server instance, in its own registry (tests run several servers
  * in one process). Hot-path counters are pre-bound label children, so counting a message is a
@@ -20,17 +18,25 @@ export class Metrics {
   readonly authFailures = new Counter({ name: 'collab_auth_failures_total', help: 'Refused tokens by reason (missing, invalid, expired, unavailable, forbidden)', labelNames: ['reason'], registers: [this.registry] })
   readonly closes = new Counter({ name: 'collab_closes_total', help: 'Closed connections by WebSocket close code', labelNames: ['code'], registers: [this.registry] })
 
-  private readonly messagesInCounter = new Counter({ name: 'collab_messages_in_total', help: 'Messages received from clients, by kind', labelNames: ['kind'], registers: [this.registry] })
-  private readonly bytesInCounter = new Counter({ name: 'collab_bytes_in_total', help: 'Bytes received from clients, by message kind', labelNames: ['kind'], registers: [this.registry] })
-  private readonly messagesOutCounter = new Counter({ name: 'collab_messages_out_total', help: 'Messages sent: direct sends count once, topic publishes once per publish (not per recipient)', labelNames: ['kind'], registers: [this.registry] })
-  private readonly bytesOutCounter = new Counter({ name: 'collab_bytes_out_total', help: 'Bytes of the messages counted in collab_messages_out_total', labelNames: ['kind'], registers: [this.registry] })
-  readonly messagesIn: Record<MessageKind, Child>
-  readonly bytesIn: Record<MessageKind, Child>
-  readonly messagesOut: Record<MessageKind, Child>
-  readonly bytesOut: Record<MessageKind, Child>
+  // Message counters are plain numbers on the hot path (prom-client hashes labels on every inc);
+  // they are copied into the registry only when it is scraped.
+  private readonly counts = {
+    messagesIn: new Float64Array(MESSAGE_KINDS.length),
+    bytesIn: new Float64Array(MESSAGE_KINDS.length),
+    messagesOut: new Float64Array(MESSAGE_KINDS.length),
+    bytesOut: new Float64Array(MESSAGE_KINDS.length)
+  }
 
-  readonly updateApplySeconds = new Histogram({ name: 'collab_update_apply_seconds', help: 'Time to apply one client update to the server document', buckets: [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05], registers: [this.registry] })
-  readonly fanoutSeconds = new Histogram({ name: 'collab_fanout_seconds', help: 'Time to hand one update to uWS for every local subscriber (ws.publish)', buckets: [0.000005, 0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01], registers: [this.registry] })
+  private readonly messagesInCounter = scrapedCounter(this.registry, 'collab_messages_in_total', 'Messages received from clients, by kind', this.counts.messagesIn)
+  private readonly bytesInCounter = scrapedCounter(this.registry, 'collab_bytes_in_total', 'Bytes received from clients, by message kind', this.counts.bytesIn)
+  private readonly messagesOutCounter = scrapedCounter(this.registry, 'collab_messages_out_total', 'Messages sent: direct sends count once, topic publishes once per publish (not per recipient)', this.counts.messagesOut)
+  private readonly bytesOutCounter = scrapedCounter(this.registry, 'collab_bytes_out_total', 'Bytes of the messages counted in collab_messages_out_total', this.counts.bytesOut)
+
+  /** Hot-path timings are sampled: one update in SAMPLE_EVERY is timed. */
+  private sampleTick = 0
+
+  readonly updateApplySeconds = new Histogram({ name: 'collab_update_apply_seconds', help: 'Time to apply one client update to the server document (sampled: 1 update in 8)', buckets: [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05], registers: [this.registry] })
+  readonly fanoutSeconds = new Histogram({ name: 'collab_fanout_seconds', help: 'Time to hand one update to uWS for every local subscriber (ws.publish; sampled: 1 update in 8)', buckets: [0.000005, 0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01], registers: [this.registry] })
 
   readonly bridgePublished = new Counter({ name: 'collab_bridge_published_total', help: 'Envelopes published to Redis for other nodes', registers: [this.registry] })
   readonly bridgePublishFailed = new Counter({ name: 'collab_bridge_publish_failed_total', help: 'Envelopes not published because Redis was unreachable (repaired by re-sync)', registers: [this.registry] })
@@ -47,21 +53,26 @@ export class Metrics {
 
   constructor (defaultMetrics = true) {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'collab_' })
-    this.messagesIn = bind(this.messagesInCounter)
-    this.bytesIn = bind(this.bytesInCounter)
-    this.messagesOut = bind(this.messagesOutCounter)
-    this.bytesOut = bind(this.bytesOutCounter)
+    // Referenced so the scrape-time counters stay registered and visible to tsc as used.
+    void [this.messagesInCounter, this.bytesInCounter, this.messagesOutCounter, this.bytesOutCounter]
   }
 
   /** Counts one outgoing message of `bytes` bytes. */
   sent (kind: MessageKind, bytes: number): void {
-    this.messagesOut[kind].inc()
-    this.bytesOut[kind].inc(bytes)
+    const i = KIND_INDEX[kind]
+    this.counts.messagesOut[i]!++
+    this.counts.bytesOut[i]! += bytes
   }
 
   received (kind: MessageKind, bytes: number): void {
-    this.messagesIn[kind].inc()
-    this.bytesIn[kind].inc(bytes)
+    const i = KIND_INDEX[kind]
+    this.counts.messagesIn[i]!++
+    this.counts.bytesIn[i]! += bytes
+  }
+
+  /** True for the updates whose apply and fan-out times are measured. */
+  sampleThis (): boolean {
+    return (++this.sampleTick & (SAMPLE_EVERY - 1)) === 0
   }
 
   /** Current value of an unlabelled or labelled counter, summed over labels (for the inspector). */
@@ -71,8 +82,20 @@ export class Metrics {
   }
 }
 
-function bind (counter: Counter<'kind'>): Record<MessageKind, Child> {
-  const children = {} as Record<MessageKind, Child>
-  for (const kind of MESSAGE_KINDS) children[kind] = counter.labels(kind)
-  return children
+const SAMPLE_EVERY = 8 // a power of two
+
+const KIND_INDEX = Object.fromEntries(MESSAGE_KINDS.map((kind, i) => [kind, i])) as Record<MessageKind, number>
+
+/** A counter labelled by message kind whose values live in `values` and are read at scrape time. */
+function scrapedCounter (registry: Registry, name: string, help: string, values: Float64Array): Counter<'kind'> {
+  return new Counter({
+    name,
+    help,
+    labelNames: ['kind'],
+    registers: [registry],
+    collect (this: Counter<'kind'>) {
+      this.reset()
+      MESSAGE_KINDS.forEach((kind, i) => { if (values[i]! > 0) this.labels(kind).inc(values[i]!) })
+    }
+  })
 }

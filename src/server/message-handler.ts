@@ -88,7 +88,8 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
         refuseOversize(ctx, ws, conn)
         return
       }
-      const started = performance.now()
+      const sampled = ctx.metrics.sampleThis()
+      const started = sampled ? performance.now() : 0
       try {
         doc.applyClientUpdate(message.update, conn)
       } catch (err) {
@@ -104,11 +105,13 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
         }
         throw err
       }
-      const applied = performance.now()
+      const applied = sampled ? performance.now() : 0
       const forward = message.kind === 'sync-update' ? frame : step2FrameAsUpdateFrame(frame)
       ws.publish(doc.topic, forward, true)
-      ctx.metrics.fanoutSeconds.observe((performance.now() - applied) / 1000)
-      ctx.metrics.updateApplySeconds.observe((applied - started) / 1000)
+      if (sampled) {
+        ctx.metrics.fanoutSeconds.observe((performance.now() - applied) / 1000)
+        ctx.metrics.updateApplySeconds.observe((applied - started) / 1000)
+      }
       ctx.metrics.sent('sync-update', forward.length)
       ctx.bridge?.publishUpdate(doc, forward)
       // The frame's buffer belongs to uWS and dies with this callback: keep a copy.
