@@ -53,6 +53,14 @@ function rssOf (pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024
 }
 
+/** Full GC in the server (see gc-on-signal.mjs), then a moment for the allocator to settle. */
+async function collectGarbage (pid: number): Promise<void> {
+  process.kill(pid, 'SIGUSR2')
+  await sleep(500)
+  process.kill(pid, 'SIGUSR2')
+  await sleep(500)
+}
+
 async function metric (port: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
   const line = text.split('\n').find(l => l.startsWith(`${name} `))
@@ -64,7 +72,7 @@ interface Client { doc: Y.Doc, provider: WebsocketProvider, docId: string }
 async function main (): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'collab-soak-'))
   const port = await freePort()
-  const server = spawn(process.execPath, [join(ROOT, 'dist/main.js')], {
+  const server = spawn(process.execPath, ['--expose-gc', '--import', join(ROOT, 'bench/gc-on-signal.mjs'), join(ROOT, 'dist/main.js')], {
     env: {
       PATH: process.env.PATH, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', JWT_SECRET: SECRET, DATA_DIR: dataDir,
       DOC_IDLE_UNLOAD_MS: '1000', FLUSH_INTERVAL_MS: '250'
@@ -102,7 +110,9 @@ async function main (): Promise<void> {
   await waitSynced(warm)
   warm.forEach(destroy)
   await sleep(2500)
+  await collectGarbage(server.pid!)
   const rssStart = rssOf(server.pid!)
+  const heapStart = await metric(port, 'collab_nodejs_heap_size_used_bytes')
 
   const expected = new Map<string, number>()
   const random = (n: number): number => Math.floor(Math.random() * n)
@@ -154,7 +164,9 @@ async function main (): Promise<void> {
     await sleep(200)
   }
   await sleep(1000)
+  await collectGarbage(server.pid!)
   const rssEnd = rssOf(server.pid!)
+  const heapEnd = await metric(port, 'collab_nodejs_heap_size_used_bytes')
 
   // Every edit is in the store: each document, loaded fresh, holds exactly its edits.
   let missing = 0
@@ -182,7 +194,9 @@ async function main (): Promise<void> {
     rssStartMiB: +(rssStart / 1048576).toFixed(1),
     rssPeakMiB: +(rssPeak / 1048576).toFixed(1),
     rssEndMiB: +(rssEnd / 1048576).toFixed(1),
-    rssEndOverStart: +(rssEnd / rssStart).toFixed(2)
+    rssEndOverStart: +(rssEnd / rssStart).toFixed(2),
+    heapUsedStartMiB: +(heapStart / 1048576).toFixed(1),
+    heapUsedEndMiB: +(heapEnd / 1048576).toFixed(1)
   }
   const resultsDir = join(ROOT, 'bench/results')
   mkdirSync(resultsDir, { recursive: true })
@@ -203,6 +217,14 @@ async function main (): Promise<void> {
     `| server RSS at start (after warm-up) | ${result.rssStartMiB} MiB |`,
     `| server RSS peak | ${result.rssPeakMiB} MiB |`,
     `| server RSS at the end (all documents unloaded) | ${result.rssEndMiB} MiB (${result.rssEndOverStart}x start) |`,
+    `| V8 heap used, start / end (after a full GC) | ${result.heapUsedStartMiB} / ${result.heapUsedEndMiB} MiB |`,
+    '',
+    'Start and end are measured after a full garbage collection (the soak preloads',
+    '`bench/gc-on-signal.mjs` and sends SIGUSR2), so they compare live memory, not GC timing.',
+    'Live JavaScript memory (V8 heap used) is what a leak would grow; RSS also holds memory that',
+    'V8, glibc and LevelDB keep reserved after a peak (heap pages, allocator arenas, LevelDB\'s',
+    'block cache and memtable) and give back slowly, so RSS settles between the start and the peak.',
+    `Heap used grew by ${(result.heapUsedEndMiB - result.heapUsedStartMiB).toFixed(1)} MiB over ${joins} joins and ${edits} edits.`,
     ''
   ].join('\n'))
   console.log(JSON.stringify(result, null, 2))
