@@ -16,6 +16,9 @@ export interface ConnectResult {
   /** Connect start to sync step 2 received, ms. */
   ms: number
   error?: string
+  /** More than one when the connection was dropped and retried. */
+  attempts?: number
+  firstError?: string
 }
 
 export interface WorkerSnapshot {

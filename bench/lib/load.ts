@@ -21,6 +21,9 @@ export interface ConnectSummary {
   attempted: number
   ok: number
   failed: number
+  /** Connections that succeeded only after a retry, and why the first attempt failed. */
+  retried: number
+  retryReasons: Record<string, number>
   timeToSyncedMs: Percentiles
   errors: Record<string, number>
   wallMs: number
@@ -48,10 +51,18 @@ export function summarizeConnects (results: ConnectResult[], wallMs: number): Co
     errors[key] = (errors[key] ?? 0) + 1
   }
   const ok = results.filter(r => r.ok)
+  const retryReasons: Record<string, number> = {}
+  for (const r of results) {
+    if (r.firstError === undefined) continue
+    const key = r.firstError.slice(0, 120)
+    retryReasons[key] = (retryReasons[key] ?? 0) + 1
+  }
   return {
     attempted: results.length,
     ok: ok.length,
     failed: results.length - ok.length,
+    retried: results.filter(r => (r.attempts ?? 1) > 1 && r.ok).length,
+    retryReasons,
     timeToSyncedMs: roundPercentiles(percentiles(ok.map(r => r.ms))),
     errors,
     wallMs: Math.round(wallMs)

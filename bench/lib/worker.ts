@@ -38,10 +38,13 @@ async function connectAll (specs: ClientSpec[], concurrency: number, timeoutMs: 
     return await new Promise<ConnectResult>(resolve => {
       let done = false
       let open = false
+      /** Drops a client that never synced, so retries do not leave dead clients behind. */
+      let discard = (): void => {}
       const finish = (ok: boolean, error?: string): void => {
         if (done) return
         done = true
         clearTimeout(timer)
+        if (!ok) discard()
         resolve({ id: spec.id, ok, ms: now() - started, ...(error === undefined ? {} : { error }) })
       }
       const onClose = (reason: string): void => {
@@ -56,19 +59,40 @@ async function connectAll (specs: ClientSpec[], concurrency: number, timeoutMs: 
         })
         sink.onStep2 = () => finish(true)
         sinks.push(sink)
+        discard = () => {
+          sink.destroy()
+          sinks.splice(sinks.indexOf(sink), 1)
+        }
       } else {
         const options = { endpoint: spec.endpoint, onSynced: () => { open = true; finish(true) }, onClose }
         const client: YClient = spec.role === 'writer' ? new Writer(options) : new Observer(options)
         clientDoc.set(client, spec.docId)
-        if (client instanceof Writer) writers.push(client)
-        else observers.push(client as Observer)
+        const list: YClient[] = client instanceof Writer ? writers : observers
+        list.push(client)
+        discard = () => {
+          client.close()
+          list.splice(list.indexOf(client), 1)
+          clientDoc.delete(client)
+        }
       }
     })
+  }
+
+  // A refused upgrade (HTTP status) is final; a dropped TCP connection is retried twice, as a real
+  // client would reconnect. The result counts the attempts, so retries stay visible.
+  const withRetries = async (spec: ClientSpec): Promise<ConnectResult> => {
+    let result = await one(spec)
+    for (let attempt = 2; attempt <= 3 && !result.ok && !/upgrade refused/.test(result.error ?? ''); attempt++) {
+      await new Promise(resolve => setTimeout(resolve, 100 * attempt))
+      const retry = await one(spec)
+      result = { ...retry, attempts: attempt, ...(retry.ok ? { firstError: result.error } : {}) }
+    }
+    return result
   }
   const lanes = Array.from({ length: Math.max(1, Math.min(concurrency, specs.length)) }, async () => {
     while (next < specs.length) {
       const spec = specs[next++]!
-      results.push(await one(spec))
+      results.push(await withRetries(spec))
     }
   })
   await Promise.all(lanes)

@@ -7,7 +7,7 @@ import { compareOursReference } from '../lib/compare.js'
 import { checkConsistency, measureStepUndisturbed, setupLoad, type LoadSession, type StepResult } from '../lib/load.js'
 import type { TargetRun } from '../lib/result.js'
 import { LIFTED_RATE_LIMITS } from '../lib/target.js'
-import { sig } from '../lib/stats.js'
+import { sig, sleep } from '../lib/stats.js'
 import { stepNotes, withTarget, type SteadyShape } from './steady.js'
 import { defaultPlan, type Flags, type Scenario } from './types.js'
 
@@ -81,8 +81,12 @@ export function rampScenario (name: string, preset: SteadyShape & { startRate: n
          * server leaves backlogs in buffers that would otherwise spill into the next one.
          */
         const runStep = async (rate: number, kind: RampStep['kind']): Promise<RampStep> => {
-          if (session !== null) await pool.broadcast({ type: 'close-all' })
+          if (session !== null) {
+            await pool.broadcast({ type: 'close-all' })
+            await sleep(500) // let the server process the closes before 500 new upgrades arrive
+          }
           session = await setupLoad(pool, target, { docs: s.docs, clientsPerDoc: s.clients, docPrefix: `ramp-s${stepIndex++}` }, flags.concurrency ?? 200)
+          if (session.connect.retried > 0) ctx.log(`  ${session.connect.retried} connections needed a retry: ${JSON.stringify(session.connect.retryReasons)}`)
           const step = await measureStepUndisturbed(session, rate, (flags.warmup ?? 1) * 1000, (flags.stepDuration ?? 8) * 1000, ctx.log)
           const consistency = await checkConsistency(session, 3000)
           const failure = judge(step)
