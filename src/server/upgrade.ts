@@ -125,13 +125,19 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
       return
     }
     const id = newConnectionId()
+    const userId = principal.userId
     const connection: Connection = {
       id,
       docId,
       userId: principal.userId,
       readOnly: access === 'read-only',
       doc,
-      log: ctx.log.child({ connId: id, docId, userId: principal.userId }),
+      // Created on first use: most connections never log, and a pino child costs ~0.5 KB.
+      get log () {
+        const log = ctx.log.child({ connId: id, docId, userId })
+        Object.defineProperty(this, 'log', { value: log })
+        return log
+      },
       closed: false,
       awarenessClients: new Set(),
       deniedNotified: false,
