@@ -12,10 +12,7 @@ export interface ClusterResources {
 }
 
 export function createClusterResources (config: ClusterConfig, nodeId: string, log: Logger): ClusterResources {
-  const connections = connectRedis(
-    config.redis.kind === 'single' ? config.redis : { kind: 'cluster', nodes: config.redis.nodes },
-    log
-  )
+  const connections = connectRedis(config.redis, log)
   return {
     connections,
     store: new RedisStore(connections.commands, config.keyPrefix, config.docTtlSeconds),

@@ -25,6 +25,7 @@ export interface JwtCommon {
 export type RedisConfig =
   | { kind: 'single'; url: string }
   | { kind: 'cluster'; nodes: Array<{ host: string; port: number }> }
+  | { kind: 'sentinel'; sentinels: Array<{ host: string; port: number }>; name: string; username?: string; password?: string }
 
 export interface ClusterConfig {
   redis: RedisConfig
@@ -182,24 +183,39 @@ function loadWebhookConfig (read: EnvReader): Config['webhook'] {
   }
 }
 
+function hostPorts (name: string, value: string): Array<{ host: string; port: number }> {
+  const parsed = value.split(',').map(s => s.trim()).filter(s => s !== '').map(entry => {
+    const match = /^([^:\s]+):(\d{1,5})$/.exec(entry)
+    if (match === null) throw new ConfigError(`Invalid ${name}: "${entry}" is not host:port`)
+    return { host: match[1]!, port: Number(match[2]) }
+  })
+  if (parsed.length === 0) throw new ConfigError(`Invalid ${name}: no host:port given`)
+  return parsed
+}
+
 function loadClusterConfig (read: EnvReader): ClusterConfig | null {
   const url = read.optionalString('REDIS_URL')
   const nodes = read.optionalString('REDIS_CLUSTER_NODES')
-  if (url !== undefined && nodes !== undefined) {
-    throw new ConfigError('Invalid REDIS_CLUSTER_NODES: set either REDIS_URL or REDIS_CLUSTER_NODES, not both')
+  const sentinels = read.optionalString('REDIS_SENTINELS')
+  if ([url, nodes, sentinels].filter(v => v !== undefined).length > 1) {
+    throw new ConfigError('Invalid REDIS_CLUSTER_NODES: set only one of REDIS_URL, REDIS_CLUSTER_NODES, REDIS_SENTINELS')
   }
   let redis: RedisConfig
   if (url !== undefined) {
     if (!/^rediss?:\/\//.test(url)) throw new ConfigError('Invalid REDIS_URL: expected redis://host:port or rediss://host:port')
     redis = { kind: 'single', url }
   } else if (nodes !== undefined) {
-    const parsed = nodes.split(',').map(s => s.trim()).filter(s => s !== '').map(entry => {
-      const match = /^([^:\s]+):(\d{1,5})$/.exec(entry)
-      if (match === null) throw new ConfigError(`Invalid REDIS_CLUSTER_NODES: "${entry}" is not host:port`)
-      return { host: match[1]!, port: Number(match[2]) }
-    })
-    if (parsed.length === 0) throw new ConfigError('Invalid REDIS_CLUSTER_NODES: no host:port given')
-    redis = { kind: 'cluster', nodes: parsed }
+    redis = { kind: 'cluster', nodes: hostPorts('REDIS_CLUSTER_NODES', nodes) }
+  } else if (sentinels !== undefined) {
+    const username = read.optionalString('REDIS_USERNAME')
+    const password = read.optionalString('REDIS_PASSWORD')
+    redis = {
+      kind: 'sentinel',
+      sentinels: hostPorts('REDIS_SENTINELS', sentinels),
+      name: read.string('REDIS_SENTINEL_NAME', 'mymaster'),
+      ...(username === undefined ? {} : { username }),
+      ...(password === undefined ? {} : { password })
+    }
   } else {
     return null
   }

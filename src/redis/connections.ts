@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 export type RedisTarget =
   | { kind: 'single'; url: string }
   | { kind: 'cluster'; nodes: ClusterNode[] }
+  | { kind: 'sentinel'; sentinels: Array<{ host: string; port: number }>; name: string; username?: string; password?: string }
 
 /**
  * Publish/subscribe over either plain Redis pub/sub or, on Redis Cluster, sharded pub/sub
@@ -38,10 +39,14 @@ const COMMON: RedisOptions = {
 }
 
 export function connectRedis (target: RedisTarget, log: Logger): RedisConnections {
-  if (target.kind === 'single') {
-    const commands = new Redis(target.url, { ...COMMON, connectionName: 'collab-commands' })
+  if (target.kind === 'single' || target.kind === 'sentinel') {
+    // With Sentinel, ioredis asks the sentinels for the current master and follows failovers.
+    const open = (options: RedisOptions): Redis => target.kind === 'single'
+      ? new Redis(target.url, options)
+      : new Redis({ ...options, sentinels: target.sentinels, name: target.name, username: target.username, password: target.password })
+    const commands = open({ ...COMMON, connectionName: 'collab-commands' })
     // The subscriber queues its (re)subscriptions while offline; ioredis replays them on reconnect.
-    const subscriber = new Redis(target.url, { ...COMMON, enableOfflineQueue: true, maxRetriesPerRequest: null, connectionName: 'collab-subscriber' })
+    const subscriber = open({ ...COMMON, enableOfflineQueue: true, maxRetriesPerRequest: null, connectionName: 'collab-subscriber' })
     watch(commands, 'commands', log)
     watch(subscriber, 'subscriber', log)
     return {

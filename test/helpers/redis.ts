@@ -120,3 +120,57 @@ export async function startRedisCluster (masters = 3): Promise<RedisCluster> {
     cleanup: async () => { for (const node of nodes) await node.cleanup() }
   }
 }
+
+export interface SentinelSetup {
+  master: RedisProcess
+  replica: RedisProcess
+  sentinelPort: number
+  /** REDIS_SENTINELS value. */
+  sentinels: string
+  /** The address the sentinel currently reports as master. */
+  masterPort: () => number
+  cleanup: () => Promise<void>
+}
+
+/** A master, one replica and one sentinel (quorum 1) that fails over a second after the master dies. */
+export async function startSentinelSetup (): Promise<SentinelSetup> {
+  const master = await startRedis()
+  const replica = await startRedis({ extraArgs: ['--replicaof', '127.0.0.1', String(master.port)] })
+  const sentinelPort = await freePort()
+  const dir = tempDir('collab-sentinel-')
+  const conf = `${dir}/sentinel.conf`
+  const { writeFileSync } = await import('node:fs')
+  writeFileSync(conf, [
+    `port ${sentinelPort}`,
+    'bind 127.0.0.1',
+    `dir ${dir}`,
+    `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`,
+    'sentinel down-after-milliseconds mymaster 1000',
+    'sentinel failover-timeout mymaster 5000',
+    'sentinel parallel-syncs mymaster 1',
+    ''
+  ].join('\n'))
+  const sentinel = spawn('redis-server', [conf, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  running.add(sentinel)
+  sentinel.on('exit', () => running.delete(sentinel))
+  const masterPort = (): number => {
+    const out = spawnSync('redis-cli', ['-p', String(sentinelPort), 'sentinel', 'get-master-addr-by-name', 'mymaster'], { encoding: 'utf8' }).stdout
+    return Number(out.trim().split('\n')[1] ?? 0)
+  }
+  await waitFor(() => masterPort() === master.port, 'sentinel monitoring the master', 10_000)
+  // The replica must have caught up before anyone relies on a failover.
+  await waitFor(() => /master_link_status:up/.test(spawnSync('redis-cli', ['-p', String(replica.port), 'info', 'replication'], { encoding: 'utf8' }).stdout), 'replica in sync', 10_000)
+  return {
+    master,
+    replica,
+    sentinelPort,
+    sentinels: `127.0.0.1:${sentinelPort}`,
+    masterPort,
+    cleanup: async () => {
+      await stopProcess(sentinel, 'SIGKILL')
+      await master.cleanup()
+      await replica.cleanup()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
