@@ -20,7 +20,7 @@ ${Object.values(SCENARIOS).map(s => `  ${s.name.padEnd(18)} ${s.title}`).join('\
 flags:
   --compare            also run the reference y-websocket server and print ratios
   --only ours|reference  run one server only
-  --duration S         measured window per steady step (default 15)
+  --duration S         measured window of a steady run (default 30)
   --warmup S           warm-up before a window (default 2)
   --docs N --clients N --rate R   load shape (clients per document incl. writer and observer; R edits/s per document)
   --workers N          generator processes for sinks (default 2), plus one for writers and one for observers
@@ -34,12 +34,13 @@ flags:
                        tsx src, or a given built entry point (experiments)
   --env KEY=VALUE      extra environment for our server (repeatable)
   --cpu-prof           profile our server (node --cpu-prof); profiles go to bench/results/profiles/
+  --node-flags="..."   extra node flags for the servers, e.g. --node-flags="--heapsnapshot-signal=SIGUSR2"
   --quiet-wait S       before each server's run, wait up to S seconds (120) for the machine to be < 25 % busy
   --out DIR            result directory (default bench/results)
   --no-save            print only, write no files
 `
 
-function parseFlags (argv: string[]): { scenario: string; flags: Flags; build: OursBuild; env: Record<string, string>; out: string; save: boolean; cpuProf: boolean } {
+function parseFlags (argv: string[]): { scenario: string; flags: Flags; build: OursBuild; env: Record<string, string>; out: string; save: boolean; cpuProf: boolean; nodeFlags: string[] } {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -66,6 +67,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; build: O
       server: { type: 'string', default: 'head' },
       env: { type: 'string', multiple: true },
       'cpu-prof': { type: 'boolean', default: false },
+      'node-flags': { type: 'string' },
       out: { type: 'string' },
       'no-save': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false }
@@ -120,7 +122,8 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; build: O
     env,
     out: resolve(values.out ?? join(ROOT, 'bench/results')),
     save: !values['no-save'],
-    cpuProf: values['cpu-prof']
+    cpuProf: values['cpu-prof'],
+    nodeFlags: values['node-flags']?.split(' ').filter(f => f !== '') ?? []
   }
 }
 
@@ -143,7 +146,7 @@ async function main (): Promise<void> {
     targetOptions: {
       build: args.build,
       env: args.env,
-      ...(args.cpuProf ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {})
+      nodeFlags: [...(args.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...args.nodeFlags]
     },
     log
   }

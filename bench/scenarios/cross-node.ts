@@ -15,7 +15,7 @@ function shape (flags: Flags): SteadyShape {
 export const crossNodeScenario: Scenario = {
   name: 'cross-node',
   title: 'Cross-node: 2 and 3 nodes over Redis vs one node',
-  params: flags => ({ ...shape(flags), nodes: flags.nodes ?? [1, 2, 3], durationS: flags.duration ?? 15, warmupS: flags.warmup ?? 2, sinkWorkers: flags.workers ?? 2 }),
+  params: flags => ({ ...shape(flags), nodes: flags.nodes ?? [1, 2, 3], durationS: flags.duration ?? 30, warmupS: flags.warmup ?? 2, sinkWorkers: flags.workers ?? 2 }),
   plan: flags => {
     const plans: TargetPlan[] = (flags.nodes ?? [1, 2, 3]).map(nodes => ({ kind: 'ours', nodes }))
     if (flags.compare) plans.push({ kind: 'reference', nodes: 1 })

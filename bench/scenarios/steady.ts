@@ -64,7 +64,7 @@ export async function runSteadyOn (ctx: ScenarioContext, kind: 'ours' | 'referen
     const session = await setupLoad(pool, target, layout, flags.concurrency ?? 200)
     ctx.log(`  ${session.connect.ok}/${session.connect.attempted} clients synced in ${session.connect.wallMs} ms`)
     if (nodes > 1) await probeCrossNode(ctx, session)
-    const step = await measureStepUndisturbed(session, shape.rate, (flags.warmup ?? 2) * 1000, (flags.duration ?? 15) * 1000, ctx.log)
+    const step = await measureStepUndisturbed(session, shape.rate, (flags.warmup ?? 2) * 1000, (flags.duration ?? 30) * 1000, ctx.log)
     const consistency = await checkConsistency(session)
     ctx.log(`  delivered ${step.deliveredPerS}/s (ratio ${step.deliveryRatio}), p50 ${step.latencyMs.p50} ms, p99 ${step.latencyMs.p99} ms, ` +
       `server CPU ${step.serverCpu.pctOfCore} % (${step.serverCpu.userPer1k} s user + ${step.serverCpu.systemPer1k} s sys per 1k), consistency ${consistency.ok ? 'ok' : 'FAILED'}`)
@@ -110,7 +110,7 @@ export function steadyScenario (name: string, preset: SteadyShape | null): Scena
   return {
     name,
     title: preset === null ? 'Steady load (custom shape)' : `Steady load: ${preset.docs} docs x ${preset.clients} clients @ ${preset.rate}/s`,
-    params: flags => ({ ...shape(flags), durationS: flags.duration ?? 15, warmupS: flags.warmup ?? 2, sinkWorkers: flags.workers ?? 2 }),
+    params: flags => ({ ...shape(flags), durationS: flags.duration ?? 30, warmupS: flags.warmup ?? 2, sinkWorkers: flags.workers ?? 2 }),
     plan: defaultPlan,
     run: async (ctx, plan) => await runSteadyOn(ctx, plan.kind, plan.nodes, shape(ctx.flags), 'steady'),
     compare: runs => compareOursReference(runs, STEADY_METRICS, {
