@@ -31,6 +31,8 @@ export interface RedisConnections {
 // Commands fail fast while Redis is unreachable instead of queueing without bound: the
 // write-behind keeps updates and retries, and the bridge re-syncs after reconnecting.
 const COMMON: RedisOptions = {
+  // Commands issued in one event-loop turn (a burst of bridge publishes) go out in one write.
+  enableAutoPipelining: true,
   enableOfflineQueue: false,
   maxRetriesPerRequest: 1,
   connectTimeout: 2_000,
@@ -55,7 +57,7 @@ export function connectRedis (target: RedisTarget, log: Logger): RedisConnection
       close: async () => { await quit(commands); await quit(subscriber) }
     }
   }
-  const clusterOptions = { enableOfflineQueue: false, redisOptions: COMMON, clusterRetryStrategy: (attempt: number) => Math.min(100 * attempt, 2_000) }
+  const clusterOptions = { enableAutoPipelining: true, enableOfflineQueue: false, redisOptions: COMMON, clusterRetryStrategy: (attempt: number) => Math.min(100 * attempt, 2_000) }
   const commands = new Cluster(target.nodes, clusterOptions)
   const subscriber = new Cluster(target.nodes, { ...clusterOptions, enableOfflineQueue: true, shardedSubscribers: true })
   watch(commands, 'commands', log)
