@@ -107,7 +107,9 @@ function barPanel (key: string, runs: TargetRun[]): string {
 
 interface Series { name: string; points: Array<[number, number]> }
 
-function lineChart (title: string, xLabel: string, yLabel: string, series: Series[], logX = true, refLine?: number): string {
+function lineChart (title: string, xLabel: string, yLabel: string, seriesIn: Series[], logX = true, refLine?: number, logY = false): string {
+  // Steps run out of order (refinement): draw each series by rate.
+  const series = seriesIn.map(s => ({ name: s.name, points: [...s.points].sort((a, b) => a[0] - b[0]) }))
   const all = series.flatMap(s => s.points)
   if (all.length === 0) return ''
   const W = 520
@@ -121,22 +123,32 @@ function lineChart (title: string, xLabel: string, yLabel: string, series: Serie
   const xMin = Math.min(...xs)
   const xMax = Math.max(...xs)
   const yMax = Math.max(...ys, 1e-9) * 1.1
+  const yMinLog = Math.max(0.1, Math.min(...ys.filter(y => y > 0)) / 1.5)
   const tx = (x: number): number => {
     if (xMax === xMin) return L + (W - L - R) / 2
     const f = logX ? (Math.log(x) - Math.log(xMin)) / (Math.log(xMax) - Math.log(xMin)) : (x - xMin) / (xMax - xMin)
     return L + f * (W - L - R)
   }
-  const ty = (y: number): number => H - B - (y / yMax) * (H - B - T)
+  const ty = (y: number): number => logY
+    ? H - B - (Math.log(Math.max(y, yMinLog)) - Math.log(yMinLog)) / (Math.log(yMax) - Math.log(yMinLog)) * (H - B - T)
+    : H - B - (y / yMax) * (H - B - T)
   let svg = `<svg class="panel" width="${W}" height="${H}" xmlns="http://www.w3.org/2000/svg">`
   svg += `<text x="0" y="14" font-size="13" font-weight="bold">${esc(title)}</text>`
   svg += `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#94a3b8"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#94a3b8"/>`
-  for (let k = 0; k <= 4; k++) {
-    const y = yMax / 1.1 * k / 4
+  const yTicks = logY
+    ? [0.1, 1, 10, 100, 1000, 10000, 100000].filter(y => y >= yMinLog && y <= yMax)
+    : [0, 1, 2, 3, 4].map(k => yMax / 1.1 * k / 4)
+  for (const y of yTicks) {
     svg += `<text x="${L - 4}" y="${ty(y) + 4}" font-size="10" text-anchor="end">${esc(fmt(y))}</text>`
     svg += `<line x1="${L}" y1="${ty(y)}" x2="${W - R}" y2="${ty(y)}" stroke="#e2e8f0"/>`
   }
-  const xTicks = [...new Set(xs)].sort((a, b) => a - b)
-  for (const x of xTicks) svg += `<text x="${tx(x)}" y="${H - B + 14}" font-size="10" text-anchor="middle">${esc(fmt(x))}</text>`
+  // Label the rates, skipping any that would overlap the previous label.
+  let lastLabelX = -Infinity
+  for (const x of [...new Set(xs)].sort((a, b) => a - b)) {
+    if (tx(x) - lastLabelX < 26) continue
+    lastLabelX = tx(x)
+    svg += `<text x="${tx(x)}" y="${H - B + 14}" font-size="10" text-anchor="middle">${esc(fmt(x))}</text>`
+  }
   svg += `<text x="${(L + W - R) / 2}" y="${H - 6}" font-size="11" text-anchor="middle">${esc(xLabel)}</text>`
   svg += `<text x="12" y="${(T + H - B) / 2}" font-size="11" text-anchor="middle" transform="rotate(-90 12 ${(T + H - B) / 2})">${esc(yLabel)}</text>`
   if (refLine !== undefined) {
@@ -160,7 +172,7 @@ function rampCharts (runs: TargetRun[]): string {
   const delivered: Series[] = runs.map(r => ({ name: r.target, points: stepsOf(r).filter(s => s.deliveredPerS !== null).map(s => [s.ratePerDoc, s.deliveredPerS!] as [number, number]) }))
   const p99: Series[] = runs.map(r => ({ name: r.target, points: stepsOf(r).filter(s => s.latencyMs.p99 !== null).map(s => [s.ratePerDoc, s.latencyMs.p99!] as [number, number]) }))
   return lineChart('delivered edits/s by offered rate', 'writer rate per document (edits/s, log scale)', 'delivered/s', delivered) +
-    lineChart('latency p99 by offered rate', 'writer rate per document (edits/s, log scale)', 'p99 ms', p99, true, 100)
+    lineChart('latency p99 by offered rate', 'writer rate per document (edits/s, log scale)', 'p99 ms (log scale)', p99, true, 100, true)
 }
 
 export function renderHtml (record: RunRecord): string {
