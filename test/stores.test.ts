@@ -95,3 +95,24 @@ t.test('Redis store: DOC_TTL_SECONDS expires untouched documents; 0 keeps them',
   t.same((await expiring.load('d')).updates, [], 'expired')
   t.same(itemsOf((await forever.load('d')).updates), ['kept'])
 })
+
+t.test('write-behind merges a large backlog in bounded chunks, losing nothing', async t => {
+  const { WriteBehind } = await import('../src/persistence/write-behind.js')
+  const { createLogger } = await import('../src/log/logger.js')
+  const dir = tempDir()
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const store = new LevelDbStore(dir)
+  await store.open()
+  t.teardown(() => store.close())
+  const writeBehind = new WriteBehind(store, { intervalMs: 60_000, retryMaxMs: 1_000 }, createLogger('silent'))
+  const source = new Y.Doc()
+  for (let i = 0; i < 30; i++) {
+    const sv = Y.encodeStateVector(source)
+    source.getArray('items').push([`${i}:${'x'.repeat(100_000)}`])
+    writeBehind.enqueue('bulk', Y.encodeStateAsUpdate(source, sv))
+  }
+  await writeBehind.flush()
+  const stored = await store.load('bulk')
+  t.ok(stored.updates.length >= 10, `3 MB stored as ${stored.updates.length} entries of at most ~256 KiB each`)
+  t.equal(itemsOf(stored.updates).length, 30, 'every update is in the store')
+})

@@ -46,7 +46,10 @@ export class LevelDbStore implements DocumentStore {
 
   async append (entries: AppendEntry[]): Promise<void> {
     if (entries.length === 0) return
-    await Promise.all(entries.map(entry => this.ensureSeq(entry.docId)))
+    // Usually every document's sequence is known already: skip the promises then.
+    if (entries.some(entry => !this.nextSeq.has(entry.docId))) {
+      await Promise.all(entries.map(entry => this.ensureSeq(entry.docId)))
+    }
     // Sequence numbers are taken synchronously, so concurrent appends never share a key.
     const ops = entries.map(entry => {
       const seq = this.nextSeq.get(entry.docId) ?? 0

@@ -13,6 +13,26 @@ export interface WriteBehindOptions {
   retryMaxMs: number
 }
 
+const MERGE_CHUNK_BYTES = 256 * 1024
+
+/** Splits updates into runs of at most `limit` bytes (a larger single update is a run of its own). */
+function chunks (updates: Uint8Array[], limit: number): Uint8Array[][] {
+  const runs: Uint8Array[][] = []
+  let run: Uint8Array[] = []
+  let bytes = 0
+  for (const update of updates) {
+    if (run.length > 0 && bytes + update.length > limit) {
+      runs.push(run)
+      run = []
+      bytes = 0
+    }
+    run.push(update)
+    bytes += update.length
+  }
+  if (run.length > 0) runs.push(run)
+  return runs
+}
+
 /**
  * Collects each document's updates in memory and appends them to the store, merged into one
  * update per document, every `intervalMs`, in one write for all documents. A failed write puts the
@@ -116,8 +136,11 @@ export class WriteBehind {
       const entry = this.pending.get(docId)
       if (entry === undefined) continue
       this.pending.delete(docId)
-      const update = entry.updates.length === 1 ? entry.updates[0]! : Y.mergeUpdates(entry.updates)
-      entries.push({ docId, update })
+      // Merge in bounded chunks: one merge over megabytes of updates (a bulk upload) would stall
+      // the event loop for tens of milliseconds. Each chunk becomes its own log entry.
+      for (const chunk of chunks(entry.updates, MERGE_CHUNK_BYTES)) {
+        entries.push({ docId, update: chunk.length === 1 ? chunk[0]! : Y.mergeUpdates(chunk) })
+      }
     }
     return entries
   }

@@ -65,6 +65,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     : new FileRevocations(join(config.dataDir, 'revocations.json'))
   const sockets = new Set<uWS.WebSocket<Connection>>()
   let closing = false
+  const debugLogging = log.isLevelEnabled('debug')
   const webhook = config.webhook === null ? null : new ChangeWebhook({ ...config.webhook, nodeId: config.nodeId }, log)
 
   const messages: MessageContext = {
@@ -153,7 +154,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
       metrics.connections.inc()
       ws.subscribe(conn.doc.topic)
       participants.join(conn.docId, conn.userId)
-      conn.log.debug({ readOnly: conn.readOnly }, 'connection opened')
+      // The guard keeps the per-connection logger (created lazily) from being built for nothing.
+      if (debugLogging) conn.log.debug({ readOnly: conn.readOnly }, 'connection opened')
       scheduleExpiry(ws, conn)
       greet(messages, ws, conn)
     },
@@ -192,7 +194,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
       if (code === CloseCode.Abnormal && message.byteLength > 0) {
         // uWS's own reasons: "Received too big message", backpressure limit, idle timeout.
         conn.log.info({ code, reason: Buffer.from(message).toString() }, 'connection dropped by the server')
-      } else {
+      } else if (debugLogging) {
         conn.log.debug({ code }, 'connection closed')
       }
       try {
