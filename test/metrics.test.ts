@@ -27,7 +27,9 @@ t.test('/metrics counters move as expected during a short load', async t => {
   const b = await connectSynced(ts.url, 'm', token)
   for (let i = 0; i < 50; i++) a.doc.getArray('x').push([i])
   await waitFor(() => b.doc.getArray('x').length === 50, 'delivery')
-  await waitFor(() => ts.server.writeBehind.pendingDocuments === 0, 'flushed')
+  // A flush takes its documents off the pending list before its write completes: wait for the
+  // write's own observation instead.
+  await waitFor(async () => value((await scrape(ts.port)).text, 'collab_store_flush_seconds_count') >= 1, 'a flush completed')
 
   const during = (await scrape(ts.port)).text
   t.equal(value(during, 'collab_connections'), 2, 'open connections')
