@@ -157,7 +157,13 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
       // The guard keeps the per-connection logger (created lazily) from being built for nothing.
       if (debugLogging) conn.log.debug({ readOnly: conn.readOnly }, 'connection opened')
       scheduleExpiry(ws, conn)
-      greet(messages, ws, conn)
+      // A throw escaping a uWS handler would take the process down: contain it to this socket.
+      try {
+        greet(messages, ws, conn)
+      } catch (err) {
+        conn.log.error({ err }, 'closing: internal error while greeting')
+        ws.end(CloseCode.InternalError, 'internal error')
+      }
     },
     message: (ws, message, isBinary) => {
       const conn = ws.getUserData()
