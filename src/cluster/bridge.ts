@@ -31,10 +31,6 @@ export interface BridgeDependencies {
   onRemoteRevoke?: (docId: string, userId: string) => void
 }
 
-/** The awareness origin standing for every client of one remote node. */
-interface RemoteNode extends AwarenessOwner {
-  nodeId: string
-}
 
 interface DocumentLink {
   channel: string
@@ -42,7 +38,8 @@ interface DocumentLink {
   heartbeat: NodeJS.Timeout | null
   /** Last sequence number seen from each peer node. */
   peers: Map<string, number>
-  remoteNodes: Map<string, RemoteNode>
+  /** Awareness origin per peer node, standing for every client of that node. */
+  remoteNodes: Map<string, AwarenessOwner>
   syncRequested: boolean
 }
 
@@ -277,7 +274,7 @@ export class ClusterBridge {
     validateAwarenessUpdate(message.update)
     let origin = link.remoteNodes.get(peer)
     if (origin === undefined) {
-      origin = { nodeId: peer, awarenessClients: new Set() }
+      origin = { awarenessClients: new Set() }
       link.remoteNodes.set(peer, origin)
     }
     applyAwarenessUpdate(doc.awareness, message.update, origin)

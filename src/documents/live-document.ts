@@ -40,10 +40,8 @@ export class LiveDocument {
   state: 'loading' | 'live' | 'unloading' | 'unloaded' = 'loading'
   ready: Promise<void> = Promise.resolve()
   unloadTimer: NodeJS.Timeout | null = null
-  /** Store position of the last loaded entry and the count of entries written since, for compaction. */
-  storeCursor: string | null = null
+  /** Store entries loaded or written since the last compaction. */
   entriesSinceCompaction = 0
-  bytesSinceCompaction = 0
   /**
    * Encoded size of the document, estimated: exact at load and after each precise check, plus the
    * size of every update applied since (deletions are not subtracted, so it errs on the large side).

@@ -127,7 +127,6 @@ export class DocumentRegistry {
       const stored = await this.store.load(doc.id)
       doc.applyStored(stored.updates)
       doc.measureSize()
-      doc.storeCursor = stored.cursor
       doc.entriesSinceCompaction = stored.updates.length
       doc.state = 'live'
       this.hooks.afterLoad?.(doc)

@@ -36,7 +36,7 @@ export class Metrics {
   private sampleTick = 0
 
   readonly updateApplySeconds = new Histogram({ name: 'collab_update_apply_seconds', help: 'Time to apply one client update to the server document (sampled: 1 update in 8)', buckets: [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05], registers: [this.registry] })
-  readonly fanoutSeconds = new Histogram({ name: 'collab_fanout_seconds', help: 'Time to hand one update to uWS for every local subscriber (ws.publish; sampled: 1 update in 8)', buckets: [0.000005, 0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01], registers: [this.registry] })
+  readonly fanoutSeconds = new Histogram({ name: 'collab_fanout_seconds', help: 'Time to distribute one applied update: local publish to every subscriber, bridge publish, store queue (sampled: 1 update in 8)', buckets: [0.000005, 0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01], registers: [this.registry] })
 
   readonly bridgePublished = new Counter({ name: 'collab_bridge_published_total', help: 'Envelopes published to Redis for other nodes', registers: [this.registry] })
   readonly bridgePublishFailed = new Counter({ name: 'collab_bridge_publish_failed_total', help: 'Envelopes not published because Redis was unreachable (repaired by re-sync)', registers: [this.registry] })

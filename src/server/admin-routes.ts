@@ -9,7 +9,7 @@ import { DocumentDeletedError } from '../persistence/document-store.js'
 import { encodeSyncUpdate } from '../protocol/messages.js'
 import { BodyTooLargeError, readBody, sendBinary, sendJson, trackAbort } from './http-util.js'
 import { requestToken } from './http-routes.js'
-import { publishToAll, type MessageContext } from './message-handler.js'
+import { distributeUpdate, type MessageContext } from './message-handler.js'
 import type { NodeSnapshot } from './node-snapshot.js'
 
 export interface AdminContext {
@@ -81,13 +81,7 @@ export function registerAdminRoutes (app: TemplatedApp, ctx: AdminContext): void
     const result = await withDocument(ctx, docId, async doc => {
       doc.applyClientUpdate(update, 'admin')
       const changed = doc.lastApplyChangedDocument()
-      if (changed) {
-        const frame = encodeSyncUpdate(update)
-        publishToAll(ctx.messages, doc, 'sync-update', frame)
-        ctx.messages.bridge?.publishUpdate(doc, frame)
-        ctx.messages.writeBehind.enqueue(doc.id, update)
-        ctx.messages.onLocalChange?.(doc.id)
-      }
+      if (changed) distributeUpdate(ctx.messages, doc, update, encodeSyncUpdate(update), null)
       // Durable before answering, like an offline batch.
       await ctx.messages.writeBehind.flush([doc.id])
       return { changed, stateVector: Buffer.from(doc.encodeStateVector()).toString('base64') }

@@ -47,6 +47,26 @@ export function publishToAll (ctx: MessageContext, doc: LiveDocument, kind: Mess
   ctx.metrics.sent(kind, message.length)
 }
 
+/**
+ * Hands an update this node applied to everyone else: the document's local subscribers (all but
+ * `sender`, which has it already), the other nodes, the store and the change webhook. Every change
+ * made on this node, by a client, an offline batch or the admin API, leaves through here.
+ * Takes ownership of `update` (the caller copies it if its buffer is borrowed).
+ */
+export function distributeUpdate (ctx: MessageContext, doc: LiveDocument, update: Uint8Array, frame: Uint8Array, sender: WebSocket<Connection> | null): void {
+  if (sender === null) ctx.app.publish(doc.topic, frame, true)
+  else sender.publish(doc.topic, frame, true)
+  ctx.metrics.sent('sync-update', frame.length)
+  ctx.bridge?.publishUpdate(doc, frame)
+  ctx.writeBehind.enqueue(doc.id, update)
+  ctx.onLocalChange?.(doc.id)
+}
+
+/** Part of an update integrated before Yjs failed: every replica must get exactly that part. */
+export function distributePartial (ctx: MessageContext, doc: LiveDocument, err: UpdateRejectedError): void {
+  if (err.partial !== null) distributeUpdate(ctx, doc, err.partial, encodeSyncUpdate(err.partial), null)
+}
+
 /** What a connection receives first: the server's state vector (writers only) and who is present. */
 export function greet (ctx: MessageContext, ws: WebSocket<Connection>, conn: Connection): void {
   ws.cork(() => {
@@ -94,29 +114,19 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
         doc.applyClientUpdate(message.update, conn)
       } catch (err) {
         if (err instanceof UpdateRejectedError) {
-          if (err.partial !== null) {
-            // Part of the update integrated before Yjs failed: everyone must get exactly that part.
-            const partialFrame = encodeSyncUpdate(err.partial)
-            publishToAll(ctx, doc, 'sync-update', partialFrame)
-            ctx.bridge?.publishUpdate(doc, partialFrame)
-            ctx.writeBehind.enqueue(doc.id, err.partial)
-          }
+          distributePartial(ctx, doc, err)
           throw new MalformedMessageError(`update rejected: ${err.message}`)
         }
         throw err
       }
       const applied = sampled ? performance.now() : 0
       const forward = message.kind === 'sync-update' ? frame : step2FrameAsUpdateFrame(frame)
-      ws.publish(doc.topic, forward, true)
+      // The frame's buffer belongs to uWS and dies with this callback: the store gets a copy.
+      distributeUpdate(ctx, doc, message.update.slice(), forward, ws)
       if (sampled) {
         ctx.metrics.fanoutSeconds.observe((performance.now() - applied) / 1000)
         ctx.metrics.updateApplySeconds.observe((applied - started) / 1000)
       }
-      ctx.metrics.sent('sync-update', forward.length)
-      ctx.bridge?.publishUpdate(doc, forward)
-      // The frame's buffer belongs to uWS and dies with this callback: keep a copy.
-      ctx.writeBehind.enqueue(doc.id, message.update.slice())
-      ctx.onLocalChange?.(doc.id)
       return
     }
     case 'sync-step1': {
@@ -142,7 +152,7 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
       return
     }
     case 'offline-batch':
-      handleOfflineBatch(ctx, ws, conn, message.body, ctx.batchLimits)
+      handleOfflineBatch(ctx, ws, conn, message.body)
   }
 }
 

@@ -14,7 +14,7 @@ import {
 } from '../protocol/extensions.js'
 import { encodeSyncUpdate, MalformedMessageError } from '../protocol/messages.js'
 import type { Connection } from './connection.js'
-import { publishToAll, sendTo, type MessageContext } from './message-handler.js'
+import { distributePartial, distributeUpdate, sendTo, type MessageContext } from './message-handler.js'
 
 export interface BatchLimits {
   maxUpdates: number
@@ -32,7 +32,8 @@ const REMEMBERED_BATCHES = 1000
  * Throws MalformedMessageError when the frame itself cannot be read (the connection is closed);
  * a batch that reads but is invalid only gets an error message.
  */
-export function handleOfflineBatch (ctx: MessageContext, ws: WebSocket<Connection>, conn: Connection, body: Uint8Array, limits: BatchLimits): void {
+export function handleOfflineBatch (ctx: MessageContext, ws: WebSocket<Connection>, conn: Connection, body: Uint8Array): void {
+  const limits = ctx.batchLimits
   if (!conn.extensions) throw new MalformedMessageError('extension message on a connection without ?ext=offline-batch')
   let batch
   try {
@@ -82,24 +83,12 @@ export function handleOfflineBatch (ctx: MessageContext, ws: WebSocket<Connectio
   try {
     doc.applyClientUpdate(merged, conn)
   } catch (err) {
-    if (err instanceof UpdateRejectedError && err.partial !== null) {
-      const partialFrame = encodeSyncUpdate(err.partial)
-      publishToAll(ctx, doc, 'sync-update', partialFrame)
-      ctx.bridge?.publishUpdate(doc, partialFrame)
-      ctx.writeBehind.enqueue(doc.id, err.partial)
-    }
+    if (err instanceof UpdateRejectedError) distributePartial(ctx, doc, err)
     sendError(ctx, ws, batchId, ExtensionErrorCode.MalformedBatch, 'the batch failed to apply')
     throw new MalformedMessageError(`offline batch failed to apply: ${(err as Error).message}`)
   }
   const changed = doc.lastApplyChangedDocument()
-  if (changed) {
-    const frame = encodeSyncUpdate(merged)
-    ws.publish(doc.topic, frame, true)
-    ctx.metrics.sent('sync-update', frame.length)
-    ctx.bridge?.publishUpdate(doc, frame)
-    ctx.writeBehind.enqueue(doc.id, merged)
-    ctx.onLocalChange?.(doc.id)
-  }
+  if (changed) distributeUpdate(ctx, doc, merged, encodeSyncUpdate(merged), ws)
   const stateVectorAfter = doc.encodeStateVector()
 
   // The acknowledgement promises durability: write now (everything pending for this document,
