@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createConnection, createServer } from 'node:net'
+import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { freePort } from './free-port.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
@@ -37,17 +38,6 @@ export interface LocalClusterOptions {
   /** Node entry point; defaults to the built server (npm run build). */
   entry?: string[]
   log?: (line: string) => void
-}
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')))
-    })
-  })
 }
 
 async function waitUntil (check: () => Promise<boolean>, what: string, timeoutMs: number): Promise<void> {

@@ -5,10 +5,13 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { request } from 'node:http'
-import { createConnection, createServer } from 'node:net'
+import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { freePort } from '../../scripts/free-port.js'
+
+export { freePort }
 import type { Endpoint } from './wsraw.js'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -17,19 +20,6 @@ export const BENCH_SECRET = 'bench-secret-that-is-at-least-32-bytes-long!!'
 
 const running = new Set<ChildProcess>()
 process.on('exit', () => { for (const proc of running) proc.kill('SIGKILL') })
-
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.on('error', reject)
-    server.listen(0, HOST, () => {
-      const address = server.address()
-      if (address === null || typeof address === 'string') return reject(new Error('no port'))
-      server.close(() => resolve(address.port))
-    })
-  })
-}
 
 async function httpStatus (port: number, path: string): Promise<number> {
   return await new Promise(resolve => {

@@ -1,6 +1,7 @@
 import type * as decoding from 'lib0/decoding'
 import type * as encoding from 'lib0/encoding'
 import * as Y from 'yjs'
+import { byteRuns } from '../shared/byte-runs.js'
 import {
   encodeOfflineBatch,
   EXTENSIONS_PARAM,
@@ -142,20 +143,7 @@ export class OfflineBatchClient {
   private split (updates: Uint8Array[]): Uint8Array[][] {
     const merged = updates.length > 1 ? Y.mergeUpdates(updates) : updates[0]
     if (merged !== undefined && merged.length <= this.options.maxBatchBytes) return [[merged]]
-    const groups: Uint8Array[][] = []
-    let group: Uint8Array[] = []
-    let bytes = 0
-    for (const update of updates) {
-      if (group.length > 0 && bytes + update.length > this.options.maxBatchBytes) {
-        groups.push(group)
-        group = []
-        bytes = 0
-      }
-      group.push(update)
-      bytes += update.length
-    }
-    if (group.length > 0) groups.push(group)
-    return groups
+    return byteRuns(updates, this.options.maxBatchBytes)
   }
 
   private async enqueue (batchId: string, updates: Uint8Array[]): Promise<BatchAck> {

@@ -1,6 +1,7 @@
 import * as Y from 'yjs'
 import type { Logger } from 'pino'
 import type { Metrics } from '../metrics/metrics.js'
+import { byteRuns } from '../shared/byte-runs.js'
 import type { AppendEntry, DocumentStore } from './document-store.js'
 
 interface Pending {
@@ -14,24 +15,6 @@ export interface WriteBehindOptions {
 }
 
 const MERGE_CHUNK_BYTES = 256 * 1024
-
-/** Splits updates into runs of at most `limit` bytes (a larger single update is a run of its own). */
-function chunks (updates: Uint8Array[], limit: number): Uint8Array[][] {
-  const runs: Uint8Array[][] = []
-  let run: Uint8Array[] = []
-  let bytes = 0
-  for (const update of updates) {
-    if (run.length > 0 && bytes + update.length > limit) {
-      runs.push(run)
-      run = []
-      bytes = 0
-    }
-    run.push(update)
-    bytes += update.length
-  }
-  if (run.length > 0) runs.push(run)
-  return runs
-}
 
 /**
  * Collects each document's updates in memory and appends them to the store, merged into one
@@ -138,7 +121,7 @@ export class WriteBehind {
       this.pending.delete(docId)
       // Merge in bounded chunks: one merge over megabytes of updates (a bulk upload) would stall
       // the event loop for tens of milliseconds. Each chunk becomes its own log entry.
-      for (const chunk of chunks(entry.updates, MERGE_CHUNK_BYTES)) {
+      for (const chunk of byteRuns(entry.updates, MERGE_CHUNK_BYTES)) {
         entries.push({ docId, update: chunk.length === 1 ? chunk[0]! : Y.mergeUpdates(chunk) })
       }
     }
