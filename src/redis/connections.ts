@@ -69,31 +69,43 @@ export function connectRedis (target: RedisTarget, log: Logger): RedisConnection
   }
 }
 
+/** Classic pub/sub on one Redis (or through Sentinel). */
 function classicPubSub (commands: Redis, subscriber: Redis): PubSub {
-  return {
+  return pubSubOver(commands, subscriber, {
     subscribe: async channel => { await subscriber.subscribe(channel) },
     unsubscribe: async channel => { await subscriber.unsubscribe(channel) },
-    publish: (channel, message) => {
-      if (commands.status !== 'ready') return false
-      commands.publish(channel, message).catch(() => {})
-      return true
-    },
-    onMessage: handler => { subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => handler(channel.toString(), message)) },
-    onReconnect: handler => { onReadyAgain(subscriber, handler); onReadyAgain(commands, handler) },
-    get connected () { return commands.status === 'ready' && subscriber.status === 'ready' }
-  }
+    publish: async (channel, message) => await commands.publish(channel, message),
+    messageEvent: 'messageBuffer'
+  })
 }
 
+/** Sharded pub/sub on Redis Cluster: a channel lives on the shard of its hash slot. */
 function shardedPubSub (commands: Cluster, subscriber: Cluster): PubSub {
-  return {
+  return pubSubOver(commands, subscriber, {
     subscribe: async channel => { await subscriber.ssubscribe(channel) },
     unsubscribe: async channel => { await subscriber.sunsubscribe(channel) },
+    publish: async (channel, message) => await commands.spublish(channel, message),
+    messageEvent: 'smessageBuffer'
+  })
+}
+
+interface PubSubCommands {
+  subscribe: (channel: string) => Promise<void>
+  unsubscribe: (channel: string) => Promise<void>
+  publish: (channel: string, message: Buffer) => Promise<unknown>
+  messageEvent: 'messageBuffer' | 'smessageBuffer'
+}
+
+function pubSubOver (commands: Redis | Cluster, subscriber: Redis | Cluster, ops: PubSubCommands): PubSub {
+  return {
+    subscribe: ops.subscribe,
+    unsubscribe: ops.unsubscribe,
     publish: (channel, message) => {
       if (commands.status !== 'ready') return false
-      commands.spublish(channel, message).catch(() => {})
+      ops.publish(channel, message).catch(() => {})
       return true
     },
-    onMessage: handler => { subscriber.on('smessageBuffer', (channel: Buffer, message: Buffer) => handler(channel.toString(), message)) },
+    onMessage: handler => { subscriber.on(ops.messageEvent, (channel: Buffer, message: Buffer) => handler(channel.toString(), message)) },
     onReconnect: handler => { onReadyAgain(subscriber, handler); onReadyAgain(commands, handler) },
     get connected () { return commands.status === 'ready' && subscriber.status === 'ready' }
   }
