@@ -43,11 +43,12 @@ export class LiveDocument {
   /** Store entries loaded or written since the last compaction. */
   entriesSinceCompaction = 0
   /**
-   * Encoded size of the document, estimated: exact at load and after each precise check, plus the
-   * size of every update applied since (deletions are not subtracted, so it errs on the large side).
+   * Encoded size of the document, estimated from above: the stored bytes at load, or the exact size
+   * after a precise check, plus every update applied since (deletions are not subtracted).
    */
   sizeEstimate = 0
   private sizeCheckedAt = 0
+  private sizeMeasured = false
   /** Offline batches acknowledged (or being made durable), by user and batch id; bounded. */
   readonly batches = new Map<string, Promise<unknown>>()
 
@@ -103,7 +104,7 @@ export class LiveDocument {
    */
   wouldExceed (updateBytes: number, maxBytes: number): boolean {
     if (maxBytes === 0 || this.sizeEstimate + updateBytes <= maxBytes) return false
-    if (this.sizeEstimate - this.sizeCheckedAt >= maxBytes / 20 || this.sizeCheckedAt === 0) {
+    if (!this.sizeMeasured || this.sizeEstimate - this.sizeCheckedAt >= maxBytes / 20) {
       this.measureSize()
       if (this.sizeEstimate + updateBytes <= maxBytes) return false
     }
@@ -111,10 +112,11 @@ export class LiveDocument {
   }
 
   /** Sets the estimate to the exact encoded size (the encoding is cached for the next join). */
-  measureSize (): void {
+  private measureSize (): void {
     this.fullStateCache ??= Y.encodeStateAsUpdate(this.ydoc)
     this.sizeEstimate = this.fullStateCache.length
     this.sizeCheckedAt = this.sizeEstimate
+    this.sizeMeasured = true
   }
 
   /**

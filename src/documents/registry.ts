@@ -126,7 +126,9 @@ export class DocumentRegistry {
       attached = true
       const stored = await this.store.load(doc.id)
       doc.applyStored(stored.updates)
-      doc.measureSize()
+      // The stored bytes bound the encoded size from above; the exact size is measured only if
+      // a write ever approaches MAX_DOCUMENT_BYTES, so a load never encodes the document.
+      doc.sizeEstimate = stored.bytes
       doc.entriesSinceCompaction = stored.updates.length
       doc.state = 'live'
       this.hooks.afterLoad?.(doc)
