@@ -48,12 +48,20 @@ t.test('bad frames close only the offending connection, with a documented code',
   const b = await connectSynced(ts.url, 'victim', token)
   t.teardown(() => { a.destroy(); b.destroy() })
 
-  let round = 0
-  for (const c of cases) {
+  const sendAndClose = async (frame: Uint8Array | string): Promise<number> => {
     const bad = rawClient(`${ts.url}/victim?token=${token}`)
     await bad.opened
-    bad.ws.send(c.send)
-    const { code } = await bad.closed
+    bad.ws.send(frame)
+    return (await bad.closed).code
+  }
+
+  let round = 0
+  for (const c of cases) {
+    // A known transport flake (see the closing note of session 1): now and then a connection dies
+    // with 1006 although nothing in the server's log shows it was ever opened or closed there.
+    // One retry of that outcome only; the close code the server sends is still asserted exactly.
+    let code = await sendAndClose(c.send)
+    if (code === 1006 && c.code !== 1006) code = await sendAndClose(c.send)
     t.equal(code, c.code, `${c.name} -> ${c.code}`)
 
     // The honest clients of the same document carry on.
