@@ -316,7 +316,7 @@ export class ClusterBridge {
   private localAwarenessClients (doc: LiveDocument): number[] {
     const link = this.links.get(doc.id)
     const remote = new Set<number>()
-    for (const node of link?.remoteNodes.values() ?? []) for (const id of node.awarenessClients) remote.add(id)
+    for (const node of link?.remoteNodes.values() ?? []) for (const id of node.awarenessClients ?? []) remote.add(id)
     return [...doc.awareness.getStates().keys()].filter(id => !remote.has(id))
   }
 

@@ -8,9 +8,12 @@ export class UpdateRejectedError extends Error {
   }
 }
 
-/** Whoever applies awareness updates as origin: it learns which awareness clients it controls. */
+/**
+ * Whoever applies awareness updates as origin: it learns which awareness clients it controls
+ * (the set is created on the owner's first announcement).
+ */
 export interface AwarenessOwner {
-  awarenessClients: Set<number>
+  awarenessClients: Set<number> | null
 }
 
 interface AwarenessChanges {
@@ -20,7 +23,7 @@ interface AwarenessChanges {
 }
 
 function isAwarenessOwner (origin: unknown): origin is AwarenessOwner {
-  return typeof origin === 'object' && origin !== null && (origin as AwarenessOwner).awarenessClients instanceof Set
+  return typeof origin === 'object' && origin !== null && 'awarenessClients' in origin
 }
 
 const DIFF_CACHE_ENTRIES = 16
@@ -64,6 +67,10 @@ export class LiveDocument {
     this.awareness.setLocalState(null)
     this.awareness.on('update', ({ added, updated, removed }: AwarenessChanges, origin: unknown) => {
       if (!isAwarenessOwner(origin)) return
+      if (origin.awarenessClients === null) {
+        if (added.length === 0 && updated.length === 0) return
+        origin.awarenessClients = new Set()
+      }
       for (const id of added) origin.awarenessClients.add(id)
       for (const id of updated) origin.awarenessClients.add(id)
       for (const id of removed) origin.awarenessClients.delete(id)

@@ -18,7 +18,8 @@ import { ChangeWebhook } from '../webhooks/change-webhook.js'
 import { CloseCode } from '../protocol/close-codes.js'
 import { MalformedMessageError } from '../protocol/messages.js'
 import { registerAdminRoutes } from './admin-routes.js'
-import type { Connection } from './connection.js'
+import type { ClientSocket, Connection, SocketData } from './connection.js'
+import { ExpirySchedule } from './expiry-schedule.js'
 import { registerHttpRoutes, registerNotFound, type Readiness } from './http-routes.js'
 import { dropPresence, greet, handleMessage, publishAwarenessTimeouts, type MessageContext } from './message-handler.js'
 import { takeNodeSnapshot, type NodeSnapshot } from './node-snapshot.js'
@@ -63,7 +64,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   const revocations: Revocations = cluster !== null && config.cluster !== null
     ? new RedisRevocations(cluster.connections.commands, config.cluster.keyPrefix)
     : new FileRevocations(join(config.dataDir, 'revocations.json'))
-  const sockets = new Set<uWS.WebSocket<Connection>>()
+  const sockets = new Set<ClientSocket>()
   let closing = false
   const debugLogging = log.isLevelEnabled('debug')
   const webhook = config.webhook === null ? null : new ChangeWebhook({ ...config.webhook, nodeId: config.nodeId }, log)
@@ -95,7 +96,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   const closeUserConnections = (docId: string, userId: string): number => {
     let closed = 0
     for (const ws of [...sockets]) {
-      const conn = ws.getUserData()
+      const conn = ws.getUserData().conn
       if (conn.docId === docId && conn.userId === userId) {
         conn.log.info('closing: access revoked')
         ws.end(CloseCode.AccessRevoked, 'access revoked')
@@ -108,7 +109,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   /** Closes this node's connections to a deleted document and forgets it. */
   const dropDocument = async (docId: string): Promise<void> => {
     for (const ws of [...sockets]) {
-      if (ws.getUserData().docId === docId) ws.end(CloseCode.DocumentDeleted, 'document deleted')
+      if (ws.getUserData().conn.docId === docId) ws.end(CloseCode.DocumentDeleted, 'document deleted')
     }
     await registry.drop(docId)
   }
@@ -138,7 +139,14 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     isClosing: () => closing
   }
 
-  const behavior: uWS.WebSocketBehavior<Connection> = {
+  // One timer for all token expiries; the socket is valid until its close handler unschedules it.
+  const expiries = new ExpirySchedule<Connection>(conn => {
+    if (conn.closed || conn.socket === null) return
+    conn.log.info('closing: token expired')
+    conn.socket.end(CloseCode.TokenExpired, 'token expired')
+  })
+
+  const behavior: uWS.WebSocketBehavior<SocketData> = {
     maxPayloadLength: config.maxMessageBytes,
     maxBackpressure: config.maxBackpressureBytes,
     // Skipping messages for a slow reader would leave its document silently diverged; closing it
@@ -149,14 +157,15 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     compression: uWS.DISABLED,
     upgrade: (res, req, context) => handleUpgrade(upgradeContext, res, req, context),
     open: ws => {
-      const conn = ws.getUserData()
+      const conn = ws.getUserData().conn
+      conn.socket = ws
       sockets.add(ws)
       metrics.connections.inc()
       ws.subscribe(conn.doc.topic)
       participants.join(conn.docId, conn.userId)
       // The guard keeps the per-connection logger (created lazily) from being built for nothing.
       if (debugLogging) conn.log.debug({ readOnly: conn.readOnly }, 'connection opened')
-      scheduleExpiry(ws, conn)
+      expiries.add(conn)
       // A throw escaping a uWS handler would take the process down: contain it to this socket.
       try {
         greet(messages, ws, conn)
@@ -166,13 +175,13 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
       }
     },
     message: (ws, message, isBinary) => {
-      const conn = ws.getUserData()
+      const conn = ws.getUserData().conn
       if (!isBinary) {
         conn.log.info('closing: text frame')
         ws.end(CloseCode.UnsupportedData, 'binary frames only')
         return
       }
-      if (!conn.limiter.allow(message.byteLength)) {
+      if (!conn.allowMessage(message.byteLength)) {
         conn.log.warn({ limits: { messagesPerSecond: config.limits.messagesPerSecond, bytesPerSecond: config.limits.bytesPerSecond } }, 'closing: rate limit exceeded')
         ws.end(CloseCode.RateLimited, 'rate limit exceeded')
         return
@@ -191,9 +200,10 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
       }
     },
     close: (ws, code, message) => {
-      const conn = ws.getUserData()
+      const conn = ws.getUserData().conn
       conn.closed = true
-      if (conn.expiryTimer !== null) clearTimeout(conn.expiryTimer)
+      conn.socket = null
+      expiries.remove(conn)
       sockets.delete(ws)
       metrics.connections.dec()
       metrics.closes.labels(String(code)).inc()
@@ -211,22 +221,6 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
       participants.leave(conn.docId, conn.userId)
       registry.release(conn.doc)
     }
-  }
-
-  /** Closes the connection when its token expires (timers longer than ~24 days are re-armed). */
-  function scheduleExpiry (ws: uWS.WebSocket<Connection>, conn: Connection): void {
-    if (conn.expiresAt === undefined) return
-    const remaining = conn.expiresAt - Date.now()
-    conn.expiryTimer = setTimeout(() => {
-      conn.expiryTimer = null
-      if (conn.closed) return
-      if (conn.expiresAt !== undefined && conn.expiresAt > Date.now()) {
-        scheduleExpiry(ws, conn)
-        return
-      }
-      conn.log.info('closing: token expired')
-      ws.end(CloseCode.TokenExpired, 'token expired')
-    }, Math.max(0, Math.min(remaining, 2 ** 31 - 1)))
   }
 
   app.ws(`${DOCUMENT_PATH_PREFIX}*`, behavior)
@@ -334,6 +328,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
           await registry.closeAll(Date.now() + config.shutdownTimeoutMs)
         } finally {
           app.close()
+          expiries.clear()
           await webhook?.close()
           await directory?.stop()
           await messages.bridge?.close()

@@ -1,4 +1,4 @@
-import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
+import type { TemplatedApp } from 'uWebSockets.js'
 import { applyAwarenessUpdate, encodeAwarenessUpdate, removeAwarenessStates } from 'y-protocols/awareness'
 import type { ClusterBridge } from '../cluster/bridge.js'
 import type { LiveDocument } from '../documents/live-document.js'
@@ -17,7 +17,7 @@ import {
   MalformedMessageError,
   step2FrameAsUpdateFrame
 } from '../protocol/messages.js'
-import type { Connection } from './connection.js'
+import type { ClientSocket, Connection } from './connection.js'
 import { handleOfflineBatch, type BatchLimits } from './offline-batch.js'
 
 export interface MessageContext {
@@ -36,7 +36,7 @@ export interface MessageContext {
 const READ_ONLY_REASON = 'read-only access: updates are not accepted'
 
 /** Sends to one socket and counts it. */
-export function sendTo (ctx: MessageContext, ws: WebSocket<Connection>, kind: MessageKind, message: Uint8Array): void {
+export function sendTo (ctx: MessageContext, ws: ClientSocket, kind: MessageKind, message: Uint8Array): void {
   ws.send(message, true)
   ctx.metrics.sent(kind, message.length)
 }
@@ -53,7 +53,7 @@ export function publishToAll (ctx: MessageContext, doc: LiveDocument, kind: Mess
  * made on this node, by a client, an offline batch or the admin API, leaves through here.
  * Takes ownership of `update` (the caller copies it if its buffer is borrowed).
  */
-export function distributeUpdate (ctx: MessageContext, doc: LiveDocument, update: Uint8Array, frame: Uint8Array, sender: WebSocket<Connection> | null): void {
+export function distributeUpdate (ctx: MessageContext, doc: LiveDocument, update: Uint8Array, frame: Uint8Array, sender: ClientSocket | null): void {
   if (sender === null) ctx.app.publish(doc.topic, frame, true)
   else sender.publish(doc.topic, frame, true)
   ctx.metrics.sent('sync-update', frame.length)
@@ -68,7 +68,7 @@ export function distributePartial (ctx: MessageContext, doc: LiveDocument, err: 
 }
 
 /** What a connection receives first: the server's state vector (writers only) and who is present. */
-export function greet (ctx: MessageContext, ws: WebSocket<Connection>, conn: Connection): void {
+export function greet (ctx: MessageContext, ws: ClientSocket, conn: Connection): void {
   ws.cork(() => {
     // Sync step 1 asks the client for what the server lacks; a read-only client may not give it.
     if (!conn.readOnly) sendTo(ctx, ws, 'sync-step1', encodeSyncStep1(conn.doc.encodeStateVector()))
@@ -86,7 +86,7 @@ export function greet (ctx: MessageContext, ws: WebSocket<Connection>, conn: Con
  *
  * Throws MalformedMessageError for input that must close the connection.
  */
-export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, conn: Connection, frame: Uint8Array): void {
+export function handleMessage (ctx: MessageContext, ws: ClientSocket, conn: Connection, frame: Uint8Array): void {
   let message
   try {
     message = decodeClientMessage(frame)
@@ -158,7 +158,7 @@ export function handleMessage (ctx: MessageContext, ws: WebSocket<Connection>, c
 
 /** Removes the closed connection's presence for everyone else, on this node and the others. */
 export function dropPresence (ctx: MessageContext, conn: Connection): void {
-  if (conn.awarenessClients.size === 0) return
+  if (conn.awarenessClients === null || conn.awarenessClients.size === 0) return
   const ids = [...conn.awarenessClients]
   const awareness = conn.doc.awareness
   removeAwarenessStates(awareness, ids, conn)
@@ -184,14 +184,14 @@ export function publishAwarenessTimeouts (ctx: MessageContext, doc: LiveDocument
  * and the client told once with a permission-denied message. The connection stays open: closing
  * it would only make the client reconnect and send the same update again.
  */
-function refuseOversize (ctx: MessageContext, ws: WebSocket<Connection>, conn: Connection): void {
+function refuseOversize (ctx: MessageContext, ws: ClientSocket, conn: Connection): void {
   if (conn.sizeLimitNotified) return
   conn.sizeLimitNotified = true
   conn.log.info({ limit: ctx.maxDocumentBytes }, 'write refused: document size limit reached')
   sendTo(ctx, ws, 'auth', encodePermissionDenied(`document size limit reached (${ctx.maxDocumentBytes} bytes): updates are not accepted`))
 }
 
-function refuseWrite (ctx: MessageContext, ws: WebSocket<Connection>, conn: Connection): void {
+function refuseWrite (ctx: MessageContext, ws: ClientSocket, conn: Connection): void {
   if (conn.deniedNotified) return
   conn.deniedNotified = true
   conn.log.info('write refused: read-only connection')

@@ -1,5 +1,4 @@
 import * as decoding from 'lib0/decoding'
-import type { WebSocket } from 'uWebSockets.js'
 import * as Y from 'yjs'
 import { UpdateRejectedError } from '../documents/live-document.js'
 import {
@@ -13,7 +12,7 @@ import {
   type ExtensionErrorCodeValue
 } from '../protocol/extensions.js'
 import { encodeSyncUpdate, MalformedMessageError } from '../protocol/messages.js'
-import type { Connection } from './connection.js'
+import type { ClientSocket, Connection } from './connection.js'
 import { distributePartial, distributeUpdate, sendTo, type MessageContext } from './message-handler.js'
 
 export interface BatchLimits {
@@ -32,7 +31,7 @@ const REMEMBERED_BATCHES = 1000
  * Throws MalformedMessageError when the frame itself cannot be read (the connection is closed);
  * a batch that reads but is invalid only gets an error message.
  */
-export function handleOfflineBatch (ctx: MessageContext, ws: WebSocket<Connection>, conn: Connection, body: Uint8Array): void {
+export function handleOfflineBatch (ctx: MessageContext, ws: ClientSocket, conn: Connection, body: Uint8Array): void {
   const limits = ctx.batchLimits
   if (!conn.extensions) throw new MalformedMessageError('extension message on a connection without ?ext=offline-batch')
   let batch
@@ -120,8 +119,8 @@ function remember (batches: Map<string, Promise<unknown>>, key: string, ack: Pro
   }
 }
 
-function sendError (ctx: MessageContext, ws: WebSocket<Connection>, batchId: string, code: ExtensionErrorCodeValue, message: string): void {
-  const conn = ws.getUserData()
+function sendError (ctx: MessageContext, ws: ClientSocket, batchId: string, code: ExtensionErrorCodeValue, message: string): void {
+  const conn = ws.getUserData().conn
   if (conn.closed || !conn.extensions) return
   if (code !== ExtensionErrorCode.StoreUnavailable) ctx.metrics.offlineBatches.labels('rejected').inc()
   sendTo(ctx, ws, 'extension', encodeExtensionError({ batchId, code, message }))

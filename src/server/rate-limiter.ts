@@ -1,32 +1,25 @@
+import type { LimitsConfig } from '../config/config.js'
+
+export type RateLimits = Pick<LimitsConfig, 'messagesPerSecond' | 'messagesBurst' | 'bytesPerSecond' | 'bytesBurst'>
+
+/** Two token buckets, messages and bytes; kept as plain fields of the connection they limit. */
+export interface TokenBuckets {
+  messageTokens: number
+  byteTokens: number
+  /** performance.now() of the last refill. */
+  refilledAt: number
+}
+
 /**
- * Two token buckets per connection, messages and bytes. Each starts full (a reconnecting client's
- * first sync step 2 may be large); tokens refill continuously at the sustained rate up to the
- * burst size. A message that finds a bucket empty means the client exceeded its burst and kept
- * going: the connection is closed (4429).
+ * Accounts for one message of `size` bytes; false when the connection is over its limits. Tokens
+ * refill continuously at the sustained rate up to the burst size. A message that finds a bucket
+ * empty means the client exceeded its burst and kept going: the caller closes it (4429).
  */
-export class RateLimiter {
-  private messages: number
-  private bytes: number
-  private last: number
-
-  constructor (
-    private readonly messagesPerSecond: number,
-    private readonly messagesBurst: number,
-    private readonly bytesPerSecond: number,
-    private readonly bytesBurst: number
-  ) {
-    this.messages = messagesBurst
-    this.bytes = bytesBurst
-    this.last = performance.now()
-  }
-
-  /** Accounts for one message; false when the connection is over its limits. */
-  allow (size: number): boolean {
-    const now = performance.now()
-    const elapsed = (now - this.last) / 1000
-    this.last = now
-    this.messages = Math.min(this.messagesBurst, this.messages + elapsed * this.messagesPerSecond) - 1
-    this.bytes = Math.min(this.bytesBurst, this.bytes + elapsed * this.bytesPerSecond) - size
-    return this.messages >= 0 && this.bytes >= 0
-  }
+export function takeTokens (buckets: TokenBuckets, limits: RateLimits, size: number): boolean {
+  const now = performance.now()
+  const elapsed = (now - buckets.refilledAt) / 1000
+  buckets.refilledAt = now
+  buckets.messageTokens = Math.min(limits.messagesBurst, buckets.messageTokens + elapsed * limits.messagesPerSecond) - 1
+  buckets.byteTokens = Math.min(limits.bytesBurst, buckets.byteTokens + elapsed * limits.bytesPerSecond) - size
+  return buckets.messageTokens >= 0 && buckets.byteTokens >= 0
 }

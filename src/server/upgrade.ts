@@ -8,10 +8,9 @@ import type { LimitsConfig } from '../config/config.js'
 import type { DocumentRegistry } from '../documents/registry.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { DocumentDeletedError } from '../persistence/document-store.js'
-import { newConnectionId, type Connection } from './connection.js'
+import { Connection, type SocketData } from './connection.js'
 import { sendJson, trackAbort } from './http-util.js'
 import { requestToken } from './http-routes.js'
-import { RateLimiter } from './rate-limiter.js'
 
 export const DOCUMENT_PATH_PREFIX = '/ws/document/'
 
@@ -124,32 +123,19 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
       refuse(503, 'document_full', 'too many connections to this document, retry later', { 'retry-after': '5' })
       return
     }
-    const id = newConnectionId()
-    const userId = principal.userId
-    const connection: Connection = {
-      id,
-      docId,
-      userId: principal.userId,
-      readOnly: access === 'read-only',
-      doc,
-      // Created on first use: most connections never log, and a pino child costs ~0.5 KB.
-      get log () {
-        const log = ctx.log.child({ connId: id, docId, userId })
-        Object.defineProperty(this, 'log', { value: log })
-        return log
-      },
-      closed: false,
-      awarenessClients: new Set(),
-      deniedNotified: false,
-      extensions,
-      limiter: new RateLimiter(ctx.limits.messagesPerSecond, ctx.limits.messagesBurst, ctx.limits.bytesPerSecond, ctx.limits.bytesBurst),
-      expiresAt: principal.expiresAt,
-      expiryTimer: null,
-      sizeLimitNotified: false
+    const data: SocketData = {
+      conn: new Connection({
+        docId,
+        userId: principal.userId,
+        readOnly: access === 'read-only',
+        doc,
+        extensions,
+        expiresAt: principal.expiresAt
+      }, ctx.log, ctx.limits)
     }
     ctx.metrics.upgrades.labels('101').inc()
     res.cork(() => {
-      res.upgrade(connection, secKey, secProtocol, secExtensions, socketContext)
+      res.upgrade(data, secKey, secProtocol, secExtensions, socketContext)
     })
   })().catch(err => {
     ctx.log.error({ err, docId }, 'upgrade failed')
