@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort } from '../../scripts/free-port.js'
+import { SERVER_NODE_FLAGS } from '../../scripts/server-node-flags.js'
 
 export { freePort }
 import type { Endpoint } from './wsraw.js'
@@ -150,7 +151,8 @@ export async function startOurs (options: OursOptions): Promise<ServerProcess> {
     ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl }),
     ...options.env
   }
-  const args = [...(options.nodeFlags ?? []), ...options.binary.args]
+  // The flags the server ships with (npm start, Dockerfile), then the run's own: the last one wins.
+  const args = [...SERVER_NODE_FLAGS, ...(options.nodeFlags ?? []), ...options.binary.args]
   const { proc, output } = spawnTracked(options.binary.command, args, env, options.cwd)
   try {
     await waitHttpReady(port, '/readyz', proc, output)

@@ -1,0 +1,11 @@
+/**
+ * Node flags the server is shipped with: `npm start`, the Dockerfile's CMD, `npm run cluster` and
+ * the bench all run `node ${SERVER_NODE_FLAGS} dist/main.js` (test/server-command.test.ts keeps
+ * package.json and the Dockerfile in step with this list).
+ *
+ * --max-semi-space-size=8: V8 doubles its young generation (two semi-spaces) from 8 to 16 MiB each
+ * when a burst of allocations survives, e.g. thousands of clients connecting at once; that adds
+ * ~16 MiB of RSS which the process keeps. Capping it at 8 MiB cost no measurable CPU per delivered
+ * edit in the bench (bench/README.md, Findings) and keeps idle memory close to uWS's own.
+ */
+export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8']
