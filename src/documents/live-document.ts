@@ -57,7 +57,9 @@ export class LiveDocument {
 
   private fullStateCache: Uint8Array | null = null
   private diffCache: Map<string, Uint8Array> | null = null
+  /** The transaction of the update being applied (set only while `applying`). */
   private lastTransaction: Y.Transaction | null = null
+  private applying = false
 
   constructor (readonly id: string) {
     this.ydoc = new Y.Doc({ gc: true })
@@ -78,7 +80,7 @@ export class LiveDocument {
     this.ydoc.on('afterTransaction', (transaction: Y.Transaction) => {
       this.fullStateCache = null
       this.diffCache = null
-      this.lastTransaction = transaction
+      if (this.applying) this.lastTransaction = transaction
     })
   }
 
@@ -95,13 +97,43 @@ export class LiveDocument {
    * them out and persist them, keeping every replica equal to the server's.
    */
   applyClientUpdate (update: Uint8Array, origin: unknown): void {
+    this.apply(update, origin)
+  }
+
+  /**
+   * applyClientUpdate for callers that report the outcome (offline batches, the admin API): true
+   * when the update changed the document (new structs or new deletions).
+   */
+  applyAndReportChange (update: Uint8Array, origin: unknown): boolean {
+    const transaction = this.apply(update, origin)
+    if (transaction === null) return false
+    if (transaction.deleteSet.clients.size > 0) return true
+    for (const [client, clock] of transaction.afterState) {
+      if (transaction.beforeState.get(client) !== clock) return true
+    }
+    return false
+  }
+
+  /**
+   * The transaction is handed back and not kept: a transaction held until the next edit outlives a
+   * young-generation GC and is promoted, which made every edit old-generation garbage.
+   */
+  private apply (update: Uint8Array, origin: unknown): Y.Transaction | null {
     this.lastTransaction = null
+    this.applying = true
     try {
       Y.applyUpdate(this.ydoc, update, origin)
       this.sizeEstimate += update.length
     } catch (err) {
-      throw new UpdateRejectedError((err as Error).message, this.partialChangesOf(this.lastTransaction))
+      const partial = this.partialChangesOf(this.lastTransaction)
+      this.lastTransaction = null
+      throw new UpdateRejectedError((err as Error).message, partial)
+    } finally {
+      this.applying = false
     }
+    const transaction = this.lastTransaction
+    this.lastTransaction = null
+    return transaction
   }
 
   /**
@@ -124,20 +156,6 @@ export class LiveDocument {
     this.sizeEstimate = this.fullStateCache.length
     this.sizeCheckedAt = this.sizeEstimate
     this.sizeMeasured = true
-  }
-
-  /**
-   * Whether the last applyClientUpdate changed the document (new structs or new deletions).
-   * Not computed on the hot path; offline batches use it to report their outcome.
-   */
-  lastApplyChangedDocument (): boolean {
-    const transaction = this.lastTransaction
-    if (transaction === null) return false
-    if (transaction.deleteSet.clients.size > 0) return true
-    for (const [client, clock] of transaction.afterState) {
-      if (transaction.beforeState.get(client) !== clock) return true
-    }
-    return false
   }
 
   /**

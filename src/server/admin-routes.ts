@@ -79,8 +79,7 @@ export function registerAdminRoutes (app: TemplatedApp, ctx: AdminContext): void
       return
     }
     const result = await withDocument(ctx, docId, async doc => {
-      doc.applyClientUpdate(update, 'admin')
-      const changed = doc.lastApplyChangedDocument()
+      const changed = doc.applyAndReportChange(update, 'admin')
       if (changed) distributeUpdate(ctx.messages, doc, update, encodeSyncUpdate(update), null)
       // Durable before answering, like an offline batch.
       await ctx.messages.writeBehind.flush([doc.id])

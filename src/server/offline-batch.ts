@@ -79,14 +79,14 @@ export function handleOfflineBatch (ctx: MessageContext, ws: ClientSocket, conn:
     return
   }
   const stateVectorBefore = doc.encodeStateVector()
+  let changed: boolean
   try {
-    doc.applyClientUpdate(merged, conn)
+    changed = doc.applyAndReportChange(merged, conn)
   } catch (err) {
     if (err instanceof UpdateRejectedError) distributePartial(ctx, doc, err)
     sendError(ctx, ws, batchId, ExtensionErrorCode.MalformedBatch, 'the batch failed to apply')
     throw new MalformedMessageError(`offline batch failed to apply: ${(err as Error).message}`)
   }
-  const changed = doc.lastApplyChangedDocument()
   if (changed) distributeUpdate(ctx, doc, merged, encodeSyncUpdate(merged), ws)
   const stateVectorAfter = doc.encodeStateVector()
 
