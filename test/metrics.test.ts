@@ -25,8 +25,8 @@ t.test('/metrics counters move as expected during a short load', async t => {
   await upgradeStatus(`${ts.url}/m?token=bad`)
   const a = await connectSynced(ts.url, 'm', token)
   const b = await connectSynced(ts.url, 'm', token)
-  for (let i = 0; i < 50; i++) a.doc.getArray('x').push([i])
-  await waitFor(() => b.doc.getArray('x').length === 50, 'delivery')
+  for (let i = 0; i < 100; i++) a.doc.getArray('x').push([i])
+  await waitFor(() => b.doc.getArray('x').length === 100, 'delivery')
   // A flush takes its documents off the pending list before its write completes: wait for the
   // write's own observation instead.
   await waitFor(async () => value((await scrape(ts.port)).text, 'collab_store_flush_seconds_count') >= 1, 'a flush completed')
@@ -34,12 +34,12 @@ t.test('/metrics counters move as expected during a short load', async t => {
   const during = (await scrape(ts.port)).text
   t.equal(value(during, 'collab_connections'), 2, 'open connections')
   t.equal(value(during, 'collab_documents_loaded'), 1, 'documents loaded')
-  t.ok(value(during, 'collab_messages_in_total{kind="sync-update"}') >= 50, 'updates in')
+  t.ok(value(during, 'collab_messages_in_total{kind="sync-update"}') >= 100, 'updates in')
   t.ok(value(during, 'collab_bytes_in_total{kind="sync-update"}') > 0, 'bytes in')
-  t.ok(value(during, 'collab_messages_out_total{kind="sync-update"}') >= 50, 'updates out')
-  // Timings are sampled (one update in eight).
-  t.ok(value(during, 'collab_update_apply_seconds_count') >= 6, 'apply time observed')
-  t.ok(value(during, 'collab_fanout_seconds_count') >= 6, 'fan-out time observed')
+  t.ok(value(during, 'collab_messages_out_total{kind="sync-update"}') >= 100, 'updates out')
+  // Timings are sampled (one update in 32).
+  t.ok(value(during, 'collab_update_apply_seconds_count') >= 3, 'apply time observed')
+  t.ok(value(during, 'collab_fanout_seconds_count') >= 3, 'fan-out time observed')
   t.ok(value(during, 'collab_store_flush_seconds_count') >= 1, 'flushes observed')
   t.equal(value(during, 'collab_upgrades_total{status="101"}'), 2, 'upgrades')
   t.equal(value(during, 'collab_auth_failures_total{reason="invalid"}'), 1, 'auth failures by reason')
