@@ -1,6 +1,7 @@
 import t from 'tap'
 import { rmSync } from 'node:fs'
 import { connectSynced } from './helpers/clients.js'
+import { LevelDbStore } from '../src/persistence/leveldb-store.js'
 import { spawnServer } from './helpers/process.js'
 import { tempDir } from './helpers/server.js'
 import { signToken } from './helpers/tokens.js'
@@ -66,6 +67,43 @@ t.test('content survives kill -9 once FLUSH_INTERVAL_MS has passed after the las
   t.equal(c.doc.getArray('b').length, 100, 'all of b')
   second.kill('SIGTERM')
   t.equal(await second.exited, 0)
+})
+
+t.test('compaction replaces the stored log by a snapshot without losing an edit, even at kill -9', async t => {
+  const dataDir = tempDir()
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const env = { DATA_DIR: dataDir, FLUSH_INTERVAL_MS: '20', COMPACT_AFTER_ENTRIES: '5' }
+  const first = await spawnServer(env)
+  t.teardown(() => first.kill('SIGKILL'))
+  const token = await signToken()
+  const a = await connectSynced(first.url, 'compacted', token)
+  const b = await connectSynced(first.url, 'compacted', token)
+  // Edits spread over many flushes: one log entry each, so compaction runs several times.
+  for (let i = 0; i < 40; i++) {
+    a.doc.getArray('a').push([i])
+    if (i % 4 === 0) a.doc.getArray('a').delete(0, 1)
+    await sleep(25)
+  }
+  await waitFor(() => b.doc.getArray('a').length === a.doc.getArray('a').length, 'b has every edit')
+  const expected = a.doc.getArray('a').toJSON()
+  await sleep(200)
+  first.kill('SIGKILL')
+  await first.exited
+  a.destroy(); b.destroy()
+
+  const store = new LevelDbStore(dataDir)
+  await store.open()
+  const stored = await store.load('compacted')
+  await store.close()
+  t.ok(stored.updates.length < 10, `the log was compacted (${stored.updates.length} entries for ~40 flushes)`)
+
+  const second = await spawnServer(env)
+  t.teardown(() => second.kill('SIGKILL'))
+  const c = await connectSynced(second.url, 'compacted', token)
+  t.teardown(() => c.destroy())
+  t.same(c.doc.getArray('a').toJSON(), expected, 'every edit and deletion survived')
+  second.kill('SIGTERM')
+  await second.exited
 })
 
 t.test('a bad configuration value stops the process with one line naming it', async t => {

@@ -64,6 +64,20 @@ t.test('LevelDB store: append, load, compact, delete', async t => {
   t.same(itemsOf((await store.load('a')).updates), ['1', '2'])
   t.same(itemsOf((await store.load('ab')).updates), ['x'], 'ids sharing a prefix do not overlap')
   await appendWhileCompacting(t, [store])
+
+  // The only writer knows its last written entry: compaction from memory needs no read-back.
+  t.equal(store.lastCursor('never-touched'), null)
+  const appended = store.append([{ docId: 'mem', update: edit('m1') }])
+  t.equal(store.lastCursor('mem'), null, 'an append still in flight is not a cursor')
+  await appended
+  await store.append([{ docId: 'mem', update: edit('m2') }])
+  t.equal(store.lastCursor('mem'), (await store.load('mem')).cursor, 'the cursor of the last written entry')
+  await store.compact('mem', Y.mergeUpdates([edit('m1'), edit('m2')]), store.lastCursor('mem')!)
+  await store.append([{ docId: 'mem', update: edit('m3') }])
+  const compacted = await store.load('mem')
+  t.equal(compacted.updates.length, 2, 'snapshot plus the entry appended after it')
+  t.same(itemsOf(compacted.updates).sort(), ['m1', 'm2', 'm3'])
+
   await store.delete('a')
   t.same((await store.load('a')).updates, [])
   await store.ping()
@@ -76,6 +90,7 @@ t.test('Redis store: many nodes append and compact at once without losing anythi
   t.teardown(() => clients.forEach(c => c.disconnect()))
   const stores = clients.map(c => new RedisStore(c, 'test:', 0))
   await appendWhileCompacting(t, stores)
+  t.equal(stores[0]!.lastCursor('doc'), null, 'a shared store never lets compaction skip reading the log')
   await stores[0]!.delete('doc')
   t.same((await stores[1]!.load('doc')).updates, [])
 })

@@ -60,6 +60,8 @@ export interface Config {
   logLevel: string
   /** Write-behind period: pending updates of a document reach the store at most this late. */
   flushIntervalMs: number
+  /** A loaded document's stored log is compacted into one snapshot after this many appends. */
+  compactAfterEntries: number
   maxMessageBytes: number
   docIdleUnloadMs: number
   maxBackpressureBytes: number
@@ -106,6 +108,7 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     dataDir: read.string('DATA_DIR', './data'),
     logLevel: read.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
     flushIntervalMs: read.int('FLUSH_INTERVAL_MS', 250, 10, 60_000),
+    compactAfterEntries: read.int('COMPACT_AFTER_ENTRIES', 200, 2, 1_000_000),
     maxMessageBytes: read.int('MAX_MESSAGE_BYTES', 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     docIdleUnloadMs: read.int('DOC_IDLE_UNLOAD_MS', 30_000, 0, 24 * 3600_000),
     maxBackpressureBytes: read.int('MAX_BACKPRESSURE_BYTES', 8 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),

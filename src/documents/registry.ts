@@ -205,6 +205,13 @@ export class DocumentRegistry {
     if (doc.state !== 'live') return
     doc.entriesSinceCompaction = 0
     try {
+      // The only writer: memory holds every stored entry, so memory alone is the snapshot.
+      const cursor = this.store.lastCursor(doc.id)
+      if (cursor !== null) {
+        await this.store.compact(doc.id, Y.encodeStateAsUpdate(doc.ydoc), cursor)
+        this.log.debug({ docId: doc.id }, 'document log compacted from memory')
+        return
+      }
       const stored = await this.store.load(doc.id)
       if (stored.cursor === null || stored.updates.length <= 1 || doc.state !== 'live') return
       // Merge the log into the snapshot too: in cluster mode another node may have appended

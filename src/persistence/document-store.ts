@@ -34,6 +34,14 @@ export interface DocumentStore {
    */
   compact (docId: string, snapshot: Uint8Array, cursor: string): Promise<void>
   /**
+   * The cursor of the document's last entry when this process is the store's only writer (the
+   * embedded store: it holds the directory's lock), so every entry was loaded or appended here and
+   * the in-memory document contains them all; compaction then snapshots memory without reading
+   * the log back. Null for shared stores, where another node may have appended entries this node
+   * has not applied yet, and for documents this process has not loaded or written.
+   */
+  lastCursor (docId: string): string | null
+  /**
    * Removes every entry of the document. With `tombstoneSeconds`, loads of the document fail with
    * DocumentDeletedError for that long, so clients reconnecting right away cannot resurrect it.
    */

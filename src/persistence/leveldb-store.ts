@@ -15,6 +15,8 @@ export class LevelDbStore implements DocumentStore {
   readonly name = 'leveldb'
   private readonly db: ClassicLevel<string, Uint8Array>
   private readonly nextSeq = new Map<string, number>()
+  /** Sequence number of each document's last entry known to be written (loaded or appended). */
+  private readonly lastWritten = new Map<string, number>()
   private readonly seqLookups = new Map<string, Promise<void>>()
   private readonly compactions = new Map<string, Promise<void>>()
 
@@ -41,6 +43,7 @@ export class LevelDbStore implements DocumentStore {
     if (!this.nextSeq.has(docId)) {
       this.nextSeq.set(docId, lastKey === null ? 0 : seqOf(lastKey) + 1)
     }
+    if (lastKey !== null) this.noteWritten(docId, seqOf(lastKey))
     return { updates, cursor: lastKey, bytes }
   }
 
@@ -54,12 +57,24 @@ export class LevelDbStore implements DocumentStore {
     // A chained batch: abstract-level's array form copies and re-validates every operation, about
     // five times the CPU per put (measured: 6.4 vs 1.3 us).
     const batch = this.db.batch()
+    const seqs: number[] = []
     for (const entry of entries) {
       const seq = this.nextSeq.get(entry.docId) ?? 0
       this.nextSeq.set(entry.docId, seq + 1)
+      seqs.push(seq)
       batch.put(entryKey(entry.docId, seq), entry.update)
     }
     await batch.write({ sync: this.fsync })
+    for (let i = 0; i < entries.length; i++) this.noteWritten(entries[i]!.docId, seqs[i]!)
+  }
+
+  /**
+   * Only a written entry may serve as the cursor: compacting onto the key of an append still in
+   * flight could let that append land afterwards and overwrite the snapshot.
+   */
+  lastCursor (docId: string): string | null {
+    const seq = this.lastWritten.get(docId)
+    return seq === undefined ? null : entryKey(docId, seq)
   }
 
   async compact (docId: string, snapshot: Uint8Array, cursor: string): Promise<void> {
@@ -83,6 +98,7 @@ export class LevelDbStore implements DocumentStore {
 
   async delete (docId: string, tombstoneSeconds = 0): Promise<void> {
     await this.db.clear(docRange(docId))
+    this.lastWritten.delete(docId)
     if (tombstoneSeconds > 0) {
       await this.db.put(tombstoneKey(docId), new TextEncoder().encode(String(Date.now() + tombstoneSeconds * 1000)), { sync: this.fsync })
     }
@@ -95,6 +111,10 @@ export class LevelDbStore implements DocumentStore {
 
   async close (): Promise<void> {
     await this.db.close()
+  }
+
+  private noteWritten (docId: string, seq: number): void {
+    if ((this.lastWritten.get(docId) ?? -1) < seq) this.lastWritten.set(docId, seq)
   }
 
   private async ensureSeq (docId: string): Promise<void> {

@@ -94,6 +94,11 @@ export class RedisStore implements DocumentStore {
     }))
   }
 
+  /** Shared by every node: another node may have appended entries this one has not applied. */
+  lastCursor (_docId: string): string | null {
+    return null
+  }
+
   async compact (docId: string, snapshot: Uint8Array, cursor: string): Promise<void> {
     const [expected, lastId] = splitCursor(cursor)
     if (lastId === '' || lastId === expected) return // nothing in the stream to absorb

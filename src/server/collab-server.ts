@@ -44,7 +44,6 @@ export interface ServerDependencies {
   store?: DocumentStore
 }
 
-const COMPACT_AFTER_ENTRIES = 200
 /** How long a deleted document refuses to load again (HTTP 410), so live clients cannot resurrect it. */
 const DELETE_TOMBSTONE_SECONDS = 60
 
@@ -81,7 +80,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
 
   const registry = new DocumentRegistry(store, writeBehind, {
     idleUnloadMs: config.docIdleUnloadMs,
-    compactAfterEntries: COMPACT_AFTER_ENTRIES,
+    compactAfterEntries: config.compactAfterEntries,
     unloadRetryMs: config.storeRetryMaxMs
   }, log, {
     beforeLoad: async docId => { await messages.bridge?.attach(docId) },
