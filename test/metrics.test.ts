@@ -40,6 +40,8 @@ t.test('/metrics counters move as expected during a short load', async t => {
   // Timings are sampled (one update in 32).
   t.ok(value(during, 'collab_update_apply_seconds_count') >= 3, 'apply time observed')
   t.ok(value(during, 'collab_fanout_seconds_count') >= 3, 'fan-out time observed')
+  t.equal(value(during, 'collab_update_apply_seconds_bucket{le="+Inf"}'), value(during, 'collab_update_apply_seconds_count'), 'the +Inf bucket counts every observation')
+  t.ok(value(during, 'collab_update_apply_seconds_sum') > 0, 'apply time summed')
   t.ok(value(during, 'collab_store_flush_seconds_count') >= 1, 'flushes observed')
   t.equal(value(during, 'collab_upgrades_total{status="101"}'), 2, 'upgrades')
   t.equal(value(during, 'collab_auth_failures_total{reason="invalid"}'), 1, 'auth failures by reason')
