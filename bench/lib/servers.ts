@@ -3,7 +3,7 @@
  * reference y-websocket server, and redis-server. Every process started here is killed by PID.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { request } from 'node:http'
 import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -60,7 +60,10 @@ function spawnTracked (command: string, args: string[], env: Record<string, stri
   running.add(proc)
   proc.on('exit', () => running.delete(proc))
   const output: string[] = []
+  // BENCH_SERVER_OUTPUT=FILE keeps everything the servers print (e.g. with --node-flags=--trace-gc).
+  const copyTo = process.env.BENCH_SERVER_OUTPUT
   const keep = (chunk: Buffer): void => {
+    if (copyTo !== undefined) appendFileSync(copyTo, chunk)
     output.push(chunk.toString())
     if (output.length > 200) output.splice(0, output.length - 200)
   }
