@@ -1,3 +1,4 @@
+import { connect } from 'node:net'
 import t from 'tap'
 import * as encoding from 'lib0/encoding'
 import * as Y from 'yjs'
@@ -8,6 +9,22 @@ import { signToken } from './helpers/tokens.js'
 import { waitFor } from './helpers/wait.js'
 
 const MAX_MESSAGE_BYTES = 4096
+
+/** Sends a WebSocket handshake with the given Connection header and returns what the server answered. */
+async function rawHandshake (port: number, path: string, connection: string): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    let answer = ''
+    socket.on('connect', () => socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: ${connection}\r\n` +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'))
+    socket.on('data', chunk => {
+      answer += chunk.toString('latin1')
+      if (answer.includes('\r\n\r\n') && answer.includes('}')) socket.destroy()
+    })
+    socket.on('close', () => resolve(answer))
+    socket.on('error', reject)
+  })
+}
 
 function syncUpdateFrame (update: Uint8Array): Uint8Array {
   const encoder = encoding.createEncoder()
@@ -57,9 +74,9 @@ t.test('bad frames close only the offending connection, with a documented code',
 
   let round = 0
   for (const c of cases) {
-    // A known transport flake (see the closing note of session 1): now and then a connection dies
-    // with 1006 although nothing in the server's log shows it was ever opened or closed there.
-    // One retry of that outcome only; the close code the server sends is still asserted exactly.
+    // One retry of a 1006 only: about once in 4,000 upgrades uWS closes a freshly upgraded socket
+    // on its own (uNetworking/uWebSockets#1928, see the note at res.upgrade in
+    // src/server/upgrade.ts) before this frame is read. The close code is still asserted exactly.
     let code = await sendAndClose(c.send)
     if (code === 1006 && c.code !== 1006) code = await sendAndClose(c.send)
     t.equal(code, c.code, `${c.name} -> ${c.code}`)
@@ -76,6 +93,22 @@ t.test('bad frames close only the offending connection, with a documented code',
   const serverText = ts.server.registry.get('victim')?.ydoc.getText('t').toString()
   t.equal(serverText, a.text(), 'server state equals the honest clients')
   t.notOk(serverText?.includes('reasonably long'), 'nothing of the corrupt update was applied')
+})
+
+t.test('a handshake without "Connection: Upgrade" gets 400, and the server carries on', async t => {
+  const ts = await startTestServer()
+  t.teardown(ts.close)
+  const token = await signToken()
+  // "close" and "abcde": uWS flags any 5-character Connection value as HTTP "Connection: close";
+  // such a request must never reach res.upgrade (see src/server/upgrade.ts).
+  for (const connection of ['close', 'abcde', 'keep-alive', '']) {
+    const response = await rawHandshake(ts.port, `/ws/document/handshake?token=${token}`, connection)
+    t.match(response, /^HTTP\/1\.1 400 /, `Connection: ${JSON.stringify(connection)} -> 400`)
+    t.match(response, /"error":"bad_handshake"/)
+  }
+  const good = await connectSynced(ts.url, 'handshake', token)
+  t.teardown(() => good.destroy())
+  t.pass('a regular client still connects')
 })
 
 t.test('a corrupt update is never forwarded to other clients', async t => {

@@ -50,6 +50,7 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
   const secProtocol = req.getHeader('sec-websocket-protocol').split(',')[0]?.trim() ?? ''
   const secExtensions = req.getHeader('sec-websocket-extensions')
   const origin = req.getHeader('origin')
+  const connectionHeader = req.getHeader('connection')
   const abort = trackAbort(res)
   const refuse = (status: number, error: string, message: string, headers: Record<string, string> = {}): void => {
     ctx.metrics.upgrades.labels(String(status)).inc()
@@ -58,6 +59,13 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
 
   if (ctx.isClosing()) {
     refuse(503, 'shutting_down', 'server is shutting down')
+    return
+  }
+  // RFC 6455 4.2.1: a handshake whose Connection header lacks the "Upgrade" token is not one.
+  // Refusing it also keeps uWS's HTTP "Connection: close" handling (set for any 5-character
+  // Connection value) away from res.upgrade below, where it would close the socket mid-upgrade.
+  if (!connectionHeader.split(',').some(token => token.trim().toLowerCase() === 'upgrade')) {
+    refuse(400, 'bad_handshake', 'the Connection header must include "Upgrade"')
     return
   }
   const idProblem = validateDocumentId(docId)
@@ -134,6 +142,13 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
       }, ctx.log, ctx.limits)
     }
     ctx.metrics.upgrades.labels('101').inc()
+    // A known uWS bug (uNetworking/uWebSockets#1928, fixed upstream by #1929, not in the pinned
+    // build): after the cork() handler upgraded the socket, uWS still runs its HTTP "Connection:
+    // close" check on the block realloc shrank in place, reading freed memory; now and then (about
+    // once in 4,000 upgrades) that closes the socket it has just opened, and the client sees 1006
+    // and reconnects. Upgrading outside cork() avoids it but makes uWS.js print a warning to stderr
+    // on every upgrade and send the 101 in ~24 small writes, which is worse for operators; keep
+    // cork() until a uWS build with the fix can be pinned.
     res.cork(() => {
       res.upgrade(data, secKey, secProtocol, secExtensions, socketContext)
     })
