@@ -106,6 +106,8 @@ export async function startLocalCluster (options: LocalClusterOptions = {}): Pro
 
   const track = (proc: ChildProcess): Promise<number | string> => {
     children.add(proc)
+    // A command that cannot be spawned at all emits 'error' and no 'exit'.
+    proc.once('error', () => children.delete(proc))
     return new Promise(resolve => proc.on('exit', (code, signal) => {
       children.delete(proc)
       resolve(code ?? signal ?? -1)
@@ -141,16 +143,35 @@ export async function startLocalCluster (options: LocalClusterOptions = {}): Pro
     log(`${node.nodeId} stopped (${signal})`)
   }
 
-  await waitUntil(async () => await redisAnswers(redisPort), 'redis-server', 10_000)
-  for (let i = 0; i < count; i++) await startNode(i)
+  // Whatever fails while starting (no haproxy installed, a node that never gets ready), nothing
+  // this function started may outlive it.
+  const killAll = async (): Promise<void> => {
+    for (const child of children) child.kill('SIGKILL')
+    const deadline = Date.now() + 5_000
+    while (children.size > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
+    rmSync(dir, { recursive: true, force: true })
+  }
+  let haproxy: ChildProcess
+  let port: number
+  try {
+    await waitUntil(async () => await redisAnswers(redisPort), 'redis-server', 10_000)
+    for (let i = 0; i < count; i++) await startNode(i)
 
-  const port = options.port === undefined || options.port === 0 ? await freePort() : options.port
-  const cfg = join(dir, 'haproxy.cfg')
-  writeFileSync(cfg, haproxyConfig(port, nodes))
-  const haproxy = spawn('haproxy', ['-f', cfg, '-db'], { stdio: ['ignore', 'ignore', options.log === undefined ? 'ignore' : 'inherit'] })
-  void track(haproxy)
-  await waitUntil(async () => await isReady(port), 'haproxy', 10_000)
-  log(`haproxy on 127.0.0.1:${port}`)
+    port = options.port === undefined || options.port === 0 ? await freePort() : options.port
+    const cfg = join(dir, 'haproxy.cfg')
+    writeFileSync(cfg, haproxyConfig(port, nodes))
+    haproxy = spawn('haproxy', ['-f', cfg, '-db'], { stdio: ['ignore', 'ignore', options.log === undefined ? 'ignore' : 'inherit'] })
+    const missing = new Promise<never>((_resolve, reject) => haproxy.once('error', err => {
+      reject(new Error(`haproxy could not be started (${err.message}): install Debian's haproxy package`))
+    }))
+    missing.catch(() => {}) // an error after startup is reported by the health checks instead
+    void track(haproxy)
+    await Promise.race([missing, waitUntil(async () => await isReady(port), 'haproxy', 10_000)])
+    log(`haproxy on 127.0.0.1:${port}`)
+  } catch (err) {
+    await killAll()
+    throw err
+  }
 
   let stopped = false
   return {
