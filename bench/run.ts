@@ -10,6 +10,7 @@ import type { RunRecord, TargetRun } from './lib/result.js'
 import { referenceVersion, ROOT, type OursBuild } from './lib/servers.js'
 import { SCENARIOS } from './scenarios/index.js'
 import type { Flags, ScenarioContext } from './scenarios/types.js'
+import { medianOfRepeats } from './lib/repeats.js'
 
 const USAGE = `usage: npm run bench -- <scenario> [flags]
 
@@ -35,12 +36,13 @@ flags:
   --env KEY=VALUE      extra environment for our server (repeatable)
   --cpu-prof           profile our server (node --cpu-prof); profiles go to bench/results/profiles/
   --node-flags="..."   extra node flags for the servers, e.g. --node-flags="--heapsnapshot-signal=SIGUSR2"
+  --repeat N           measure every server N times, alternating, and report the median of each figure
   --quiet-wait S       before each server's run, wait up to S seconds (120) for the machine to be < 25 % busy
   --out DIR            result directory (default bench/results)
   --no-save            print only, write no files
 `
 
-function parseFlags (argv: string[]): { scenario: string; flags: Flags; build: OursBuild; env: Record<string, string>; out: string; save: boolean; cpuProf: boolean; nodeFlags: string[] } {
+function parseFlags (argv: string[]): { scenario: string; flags: Flags; repeat: number; build: OursBuild; env: Record<string, string>; out: string; save: boolean; cpuProf: boolean; nodeFlags: string[] } {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -60,6 +62,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; build: O
       connections: { type: 'string' },
       settle: { type: 'string' },
       'quiet-wait': { type: 'string' },
+      repeat: { type: 'string' },
       mb: { type: 'string' },
       'chunk-kb': { type: 'string' },
       joiners: { type: 'string' },
@@ -115,9 +118,12 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; build: O
     nodes: values.nodes?.split(',').map(Number).filter(n => Number.isInteger(n) && n >= 1)
   }
   for (const key of Object.keys(flags) as Array<keyof Flags>) if (flags[key] === undefined) delete flags[key]
+  const repeat = num('repeat', values.repeat) ?? 1
+  if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat must be a whole number of at least 1')
   return {
     scenario: positionals[0]!,
     flags,
+    repeat,
     build,
     env,
     out: resolve(values.out ?? join(ROOT, 'bench/results')),
@@ -139,6 +145,11 @@ async function main (): Promise<void> {
     process.stderr.write(`unknown scenario "${args.scenario}"\n\n${USAGE}`)
     process.exit(2)
   }
+  // Ramps and cross-node compare per-step details, which a median of figures cannot carry.
+  if (args.repeat > 1 && (scenario.name.startsWith('ramp') || scenario.name === 'cross-node')) {
+    process.stderr.write(`--repeat is not supported for ${scenario.name} (its comparison uses per-step details)\n`)
+    process.exit(2)
+  }
   const log = (message: string): void => { process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${message}\n`) }
   const profileDir = join(args.out, 'profiles')
   const ctx: ScenarioContext = {
@@ -153,8 +164,11 @@ async function main (): Promise<void> {
   const binary = ourBinary(args.build)
   const startedAt = new Date().toISOString()
   const runs: TargetRun[] = []
-  for (const plan of scenario.plan(args.flags)) {
-    log(`${scenario.name}: ${plan.kind}${plan.nodes > 1 ? ` x${plan.nodes} nodes` : ''}`)
+  // With --repeat the servers take turns, so a slow phase of the machine hits each of them.
+  const plans = Array.from({ length: args.repeat }, () => scenario.plan(args.flags)).flat()
+  for (const [index, plan] of plans.entries()) {
+    const round = args.repeat > 1 ? ` (repeat ${Math.floor(index / (plans.length / args.repeat)) + 1}/${args.repeat})` : ''
+    log(`${scenario.name}: ${plan.kind}${plan.nodes > 1 ? ` x${plan.nodes} nodes` : ''}${round}`)
     try {
       runs.push(await scenario.run(ctx, plan))
     } catch (err) {
@@ -171,6 +185,9 @@ async function main (): Promise<void> {
       })
     }
   }
+  const byTarget = new Map<string, TargetRun[]>()
+  for (const run of runs) byTarget.set(run.target, [...(byTarget.get(run.target) ?? []), run])
+  const merged = [...byTarget.values()].map(medianOfRepeats)
   const record: RunRecord = {
     schema: 1,
     scenario: scenario.name,
@@ -178,7 +195,7 @@ async function main (): Promise<void> {
     startedAt,
     finishedAt: new Date().toISOString(),
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`,
-    params: { ...scenario.params(args.flags), server: args.build, env: args.env, cpuProf: args.cpuProf },
+    params: { ...scenario.params(args.flags), server: args.build, env: args.env, cpuProf: args.cpuProf, repeat: args.repeat },
     machine: {
       cpus: cpus().length,
       model: cpus()[0]?.model ?? 'unknown',
@@ -188,8 +205,8 @@ async function main (): Promise<void> {
     },
     ours: { commit: binary.commit, build: binary.build, dirty: binary.dirty },
     reference: referenceVersion(),
-    runs,
-    comparisons: scenario.compare(runs, args.flags),
+    runs: merged,
+    comparisons: scenario.compare(merged, args.flags),
     notes: []
   }
   if (runs.some(r => r.generatorBound)) {
