@@ -18,7 +18,7 @@ import { ChangeWebhook } from '../webhooks/change-webhook.js'
 import { CloseCode } from '../protocol/close-codes.js'
 import { MalformedMessageError } from '../protocol/messages.js'
 import { registerAdminRoutes } from './admin-routes.js'
-import type { ClientSocket, Connection, SocketData } from './connection.js'
+import type { Connection, SocketData } from './connection.js'
 import { ExpirySchedule } from './expiry-schedule.js'
 import { registerHttpRoutes, registerNotFound, type Readiness } from './http-routes.js'
 import { dropPresence, greet, handleMessage, publishAwarenessTimeouts, type MessageContext } from './message-handler.js'
@@ -63,7 +63,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   const revocations: Revocations = cluster !== null && config.cluster !== null
     ? new RedisRevocations(cluster.connections.commands, config.cluster.keyPrefix)
     : new FileRevocations(join(config.dataDir, 'revocations.json'))
-  const sockets = new Set<ClientSocket>()
+  /** Open connections; each reaches its socket through `conn.socket`. */
+  const connections = new Set<Connection>()
   let closing = false
   const debugLogging = log.isLevelEnabled('debug')
   const webhook = config.webhook === null ? null : new ChangeWebhook({ ...config.webhook, nodeId: config.nodeId }, log)
@@ -94,11 +95,10 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   /** Closes this node's connections of one user to one document. */
   const closeUserConnections = (docId: string, userId: string): number => {
     let closed = 0
-    for (const ws of [...sockets]) {
-      const conn = ws.getUserData().conn
+    for (const conn of [...connections]) {
       if (conn.docId === docId && conn.userId === userId) {
         conn.log.info('closing: access revoked')
-        ws.end(CloseCode.AccessRevoked, 'access revoked')
+        conn.socket?.end(CloseCode.AccessRevoked, 'access revoked')
         closed++
       }
     }
@@ -107,8 +107,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
 
   /** Closes this node's connections to a deleted document and forgets it. */
   const dropDocument = async (docId: string): Promise<void> => {
-    for (const ws of [...sockets]) {
-      if (ws.getUserData().conn.docId === docId) ws.end(CloseCode.DocumentDeleted, 'document deleted')
+    for (const conn of [...connections]) {
+      if (conn.docId === docId) conn.socket?.end(CloseCode.DocumentDeleted, 'document deleted')
     }
     await registry.drop(docId)
   }
@@ -134,7 +134,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     metrics,
     limits: config.limits,
     revocations,
-    connectionCount: () => sockets.size,
+    connectionCount: () => connections.size,
     isClosing: () => closing
   }
 
@@ -158,7 +158,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     open: ws => {
       const conn = ws.getUserData().conn
       conn.socket = ws
-      sockets.add(ws)
+      connections.add(conn)
       metrics.connections.inc()
       ws.subscribe(conn.doc.topic)
       participants.join(conn.docId, conn.userId)
@@ -203,7 +203,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
       conn.closed = true
       conn.socket = null
       expiries.remove(conn)
-      sockets.delete(ws)
+      connections.delete(conn)
       metrics.connections.dec()
       metrics.closes.labels(String(code)).inc()
       if (code === CloseCode.Abnormal && message.byteLength > 0) {
@@ -245,7 +245,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     registry,
     writeBehind,
     metrics,
-    connectionCount: () => sockets.size,
+    connectionCount: () => connections.size,
     ready: async () => (await readiness()).ready,
     redisConnected: cluster === null ? null : () => cluster.connections.pubsub.connected
   })
@@ -315,13 +315,13 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     writeBehind,
     metrics,
     get bridge () { return messages.bridge },
-    get connectionCount () { return sockets.size },
+    get connectionCount () { return connections.size },
     readiness,
     close: () => {
       closed ??= (async () => {
         closing = true
         uWS.us_listen_socket_close(listenSocket)
-        for (const ws of [...sockets]) ws.end(CloseCode.GoingAway, 'server shutting down')
+        for (const conn of [...connections]) conn.socket?.end(CloseCode.GoingAway, 'server shutting down')
         writeBehind.stop()
         try {
           await registry.closeAll(Date.now() + config.shutdownTimeoutMs)
