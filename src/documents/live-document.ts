@@ -57,9 +57,6 @@ export class LiveDocument {
 
   private fullStateCache: Uint8Array | null = null
   private diffCache: Map<string, Uint8Array> | null = null
-  /** The transaction of the update being applied (set only while `applying`). */
-  private lastTransaction: Y.Transaction | null = null
-  private applying = false
 
   constructor (readonly id: string) {
     this.ydoc = new Y.Doc({ gc: true })
@@ -77,10 +74,9 @@ export class LiveDocument {
       for (const id of updated) origin.awarenessClients.add(id)
       for (const id of removed) origin.awarenessClients.delete(id)
     })
-    this.ydoc.on('afterTransaction', (transaction: Y.Transaction) => {
+    this.ydoc.on('afterTransaction', () => {
       this.fullStateCache = null
       this.diffCache = null
-      if (this.applying) this.lastTransaction = transaction
     })
   }
 
@@ -119,20 +115,19 @@ export class LiveDocument {
    * young-generation GC and is promoted, which made every edit old-generation garbage.
    */
   private apply (update: Uint8Array, origin: unknown): Y.Transaction | null {
-    this.lastTransaction = null
-    this.applying = true
+    let transaction: Y.Transaction | null = null
     try {
-      Y.applyUpdate(this.ydoc, update, origin)
+      // Yjs applies the update inside the enclosing transaction, which hands it to us; it is
+      // cleaned up (afterState computed) even when the update fails halfway. local=false, as
+      // Y.applyUpdate's own transaction would be.
+      Y.transact(this.ydoc, tr => {
+        transaction = tr
+        Y.applyUpdate(this.ydoc, update, origin)
+      }, origin, false)
       this.sizeEstimate += update.length
     } catch (err) {
-      const partial = this.partialChangesOf(this.lastTransaction)
-      this.lastTransaction = null
-      throw new UpdateRejectedError((err as Error).message, partial)
-    } finally {
-      this.applying = false
+      throw new UpdateRejectedError((err as Error).message, this.partialChangesOf(transaction))
     }
-    const transaction = this.lastTransaction
-    this.lastTransaction = null
     return transaction
   }
 
@@ -190,7 +185,6 @@ export class LiveDocument {
     this.ydoc.destroy()
     this.fullStateCache = null
     this.diffCache = null
-    this.lastTransaction = null
   }
 
   private partialChangesOf (transaction: Y.Transaction | null): Uint8Array | null {
