@@ -145,10 +145,13 @@ export async function startLocalCluster (options: LocalClusterOptions = {}): Pro
 
   // Whatever fails while starting (no haproxy installed, a node that never gets ready), nothing
   // this function started may outlive it.
+  const waitForChildren = async (ms: number): Promise<void> => {
+    const deadline = Date.now() + ms
+    while (children.size > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
+  }
   const killAll = async (): Promise<void> => {
     for (const child of children) child.kill('SIGKILL')
-    const deadline = Date.now() + 5_000
-    while (children.size > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
+    await waitForChildren(5_000)
     rmSync(dir, { recursive: true, force: true })
   }
   let haproxy: ChildProcess
@@ -186,10 +189,8 @@ export async function startLocalCluster (options: LocalClusterOptions = {}): Pro
       haproxy.kill('SIGTERM')
       for (let i = 0; i < nodes.length; i++) await stopNode(i, 'SIGTERM')
       redis.kill('SIGTERM')
-      const deadline = Date.now() + 10_000
-      while (children.size > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
-      for (const child of children) child.kill('SIGKILL')
-      rmSync(dir, { recursive: true, force: true })
+      await waitForChildren(10_000)
+      await killAll()
     }
   }
 }
