@@ -24,7 +24,7 @@ t.test('joins arriving during a slow load all receive the full document', async 
   const source = new Y.Doc()
   source.getText('t').insert(0, 'x'.repeat(10_000))
   source.getMap('m').set('answer', 42)
-  await seed.append([{ docId: 'big', update: Y.encodeStateAsUpdate(source) }])
+  await seed.append([{ docId: 'big', updates: [Y.encodeStateAsUpdate(source)] }])
   await seed.close()
 
   const store = new SlowLoadStore(dataDir)

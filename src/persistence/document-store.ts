@@ -7,6 +7,7 @@
  * prefix of the log by one merged snapshot without touching entries appended after it.
  */
 export interface StoredDocument {
+  /** Every update of every entry, in log order (an entry may hold several). */
   updates: Uint8Array[]
   /** Opaque position of the last entry returned; pass it to compact(). Null for an empty log. */
   cursor: string | null
@@ -14,9 +15,11 @@ export interface StoredDocument {
   bytes: number
 }
 
+/** One log entry: updates of one document, stored together (see entry-value.ts). */
 export interface AppendEntry {
   docId: string
-  update: Uint8Array
+  /** At least one update, in the order they were applied. */
+  updates: Uint8Array[]
 }
 
 export interface DocumentStore {

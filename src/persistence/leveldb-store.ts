@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { ClassicLevel } from 'classic-level'
 import { DocumentDeletedError, type AppendEntry, type DocumentStore, type StoredDocument } from './document-store.js'
+import { decodeEntryValue, encodeEntryValue } from './entry-value.js'
 
 /**
  * The embedded store: LevelDB (classic-level) in DATA_DIR, the engine y-leveldb uses, used
@@ -8,7 +9,7 @@ import { DocumentDeletedError, type AppendEntry, type DocumentStore, type Stored
  * would let the write-behind batcher believe a failed write had succeeded.
  *
  * Layout: one key per log entry, `u\0{docId}\0{seq}` with seq as fixed-width hex so keys sort by
- * sequence. Document ids never contain \0 (see documents/document-id.ts), so ranges cannot overlap.
+ * sequence; values as in entry-value.ts. Document ids never contain \0 (see documents/document-id.ts), so ranges cannot overlap.
  * This process owns the directory (LevelDB holds a lock), so sequence numbers live in memory.
  */
 export class LevelDbStore implements DocumentStore {
@@ -36,7 +37,7 @@ export class LevelDbStore implements DocumentStore {
     let lastKey: string | null = null
     let bytes = 0
     for await (const [key, value] of this.db.iterator(docRange(docId))) {
-      updates.push(value)
+      for (const update of decodeEntryValue(value)) updates.push(update)
       bytes += value.length
       lastKey = key
     }
@@ -62,7 +63,7 @@ export class LevelDbStore implements DocumentStore {
       const seq = this.nextSeq.get(entry.docId) ?? 0
       this.nextSeq.set(entry.docId, seq + 1)
       seqs.push(seq)
-      batch.put(entryKey(entry.docId, seq), entry.update)
+      batch.put(entryKey(entry.docId, seq), encodeEntryValue(entry.updates))
     }
     await batch.write({ sync: this.fsync })
     for (let i = 0; i < entries.length; i++) this.noteWritten(entries[i]!.docId, seqs[i]!)

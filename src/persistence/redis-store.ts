@@ -1,6 +1,7 @@
 import type { Cluster, Redis } from 'ioredis'
 import { DocumentDeletedError, type AppendEntry, type DocumentStore, type StoredDocument } from './document-store.js'
 import { documentKeys } from '../redis/keys.js'
+import { decodeEntryValue, encodeEntryValue } from './entry-value.js'
 
 /**
  * Replaces the log prefix by a snapshot, atomically, and only if nobody compacted since the caller
@@ -30,7 +31,7 @@ type CompactCommand = (snapKey: string, logKey: string, expected: string, snapsh
 /**
  * Cluster-mode store. Per document (all keys share the hash tag {docId}, so they live in one
  * Redis Cluster slot and one MULTI or script can cover them):
- *   {prefix}{docId}:log   a stream of updates (field "u"); XADD ids order them
+ *   {prefix}{docId}:log   a stream of log entries (field "u", values as in entry-value.ts); XADD ids order them
  *   {prefix}{docId}:snap  a hash {data: merged snapshot, cursor: last stream id it absorbed}
  * Any number of nodes append concurrently (XADD never overwrites); compaction is a script.
  * Cursor format handed to compact(): "<snapshot cursor>|<last stream id read>".
@@ -72,10 +73,10 @@ export class RedisStore implements DocumentStore {
     const snapCursor = snap.cursor?.toString() ?? ''
     let lastId = snapCursor
     for (const [id, fields] of entries) {
-      const update = fieldValue(fields, 'u')
-      if (update === undefined) continue
-      updates.push(update)
-      bytes += update.length
+      const value = fieldValue(fields, 'u')
+      if (value === undefined) continue
+      for (const update of decodeEntryValue(value)) updates.push(update)
+      bytes += value.length
       lastId = id.toString()
     }
     const cursor = updates.length === 0 ? null : `${snapCursor}|${lastId}`
@@ -84,9 +85,10 @@ export class RedisStore implements DocumentStore {
 
   async append (entries: AppendEntry[]): Promise<void> {
     // One MULTI per document: its keys share a slot, while different documents may not.
-    await Promise.all(entries.map(async ({ docId, update }) => {
+    await Promise.all(entries.map(async ({ docId, updates }) => {
       const keys = documentKeys(this.prefix, docId)
-      const transaction = this.redis.multi().xadd(keys.log, '*', 'u', Buffer.from(update.buffer, update.byteOffset, update.byteLength))
+      const value = encodeEntryValue(updates)
+      const transaction = this.redis.multi().xadd(keys.log, '*', 'u', Buffer.from(value.buffer, value.byteOffset, value.byteLength))
       if (this.ttlSeconds > 0) transaction.expire(keys.log, this.ttlSeconds).expire(keys.snapshot, this.ttlSeconds)
       const results = await transaction.exec()
       if (results === null) throw new Error('redis transaction aborted')

@@ -1,4 +1,3 @@
-import * as Y from 'yjs'
 import type { Logger } from 'pino'
 import type { Metrics } from '../metrics/metrics.js'
 import { byteRuns } from '../shared/byte-runs.js'
@@ -14,11 +13,13 @@ export interface WriteBehindOptions {
   retryMaxMs: number
 }
 
-const MERGE_CHUNK_BYTES = 256 * 1024
+/** Larger pending runs (a bulk upload) are split into several entries of about this size. */
+const ENTRY_MAX_BYTES = 256 * 1024
 
 /**
- * Collects each document's updates in memory and appends them to the store, merged into one
- * update per document, every `intervalMs`, in one write for all documents. A failed write puts the
+ * Collects each document's updates in memory and appends them to the store every `intervalMs`, one
+ * entry per document (several above ENTRY_MAX_BYTES) in one write for all documents. Updates are
+ * not merged: Y.mergeUpdates re-encodes every struct and cost more than the write (entry-value.ts). A failed write puts the
  * updates back (nothing is ever dropped), marks the store unhealthy and retries with exponential
  * backoff. Writes are serialized, so a flush that resolves means every update enqueued before it
  * was called is in the store.
@@ -119,11 +120,11 @@ export class WriteBehind {
       const entry = this.pending.get(docId)
       if (entry === undefined) continue
       this.pending.delete(docId)
-      // Merge in bounded chunks: one merge over megabytes of updates (a bulk upload) would stall
-      // the event loop for tens of milliseconds. Each chunk becomes its own log entry.
-      for (const chunk of byteRuns(entry.updates, MERGE_CHUNK_BYTES)) {
-        entries.push({ docId, update: chunk.length === 1 ? chunk[0]! : Y.mergeUpdates(chunk) })
+      if (entry.bytes <= ENTRY_MAX_BYTES) {
+        entries.push({ docId, updates: entry.updates })
+        continue
       }
+      for (const run of byteRuns(entry.updates, ENTRY_MAX_BYTES)) entries.push({ docId, updates: run })
     }
     return entries
   }
@@ -160,11 +161,14 @@ export class WriteBehind {
 
   /** Puts failed entries back in front of anything that arrived meanwhile. */
   private requeue (entries: AppendEntry[]): void {
-    for (const { docId, update } of entries) {
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const { docId, updates } = entries[i]!
       const newer = this.pending.get(docId)
+      let bytes = 0
+      for (const update of updates) bytes += update.length
       this.pending.set(docId, {
-        updates: newer === undefined ? [update] : [update, ...newer.updates],
-        bytes: update.length + (newer?.bytes ?? 0)
+        updates: newer === undefined ? [...updates] : [...updates, ...newer.updates],
+        bytes: bytes + (newer?.bytes ?? 0)
       })
     }
   }
