@@ -26,6 +26,21 @@ function isAwarenessOwner (origin: unknown): origin is AwarenessOwner {
   return typeof origin === 'object' && origin !== null && 'awarenessClients' in origin
 }
 
+/**
+ * A Y.Doc whose events cost nothing when nobody listens. Yjs emits six document events per
+ * transaction, and lib0's emit allocates a Map, an iterator, an array and a closure for each even
+ * with no listener; on the server, which listens to one of them, that was ~7 % of the CPU of an
+ * edit. Listeners are still copied before they are called, as lib0 does, so one added while
+ * emitting waits for the next event.
+ */
+class ServerYDoc extends Y.Doc {
+  override emit (...[name, args]: Parameters<Y.Doc['emit']>): void {
+    const observers = this._observers.get(name)
+    if (observers === undefined) return
+    for (const listener of Array.from(observers)) listener(...args)
+  }
+}
+
 const DIFF_CACHE_ENTRIES = 16
 const EMPTY_STATE_VECTOR_LENGTH = 1 // Y.encodeStateVector(new Y.Doc()) is [0]
 
@@ -59,7 +74,7 @@ export class LiveDocument {
   private diffCache: Map<string, Uint8Array> | null = null
 
   constructor (readonly id: string) {
-    this.ydoc = new Y.Doc({ gc: true })
+    this.ydoc = new ServerYDoc({ gc: true })
     this.topic = `doc/${id}`
     this.awareness = new Awareness(this.ydoc)
     // The server is not a participant: it holds no awareness state of its own.

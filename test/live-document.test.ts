@@ -1,0 +1,54 @@
+import t from 'tap'
+import * as Y from 'yjs'
+import { LiveDocument } from '../src/documents/live-document.js'
+
+function edit (label: string): Uint8Array {
+  const doc = new Y.Doc()
+  doc.getArray('items').push([label])
+  return Y.encodeStateAsUpdate(doc)
+}
+
+t.test('document events reach their listeners with the arguments Yjs gives', async t => {
+  const doc = new LiveDocument('events')
+  t.teardown(() => doc.destroy())
+  const seen: string[] = []
+  doc.ydoc.on('update', (update: Uint8Array, origin: unknown) => seen.push(`update ${String(origin)} ${update.length > 0}`))
+  doc.ydoc.on('afterTransaction', (tr: Y.Transaction) => seen.push(`after ${String(tr.origin)}`))
+  doc.applyClientUpdate(edit('a'), 'client-1')
+  t.same(seen, ['after client-1', 'update client-1 true'])
+})
+
+t.test('a listener added while an event is emitted waits for the next one; one removed still runs', async t => {
+  const doc = new LiveDocument('listeners')
+  t.teardown(() => doc.destroy())
+  const calls: string[] = []
+  const late = (): void => { calls.push('late') }
+  const once = (): void => {
+    calls.push('once')
+    doc.ydoc.off('afterTransaction', once)
+    doc.ydoc.on('afterTransaction', late)
+  }
+  const other = (): void => { calls.push('other') }
+  doc.ydoc.on('afterTransaction', once)
+  doc.ydoc.on('afterTransaction', other)
+  doc.applyClientUpdate(edit('a'), null)
+  t.same(calls, ['once', 'other'])
+  doc.applyClientUpdate(edit('b'), null)
+  t.same(calls, ['once', 'other', 'other', 'late'])
+})
+
+t.test('the cached full state follows every change, and destroy is announced', async t => {
+  const doc = new LiveDocument('cache')
+  const empty = Uint8Array.of(0)
+  doc.applyClientUpdate(edit('a'), null)
+  const first = doc.encodeStateAsUpdate(empty)
+  t.equal(doc.encodeStateAsUpdate(empty), first, 'served from cache while unchanged')
+  doc.applyClientUpdate(edit('b'), null)
+  const replica = new Y.Doc()
+  Y.applyUpdate(replica, doc.encodeStateAsUpdate(empty))
+  t.same((replica.getArray('items').toJSON() as string[]).sort(), ['a', 'b'])
+  let destroyed = false
+  doc.ydoc.on('destroy', () => { destroyed = true })
+  doc.destroy()
+  t.ok(destroyed, 'the Y.Doc destroy event reached its listener')
+})
