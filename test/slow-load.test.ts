@@ -1,6 +1,7 @@
 import t from 'tap'
 import * as Y from 'yjs'
 import { LevelDbStore } from '../src/persistence/leveldb-store.js'
+import { encodeEntryValue } from '../src/persistence/entry-value.js'
 import type { StoredDocument } from '../src/persistence/document-store.js'
 import { connectClient, waitSynced } from './helpers/clients.js'
 import { startTestServer, tempDir } from './helpers/server.js'
@@ -24,7 +25,7 @@ t.test('joins arriving during a slow load all receive the full document', async 
   const source = new Y.Doc()
   source.getText('t').insert(0, 'x'.repeat(10_000))
   source.getMap('m').set('answer', 42)
-  await seed.append([{ docId: 'big', updates: [Y.encodeStateAsUpdate(source)] }])
+  await seed.append([{ docId: 'big', value: encodeEntryValue([Y.encodeStateAsUpdate(source)]) }])
   await seed.close()
 
   const store = new SlowLoadStore(dataDir)

@@ -2,8 +2,10 @@ import t, { type Test } from 'tap'
 import { rmSync } from 'node:fs'
 import { Redis } from 'ioredis'
 import * as Y from 'yjs'
-import type { DocumentStore } from '../src/persistence/document-store.js'
+import type { AppendEntry, DocumentStore } from '../src/persistence/document-store.js'
+import { ClassicLevel } from 'classic-level'
 import { LevelDbStore } from '../src/persistence/leveldb-store.js'
+import { encodeEntryValue } from '../src/persistence/entry-value.js'
 import { RedisStore } from '../src/persistence/redis-store.js'
 import { startRedis } from './helpers/redis.js'
 import { tempDir } from './helpers/server.js'
@@ -31,7 +33,7 @@ async function appendWhileCompacting (t: Test, writers: DocumentStore[]): Promis
     for (let i = 0; i < 60; i++) {
       const label = `w${w}-${i}`
       expected.push(label)
-      await store.append([{ docId: 'doc', updates: [edit(label)] }])
+      await store.append([{ docId: 'doc', value: encodeEntryValue([edit(label)]) }])
     }
   })
   const compactors = writers.map(async store => {
@@ -59,25 +61,32 @@ t.test('LevelDB store: append, load, compact, delete', async t => {
   await store.open()
   t.teardown(() => store.close())
   t.same(await store.load('empty'), { updates: [], cursor: null, bytes: 0 })
-  await store.append([{ docId: 'a', updates: [edit('1')] }, { docId: 'ab', updates: [edit('x')] }])
-  await store.append([{ docId: 'a', updates: [edit('2')] }])
+  await store.append([{ docId: 'a', value: encodeEntryValue([edit('1')]) }, { docId: 'ab', value: encodeEntryValue([edit('x')]) }])
+  await store.append([{ docId: 'a', value: encodeEntryValue([edit('2')]) }])
   t.same(itemsOf((await store.load('a')).updates), ['1', '2'])
   t.same(itemsOf((await store.load('ab')).updates), ['x'], 'ids sharing a prefix do not overlap')
-  await store.append([{ docId: 'many', updates: [edit('p'), edit('q'), edit('r')] }])
+  await store.append([{ docId: 'many', value: encodeEntryValue([edit('p'), edit('q'), edit('r')]) }])
   const many = await store.load('many')
   t.same(itemsOf(many.updates), ['p', 'q', 'r'], 'an entry holding several updates reads back as all of them')
+  const legacy = new ClassicLevel<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' })
+  await store.close()
+  await legacy.open()
+  await legacy.put('u\x00old\x00' + '0'.repeat(13), edit('bare'))
+  await legacy.close()
+  await store.open()
+  t.same(itemsOf((await store.load('old')).updates), ['bare'], 'a bare update written by an earlier version still loads')
   t.equal(many.cursor, store.lastCursor('many'), 'in one entry')
   await appendWhileCompacting(t, [store])
 
   // The only writer knows its last written entry: compaction from memory needs no read-back.
   t.equal(store.lastCursor('never-touched'), null)
-  const appended = store.append([{ docId: 'mem', updates: [edit('m1')] }])
+  const appended = store.append([{ docId: 'mem', value: encodeEntryValue([edit('m1')]) }])
   t.equal(store.lastCursor('mem'), null, 'an append still in flight is not a cursor')
   await appended
-  await store.append([{ docId: 'mem', updates: [edit('m2')] }])
+  await store.append([{ docId: 'mem', value: encodeEntryValue([edit('m2')]) }])
   t.equal(store.lastCursor('mem'), (await store.load('mem')).cursor, 'the cursor of the last written entry')
   await store.compact('mem', Y.mergeUpdates([edit('m1'), edit('m2')]), store.lastCursor('mem')!)
-  await store.append([{ docId: 'mem', updates: [edit('m3')] }])
+  await store.append([{ docId: 'mem', value: encodeEntryValue([edit('m3')]) }])
   const compacted = await store.load('mem')
   t.equal(compacted.updates.length, 2, 'snapshot plus the entry appended after it')
   t.same(itemsOf(compacted.updates).sort(), ['m1', 'm2', 'm3'])
@@ -94,7 +103,7 @@ t.test('Redis store: many nodes append and compact at once without losing anythi
   t.teardown(() => clients.forEach(c => c.disconnect()))
   const stores = clients.map(c => new RedisStore(c, 'test:', 0))
   await appendWhileCompacting(t, stores)
-  await stores[1]!.append([{ docId: 'many', updates: [edit('p'), edit('q')] }])
+  await stores[1]!.append([{ docId: 'many', value: encodeEntryValue([edit('p'), edit('q')]) }])
   t.same(itemsOf((await stores[2]!.load('many')).updates), ['p', 'q'], 'an entry holding several updates reads back as all of them')
   t.equal(await clients[0]!.xlen('test:{many}:log'), 1, 'in one stream entry')
   t.equal(stores[0]!.lastCursor('doc'), null, 'a shared store never lets compaction skip reading the log')
@@ -109,8 +118,8 @@ t.test('Redis store: DOC_TTL_SECONDS expires untouched documents; 0 keeps them',
   t.teardown(() => client.disconnect())
   const expiring = new RedisStore(client, 'ttl:', 1)
   const forever = new RedisStore(client, 'keep:', 0)
-  await expiring.append([{ docId: 'd', updates: [edit('gone')] }])
-  await forever.append([{ docId: 'd', updates: [edit('kept')] }])
+  await expiring.append([{ docId: 'd', value: encodeEntryValue([edit('gone')]) }])
+  await forever.append([{ docId: 'd', value: encodeEntryValue([edit('kept')]) }])
   t.ok((await client.ttl('ttl:{d}:log')) > 0, 'expiry set on write')
   t.equal(await client.ttl('keep:{d}:log'), -1, 'no expiry with 0')
   await new Promise(resolve => setTimeout(resolve, 2100))
@@ -138,4 +147,38 @@ t.test('write-behind splits a large backlog into bounded entries, losing nothing
   const entries = parseInt(store.lastCursor('bulk')!.slice(-13), 16) + 1
   t.ok(entries >= 10 && entries <= 15, `3 MB stored as ${entries} entries of at most ~256 KiB each`)
   t.equal(itemsOf(stored.updates).length, 30, 'every update is in the store')
+})
+
+t.test('write-behind keeps every update through failed writes and writes them once the store is back', async t => {
+  const { WriteBehind } = await import('../src/persistence/write-behind.js')
+  const { createLogger } = await import('../src/log/logger.js')
+  const dir = tempDir()
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const store = new LevelDbStore(dir)
+  await store.open()
+  t.teardown(() => store.close())
+  let failures = 3
+  const flaky: DocumentStore = Object.create(store, {
+    append: { value: async (entries: AppendEntry[]) => { if (failures-- > 0) throw new Error('disk full'); await store.append(entries) } }
+  })
+  const writeBehind = new WriteBehind(flaky, { intervalMs: 60_000, retryMaxMs: 1_000 }, createLogger('silent'))
+  // 'bulk' spans several entries (the entry size is 256 KiB), so their order is put back as well.
+  const big = (label: string): Uint8Array => edit(`${label}:${'x'.repeat(150_000)}`)
+  writeBehind.enqueue('a', edit('a1'))
+  writeBehind.enqueue('bulk', big('b1'))
+  writeBehind.enqueue('bulk', big('b2'))
+  await t.rejects(writeBehind.flush(), /disk full/)
+  t.notOk(writeBehind.healthy)
+  writeBehind.enqueue('a', edit('a2'))
+  writeBehind.enqueue('c', edit('c1'))
+  await t.rejects(writeBehind.flush(), /disk full/)
+  writeBehind.enqueue('a', edit('a3'))
+  await t.rejects(writeBehind.flush(), /disk full/, 'an odd number of failures: a reversal would show')
+  t.equal(writeBehind.pendingDocuments, 3)
+  await writeBehind.flush()
+  t.ok(writeBehind.healthy, 'healthy again after a write went through')
+  t.equal(writeBehind.pendingDocuments, 0)
+  t.same(itemsOf((await store.load('a')).updates), ['a1', 'a2', 'a3'])
+  t.same(itemsOf((await store.load('c')).updates), ['c1'])
+  t.same((await store.load('bulk')).updates.map(u => itemsOf([u])[0]!.split(':')[0]), ['b1', 'b2'], 'in their original order')
 })

@@ -264,7 +264,7 @@ export class ClusterBridge {
       this.requestSync(doc)
       return false
     }
-    this.deps.writeBehind.enqueue(doc.id, Uint8Array.from(update))
+    this.deps.writeBehind.enqueue(doc.id, update)
     return true
   }
 

@@ -15,11 +15,11 @@ export interface StoredDocument {
   bytes: number
 }
 
-/** One log entry: updates of one document, stored together (see entry-value.ts). */
+/** One log entry: updates of one document, stored together. */
 export interface AppendEntry {
   docId: string
-  /** At least one update, in the order they were applied. */
-  updates: Uint8Array[]
+  /** At least one update, encoded as in entry-value.ts (EntryBuilder / encodeEntryValue). */
+  value: Uint8Array
 }
 
 export interface DocumentStore {

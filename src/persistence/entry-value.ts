@@ -1,22 +1,75 @@
 import * as decoding from 'lib0/decoding'
 
 /**
- * The value of one stored log entry: the updates a flush collected for one document.
- *
- * One update is stored as its own bytes. Several are stored side by side behind a header instead of
- * being merged with Y.mergeUpdates: merging decodes and re-encodes every struct, which cost more
- * CPU than the store write itself, and a load applies the updates in one transaction either way.
+ * The value of one stored log entry: updates of one document, side by side.
  *
  *   header   80 80 80 80 00 01   (a non-canonical varUint 0, then format version 1)
- *   varUint  count
- *   count x varUint8Array update
+ *   then, to the end of the value, varUint8Array updates (lib0 framing: varUint length, bytes)
  *
- * No Yjs encoder writes that header: lib0 writes canonical varUints, and 0x80 followed by 0x00 is a
- * non-canonical zero. A client could still send an update that starts with it (Yjs reads it as an
- * update with no structs), so such an update is always stored behind a header, never bare. Values
- * written before this format are bare updates and read as such.
+ * The write-behind copies each update into its document's entry as it arrives (EntryBuilder), so
+ * an update costs one copy into a buffer that grows by doubling: no array of copies to keep, and no
+ * Y.mergeUpdates, which decodes and re-encodes every struct and cost more CPU than the store write.
+ * A load applies the updates in one transaction either way.
+ *
+ * Values written before this format are bare Yjs updates. No Yjs encoder writes the header (lib0
+ * writes canonical varUints, and 0x80 followed by 0x00 is a non-canonical zero), so a bare value
+ * starts with it only if a client crafted such an update, which Yjs reads as an update without
+ * structs; a bare value that starts with the header but does not parse as a list is read as one
+ * update.
  */
 const HEADER = Uint8Array.of(0x80, 0x80, 0x80, 0x80, 0x00, 0x01)
+
+const INITIAL_CAPACITY = 256
+
+/** Collects updates into one entry value. */
+export class EntryBuilder {
+  private buffer: Uint8Array
+  private length = HEADER.length
+  /** Updates appended so far. */
+  count = 0
+
+  constructor (firstUpdateBytes = 0) {
+    this.buffer = new Uint8Array(Math.max(INITIAL_CAPACITY, HEADER.length + 5 + firstUpdateBytes))
+    this.buffer.set(HEADER)
+  }
+
+  /** Bytes of the value so far. */
+  get byteLength (): number {
+    return this.length
+  }
+
+  /** Copies `update` in: the caller may reuse or release its buffer afterwards. */
+  append (update: Uint8Array): void {
+    const needed = this.length + 5 + update.length
+    if (needed > this.buffer.length) {
+      const grown = new Uint8Array(Math.max(needed, this.buffer.length * 2))
+      grown.set(this.buffer.subarray(0, this.length))
+      this.buffer = grown
+    }
+    let n = update.length
+    while (n > 0x7f) {
+      this.buffer[this.length++] = 0x80 | (n & 0x7f)
+      n = Math.floor(n / 0x80)
+    }
+    this.buffer[this.length++] = n
+    this.buffer.set(update, this.length)
+    this.length += update.length
+    this.count++
+  }
+
+  /** The value; the builder must not be used afterwards. */
+  finish (): Uint8Array {
+    return this.buffer.subarray(0, this.length)
+  }
+}
+
+/** One entry value holding `updates` (tests, and callers that have the updates at hand). */
+export function encodeEntryValue (updates: readonly Uint8Array[]): Uint8Array {
+  if (updates.length === 0) throw new Error('an entry holds at least one update')
+  const builder = new EntryBuilder()
+  for (const update of updates) builder.append(update)
+  return builder.finish()
+}
 
 function startsWithHeader (bytes: Uint8Array): boolean {
   if (bytes.length < HEADER.length) return false
@@ -24,63 +77,17 @@ function startsWithHeader (bytes: Uint8Array): boolean {
   return true
 }
 
-/** Encodes one entry's updates (at least one). */
-export function encodeEntryValue (updates: readonly Uint8Array[]): Uint8Array {
-  if (updates.length === 0) throw new Error('an entry holds at least one update')
-  const only = updates.length === 1 ? updates[0]! : null
-  if (only !== null && !startsWithHeader(only)) return only
-  // Sized exactly and written in one allocation: a lib0 Encoder starts small and grows by copying,
-  // which made this the costliest step of a flush.
-  let size = HEADER.length + varUintSize(updates.length)
-  for (const update of updates) size += varUintSize(update.length) + update.length
-  const value = new Uint8Array(size)
-  value.set(HEADER)
-  let pos = writeVarUint(value, HEADER.length, updates.length)
-  for (const update of updates) {
-    pos = writeVarUint(value, pos, update.length)
-    value.set(update, pos)
-    pos += update.length
-  }
-  return value
-}
-
-/** Bytes of `n` as a lib0 varUint (7 bits per byte). */
-function varUintSize (n: number): number {
-  let size = 1
-  while (n > 0x7f) {
-    n = Math.floor(n / 0x80)
-    size++
-  }
-  return size
-}
-
-/** Writes `n` as a lib0 varUint at `pos`; returns the position after it. */
-function writeVarUint (target: Uint8Array, pos: number, n: number): number {
-  while (n > 0x7f) {
-    target[pos++] = 0x80 | (n & 0x7f)
-    n = Math.floor(n / 0x80)
-  }
-  target[pos++] = n
-  return pos
-}
-
-/**
- * The updates of one stored value, as views into it (no copies). A value that starts with the
- * header but does not parse as a list (only a client's crafted update stored bare by a version
- * before this format could) is returned as the single update it then is.
- */
+/** The updates of one stored value, as views into it (no copies). */
 export function decodeEntryValue (value: Uint8Array): Uint8Array[] {
   if (!startsWithHeader(value)) return [value]
   try {
     const decoder = decoding.createDecoder(value)
     decoder.pos = HEADER.length
-    const count = decoding.readVarUint(decoder)
-    // Each update takes at least one byte: a count beyond that is not a list.
-    if (count === 0 || count > value.length) return [value]
     const updates: Uint8Array[] = []
-    for (let i = 0; i < count; i++) updates.push(decoding.readVarUint8Array(decoder))
-    return decoding.hasContent(decoder) ? [value] : updates
+    while (decoding.hasContent(decoder)) updates.push(decoding.readVarUint8Array(decoder))
+    return updates.length > 0 ? updates : [value]
   } catch {
+    // Runs past the end: a bare update that only starts like the header.
     return [value]
   }
 }

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { ClassicLevel } from 'classic-level'
 import { DocumentDeletedError, type AppendEntry, type DocumentStore, type StoredDocument } from './document-store.js'
-import { decodeEntryValue, encodeEntryValue } from './entry-value.js'
+import { decodeEntryValue } from './entry-value.js'
 
 /**
  * The embedded store: LevelDB (classic-level) in DATA_DIR, the engine y-leveldb uses, used
@@ -63,7 +63,7 @@ export class LevelDbStore implements DocumentStore {
       const seq = this.nextSeq.get(entry.docId) ?? 0
       this.nextSeq.set(entry.docId, seq + 1)
       seqs.push(seq)
-      batch.put(entryKey(entry.docId, seq), encodeEntryValue(entry.updates))
+      batch.put(entryKey(entry.docId, seq), entry.value)
     }
     await batch.write({ sync: this.fsync })
     for (let i = 0; i < entries.length; i++) this.noteWritten(entries[i]!.docId, seqs[i]!)

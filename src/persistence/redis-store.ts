@@ -1,7 +1,7 @@
 import type { Cluster, Redis } from 'ioredis'
 import { DocumentDeletedError, type AppendEntry, type DocumentStore, type StoredDocument } from './document-store.js'
 import { documentKeys } from '../redis/keys.js'
-import { decodeEntryValue, encodeEntryValue } from './entry-value.js'
+import { decodeEntryValue } from './entry-value.js'
 
 /**
  * Replaces the log prefix by a snapshot, atomically, and only if nobody compacted since the caller
@@ -85,9 +85,8 @@ export class RedisStore implements DocumentStore {
 
   async append (entries: AppendEntry[]): Promise<void> {
     // One MULTI per document: its keys share a slot, while different documents may not.
-    await Promise.all(entries.map(async ({ docId, updates }) => {
+    await Promise.all(entries.map(async ({ docId, value }) => {
       const keys = documentKeys(this.prefix, docId)
-      const value = encodeEntryValue(updates)
       const transaction = this.redis.multi().xadd(keys.log, '*', 'u', Buffer.from(value.buffer, value.byteOffset, value.byteLength))
       if (this.ttlSeconds > 0) transaction.expire(keys.log, this.ttlSeconds).expire(keys.snapshot, this.ttlSeconds)
       const results = await transaction.exec()

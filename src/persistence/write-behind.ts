@@ -1,10 +1,14 @@
 import type { Logger } from 'pino'
 import type { Metrics } from '../metrics/metrics.js'
-import { byteRuns } from '../shared/byte-runs.js'
 import type { AppendEntry, DocumentStore } from './document-store.js'
+import { EntryBuilder } from './entry-value.js'
 
 interface Pending {
-  updates: Uint8Array[]
+  /** Entry values already complete (full ones, or put back after a failed write), in order. */
+  values: Uint8Array[]
+  /** The entry being filled. */
+  current: EntryBuilder | null
+  /** Update bytes pending, for the metrics. */
   bytes: number
 }
 
@@ -13,14 +17,16 @@ export interface WriteBehindOptions {
   retryMaxMs: number
 }
 
-/** Larger pending runs (a bulk upload) are split into several entries of about this size. */
+/** A document's pending updates fill entries of about this size (more during a bulk upload). */
 const ENTRY_MAX_BYTES = 256 * 1024
 
 /**
  * Collects each document's updates in memory and appends them to the store every `intervalMs`, one
- * entry per document (several above ENTRY_MAX_BYTES) in one write for all documents. Updates are
- * not merged: Y.mergeUpdates re-encodes every struct and cost more than the write (entry-value.ts). A failed write puts the
- * updates back (nothing is ever dropped), marks the store unhealthy and retries with exponential
+ * entry per document (several above ENTRY_MAX_BYTES) in one write for all documents. Each update is
+ * copied into its document's entry value as it arrives (entry-value.ts), not merged: merging
+ * re-encoded every struct, and an array of per-update copies held until the flush cost the
+ * garbage collector more than the store write cost. A failed write puts the
+ * entries back (nothing is ever dropped), marks the store unhealthy and retries with exponential
  * backoff. Writes are serialized, so a flush that resolves means every update enqueued before it
  * was called is in the store.
  */
@@ -49,14 +55,19 @@ export class WriteBehind {
     return this.lastError
   }
 
-  /** Takes ownership of `update`: the caller must not reuse its buffer. */
+  /** Copies `update` into the document's next entry: the caller keeps its buffer. */
   enqueue (docId: string, update: Uint8Array): void {
     let entry = this.pending.get(docId)
     if (entry === undefined) {
-      entry = { updates: [], bytes: 0 }
+      entry = { values: [], current: null, bytes: 0 }
       this.pending.set(docId, entry)
     }
-    entry.updates.push(update)
+    if (entry.current !== null && entry.current.byteLength + update.length > ENTRY_MAX_BYTES) {
+      entry.values.push(entry.current.finish())
+      entry.current = null
+    }
+    entry.current ??= new EntryBuilder(update.length)
+    entry.current.append(update)
     entry.bytes += update.length
   }
 
@@ -120,11 +131,8 @@ export class WriteBehind {
       const entry = this.pending.get(docId)
       if (entry === undefined) continue
       this.pending.delete(docId)
-      if (entry.bytes <= ENTRY_MAX_BYTES) {
-        entries.push({ docId, updates: entry.updates })
-        continue
-      }
-      for (const run of byteRuns(entry.updates, ENTRY_MAX_BYTES)) entries.push({ docId, updates: run })
+      for (const value of entry.values) entries.push({ docId, value })
+      if (entry.current !== null) entries.push({ docId, value: entry.current.finish() })
     }
     return entries
   }
@@ -162,14 +170,14 @@ export class WriteBehind {
   /** Puts failed entries back in front of anything that arrived meanwhile. */
   private requeue (entries: AppendEntry[]): void {
     for (let i = entries.length - 1; i >= 0; i--) {
-      const { docId, updates } = entries[i]!
+      const { docId, value } = entries[i]!
       const newer = this.pending.get(docId)
-      let bytes = 0
-      for (const update of updates) bytes += update.length
-      this.pending.set(docId, {
-        updates: newer === undefined ? [...updates] : [...updates, ...newer.updates],
-        bytes: bytes + (newer?.bytes ?? 0)
-      })
+      if (newer === undefined) {
+        this.pending.set(docId, { values: [value], current: null, bytes: value.length })
+      } else {
+        newer.values.unshift(value)
+        newer.bytes += value.length
+      }
     }
   }
 }

@@ -51,7 +51,7 @@ export function publishToAll (ctx: MessageContext, doc: LiveDocument, kind: Mess
  * Hands an update this node applied to everyone else: the document's local subscribers (all but
  * `sender`, which has it already), the other nodes, the store and the change webhook. Every change
  * made on this node, by a client, an offline batch or the admin API, leaves through here.
- * Takes ownership of `update` (the caller copies it if its buffer is borrowed).
+ * `update` may be borrowed (a view into uWS's frame): the store queue copies what it keeps.
  */
 export function distributeUpdate (ctx: MessageContext, doc: LiveDocument, update: Uint8Array, frame: Uint8Array, sender: ClientSocket | null): void {
   if (sender === null) ctx.app.publish(doc.topic, frame, true)
@@ -121,8 +121,7 @@ export function handleMessage (ctx: MessageContext, ws: ClientSocket, conn: Conn
       }
       const applied = sampled ? performance.now() : 0
       const forward = message.kind === 'sync-update' ? frame : step2FrameAsUpdateFrame(frame)
-      // The frame's buffer belongs to uWS and dies with this callback: the store gets a copy.
-      distributeUpdate(ctx, doc, message.update.slice(), forward, ws)
+      distributeUpdate(ctx, doc, message.update, forward, ws)
       if (sampled) {
         ctx.metrics.fanoutSeconds.observe((performance.now() - applied) / 1000)
         ctx.metrics.updateApplySeconds.observe((applied - started) / 1000)

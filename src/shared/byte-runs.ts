@@ -1,7 +1,7 @@
 /**
  * Splits updates, in order, into runs of at most `limit` bytes (an update larger than the limit
- * forms a run of its own). Shared by the write-behind (bounded merges) and the browser client
- * helper (bounded batches), so it uses nothing but the language.
+ * forms a run of its own). Used by the browser client helper (bounded batches), so it uses nothing
+ * but the language.
  */
 export function byteRuns (updates: Uint8Array[], limit: number): Uint8Array[][] {
   const runs: Uint8Array[][] = []
