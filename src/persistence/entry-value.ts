@@ -11,11 +11,12 @@ import * as decoding from 'lib0/decoding'
  * Y.mergeUpdates, which decodes and re-encodes every struct and cost more CPU than the store write.
  * A load applies the updates in one transaction either way.
  *
- * Values written before this format are bare Yjs updates. No Yjs encoder writes the header (lib0
- * writes canonical varUints, and 0x80 followed by 0x00 is a non-canonical zero), so a bare value
- * starts with it only if a client crafted such an update, which Yjs reads as an update without
- * structs; a bare value that starts with the header but does not parse as a list is read as one
- * update.
+ * Values written before this format are bare Yjs updates, read as they are. No Yjs encoder writes
+ * the header (lib0 writes canonical varUints, and 0x80 followed by 0x00 is a non-canonical zero),
+ * so a bare value starts with it only if a client crafted such an update (Yjs reads it as one
+ * without structs) and an earlier version stored it; such a value is read as one update unless its
+ * rest also parses as a list. Every value written now carries the header, so crafted updates are
+ * always framed.
  */
 const HEADER = Uint8Array.of(0x80, 0x80, 0x80, 0x80, 0x00, 0x01)
 

@@ -9,7 +9,8 @@ import { decodeEntryValue } from './entry-value.js'
  * would let the write-behind batcher believe a failed write had succeeded.
  *
  * Layout: one key per log entry, `u\0{docId}\0{seq}` with seq as fixed-width hex so keys sort by
- * sequence; values as in entry-value.ts. Document ids never contain \0 (see documents/document-id.ts), so ranges cannot overlap.
+ * sequence; values as in entry-value.ts. Document ids never contain \0 (see documents/document-id.ts),
+ * so ranges cannot overlap.
  * This process owns the directory (LevelDB holds a lock), so sequence numbers live in memory.
  */
 export class LevelDbStore implements DocumentStore {
