@@ -61,3 +61,28 @@ t.test('METRICS_TOKEN guards /metrics', async t => {
   t.equal((await scrape(ts.port, 'wrong')).status, 401)
   t.equal((await scrape(ts.port, 'scrape-secret')).status, 200)
 })
+
+t.test('cluster mode: envelopes and the lag of peer updates are counted', async t => {
+  const { startRedis } = await import('./helpers/redis.js')
+  const redis = await startRedis()
+  t.teardown(redis.cleanup)
+  const nodes = [
+    await startTestServer({ REDIS_URL: redis.url, NODE_ID: 'metrics-a' }),
+    await startTestServer({ REDIS_URL: redis.url, NODE_ID: 'metrics-b' })
+  ]
+  t.teardown(async () => { for (const node of nodes) await node.close() })
+  const token = await signToken()
+  const a = await connectSynced(nodes[0]!.url, 'lag', token)
+  const b = await connectSynced(nodes[1]!.url, 'lag', token)
+  t.teardown(() => { a.destroy(); b.destroy() })
+  for (let i = 0; i < 20; i++) a.doc.getArray('x').push([i])
+  await waitFor(() => b.doc.getArray('x').length === 20, 'delivery across nodes')
+  const sender = (await scrape(nodes[0]!.port)).text
+  const receiver = (await scrape(nodes[1]!.port)).text
+  t.ok(value(sender, 'collab_bridge_published_total') >= 20, 'updates published to the other node')
+  t.ok(value(receiver, 'collab_bridge_received_total') >= 20, 'updates received from the other node')
+  const lagCount = value(receiver, 'collab_bridge_lag_seconds_count')
+  t.ok(lagCount >= 20, `lag observed for every peer update (${lagCount})`)
+  t.equal(value(receiver, 'collab_bridge_lag_seconds_bucket{le="+Inf"}'), lagCount, 'the +Inf bucket counts every observation')
+  t.ok(value(receiver, 'collab_bridge_lag_seconds_bucket{le="1"}') <= lagCount, 'buckets are cumulative')
+})

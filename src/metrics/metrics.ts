@@ -47,7 +47,8 @@ export class Metrics {
   readonly bridgeReceived = new Counter({ name: 'collab_bridge_received_total', help: 'Envelopes received from other nodes for loaded documents', registers: [this.registry] })
   readonly bridgeGaps = new Counter({ name: 'collab_bridge_gaps_total', help: 'Lost bridge messages detected by sequence numbers or heartbeats', registers: [this.registry] })
   readonly bridgeSyncRequests = new Counter({ name: 'collab_bridge_sync_requests_total', help: 'State-vector re-sync requests sent to peers', registers: [this.registry] })
-  readonly bridgeLagSeconds = new Histogram({ name: 'collab_bridge_lag_seconds', help: 'Time from a peer publishing an update to this node applying it (includes clock skew between hosts)', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [this.registry] })
+  // Observed for every update a peer sends: a HotHistogram like the update timings, not prom-client.
+  readonly bridgeLagSeconds = new HotHistogram(this.registry, 'collab_bridge_lag_seconds', 'Time from a peer publishing an update to this node applying it (includes clock skew between hosts)', [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1])
 
   readonly writeBehindPendingBytes = new Gauge({ name: 'collab_write_behind_pending_bytes', help: 'Update bytes applied but not yet in the store', registers: [this.registry] })
   readonly writeBehindPendingDocuments = new Gauge({ name: 'collab_write_behind_pending_documents', help: 'Documents with updates not yet in the store', registers: [this.registry] })
