@@ -52,7 +52,7 @@ const timer = setInterval(() => {
     writers[i]!.getText('log').insert(0, `${(performance.timeOrigin + performance.now()).toFixed(3)};`)
     writers[i]!.off('update', capture)
     docs[i]!.applyClientUpdate(update!, null)
-    writeBehind.enqueue(docs[i]!.id, (update! as Uint8Array).slice())
+    writeBehind.enqueue(docs[i]!.id, update!)
   }
   if (Date.now() - started > SECONDS * 1000) {
     clearInterval(timer)

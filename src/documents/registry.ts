@@ -129,6 +129,7 @@ export class DocumentRegistry {
       // The stored bytes bound the encoded size from above; the exact size is measured only if
       // a write ever approaches MAX_DOCUMENT_BYTES, so a load never encodes the document.
       doc.sizeEstimate = stored.bytes
+      // Counts updates, not entries (an entry may hold several): a long log compacts at load sooner.
       doc.entriesSinceCompaction = stored.updates.length
       doc.state = 'live'
       this.hooks.afterLoad?.(doc)

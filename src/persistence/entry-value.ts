@@ -22,7 +22,12 @@ const HEADER = Uint8Array.of(0x80, 0x80, 0x80, 0x80, 0x00, 0x01)
 
 const INITIAL_CAPACITY = 256
 
-/** Collects updates into one entry value. */
+/**
+ * Collects updates into one entry value, in one buffer that grows by doubling. Not a lib0 Encoder:
+ * its chunked buffers, the two views writeUint8Array makes per call and the concatenation in
+ * toUint8Array cost 2.6-3.0 against 1.2 µs of main-thread CPU per update at 1.25 updates per
+ * document per flush, 1.4-1.5 against 0.4 µs at 5 (bench/diagnostics/write-behind-cost.ts).
+ */
 export class EntryBuilder {
   private buffer: Uint8Array
   private length = HEADER.length
