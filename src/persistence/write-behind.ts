@@ -8,7 +8,7 @@ interface Pending {
   values: Uint8Array[]
   /** The entry being filled. */
   current: EntryBuilder | null
-  /** Update bytes pending, for the metrics. */
+  /** Bytes pending (updates, or whole entries put back after a failed write), for the metrics. */
   bytes: number
 }
 
