@@ -25,7 +25,25 @@ end
 return 1
 `
 
+/**
+ * Appends one log entry and refreshes the document's expiry in one command: a MULTI of XADD and two
+ * EXPIREs cost five commands, an ioredis pipeline and a promise per command on every flush of every
+ * document, and in a cluster every node writes every update. Those objects were alive at most
+ * young-generation GCs, were promoted, and made the nodes' GC pauses ~4x single-node's.
+ *   KEYS[1] update stream   KEYS[2] snapshot hash   ARGV[1] entry value   ARGV[2] TTL seconds (0 = none)
+ */
+const APPEND_SCRIPT = `
+redis.call('XADD', KEYS[1], '*', 'u', ARGV[1])
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+return 1
+`
+
 type RedisClient = Redis | Cluster
+type AppendCommand = (logKey: string, snapKey: string, value: Buffer, ttl: number) => Promise<number>
 type CompactCommand = (snapKey: string, logKey: string, expected: string, snapshot: Buffer, cursor: string, minId: string, ttl: number) => Promise<number>
 
 /**
@@ -44,6 +62,7 @@ export class RedisStore implements DocumentStore {
     private readonly prefix: string,
     private readonly ttlSeconds: number
   ) {
+    redis.defineCommand('collabAppend', { numberOfKeys: 2, lua: APPEND_SCRIPT })
     redis.defineCommand('collabCompact', { numberOfKeys: 2, lua: COMPACT_SCRIPT })
   }
 
@@ -84,14 +103,12 @@ export class RedisStore implements DocumentStore {
   }
 
   async append (entries: AppendEntry[]): Promise<void> {
-    // One MULTI per document: its keys share a slot, while different documents may not.
+    // One script call per document: its keys share a slot, while different documents may not.
+    // Issued in one turn, the calls leave in one auto-pipelined write.
+    const appendCommand = (this.redis as unknown as { collabAppend: AppendCommand }).collabAppend
     await Promise.all(entries.map(async ({ docId, value }) => {
       const keys = documentKeys(this.prefix, docId)
-      const transaction = this.redis.multi().xadd(keys.log, '*', 'u', Buffer.from(value.buffer, value.byteOffset, value.byteLength))
-      if (this.ttlSeconds > 0) transaction.expire(keys.log, this.ttlSeconds).expire(keys.snapshot, this.ttlSeconds)
-      const results = await transaction.exec()
-      if (results === null) throw new Error('redis transaction aborted')
-      for (const [err] of results) if (err !== null) throw err
+      await appendCommand.call(this.redis, keys.log, keys.snapshot, Buffer.from(value.buffer, value.byteOffset, value.byteLength), this.ttlSeconds)
     }))
   }
 
