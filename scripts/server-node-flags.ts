@@ -14,5 +14,12 @@
  * young-generation GC. In steady-200x10 that made about 35% of young objects survive (Yjs
  * transactions promoted and collected by full GCs) against 2-10% without pretenuring, and cost
  * about a third of the server's user CPU per delivered edit.
+ *
+ * --no-memory-reducer: V8's memory reducer runs up to three full GCs in a row once it judges the
+ * process idle by its allocation rate. Cluster nodes that mostly apply their peers' updates
+ * allocate little and were judged idle in the middle of the load: 10-53 ms pauses inside the
+ * bench's measured window, on the nodes holding the observers (bench/README.md, Findings). A server
+ * under load gains nothing from it; the heap still shrinks through ordinary full GCs, and the
+ * idle-memory figure did not grow without it (2.18/2.39 vs 2.61/2.49 KiB per connection).
  */
-export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--no-allocation-site-pretenuring']
+export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--no-allocation-site-pretenuring', '--no-memory-reducer']
