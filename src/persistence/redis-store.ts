@@ -26,10 +26,10 @@ return 1
 `
 
 /**
- * Appends one log entry and refreshes the document's expiry in one command: a MULTI of XADD and two
- * EXPIREs cost five commands, an ioredis pipeline and a promise per command on every flush of every
- * document, and in a cluster every node writes every update. Those objects were alive at most
- * young-generation GCs, were promoted, and made the nodes' GC pauses ~4x single-node's.
+ * Appends one log entry and refreshes the document's expiry in one command (atomic, as the MULTI it
+ * replaces): a MULTI of XADD and two EXPIREs cost five commands, an ioredis pipeline and a promise
+ * per command for every document at every flush, on every node of a cluster (each writes every
+ * update). Those objects were among what the nodes' young-generation GCs found alive and promoted.
  *   KEYS[1] update stream   KEYS[2] snapshot hash   ARGV[1] entry value   ARGV[2] TTL seconds (0 = none)
  */
 const APPEND_SCRIPT = `
@@ -104,7 +104,6 @@ export class RedisStore implements DocumentStore {
 
   async append (entries: AppendEntry[]): Promise<void> {
     // One script call per document: its keys share a slot, while different documents may not.
-    // Issued in one turn, the calls leave in one auto-pipelined write.
     const appendCommand = (this.redis as unknown as { collabAppend: AppendCommand }).collabAppend
     await Promise.all(entries.map(async ({ docId, value }) => {
       const keys = documentKeys(this.prefix, docId)
