@@ -11,29 +11,19 @@
  * FLUSH_INTERVAL_MS; PER=5 is 1 x 500's. ROUNDS sets the length (default 1000 / PER).
  * Main-thread user CPU is the event loop's share; other threads are LevelDB's and V8's helpers.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
 import * as Y from 'yjs'
 import { LevelDbStore } from '../../src/persistence/leveldb-store.js'
 import { WriteBehind } from '../../src/persistence/write-behind.js'
+import { readThreadCpu } from '../lib/proc.js'
 
 const DOCS = 200
 const WARMUP_ROUNDS = 20
 const PER = Number(process.env.PER ?? 1.25)
 const ROUNDS = Number(process.env.ROUNDS ?? Math.round(1000 / PER))
-const TICKS_PER_SECOND = 100
-
-/** User CPU ticks of each thread of this process. */
-function threadTicks (): Map<string, number> {
-  const ticks = new Map<string, number>()
-  for (const tid of readdirSync('/proc/self/task')) {
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
-    ticks.set(tid, Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[11]))
-  }
-  return ticks
-}
 
 // Real Yjs updates, generated before measuring: one timestamped insert each, as the bench's writers send.
 const writers = Array.from({ length: DOCS }, (_, i) => ({ id: `doc-${i}`, doc: new Y.Doc() }))
@@ -68,15 +58,15 @@ async function run (batch: typeof rounds): Promise<number> {
 }
 
 await run(rounds.slice(0, WARMUP_ROUNDS))
-const before = threadTicks()
+const before = readThreadCpu(process.pid)
 const updates = await run(rounds.slice(WARMUP_ROUNDS))
-const after = threadTicks()
+const after = readThreadCpu(process.pid)
 let other = 0
-for (const [tid, ticks] of after) {
-  const used = ticks - (before.get(tid) ?? 0)
-  if (tid === String(process.pid)) console.log(`main thread user CPU: ${(used * 1e6 / TICKS_PER_SECOND / updates).toFixed(2)} µs per update`)
+for (const [tid, cpu] of after) {
+  const used = cpu.user - (before.get(tid)?.user ?? 0)
+  if (tid === process.pid) console.log(`main thread user CPU: ${(used * 1e6 / updates).toFixed(2)} µs per update`)
   else other += used
 }
-console.log(`other threads user CPU: ${(other * 1e6 / TICKS_PER_SECOND / updates).toFixed(2)} µs per update (${updates} updates, ${PER} per document per flush)`)
+console.log(`other threads user CPU: ${(other * 1e6 / updates).toFixed(2)} µs per update (${updates} updates, ${PER} per document per flush)`)
 await store.close()
 rmSync(dir, { recursive: true, force: true })

@@ -1,6 +1,6 @@
 /** Process and machine figures from /proc (Linux). */
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 
 let clockTicks = 0
 /** Clock ticks per second of /proc/PID/stat times (getconf CLK_TCK, normally 100). */
@@ -23,7 +23,18 @@ export interface ProcCpu {
 
 /** utime and stime (fields 14 and 15) of /proc/PID/stat, in seconds. */
 export function readProcCpu (pid: number): ProcCpu {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return readStatCpu(`/proc/${pid}/stat`)
+}
+
+/** The same for each thread of the process (/proc/PID/task/TID/stat), by thread id. */
+export function readThreadCpu (pid: number): Map<number, ProcCpu> {
+  const threads = new Map<number, ProcCpu>()
+  for (const tid of readdirSync(`/proc/${pid}/task`)) threads.set(Number(tid), readStatCpu(`/proc/${pid}/task/${tid}/stat`))
+  return threads
+}
+
+function readStatCpu (path: string): ProcCpu {
+  const stat = readFileSync(path, 'utf8')
   // The command name (field 2) may contain spaces: fields are counted after its closing ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   const ticks = clkTck()
