@@ -31,8 +31,6 @@ const INITIAL_CAPACITY = 256
 export class EntryBuilder {
   private buffer: Uint8Array
   private length = HEADER.length
-  /** Updates appended so far. */
-  count = 0
 
   constructor (firstUpdateBytes = 0) {
     this.buffer = new Uint8Array(Math.max(INITIAL_CAPACITY, HEADER.length + 5 + firstUpdateBytes))
@@ -60,7 +58,6 @@ export class EntryBuilder {
     this.buffer[this.length++] = n
     this.buffer.set(update, this.length)
     this.length += update.length
-    this.count++
   }
 
   /** The value; the builder must not be used afterwards. */
