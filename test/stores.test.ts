@@ -7,6 +7,8 @@ import { ClassicLevel } from 'classic-level'
 import { LevelDbStore } from '../src/persistence/leveldb-store.js'
 import { encodeEntryValue } from '../src/persistence/entry-value.js'
 import { RedisStore } from '../src/persistence/redis-store.js'
+import { WriteBehind } from '../src/persistence/write-behind.js'
+import { createLogger } from '../src/log/logger.js'
 import { startRedis } from './helpers/redis.js'
 import { tempDir } from './helpers/server.js'
 
@@ -14,6 +16,16 @@ function edit (label: string): Uint8Array {
   const doc = new Y.Doc()
   doc.getArray('items').push([label])
   return Y.encodeStateAsUpdate(doc)
+}
+
+/** A LevelDB store in a fresh directory, closed and removed when the test ends. */
+async function openTempLevelDb (t: Test): Promise<{ store: LevelDbStore, dir: string }> {
+  const dir = tempDir()
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const store = new LevelDbStore(dir)
+  await store.open()
+  t.teardown(() => store.close())
+  return { store, dir }
 }
 
 function itemsOf (updates: Uint8Array[]): string[] {
@@ -55,11 +67,7 @@ async function appendWhileCompacting (t: Test, writers: DocumentStore[]): Promis
 }
 
 t.test('LevelDB store: append, load, compact, delete', async t => {
-  const dir = tempDir()
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const store = new LevelDbStore(dir)
-  await store.open()
-  t.teardown(() => store.close())
+  const { store, dir } = await openTempLevelDb(t)
   t.same(await store.load('empty'), { updates: [], cursor: null, bytes: 0 })
   await store.append([{ docId: 'a', value: encodeEntryValue([edit('1')]) }, { docId: 'ab', value: encodeEntryValue([edit('x')]) }])
   await store.append([{ docId: 'a', value: encodeEntryValue([edit('2')]) }])
@@ -128,13 +136,7 @@ t.test('Redis store: DOC_TTL_SECONDS expires untouched documents; 0 keeps them',
 })
 
 t.test('write-behind splits a large backlog into bounded entries, losing nothing', async t => {
-  const { WriteBehind } = await import('../src/persistence/write-behind.js')
-  const { createLogger } = await import('../src/log/logger.js')
-  const dir = tempDir()
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const store = new LevelDbStore(dir)
-  await store.open()
-  t.teardown(() => store.close())
+  const { store } = await openTempLevelDb(t)
   const writeBehind = new WriteBehind(store, { intervalMs: 60_000, retryMaxMs: 1_000 }, createLogger('silent'))
   const source = new Y.Doc()
   for (let i = 0; i < 30; i++) {
@@ -150,13 +152,7 @@ t.test('write-behind splits a large backlog into bounded entries, losing nothing
 })
 
 t.test('write-behind keeps every update through failed writes and writes them once the store is back', async t => {
-  const { WriteBehind } = await import('../src/persistence/write-behind.js')
-  const { createLogger } = await import('../src/log/logger.js')
-  const dir = tempDir()
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const store = new LevelDbStore(dir)
-  await store.open()
-  t.teardown(() => store.close())
+  const { store } = await openTempLevelDb(t)
   let failures = 3
   const flaky: DocumentStore = Object.create(store, {
     append: { value: async (entries: AppendEntry[]) => { if (failures-- > 0) throw new Error('disk full'); await store.append(entries) } }
