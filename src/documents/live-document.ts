@@ -34,7 +34,19 @@ function isAwarenessOwner (origin: unknown): origin is AwarenessOwner {
  * emitting waits for the next event.
  */
 class ServerYDoc extends Y.Doc {
+  /**
+   * The transaction that ended last, handed to whoever applied it (see LiveDocument.apply): read
+   * from here it needs no wrapping transaction and closure per update.
+   */
+  endedTransaction: Y.Transaction | null = null
+  /** Called after every transaction, before listeners: the server's own hook costs no emit. */
+  afterTransaction: () => void = () => {}
+
   override emit (...[name, args]: Parameters<Y.Doc['emit']>): void {
+    if (name === 'afterTransaction') {
+      this.endedTransaction = args[0] as Y.Transaction
+      this.afterTransaction()
+    }
     const observers = this._observers.get(name)
     if (observers === undefined) return
     for (const listener of Array.from(observers)) listener(...args)
@@ -49,10 +61,13 @@ const EMPTY_STATE_VECTOR_LENGTH = 1 // Y.encodeStateVector(new Y.Doc()) is [0]
  * The document is shared by every connection to it on this node.
  */
 export class LiveDocument {
-  readonly ydoc: Y.Doc
+  readonly ydoc: ServerYDoc
   readonly awareness: Awareness
-  /** uWS topic for local fan-out. */
-  readonly topic: string
+  /**
+   * uWS topic for local fan-out, as UTF-8 bytes: uWS.js converts a string topic to UTF-8 (length,
+   * allocation, copy, free) on every publish, and takes bytes as they are.
+   */
+  readonly topic: Uint8Array
   /** Connections using the document plus joins still being upgraded. */
   refs = 0
   state: 'loading' | 'live' | 'unloading' | 'unloaded' = 'loading'
@@ -75,7 +90,7 @@ export class LiveDocument {
 
   constructor (readonly id: string) {
     this.ydoc = new ServerYDoc({ gc: true })
-    this.topic = `doc/${id}`
+    this.topic = new TextEncoder().encode(`doc/${id}`)
     this.awareness = new Awareness(this.ydoc)
     // The server is not a participant: it holds no awareness state of its own.
     this.awareness.setLocalState(null)
@@ -89,10 +104,10 @@ export class LiveDocument {
       for (const id of updated) origin.awarenessClients.add(id)
       for (const id of removed) origin.awarenessClients.delete(id)
     })
-    this.ydoc.on('afterTransaction', () => {
+    this.ydoc.afterTransaction = () => {
       this.fullStateCache = null
       this.diffCache = null
-    })
+    }
   }
 
   /** Applies stored updates while loading, in one transaction. */
@@ -100,6 +115,7 @@ export class LiveDocument {
     Y.transact(this.ydoc, () => {
       for (const update of updates) Y.applyUpdate(this.ydoc, update)
     }, 'store')
+    this.ydoc.endedTransaction = null
   }
 
   /**
@@ -130,19 +146,23 @@ export class LiveDocument {
    * young-generation GC and is promoted, which made every edit old-generation garbage.
    */
   private apply (update: Uint8Array, origin: unknown): Y.Transaction | null {
-    let transaction: Y.Transaction | null = null
+    // Yjs cleans its transaction up (afterState computed, afterTransaction emitted) even when the
+    // update fails halfway, so the document's hook has it either way. Inside an enclosing
+    // transaction the update joins that one, which ends later.
+    const enclosing = this.ydoc._transaction
+    this.ydoc.endedTransaction = null
     try {
-      // Yjs applies the update inside the enclosing transaction, which hands it to us; it is
-      // cleaned up (afterState computed) even when the update fails halfway. local=false, as
-      // Y.applyUpdate's own transaction would be.
-      Y.transact(this.ydoc, tr => {
-        transaction = tr
-        Y.applyUpdate(this.ydoc, update, origin)
-      }, origin, false)
+      Y.applyUpdate(this.ydoc, update, origin)
       this.sizeEstimate += update.length
     } catch (err) {
-      throw new UpdateRejectedError((err as Error).message, this.partialChangesOf(transaction))
+      throw new UpdateRejectedError((err as Error).message, this.partialChangesOf(enclosing ?? this.takeEndedTransaction()))
     }
+    return enclosing ?? this.takeEndedTransaction()
+  }
+
+  private takeEndedTransaction (): Y.Transaction | null {
+    const transaction = this.ydoc.endedTransaction
+    this.ydoc.endedTransaction = null
     return transaction
   }
 
