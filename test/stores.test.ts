@@ -104,6 +104,24 @@ t.test('LevelDB store: append, load, compact, delete', async t => {
   await store.ping()
 })
 
+t.test('LevelDB store: a forgotten document keeps its log, and appends after it never overwrite an entry', async t => {
+  const { store } = await openTempLevelDb(t)
+  const append = async (label: string): Promise<void> => { await store.append([{ docId: 'a', value: encodeEntryValue([edit(label)]) }]) }
+  await append('1')
+  await append('2')
+  t.equal(store.trackedDocuments, 1)
+  store.forget('a')
+  t.equal(store.trackedDocuments, 0, 'nothing held for a forgotten document')
+  await append('3') // no load first: the sequence is looked up in the log
+  store.forget('a')
+  const loaded = await store.load('a')
+  t.same(itemsOf(loaded.updates), ['1', '2', '3'])
+  t.equal(store.lastCursor('a'), loaded.cursor, 'a load restores the cursor for compaction from memory')
+  await append('4')
+  store.forget('a')
+  t.same(itemsOf((await store.load('a')).updates), ['1', '2', '3', '4'], 'every entry kept')
+})
+
 t.test('Redis store: many nodes append and compact at once without losing anything', async t => {
   const redis = await startRedis()
   t.teardown(redis.cleanup)

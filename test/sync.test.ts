@@ -1,7 +1,9 @@
 import t from 'tap'
+import { rmSync } from 'node:fs'
 import * as Y from 'yjs'
+import { LevelDbStore } from '../src/persistence/leveldb-store.js'
 import { connectClient, connectSynced, waitSynced } from './helpers/clients.js'
-import { startTestServer } from './helpers/server.js'
+import { startTestServer, tempDir } from './helpers/server.js'
 import { signToken } from './helpers/tokens.js'
 import { sleep, waitFor } from './helpers/wait.js'
 
@@ -119,4 +121,27 @@ t.test('the server document equals the clients after edits', async t => {
   await waitFor(() => ts.server.registry.get('server-state')?.ydoc.getText('t').toString() === 'abc', 'server state')
   const serverDoc = ts.server.registry.get('server-state')!.ydoc
   t.same(Y.encodeStateVector(serverDoc), Y.encodeStateVector(a.doc))
+})
+
+t.test('documents that come and go leave nothing behind, and each reloads complete', async t => {
+  const dataDir = tempDir()
+  const store = new LevelDbStore(dataDir)
+  const ts = await startTestServer({ DATA_DIR: dataDir }, store)
+  t.teardown(async () => {
+    await ts.close()
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+  const token = await signToken()
+  const ids = ['come-0', 'come-1', 'come-2']
+  for (let round = 0; round < 3; round++) {
+    for (const id of ids) {
+      const client = await connectSynced(ts.url, id, token)
+      t.equal(client.text(), 'x'.repeat(round), `${id} reloaded with every earlier edit`)
+      client.doc.getText('t').insert(0, 'x')
+      await waitFor(() => ts.server.registry.get(id)?.ydoc.getText('t').length === round + 1, 'edit applied')
+      client.destroy()
+    }
+    await waitFor(() => ts.server.registry.size === 0, 'all documents unloaded')
+    t.equal(store.trackedDocuments, 0, `round ${round}: the store holds nothing for unloaded documents`)
+  }
 })

@@ -93,6 +93,7 @@ export class DocumentRegistry {
     if (doc === undefined) return
     this.cancelUnload(doc)
     this.docs.delete(docId)
+    this.store.forget(docId)
     doc.destroy()
     await this.hooks.afterUnload?.(docId).catch(() => {})
   }
@@ -184,6 +185,9 @@ export class DocumentRegistry {
       return
     }
     this.docs.delete(doc.id)
+    // Nothing of it is pending or being written (the flush above resolved), so the store's
+    // per-document state can go; a later load rebuilds it.
+    this.store.forget(doc.id)
     doc.destroy()
     this.log.debug({ docId: doc.id }, 'document unloaded')
     await this.hooks.afterUnload?.(doc.id).catch(err => this.log.warn({ docId: doc.id, err }, 'after-unload hook failed'))

@@ -45,6 +45,13 @@ export interface DocumentStore {
    */
   lastCursor (docId: string): string | null
   /**
+   * The document left this process's memory (unloaded after its last flush, or deleted): drops
+   * whatever the store keeps per document (the embedded store's sequence numbers), which a later
+   * load rebuilds. Without it a long-running node would hold an entry for every document it ever
+   * served.
+   */
+  forget (docId: string): void
+  /**
    * Removes every entry of the document. With `tombstoneSeconds`, loads of the document fail with
    * DocumentDeletedError for that long, so clients reconnecting right away cannot resurrect it.
    */

@@ -79,6 +79,16 @@ export class LevelDbStore implements DocumentStore {
     return seq === undefined ? null : entryKey(docId, seq)
   }
 
+  /** Documents whose sequence numbers are held in memory (tests and diagnostics). */
+  get trackedDocuments (): number {
+    return new Set([...this.nextSeq.keys(), ...this.lastWritten.keys()]).size
+  }
+
+  forget (docId: string): void {
+    this.nextSeq.delete(docId)
+    this.lastWritten.delete(docId)
+  }
+
   async compact (docId: string, snapshot: Uint8Array, cursor: string): Promise<void> {
     const previous = this.compactions.get(docId) ?? Promise.resolve()
     const run = previous.catch(() => {}).then(async () => {

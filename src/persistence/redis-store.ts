@@ -111,6 +111,9 @@ export class RedisStore implements DocumentStore {
     }))
   }
 
+  /** Nothing is kept per document: stream ids are assigned by Redis. */
+  forget (_docId: string): void {}
+
   /** Shared by every node: another node may have appended entries this one has not applied. */
   lastCursor (_docId: string): string | null {
     return null
