@@ -54,6 +54,26 @@ t.test('/metrics counters move as expected during a short load', async t => {
   t.ok(after.split('\n').some(l => l.startsWith('collab_closes_total{code=')), 'closes by code')
 })
 
+t.test('event-loop metrics: utilization and delay, without a 100 Hz timer; a stall shows up', async t => {
+  const ts = await startTestServer()
+  t.teardown(ts.close)
+  const first = (await scrape(ts.port)).text
+  t.match(first, /^collab_nodejs_eventloop_lag_seconds /m, 'the scrape-time lag gauge stays')
+  t.notMatch(first, /collab_nodejs_eventloop_lag_p99_seconds/, "prom-client's timer-fed delay gauges are replaced")
+  const utilization = value(first, 'collab_event_loop_utilization')
+  t.ok(utilization >= 0 && utilization <= 1, `utilization ${utilization} is a share`)
+
+  // The server runs in this process: blocking this thread blocks its event loop.
+  const until = performance.now() + 350
+  while (performance.now() < until) { /* a 350 ms stall */ }
+  await waitFor(async () => {
+    const text = (await scrape(ts.port)).text
+    return value(text, 'collab_event_loop_delay_seconds_count') - value(text, 'collab_event_loop_delay_seconds_bucket{le="0.25"}') >= 1
+  }, 'the stall observed as a delay over 250 ms')
+  const after = (await scrape(ts.port)).text
+  t.ok(value(after, 'collab_event_loop_delay_seconds_sum') >= 0.25, 'delay summed')
+})
+
 t.test('METRICS_TOKEN guards /metrics', async t => {
   const ts = await startTestServer({ METRICS_TOKEN: 'scrape-secret' })
   t.teardown(ts.close)

@@ -1,3 +1,4 @@
+import { EventLoopMetrics, REPLACED_DEFAULT_METRICS } from './event-loop.js'
 import { HotHistogram } from './hot-histogram.js'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 
@@ -56,8 +57,16 @@ export class Metrics {
   readonly storeErrors = new Counter({ name: 'collab_store_errors_total', help: 'Failed store operations by operation (load, append, compact)', labelNames: ['operation'], registers: [this.registry] })
   readonly offlineBatches = new Counter({ name: 'collab_offline_batches_total', help: 'Offline batches by result (applied, already-applied, rejected, store-failed)', labelNames: ['result'], registers: [this.registry] })
 
+  private readonly eventLoop: EventLoopMetrics | null = null
+
   constructor (defaultMetrics = true) {
-    if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'collab_' })
+    if (defaultMetrics) {
+      // prom-client's delay monitor cannot be left out on its own: its timer is slowed to once a
+      // minute and its metrics replaced (see event-loop.ts).
+      collectDefaultMetrics({ register: this.registry, prefix: PREFIX, eventLoopMonitoringPrecision: 60_000 })
+      for (const name of REPLACED_DEFAULT_METRICS) this.registry.removeSingleMetric(PREFIX + name)
+      this.eventLoop = new EventLoopMetrics(this.registry, PREFIX)
+    }
     // Referenced so the scrape-time counters stay registered and visible to tsc as used.
     void [this.messagesInCounter, this.bytesInCounter, this.messagesOutCounter, this.bytesOutCounter]
   }
@@ -80,12 +89,19 @@ export class Metrics {
     return (++this.sampleTick & (SAMPLE_EVERY - 1)) === 0
   }
 
+  /** Stops the event-loop delay sampler (the registry keeps answering). */
+  stop (): void {
+    this.eventLoop?.stop()
+  }
+
   /** Current value of an unlabelled or labelled counter, summed over labels (for the inspector). */
   async total (name: string): Promise<number> {
     const metric = await this.registry.getSingleMetric(name)?.get()
     return metric?.values.reduce((sum, v) => sum + v.value, 0) ?? 0
   }
 }
+
+const PREFIX = 'collab_'
 
 const KIND_INDEX = Object.fromEntries(MESSAGE_KINDS.map((kind, i) => [kind, i])) as Record<MessageKind, number>
 

@@ -334,6 +334,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
           await participants.close()
           await store.close()
           await cluster?.connections.close()
+          metrics.stop()
         }
       })()
       return closed
