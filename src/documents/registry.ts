@@ -92,9 +92,7 @@ export class DocumentRegistry {
     const doc = this.docs.get(docId)
     if (doc === undefined) return
     this.cancelUnload(doc)
-    this.docs.delete(docId)
-    this.store.forget(docId)
-    doc.destroy()
+    this.evict(doc)
     await this.hooks.afterUnload?.(docId).catch(() => {})
   }
 
@@ -145,8 +143,7 @@ export class DocumentRegistry {
         this.metrics?.storeErrors.labels('load').inc()
         this.log.error({ err, docId: doc.id }, 'document load failed')
       }
-      this.docs.delete(doc.id)
-      doc.destroy()
+      this.evict(doc)
       if (attached) await this.hooks.afterUnload?.(doc.id).catch(() => {})
       throw err
     }
@@ -184,13 +181,20 @@ export class DocumentRegistry {
       doc.state = 'live'
       return
     }
-    this.docs.delete(doc.id)
-    // Nothing of it is pending or being written (the flush above resolved), so the store's
-    // per-document state can go; a later load rebuilds it.
-    this.store.forget(doc.id)
-    doc.destroy()
+    // Nothing of it is pending or being written: the flush above resolved.
+    this.evict(doc)
     this.log.debug({ docId: doc.id }, 'document unloaded')
     await this.hooks.afterUnload?.(doc.id).catch(err => this.log.warn({ docId: doc.id, err }, 'after-unload hook failed'))
+  }
+
+  /**
+   * Takes the document out of this node's memory: the registry, the store's per-document state (a
+   * later load rebuilds it) and the Y.Doc. Unload, delete and a failed load all leave through here.
+   */
+  private evict (doc: LiveDocument): void {
+    this.docs.delete(doc.id)
+    this.store.forget(doc.id)
+    doc.destroy()
   }
 
   private noteAppended (docIds: string[]): void {
