@@ -23,7 +23,6 @@ export const REPLACED_DEFAULT_METRICS = ['min', 'max', 'mean', 'stddev', 'p50', 
  */
 export class EventLoopMetrics {
   private readonly delay: HotHistogram
-  private readonly utilization: Gauge
   private readonly timer: NodeJS.Timeout
   private lastTick = performance.now()
   private lastUtilization: EventLoopUtilization = performance.eventLoopUtilization()
@@ -33,7 +32,8 @@ export class EventLoopMetrics {
       `How late a timer due every ${DELAY_SAMPLE_MS} ms ran: event-loop delay, 0 when the loop is free`,
       [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5])
     const metrics = this
-    this.utilization = new Gauge({
+    // Kept by the registry, which calls collect() at every scrape.
+    void new Gauge({
       name: `${prefix}event_loop_utilization`,
       help: 'Share of time the event loop was busy since the previous scrape (0-1)',
       registers: [registry],
