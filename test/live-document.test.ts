@@ -14,7 +14,7 @@ t.test('document events reach their listeners with the arguments Yjs gives', asy
   const seen: string[] = []
   doc.ydoc.on('update', (update: Uint8Array, origin: unknown) => seen.push(`update ${String(origin)} ${update.length > 0}`))
   doc.ydoc.on('afterTransaction', (tr: Y.Transaction) => seen.push(`after ${String(tr.origin)}`))
-  doc.applyClientUpdate(edit('a'), 'client-1')
+  doc.apply(edit('a'), 'client-1')
   t.same(seen, ['after client-1', 'update client-1 true'])
 })
 
@@ -31,19 +31,19 @@ t.test('a listener added while an event is emitted waits for the next one; one r
   const other = (): void => { calls.push('other') }
   doc.ydoc.on('afterTransaction', once)
   doc.ydoc.on('afterTransaction', other)
-  doc.applyClientUpdate(edit('a'), null)
+  doc.apply(edit('a'), null)
   t.same(calls, ['once', 'other'])
-  doc.applyClientUpdate(edit('b'), null)
+  doc.apply(edit('b'), null)
   t.same(calls, ['once', 'other', 'other', 'late'])
 })
 
 t.test('the cached full state follows every change, and destroy is announced', async t => {
   const doc = new LiveDocument('cache')
   const empty = Uint8Array.of(0)
-  doc.applyClientUpdate(edit('a'), null)
+  doc.apply(edit('a'), null)
   const first = doc.encodeStateAsUpdate(empty)
   t.equal(doc.encodeStateAsUpdate(empty), first, 'served from cache while unchanged')
-  doc.applyClientUpdate(edit('b'), null)
+  doc.apply(edit('b'), null)
   const replica = new Y.Doc()
   Y.applyUpdate(replica, doc.encodeStateAsUpdate(empty))
   t.same((replica.getArray('items').toJSON() as string[]).sort(), ['a', 'b'])

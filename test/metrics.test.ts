@@ -1,19 +1,12 @@
 import t from 'tap'
 import { connectSynced } from './helpers/clients.js'
+import { metricValue, scrape } from './helpers/metrics.js'
 import { upgradeStatus } from './helpers/raw-socket.js'
 import { startTestServer } from './helpers/server.js'
 import { signToken } from './helpers/tokens.js'
 import { waitFor } from './helpers/wait.js'
 
-async function scrape (port: number, token?: string): Promise<{ status: number, text: string }> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } })
-  return { status: res.status, text: await res.text() }
-}
-
-function value (text: string, series: string): number {
-  const line = text.split('\n').find(l => l.startsWith(series + ' '))
-  return line === undefined ? 0 : Number(line.slice(series.length + 1))
-}
+const value = metricValue
 
 t.test('/metrics counters move as expected during a short load', async t => {
   const ts = await startTestServer()

@@ -51,7 +51,7 @@ const timer = setInterval(() => {
     writers[i]!.on('update', capture)
     writers[i]!.getText('log').insert(0, `${(performance.timeOrigin + performance.now()).toFixed(3)};`)
     writers[i]!.off('update', capture)
-    docs[i]!.applyClientUpdate(update!, null)
+    docs[i]!.apply(update!, null)
     writeBehind.enqueue(docs[i]!.id, update!)
   }
   if (Date.now() - started > SECONDS * 1000) {

@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { Cluster, Redis } from 'ioredis'
+import { documentKeys } from '../redis/keys.js'
 
 /**
  * Users whose access to a document was revoked through the admin API, for a limited time (long
@@ -69,7 +70,7 @@ export class RedisRevocations implements Revocations {
   }
 
   private key (docId: string, userId: string): string {
-    return `${this.prefix}{${docId}}:revoked:${encodeURIComponent(userId)}`
+    return documentKeys(this.prefix, docId).revoked(userId)
   }
 }
 

@@ -1,23 +1,23 @@
 import type { Cluster, Redis } from 'ioredis'
 import type { Logger } from 'pino'
-import type { NodeSnapshot } from '../server/node-snapshot.js'
+import { nodeDirectoryKeys } from '../redis/keys.js'
 
 const PUBLISH_EVERY_MS = 2_000
 const EXPIRES_AFTER_SECONDS = 10
 
 /**
  * Lets any node describe the whole cluster (the inspector): each node stores its latest snapshot
- * under {prefix}nodes:{nodeId} with a short expiry and registers itself in a sorted set of nodes
- * scored by expiry, so dead nodes drop out on their own.
+ * (any JSON the server makes of itself) under {prefix}nodes:{nodeId} with a short expiry and
+ * registers itself in a sorted set of nodes scored by expiry, so dead nodes drop out on their own.
  */
-export class NodeDirectory {
+export class NodeDirectory<Snapshot> {
   private timer: NodeJS.Timeout | null = null
 
   constructor (
     private readonly redis: Redis | Cluster,
     private readonly prefix: string,
     private readonly nodeId: string,
-    private readonly snapshot: () => Promise<NodeSnapshot>,
+    private readonly snapshot: () => Promise<Snapshot>,
     private readonly log: Logger
   ) {}
 
@@ -36,7 +36,7 @@ export class NodeDirectory {
     this.timer.unref()
   }
 
-  async list (): Promise<NodeSnapshot[]> {
+  async list (): Promise<Snapshot[]> {
     const now = Date.now()
     await this.redis.zremrangebyscore(this.setKey(), '-inf', now)
     const nodes = await this.redis.zrangebyscore(this.setKey(), now, '+inf')
@@ -44,7 +44,7 @@ export class NodeDirectory {
     return snapshots.flatMap(json => {
       if (json === null) return []
       try {
-        return [JSON.parse(json) as NodeSnapshot]
+        return [JSON.parse(json) as Snapshot]
       } catch {
         return []
       }
@@ -58,10 +58,10 @@ export class NodeDirectory {
   }
 
   private key (nodeId: string): string {
-    return `${this.prefix}nodes:${nodeId}`
+    return nodeDirectoryKeys(this.prefix).node(nodeId)
   }
 
   private setKey (): string {
-    return `${this.prefix}nodes`
+    return nodeDirectoryKeys(this.prefix).nodes
   }
 }

@@ -1,5 +1,6 @@
 import * as Y from 'yjs'
 import { Awareness } from 'y-protocols/awareness'
+import type { BatchAck } from '../protocol/extensions.js'
 
 /** An update that failed to apply; `partial` holds whatever did integrate before the failure. */
 export class UpdateRejectedError extends Error {
@@ -29,9 +30,8 @@ function isAwarenessOwner (origin: unknown): origin is AwarenessOwner {
 /**
  * A Y.Doc whose events cost nothing when nobody listens. Yjs emits six document events per
  * transaction, and lib0's emit allocates a Map, an iterator, an array and a closure for each even
- * with no listener; on the server, which listens to one of them, that was ~7 % of the CPU of an
- * edit. Listeners are still copied before they are called, as lib0 does, so one added while
- * emitting waits for the next event.
+ * with no listener, while the server listens to one of them. Listeners are still copied before
+ * they are called, as lib0 does, so one added while emitting waits for the next event.
  */
 class ServerYDoc extends Y.Doc {
   /**
@@ -83,7 +83,7 @@ export class LiveDocument {
   private sizeCheckedAt = 0
   private sizeMeasured = false
   /** Offline batches acknowledged (or being made durable), by user and batch id; bounded. */
-  readonly batches = new Map<string, Promise<unknown>>()
+  readonly batches = new Map<string, Promise<BatchAck>>()
 
   private fullStateCache: Uint8Array | null = null
   private diffCache: Map<string, Uint8Array> | null = null
@@ -119,33 +119,16 @@ export class LiveDocument {
   }
 
   /**
-   * Applies a client's update. Throws UpdateRejectedError if Yjs cannot decode or integrate it;
-   * structs integrated before the failure are returned in `partial` so the caller can still fan
-   * them out and persist them, keeping every replica equal to the server's.
+   * Applies an update (from a client, an offline batch, the admin API or another node) and tells
+   * whether it changed the document: new structs or new deletions. An update Yjs keeps pending
+   * (its dependencies are missing) changes nothing yet. Throws UpdateRejectedError if Yjs cannot
+   * decode or integrate it; whatever integrated before the failure is in `partial`, so the caller
+   * can still hand it on and every replica stays equal to the server's.
+   *
+   * The transaction is read from the document's hook and not kept: a transaction held until the
+   * next edit outlives a young-generation GC and is promoted.
    */
-  applyClientUpdate (update: Uint8Array, origin: unknown): void {
-    this.apply(update, origin)
-  }
-
-  /**
-   * applyClientUpdate for callers that report the outcome (offline batches, the admin API): true
-   * when the update changed the document (new structs or new deletions).
-   */
-  applyAndReportChange (update: Uint8Array, origin: unknown): boolean {
-    const transaction = this.apply(update, origin)
-    if (transaction === null) return false
-    if (transaction.deleteSet.clients.size > 0) return true
-    for (const [client, clock] of transaction.afterState) {
-      if (transaction.beforeState.get(client) !== clock) return true
-    }
-    return false
-  }
-
-  /**
-   * The transaction is handed back and not kept: a transaction held until the next edit outlives a
-   * young-generation GC and is promoted, which made every edit old-generation garbage.
-   */
-  private apply (update: Uint8Array, origin: unknown): Y.Transaction | null {
+  apply (update: Uint8Array, origin: unknown): boolean {
     // Yjs cleans its transaction up (afterState computed, afterTransaction emitted) even when the
     // update fails halfway, so the document's hook has it either way. Inside an enclosing
     // transaction the update joins that one, which ends later.
@@ -157,7 +140,8 @@ export class LiveDocument {
     } catch (err) {
       throw new UpdateRejectedError((err as Error).message, this.partialChangesOf(enclosing ?? this.takeEndedTransaction()))
     }
-    return enclosing ?? this.takeEndedTransaction()
+    const transaction = enclosing ?? this.takeEndedTransaction()
+    return transaction !== null && changedBy(transaction)
   }
 
   private takeEndedTransaction (): Y.Transaction | null {
@@ -223,9 +207,16 @@ export class LiveDocument {
   }
 
   private partialChangesOf (transaction: Y.Transaction | null): Uint8Array | null {
-    if (transaction === null) return null
-    const structsChanged = [...transaction.afterState].some(([client, clock]) => transaction.beforeState.get(client) !== clock)
-    if (!structsChanged && transaction.deleteSet.clients.size === 0) return null
+    if (transaction === null || !changedBy(transaction)) return null
     return Y.encodeStateAsUpdate(this.ydoc, Y.encodeStateVector(transaction.beforeState))
   }
+}
+
+/** True when the transaction added structs or deleted something. */
+function changedBy (transaction: Y.Transaction): boolean {
+  if (transaction.deleteSet.clients.size > 0) return true
+  for (const [client, clock] of transaction.afterState) {
+    if (transaction.beforeState.get(client) !== clock) return true
+  }
+  return false
 }

@@ -1,25 +1,16 @@
-import * as Y from 'yjs'
 import type { Logger } from 'pino'
 import type { DocumentStore } from '../persistence/document-store.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { DocumentDeletedError } from '../persistence/document-store.js'
 import type { WriteBehind } from '../persistence/write-behind.js'
+import type { Compactor } from './compactor.js'
+import type { DocumentLifecycle } from './document-lifecycle.js'
 import { LiveDocument } from './live-document.js'
 
 export interface RegistryOptions {
   idleUnloadMs: number
-  /** Compact a document's log once this many entries were appended since the last compaction. */
-  compactAfterEntries: number
   /** Retry period for an unload whose final flush failed. */
   unloadRetryMs: number
-}
-
-/** Lifecycle hooks, used by cluster mode to subscribe before a load and unsubscribe after unload. */
-export interface RegistryHooks {
-  /** Runs before the store is read; a rejection fails the load. */
-  beforeLoad?: (docId: string) => Promise<void>
-  afterLoad?: (doc: LiveDocument) => void
-  afterUnload?: (docId: string) => Promise<void>
 }
 
 /**
@@ -34,13 +25,13 @@ export class DocumentRegistry {
   constructor (
     private readonly store: DocumentStore,
     private readonly writeBehind: WriteBehind,
+    private readonly compactor: Compactor,
     private readonly options: RegistryOptions,
     private readonly log: Logger,
-    private readonly hooks: RegistryHooks = {},
+    /** Told of every load and unload, in this order. */
+    private readonly lifecycle: DocumentLifecycle[] = [],
     private readonly metrics?: Metrics
-  ) {
-    writeBehind.onAppended = docIds => this.noteAppended(docIds)
-  }
+  ) {}
 
   get size (): number {
     return this.docs.size
@@ -93,7 +84,7 @@ export class DocumentRegistry {
     if (doc === undefined) return
     this.cancelUnload(doc)
     this.evict(doc)
-    await this.hooks.afterUnload?.(docId).catch(() => {})
+    await this.afterUnload(docId)
   }
 
   /**
@@ -113,29 +104,22 @@ export class DocumentRegistry {
         await new Promise(resolve => setTimeout(resolve, Math.min(250, remaining)))
       }
     }
-    for (const doc of this.docs.values()) doc.destroy()
-    this.docs.clear()
+    for (const doc of [...this.docs.values()]) this.evict(doc)
   }
 
   private async load (doc: LiveDocument): Promise<void> {
     const started = performance.now()
-    let attached = false
     try {
-      await this.hooks.beforeLoad?.(doc.id)
-      attached = true
+      for (const observer of this.lifecycle) await observer.beforeLoad?.(doc)
       const stored = await this.store.load(doc.id)
       doc.applyStored(stored.updates)
       // The stored bytes bound the encoded size from above; the exact size is measured only if
       // a write ever approaches MAX_DOCUMENT_BYTES, so a load never encodes the document.
       doc.sizeEstimate = stored.bytes
-      // Counts updates, not entries (an entry may hold several): a long log compacts at load sooner.
-      doc.entriesSinceCompaction = stored.updates.length
       doc.state = 'live'
-      this.hooks.afterLoad?.(doc)
+      for (const observer of this.lifecycle) observer.afterLoad?.(doc)
       this.log.debug({ docId: doc.id, entries: stored.updates.length, bytes: stored.bytes, ms: Math.round(performance.now() - started) }, 'document loaded')
-      if (stored.updates.length > 1 && stored.updates.length >= this.options.compactAfterEntries) {
-        void this.compact(doc)
-      }
+      this.compactor.track(doc, stored.updates.length)
     } catch (err) {
       if (err instanceof DocumentDeletedError) {
         this.log.debug({ docId: doc.id }, 'document load refused: recently deleted')
@@ -144,7 +128,7 @@ export class DocumentRegistry {
         this.log.error({ err, docId: doc.id }, 'document load failed')
       }
       this.evict(doc)
-      if (attached) await this.hooks.afterUnload?.(doc.id).catch(() => {})
+      await this.afterUnload(doc.id)
       throw err
     }
   }
@@ -184,7 +168,13 @@ export class DocumentRegistry {
     // Nothing of it is pending or being written: the flush above resolved.
     this.evict(doc)
     this.log.debug({ docId: doc.id }, 'document unloaded')
-    await this.hooks.afterUnload?.(doc.id).catch(err => this.log.warn({ docId: doc.id, err }, 'after-unload hook failed'))
+    await this.afterUnload(doc.id)
+  }
+
+  private async afterUnload (docId: string): Promise<void> {
+    for (const observer of this.lifecycle) {
+      await observer.afterUnload?.(docId).catch(err => this.log.warn({ docId, err }, 'after-unload step failed'))
+    }
   }
 
   /**
@@ -193,50 +183,8 @@ export class DocumentRegistry {
    */
   private evict (doc: LiveDocument): void {
     this.docs.delete(doc.id)
+    this.compactor.forget(doc.id)
     this.store.forget(doc.id)
     doc.destroy()
-  }
-
-  private noteAppended (docIds: string[]): void {
-    for (const docId of docIds) {
-      const doc = this.docs.get(docId)
-      if (doc === undefined) continue
-      doc.entriesSinceCompaction++
-      if (doc.entriesSinceCompaction >= this.options.compactAfterEntries) void this.compact(doc)
-    }
-  }
-
-  /**
-   * Replaces the document's stored log, up to a cursor read now, by one snapshot holding those
-   * entries and the in-memory state.
-   */
-  private async compact (doc: LiveDocument): Promise<void> {
-    if (doc.state !== 'live') return
-    doc.entriesSinceCompaction = 0
-    try {
-      // The only writer: memory holds every stored entry, so memory alone is the snapshot.
-      const cursor = this.store.lastCursor(doc.id)
-      if (cursor !== null) {
-        await this.store.compact(doc.id, Y.encodeStateAsUpdate(doc.ydoc), cursor)
-        this.log.debug({ docId: doc.id }, 'document log compacted from memory')
-        return
-      }
-      const stored = await this.store.load(doc.id)
-      if (stored.cursor === null || stored.updates.length <= 1 || doc.state !== 'live') return
-      // Merge the log into the snapshot too: in cluster mode another node may have appended
-      // entries this node has not received yet, and compaction must never drop them.
-      const merged = new Y.Doc({ gc: true })
-      Y.transact(merged, () => {
-        for (const update of stored.updates) Y.applyUpdate(merged, update)
-        Y.applyUpdate(merged, Y.encodeStateAsUpdate(doc.ydoc))
-      })
-      const snapshot = Y.encodeStateAsUpdate(merged)
-      merged.destroy()
-      await this.store.compact(doc.id, snapshot, stored.cursor)
-      this.log.debug({ docId: doc.id, entries: stored.updates.length }, 'document log compacted')
-    } catch (err) {
-      this.metrics?.storeErrors.labels('compact').inc()
-      this.log.warn({ docId: doc.id, err }, 'compaction failed; will retry later')
-    }
   }
 }

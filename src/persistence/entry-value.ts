@@ -25,8 +25,7 @@ const INITIAL_CAPACITY = 256
 /**
  * Collects updates into one entry value, in one buffer that grows by doubling. Not a lib0 Encoder:
  * its chunked buffers, the two views writeUint8Array makes per call and the concatenation in
- * toUint8Array cost 2.6-3.0 against 1.2 µs of main-thread CPU per update at 1.25 updates per
- * document per flush, 1.4-1.5 against 0.4 µs at 5 (bench/diagnostics/write-behind-cost.ts).
+ * toUint8Array cost several times more per update (docs/performance.md).
  */
 export class EntryBuilder {
   private buffer: Uint8Array

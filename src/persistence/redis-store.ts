@@ -26,10 +26,9 @@ return 1
 `
 
 /**
- * Appends one log entry and refreshes the document's expiry in one command (atomic, as the MULTI it
- * replaces): a MULTI of XADD and two EXPIREs cost five commands, an ioredis pipeline and a promise
- * per command for every document at every flush, on every node of a cluster (each writes every
- * update). Those objects were among what the nodes' young-generation GCs found alive and promoted.
+ * Appends one log entry and refreshes the document's expiry atomically in one command: every node
+ * of a cluster writes every update, so the per-document cost of a flush (commands, ioredis
+ * pipeline objects, promises) is paid once per node.
  *   KEYS[1] update stream   KEYS[2] snapshot hash   ARGV[1] entry value   ARGV[2] TTL seconds (0 = none)
  */
 const APPEND_SCRIPT = `

@@ -12,6 +12,11 @@ interface Pending {
   bytes: number
 }
 
+/** Told which documents' entries were durably appended (compaction counts them). */
+export interface AppendListener {
+  appended (docIds: string[]): void
+}
+
 export interface WriteBehindOptions {
   intervalMs: number
   retryMaxMs: number
@@ -23,12 +28,11 @@ const ENTRY_MAX_BYTES = 256 * 1024
 /**
  * Collects each document's updates in memory and appends them to the store every `intervalMs`, one
  * entry per document (several above ENTRY_MAX_BYTES) in one write for all documents. Each update is
- * copied into its document's entry value as it arrives (entry-value.ts), not merged: merging
- * re-encoded every struct, and an array of per-update copies held until the flush cost the
- * garbage collector more than the store write cost. A failed write puts the
- * entries back (nothing is ever dropped), marks the store unhealthy and retries with exponential
- * backoff. Writes are serialized, so a flush that resolves means every update enqueued before it
- * was called is in the store.
+ * copied into its document's entry value as it arrives (entry-value.ts), not merged and not kept
+ * as a list of copies: both cost more (re-encoding, garbage collection) than the store write. A
+ * failed write puts the entries back (nothing is ever dropped), marks the store unhealthy and
+ * retries with exponential backoff. Writes are serialized, so a flush that resolves means every
+ * update enqueued before it was called is in the store.
  */
 export class WriteBehind {
   private pending = new Map<string, Pending>()
@@ -37,14 +41,13 @@ export class WriteBehind {
   private consecutiveFailures = 0
   private retryAt = 0
   private lastError: string | null = null
-  /** Called after entries of these documents were durably appended. */
-  onAppended: (docIds: string[]) => void = () => {}
 
   constructor (
     private readonly store: DocumentStore,
     private readonly options: WriteBehindOptions,
     private readonly log: Logger,
-    private readonly metrics?: Metrics
+    private readonly metrics?: Metrics,
+    private readonly listener: AppendListener | null = null
   ) {}
 
   get healthy (): boolean {
@@ -164,7 +167,7 @@ export class WriteBehind {
     this.consecutiveFailures = 0
     this.lastError = null
     this.retryAt = 0
-    this.onAppended(entries.map(e => e.docId))
+    this.listener?.appended(entries.map(e => e.docId))
   }
 
   /** Puts failed entries back in front of anything that arrived meanwhile. */

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino'
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { signDevelopmentToken } from '../auth/dev-token.js'
-import { DOCUMENT_PATH_PREFIX } from '../server/upgrade.js'
-import { sendJson, STATUS_TEXT } from '../server/http-util.js'
+import { sendJson, STATUS_TEXT } from '../http/http-util.js'
+import { DOCUMENT_PATH_PREFIX } from '../protocol/endpoints.js'
 import { loadWebAssets, type WebAssets, type WebFile } from './web-assets.js'
 
 export interface PlaygroundContext {

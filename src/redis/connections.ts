@@ -32,10 +32,9 @@ export interface RedisConnections {
 // write-behind keeps updates and retries, and the bridge re-syncs after reconnecting.
 const COMMON: RedisOptions = {
   // No auto-pipelining: it batches a turn's commands into one write, but builds an ioredis
-  // Pipeline (~1.5 KiB, promises, closures) per turn that stays alive until Redis answers. With a
-  // publish per edit those were alive at most young-generation GCs and were promoted: in the
-  // 3-node bench a node promoted 0.7-1.2 MB per scavenge, against 0.2-0.45 MB without it
-  // (single node: 0.07), and the nodes used ~15% more user CPU. A write per command is cheap.
+  // Pipeline (promises, closures) per turn that stays alive until Redis answers; with a publish per
+  // edit those outlive young-generation GCs and are promoted, which costs more than a write per
+  // command (docs/performance.md).
   enableAutoPipelining: false,
   enableOfflineQueue: false,
   maxRetriesPerRequest: 1,

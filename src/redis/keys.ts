@@ -10,6 +10,7 @@ export function documentKeys (prefix: string, docId: string): {
   channel: string
   participantNodes: string
   participants: (nodeId: string) => string
+  revoked: (userId: string) => string
 } {
   const base = `${prefix}{${docId}}`
   return {
@@ -18,11 +19,20 @@ export function documentKeys (prefix: string, docId: string): {
     tombstone: `${base}:deleted`,
     channel: `${base}:bridge`,
     participantNodes: `${base}:participant-nodes`,
-    participants: nodeId => `${base}:participants:${nodeId}`
+    participants: nodeId => `${base}:participants:${nodeId}`,
+    revoked: userId => `${base}:revoked:${encodeURIComponent(userId)}`
   }
 }
 
 /** The channel on which a node receives replies meant for it alone. */
 export function nodeChannel (prefix: string, nodeId: string): string {
   return `${prefix}node:{${nodeId}}`
+}
+
+/** The inspector's directory of live nodes: a sorted set of node ids and one snapshot per node. */
+export function nodeDirectoryKeys (prefix: string): { nodes: string, node: (nodeId: string) => string } {
+  return {
+    nodes: `${prefix}nodes`,
+    node: nodeId => `${prefix}nodes:${nodeId}`
+  }
 }

@@ -1,30 +1,31 @@
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import * as Y from 'yjs'
 import { AuthError, type TokenVerifier } from '../auth/principal.js'
+import type { DocumentChanges } from '../documents/document-changes.js'
 import { validateDocumentId } from '../documents/document-id.js'
 import { documentToJson } from '../documents/document-json.js'
+import { UpdateRejectedError, type LiveDocument } from '../documents/live-document.js'
 import type { ParticipantDirectory } from '../documents/participants.js'
 import type { DocumentRegistry } from '../documents/registry.js'
+import { BodyTooLargeError, readBody, requestToken, sendBinary, sendJson, trackAbort } from '../http/http-util.js'
 import { DocumentDeletedError } from '../persistence/document-store.js'
-import { encodeSyncUpdate } from '../protocol/messages.js'
-import { BodyTooLargeError, readBody, sendBinary, sendJson, trackAbort } from './http-util.js'
-import { requestToken } from './http-routes.js'
-import { distributeUpdate, type MessageContext } from './message-handler.js'
+import type { WriteBehind } from '../persistence/write-behind.js'
+import type { NodeOperations } from './node-operations.js'
 import type { NodeSnapshot } from './node-snapshot.js'
 
 export interface AdminContext {
   verifier: TokenVerifier
   registry: DocumentRegistry
   participants: ParticipantDirectory
-  messages: MessageContext
+  changes: DocumentChanges
+  writeBehind: WriteBehind
+  operations: NodeOperations
   maxBodyBytes: number
-  /** Deletes a document on every node and in the store. */
-  deleteDocument: (docId: string) => Promise<void>
-  /** Revokes a user's access to a document and closes their connections on every node. */
-  revoke: (docId: string, userId: string) => Promise<number>
-  restore: (docId: string, userId: string) => Promise<void>
   snapshot: () => Promise<{ self: NodeSnapshot, nodes: NodeSnapshot[] }>
 }
+
+/** An admin write that Yjs refused partway; whatever integrated was committed and stored. */
+class AdminUpdateRejectedError extends Error {}
 
 type Handler = (res: HttpResponse, docId: string, body: Uint8Array | null, abort: { readonly aborted: boolean }) => Promise<void>
 
@@ -54,6 +55,7 @@ export function registerAdminRoutes (app: TemplatedApp, ctx: AdminContext): void
           if (err instanceof AuthError) return respond(res, abort, err.reason === 'unavailable' ? 503 : 401, { error: `token_${err.reason}`, message: err.message })
           if (err instanceof BodyTooLargeError) return respond(res, abort, 413, { error: 'too_large', message: err.message })
           if (err instanceof DocumentDeletedError) return respond(res, abort, 410, { error: 'document_deleted', message: err.message })
+          if (err instanceof AdminUpdateRejectedError) return respond(res, abort, 400, { error: 'update_rejected', message: err.message })
           return respond(res, abort, 503, { error: 'unavailable', message: (err as Error).message })
         }
       })()
@@ -79,17 +81,23 @@ export function registerAdminRoutes (app: TemplatedApp, ctx: AdminContext): void
       return
     }
     const result = await withDocument(ctx, docId, async doc => {
-      const changed = doc.applyAndReportChange(update, 'admin')
-      if (changed) distributeUpdate(ctx.messages, doc, update, encodeSyncUpdate(update), null)
+      let changed: boolean
+      try {
+        changed = ctx.changes.commit(doc, update, null, 'admin', null, 'if-changed')
+      } catch (err) {
+        if (!(err instanceof UpdateRejectedError)) throw err
+        await ctx.writeBehind.flush([doc.id])
+        throw new AdminUpdateRejectedError(`the update failed to apply (${err.message}); any part that integrated was applied and stored`)
+      }
       // Durable before answering, like an offline batch.
-      await ctx.messages.writeBehind.flush([doc.id])
+      await ctx.writeBehind.flush([doc.id])
       return { changed, stateVector: Buffer.from(doc.encodeStateVector()).toString('base64') }
     })
     respond(res, abort, 200, result)
   }, { body: true })
 
   route('del', '/admin/documents/:docId', async (res, docId, body, abort) => {
-    await ctx.deleteDocument(docId)
+    await ctx.operations.deleteDocument(docId)
     respond(res, abort, 200, { deleted: docId })
   })
 
@@ -115,11 +123,11 @@ export function registerAdminRoutes (app: TemplatedApp, ctx: AdminContext): void
   }
 
   route('post', '/admin/revocations', async (res, _docId, body, abort) => {
-    await revocation(res, body, abort, ctx.revoke)
+    await revocation(res, body, abort, async (docId, userId) => await ctx.operations.revoke(docId, userId))
   }, { body: true })
 
   route('del', '/admin/revocations', async (res, _docId, body, abort) => {
-    await revocation(res, body, abort, ctx.restore)
+    await revocation(res, body, abort, async (docId, userId) => { await ctx.operations.restore(docId, userId) })
   }, { body: true })
 
   route('get', '/inspect.json', async (res, _docId, _body, abort) => {
@@ -127,7 +135,7 @@ export function registerAdminRoutes (app: TemplatedApp, ctx: AdminContext): void
   })
 }
 
-async function withDocument<T> (ctx: AdminContext, docId: string, use: (doc: Awaited<ReturnType<DocumentRegistry['acquire']>>) => T | Promise<T>): Promise<T> {
+async function withDocument<T> (ctx: AdminContext, docId: string, use: (doc: LiveDocument) => T | Promise<T>): Promise<T> {
   const doc = await ctx.registry.acquire(docId)
   try {
     return await use(doc)

@@ -4,9 +4,13 @@ import { join } from 'node:path'
 import { createVerifier } from '../auth/create-verifier.js'
 import { FileRevocations, RedisRevocations, type Revocations } from '../auth/revocations.js'
 import { ClusterBridge } from '../cluster/bridge.js'
-import { createClusterResources, type ClusterResources } from '../cluster/cluster-mode.js'
+import { createClusterResources } from '../cluster/cluster-mode.js'
 import { NodeDirectory } from '../cluster/node-directory.js'
+import { PeerLinks } from '../cluster/peer-links.js'
 import type { Config } from '../config/config.js'
+import { Compactor } from '../documents/compactor.js'
+import { DocumentChanges } from '../documents/document-changes.js'
+import type { DocumentLifecycle } from '../documents/document-lifecycle.js'
 import { LocalParticipants, type ParticipantDirectory } from '../documents/participants.js'
 import { DocumentRegistry } from '../documents/registry.js'
 import { Metrics } from '../metrics/metrics.js'
@@ -14,16 +18,21 @@ import type { DocumentStore } from '../persistence/document-store.js'
 import { LevelDbStore } from '../persistence/leveldb-store.js'
 import { WriteBehind } from '../persistence/write-behind.js'
 import { registerPlaygroundRoutes } from '../playground/routes.js'
-import { ChangeWebhook } from '../webhooks/change-webhook.js'
 import { CloseCode } from '../protocol/close-codes.js'
-import { MalformedMessageError } from '../protocol/messages.js'
+import { DOCUMENT_PATH_PREFIX } from '../protocol/endpoints.js'
+import type { PubSub } from '../redis/connections.js'
+import { ChangeWebhook } from '../webhooks/change-webhook.js'
 import { registerAdminRoutes } from './admin-routes.js'
-import type { Connection, SocketData } from './connection.js'
+import { ClientMessages } from './client-messages.js'
+import { ConnectionTable } from './connection-table.js'
+import type { Connection } from './connection.js'
 import { ExpirySchedule } from './expiry-schedule.js'
-import { registerHttpRoutes, registerNotFound, type Readiness } from './http-routes.js'
-import { dropPresence, greet, handleMessage, publishAwarenessTimeouts, type MessageContext } from './message-handler.js'
-import { takeNodeSnapshot, type NodeSnapshot } from './node-snapshot.js'
-import { DOCUMENT_PATH_PREFIX, handleUpgrade, type UpgradeContext } from './upgrade.js'
+import { registerHttpRoutes, registerNotFound } from './http-routes.js'
+import { NodeOperations, type Readiness } from './node-operations.js'
+import { clusterSnapshot, takeNodeSnapshot, type NodeSnapshot } from './node-snapshot.js'
+import { OfflineBatches } from './offline-batch.js'
+import { documentSocketBehavior } from './socket-handlers.js'
+import { handleUpgrade } from './upgrade.js'
 
 export interface CollabServer {
   readonly port: number
@@ -31,8 +40,6 @@ export interface CollabServer {
   readonly registry: DocumentRegistry
   readonly writeBehind: WriteBehind
   readonly metrics: Metrics
-  /** Cluster mode only. */
-  readonly bridge: ClusterBridge | null
   readonly connectionCount: number
   readiness (): Promise<Readiness>
   /** Stops accepting, closes every socket with 1001, flushes all documents, closes the store. */
@@ -42,253 +49,148 @@ export interface CollabServer {
 export interface ServerDependencies {
   /** Overrides the store chosen by the configuration (LevelDB, or Redis in cluster mode). */
   store?: DocumentStore
+  /** Cluster mode: wraps the Redis pub/sub the bridge uses (tests lose messages with it). */
+  wrapPubSub?: (pubsub: PubSub) => PubSub
 }
 
-/** How long a deleted document refuses to load again (HTTP 410), so live clients cannot resurrect it. */
-const DELETE_TOMBSTONE_SECONDS = 60
-
+/**
+ * The composition root: builds every part of a node from the configuration, in the order in which
+ * they depend on each other, registers the routes and listens. Behaviour lives in the parts.
+ */
 export async function startServer (config: Config, log: Logger, deps: ServerDependencies = {}): Promise<CollabServer> {
   log = log.child({ nodeId: config.nodeId })
   const startedAt = Date.now()
   const metrics = new Metrics()
-  const cluster: ClusterResources | null = config.cluster === null ? null : createClusterResources(config.cluster, config.nodeId, log)
+  const clusterConfig = config.cluster
+  const cluster = clusterConfig === null ? null : createClusterResources(clusterConfig, config.nodeId, log, deps.wrapPubSub)
   const store = deps.store ?? cluster?.store ?? new LevelDbStore(config.dataDir)
   const participants: ParticipantDirectory = cluster?.participants ?? new LocalParticipants(config.nodeId)
   await store.open()
   const verifier = await createVerifier(config)
-  const writeBehind = new WriteBehind(store, { intervalMs: config.flushIntervalMs, retryMaxMs: config.storeRetryMaxMs }, log, metrics)
+  const revocations: Revocations = cluster !== null && clusterConfig !== null
+    ? new RedisRevocations(cluster.connections.commands, clusterConfig.keyPrefix)
+    : new FileRevocations(join(config.dataDir, 'revocations.json'))
+  const webhook = config.webhook === null ? null : new ChangeWebhook({ ...config.webhook, nodeId: config.nodeId }, log)
   const app = config.tls === null
     ? uWS.App()
     : uWS.SSLApp({ cert_file_name: config.tls.certFile, key_file_name: config.tls.keyFile, ...(config.tls.passphrase === undefined ? {} : { passphrase: config.tls.passphrase }) })
-  const revocations: Revocations = cluster !== null && config.cluster !== null
-    ? new RedisRevocations(cluster.connections.commands, config.cluster.keyPrefix)
-    : new FileRevocations(join(config.dataDir, 'revocations.json'))
-  /** Open connections; each reaches its socket through `conn.socket`. */
-  const connections = new Set<Connection>()
-  let closing = false
-  const debugLogging = log.isLevelEnabled('debug')
-  const webhook = config.webhook === null ? null : new ChangeWebhook({ ...config.webhook, nodeId: config.nodeId }, log)
 
-  const messages: MessageContext = {
-    app,
-    writeBehind,
-    bridge: null,
-    batchLimits: { maxUpdates: config.offlineBatchMaxUpdates, maxBytes: config.offlineBatchMaxBytes },
-    maxDocumentBytes: config.limits.maxDocumentBytes,
+  // Documents: store queue, the commit path, the registry.
+  const compactor = new Compactor(store, { compactAfterEntries: config.compactAfterEntries }, log, metrics)
+  const writeBehind = new WriteBehind(store, { intervalMs: config.flushIntervalMs, retryMaxMs: config.storeRetryMaxMs }, log, metrics, compactor)
+  const peerLinks = cluster === null || clusterConfig === null
+    ? null
+    : new PeerLinks(cluster.pubsub, { nodeId: config.nodeId, keyPrefix: clusterConfig.keyPrefix, heartbeatMs: clusterConfig.heartbeatMs }, log, metrics)
+  const changes = new DocumentChanges({
+    localFanout: app,
+    peers: peerLinks,
+    store: writeBehind,
     metrics,
     onLocalChange: webhook === null ? null : docId => webhook.noteChange(docId)
-  }
-
-  const registry = new DocumentRegistry(store, writeBehind, {
+  })
+  const lifecycle: DocumentLifecycle[] = peerLinks === null ? [changes] : [peerLinks, changes]
+  const registry = new DocumentRegistry(store, writeBehind, compactor, {
     idleUnloadMs: config.docIdleUnloadMs,
-    compactAfterEntries: config.compactAfterEntries,
     unloadRetryMs: config.storeRetryMaxMs
-  }, log, {
-    beforeLoad: async docId => { await messages.bridge?.attach(docId) },
-    afterLoad: doc => {
-      publishAwarenessTimeouts(messages, doc)
-      messages.bridge?.loaded(doc)
-    },
-    afterUnload: async docId => { await messages.bridge?.detach(docId) }
-  }, metrics)
+  }, log, lifecycle, metrics)
 
-  /** Closes this node's connections of one user to one document. */
-  const closeUserConnections = (docId: string, userId: string): number => {
-    let closed = 0
-    for (const conn of [...connections]) {
-      if (conn.docId === docId && conn.userId === userId) {
-        conn.log.info('closing: access revoked')
-        conn.socket?.end(CloseCode.AccessRevoked, 'access revoked')
-        closed++
-      }
-    }
-    return closed
-  }
-
-  /** Closes this node's connections to a deleted document and forgets it. */
-  const dropDocument = async (docId: string): Promise<void> => {
-    for (const conn of [...connections]) {
-      if (conn.docId === docId) conn.socket?.end(CloseCode.DocumentDeleted, 'document deleted')
-    }
-    await registry.drop(docId)
-  }
-
-  if (cluster !== null && config.cluster !== null) {
-    const bridge = new ClusterBridge(
-      { nodeId: config.nodeId, keyPrefix: config.cluster.keyPrefix, heartbeatMs: config.cluster.heartbeatMs },
-      { pubsub: cluster.connections.pubsub, app, lookup: docId => registry.get(docId), writeBehind, log, metrics, onRemoteDelete: docId => { void dropDocument(docId) }, onRemoteRevoke: (docId, userId) => { closeUserConnections(docId, userId) } }
-    )
-    messages.bridge = bridge
-    try {
-      await bridge.start()
-    } catch (err) {
-      // Redis may be down at start: the subscriber retries; readiness reports the outage.
-      log.warn({ err: (err as Error).message }, 'bridge could not subscribe yet; will retry when redis is reachable')
-    }
-  }
-
-  const upgradeContext: UpgradeContext = {
-    verifier,
+  // This node's connections and what can be done to them.
+  const connections = new ConnectionTable()
+  const operations = new NodeOperations({
+    deleteTombstoneSeconds: DELETE_TOMBSTONE_SECONDS,
+    deleteRepeatMs: Math.max(2_000, config.flushIntervalMs * 4),
+    revocationTtlSeconds: config.limits.revocationTtlSeconds
+  }, {
     registry,
-    log,
-    metrics,
-    limits: config.limits,
+    connections,
+    store,
+    writeBehind,
     revocations,
-    connectionCount: () => connections.size,
-    isClosing: () => closing
+    peers: peerLinks,
+    redisConnected: cluster === null ? null : () => cluster.pubsub.connected,
+    log
+  })
+
+  const bridge = peerLinks === null || cluster === null || clusterConfig === null
+    ? null
+    : new ClusterBridge({ nodeId: config.nodeId, keyPrefix: clusterConfig.keyPrefix }, cluster.pubsub, peerLinks, changes, writeBehind, operations, log, metrics)
+  try {
+    await bridge?.start()
+  } catch (err) {
+    // Redis may be down at start: the subscriber retries; readiness reports the outage.
+    log.warn({ err: (err as Error).message }, 'bridge could not subscribe yet; will retry when redis is reachable')
   }
 
-  // One timer for all token expiries; the socket is valid until its close handler unschedules it.
+  // The WebSocket endpoint.
   const expiries = new ExpirySchedule<Connection>(conn => {
     if (conn.closed || conn.socket === null) return
     conn.log.info('closing: token expired')
     conn.socket.end(CloseCode.TokenExpired, 'token expired')
   })
-
-  const behavior: uWS.WebSocketBehavior<SocketData> = {
-    maxPayloadLength: config.maxMessageBytes,
-    maxBackpressure: config.maxBackpressureBytes,
-    // Skipping messages for a slow reader would leave its document silently diverged; closing it
-    // makes the client reconnect and re-sync.
-    closeOnBackpressureLimit: 1,
-    idleTimeout: config.idleTimeoutSec,
-    sendPingsAutomatically: true,
-    compression: uWS.DISABLED,
+  const offlineBatches = new OfflineBatches(changes, writeBehind, {
+    maxUpdates: config.offlineBatchMaxUpdates,
+    maxBytes: config.offlineBatchMaxBytes,
+    maxDocumentBytes: config.limits.maxDocumentBytes
+  }, metrics)
+  const clientMessages = new ClientMessages(changes, offlineBatches, { maxDocumentBytes: config.limits.maxDocumentBytes }, metrics)
+  const upgradeContext = { verifier, registry, log, metrics, limits: config.limits, revocations, connections, node: operations }
+  const behavior = documentSocketBehavior({
+    maxMessageBytes: config.maxMessageBytes,
+    maxBackpressureBytes: config.maxBackpressureBytes,
+    idleTimeoutSec: config.idleTimeoutSec,
+    rateLimits: { messagesPerSecond: config.limits.messagesPerSecond, bytesPerSecond: config.limits.bytesPerSecond }
+  }, {
     upgrade: (res, req, context) => handleUpgrade(upgradeContext, res, req, context),
-    open: ws => {
-      const conn = ws.getUserData().conn
-      conn.socket = ws
-      connections.add(conn)
-      metrics.connections.inc()
-      ws.subscribe(conn.doc.topic)
-      participants.join(conn.docId, conn.userId)
-      // The guard keeps the per-connection logger (created lazily) from being built for nothing.
-      if (debugLogging) conn.log.debug({ readOnly: conn.readOnly }, 'connection opened')
-      expiries.add(conn)
-      // A throw escaping a uWS handler would take the process down: contain it to this socket.
-      try {
-        greet(messages, ws, conn)
-      } catch (err) {
-        conn.log.error({ err }, 'closing: internal error while greeting')
-        ws.end(CloseCode.InternalError, 'internal error')
-      }
-    },
-    message: (ws, message, isBinary) => {
-      const conn = ws.getUserData().conn
-      if (!isBinary) {
-        conn.log.info('closing: text frame')
-        ws.end(CloseCode.UnsupportedData, 'binary frames only')
-        return
-      }
-      if (!conn.allowMessage(message.byteLength)) {
-        conn.log.warn({ limits: { messagesPerSecond: config.limits.messagesPerSecond, bytesPerSecond: config.limits.bytesPerSecond } }, 'closing: rate limit exceeded')
-        ws.end(CloseCode.RateLimited, 'rate limit exceeded')
-        return
-      }
-      try {
-        handleMessage(messages, ws, conn, new Uint8Array(message))
-      } catch (err) {
-        if (conn.closed) return
-        if (err instanceof MalformedMessageError) {
-          conn.log.info({ reason: err.message }, 'closing: malformed message')
-          ws.end(CloseCode.MalformedMessage, 'malformed message')
-        } else {
-          conn.log.error({ err }, 'closing: internal error while handling a message')
-          ws.end(CloseCode.InternalError, 'internal error')
-        }
-      }
-    },
-    close: (ws, code, message) => {
-      const conn = ws.getUserData().conn
-      conn.closed = true
-      conn.socket = null
-      expiries.remove(conn)
-      connections.delete(conn)
-      metrics.connections.dec()
-      metrics.closes.labels(String(code)).inc()
-      if (code === CloseCode.Abnormal && message.byteLength > 0) {
-        // uWS's own reasons: "Received too big message", backpressure limit, idle timeout.
-        conn.log.info({ code, reason: Buffer.from(message).toString() }, 'connection dropped by the server')
-      } else if (debugLogging) {
-        conn.log.debug({ code }, 'connection closed')
-      }
-      try {
-        dropPresence(messages, conn)
-      } catch (err) {
-        conn.log.error({ err }, 'failed to remove presence of closed connection')
-      }
-      participants.leave(conn.docId, conn.userId)
-      registry.release(conn.doc)
-    }
-  }
-
+    messages: clientMessages,
+    connections,
+    participants,
+    registry,
+    expiries,
+    metrics,
+    debugLogging: log.isLevelEnabled('debug')
+  })
   app.ws(`${DOCUMENT_PATH_PREFIX}*`, behavior)
   // A missing or empty document id still deserves a precise answer, not a 404.
   app.ws(DOCUMENT_PATH_PREFIX.slice(0, -1), behavior)
 
-  const readiness = async (): Promise<Readiness> => {
-    const problems: string[] = []
-    if (closing) problems.push('shutting down')
-    if (!writeBehind.healthy) problems.push(`store writes failing: ${writeBehind.failure ?? 'unknown'}`)
-    try {
-      await store.ping()
-    } catch (err) {
-      problems.push(`store unreachable: ${(err as Error).message}`)
-    }
-    if (cluster !== null && !cluster.connections.pubsub.connected) problems.push('redis pub/sub disconnected')
-    return { ready: problems.length === 0, status: problems.length === 0 ? 'ready' : 'not-ready', problems }
-  }
-
+  // The inspector's view of this node and of the cluster.
   const snapshotSelf = async (): Promise<NodeSnapshot> => await takeNodeSnapshot({
     nodeId: config.nodeId,
     startedAt,
     registry,
     writeBehind,
     metrics,
-    connectionCount: () => connections.size,
-    ready: async () => (await readiness()).ready,
-    redisConnected: cluster === null ? null : () => cluster.connections.pubsub.connected
+    connections,
+    ready: async () => (await operations.readiness()).ready,
+    redisConnected: cluster === null ? null : () => cluster.pubsub.connected
   })
-  const directory = cluster === null || config.cluster === null
+  const directory = cluster === null || clusterConfig === null
     ? null
-    : new NodeDirectory(cluster.connections.commands, config.cluster.keyPrefix, config.nodeId, snapshotSelf, log)
+    : new NodeDirectory<NodeSnapshot>(cluster.connections.commands, clusterConfig.keyPrefix, config.nodeId, snapshotSelf, log)
   directory?.start()
 
-  const deleteDocument = async (docId: string): Promise<void> => {
-    messages.bridge?.publishDelete(docId)
-    await dropDocument(docId)
-    await store.delete(docId, DELETE_TOMBSTONE_SECONDS)
-    // A peer's write that was already in flight when it learned of the deletion may still land:
-    // delete once more after it had time to finish.
-    setTimeout(() => { void store.delete(docId, DELETE_TOMBSTONE_SECONDS).catch(() => {}) }, Math.max(2_000, config.flushIntervalMs * 4)).unref()
-    log.info({ docId }, 'document deleted')
-  }
-
-  registerHttpRoutes(app, { readiness, verifier, participants, metrics, metricsToken: config.metricsToken, refreshGauges: () => {
-    metrics.documentsLoaded.set(registry.size)
-    metrics.writeBehindPendingBytes.set(writeBehind.pendingBytes)
-    metrics.writeBehindPendingDocuments.set(writeBehind.pendingDocuments)
-  } })
+  // HTTP routes.
+  registerHttpRoutes(app, {
+    readiness: async () => await operations.readiness(),
+    verifier,
+    participants,
+    metrics,
+    metricsToken: config.metricsToken,
+    refreshGauges: () => {
+      metrics.documentsLoaded.set(registry.size)
+      metrics.writeBehindPendingBytes.set(writeBehind.pendingBytes)
+      metrics.writeBehindPendingDocuments.set(writeBehind.pendingDocuments)
+    }
+  })
   registerAdminRoutes(app, {
     verifier,
     registry,
     participants,
-    messages,
+    changes,
+    writeBehind,
+    operations,
     maxBodyBytes: config.maxMessageBytes,
-    deleteDocument,
-    revoke: async (docId, userId) => {
-      await revocations.revoke(docId, userId, config.limits.revocationTtlSeconds)
-      messages.bridge?.publishRevoke(docId, userId)
-      const closed = closeUserConnections(docId, userId)
-      log.info({ docId, userId, closed }, 'access revoked')
-      return closed
-    },
-    restore: async (docId, userId) => { await revocations.restore(docId, userId) },
-    snapshot: async () => {
-      const self = await snapshotSelf()
-      const others = directory === null ? [] : (await directory.list().catch(() => [])).filter(n => n.nodeId !== self.nodeId)
-      return { self, nodes: [self, ...others] }
-    }
+    snapshot: async () => await clusterSnapshot(snapshotSelf, directory)
   })
   registerPlaygroundRoutes(app, {
     playground: config.playground,
@@ -314,14 +216,14 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     registry,
     writeBehind,
     metrics,
-    get bridge () { return messages.bridge },
     get connectionCount () { return connections.size },
-    readiness,
+    readiness: async () => await operations.readiness(),
+    // Takes the node apart in the reverse order of its construction.
     close: () => {
       closed ??= (async () => {
-        closing = true
+        operations.beginShutdown()
         uWS.us_listen_socket_close(listenSocket)
-        for (const conn of [...connections]) conn.socket?.end(CloseCode.GoingAway, 'server shutting down')
+        connections.closeAll(CloseCode.GoingAway, 'server shutting down')
         writeBehind.stop()
         try {
           await registry.closeAll(Date.now() + config.shutdownTimeoutMs)
@@ -330,7 +232,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
           expiries.clear()
           await webhook?.close()
           await directory?.stop()
-          await messages.bridge?.close()
+          await bridge?.close()
+          await peerLinks?.close()
           await participants.close()
           await store.close()
           await cluster?.connections.close()
@@ -341,3 +244,6 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     }
   }
 }
+
+/** How long a deleted document refuses to load again (HTTP 410), so live clients cannot resurrect it. */
+const DELETE_TOMBSTONE_SECONDS = 60

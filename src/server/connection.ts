@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import type { WebSocket } from 'uWebSockets.js'
 import type { LiveDocument } from '../documents/live-document.js'
+import type { MessageKind, Metrics } from '../metrics/metrics.js'
 import { takeTokens, type RateLimits, type TokenBuckets } from './rate-limiter.js'
 
 /**
@@ -19,8 +20,8 @@ export interface ConnectionInit {
   userId: string
   readOnly: boolean
   doc: LiveDocument
-  /** Opted in to extension messages (offline batches) with ?ext=offline-batch. */
-  extensions: boolean
+  /** Opted in to offline batches (extension messages) with ?ext=offline-batch. */
+  offlineBatches: boolean
   /** Token expiry (epoch ms); the connection is closed with 4401 then. */
   expiresAt: number | undefined
 }
@@ -37,7 +38,8 @@ export class Connection implements TokenBuckets {
   readonly userId: string
   readonly readOnly: boolean
   readonly doc: LiveDocument
-  readonly extensions: boolean
+  /** Opted in to offline batches: only then does it send or receive extension messages. */
+  readonly offlineBatches: boolean
   readonly expiresAt: number | undefined
   /** Set by the close handler: the socket must not be used after that. */
   closed = false
@@ -61,7 +63,7 @@ export class Connection implements TokenBuckets {
     this.userId = init.userId
     this.readOnly = init.readOnly
     this.doc = init.doc
-    this.extensions = init.extensions
+    this.offlineBatches = init.offlineBatches
     this.expiresAt = init.expiresAt
     // Full buckets: a reconnecting client's first sync step 2 may be large.
     this.messageTokens = limits.messagesBurst
@@ -79,4 +81,10 @@ export class Connection implements TokenBuckets {
   allowMessage (size: number): boolean {
     return takeTokens(this, this.limits, size)
   }
+}
+
+/** Sends one message to one socket and counts it. */
+export function sendTo (ws: ClientSocket, metrics: Metrics, kind: MessageKind, message: Uint8Array): void {
+  ws.send(message, true)
+  metrics.sent(kind, message.length)
 }

@@ -1,15 +1,10 @@
-import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
+import type { TemplatedApp } from 'uWebSockets.js'
 import { AuthError, type TokenVerifier } from '../auth/principal.js'
 import { validateDocumentId } from '../documents/document-id.js'
 import type { ParticipantDirectory } from '../documents/participants.js'
+import { requestToken, sendJson, trackAbort } from '../http/http-util.js'
 import type { Metrics } from '../metrics/metrics.js'
-import { sendJson, trackAbort } from './http-util.js'
-
-export interface Readiness {
-  ready: boolean
-  status: 'ready' | 'not-ready'
-  problems: string[]
-}
+import type { Readiness } from './node-operations.js'
 
 export interface HttpRouteContext {
   readiness: () => Promise<Readiness>
@@ -76,16 +71,9 @@ export function registerHttpRoutes (app: TemplatedApp, ctx: HttpRouteContext): v
       }
     })()
   })
-
 }
 
 /** The catch-all 404; registered after every other route. */
 export function registerNotFound (app: TemplatedApp): void {
   app.any('/*', res => { sendJson(res, 404, { error: 'not_found' }) })
-}
-
-/** The request's token: `Authorization: Bearer` first, else the `token` query parameter. */
-export function requestToken (req: HttpRequest): string {
-  const match = /^Bearer\s+(.+)$/i.exec(req.getHeader('authorization').trim())
-  return match?.[1] ?? req.getQuery('token') ?? ''
 }

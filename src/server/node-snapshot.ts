@@ -27,7 +27,7 @@ export interface SnapshotSources {
   registry: DocumentRegistry
   writeBehind: WriteBehind
   metrics: Metrics
-  connectionCount: () => number
+  connections: { readonly size: number }
   ready: () => Promise<boolean>
   redisConnected: (() => boolean) | null
 }
@@ -47,7 +47,7 @@ export async function takeNodeSnapshot (sources: SnapshotSources): Promise<NodeS
     startedAt: sources.startedAt,
     takenAt: Date.now(),
     ready: await sources.ready(),
-    connections: sources.connectionCount(),
+    connections: sources.connections.size,
     documents,
     messagesIn: await sources.metrics.total('collab_messages_in_total'),
     messagesOut: await sources.metrics.total('collab_messages_out_total'),
@@ -62,4 +62,11 @@ export async function takeNodeSnapshot (sources: SnapshotSources): Promise<NodeS
     redis: sources.redisConnected === null ? null : { connected: sources.redisConnected() },
     memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed }
   }
+}
+
+/** What the inspector shows: this node, and every live node of the cluster (this one first). */
+export async function clusterSnapshot (self: () => Promise<NodeSnapshot>, directory: { list: () => Promise<NodeSnapshot[]> } | null): Promise<{ self: NodeSnapshot, nodes: NodeSnapshot[] }> {
+  const mine = await self()
+  const others = directory === null ? [] : (await directory.list().catch(() => [])).filter(n => n.nodeId !== mine.nodeId)
+  return { self: mine, nodes: [mine, ...others] }
 }

@@ -9,10 +9,8 @@ import type { DocumentRegistry } from '../documents/registry.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { DocumentDeletedError } from '../persistence/document-store.js'
 import { Connection, type SocketData } from './connection.js'
-import { sendJson, trackAbort } from './http-util.js'
-import { requestToken } from './http-routes.js'
-
-export const DOCUMENT_PATH_PREFIX = '/ws/document/'
+import { requestToken, sendJson, trackAbort } from '../http/http-util.js'
+import { DOCUMENT_PATH_PREFIX } from '../protocol/endpoints.js'
 
 export interface UpgradeContext {
   verifier: TokenVerifier
@@ -21,8 +19,8 @@ export interface UpgradeContext {
   metrics: Metrics
   limits: LimitsConfig
   revocations: Revocations
-  connectionCount: () => number
-  isClosing: () => boolean
+  connections: { readonly size: number }
+  node: { readonly closing: boolean }
 }
 
 const AUTH_STATUS: Record<AuthError['reason'], number> = {
@@ -45,7 +43,7 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
   const url = req.getUrl()
   const docId = url.startsWith(DOCUMENT_PATH_PREFIX) ? url.slice(DOCUMENT_PATH_PREFIX.length) : ''
   const token = requestToken(req)
-  const extensions = req.getQuery(EXTENSIONS_PARAM.name) === EXTENSIONS_PARAM.value
+  const offlineBatches = req.getQuery(EXTENSIONS_PARAM.name) === EXTENSIONS_PARAM.value
   const secKey = req.getHeader('sec-websocket-key')
   const secProtocol = req.getHeader('sec-websocket-protocol').split(',')[0]?.trim() ?? ''
   const secExtensions = req.getHeader('sec-websocket-extensions')
@@ -57,7 +55,7 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
     if (!abort.aborted) sendJson(res, status, { error, message }, headers)
   }
 
-  if (ctx.isClosing()) {
+  if (ctx.node.closing) {
     refuse(503, 'shutting_down', 'server is shutting down')
     return
   }
@@ -79,7 +77,7 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
     refuse(403, 'origin_not_allowed', 'this Origin may not connect')
     return
   }
-  if (ctx.connectionCount() >= ctx.limits.maxConnections) {
+  if (ctx.connections.size >= ctx.limits.maxConnections) {
     ctx.log.warn({ limit: ctx.limits.maxConnections }, 'upgrade refused: MAX_CONNECTIONS reached')
     refuse(503, 'server_full', 'too many connections on this node, retry later', { 'retry-after': '5' })
     return
@@ -119,7 +117,7 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
       else refuse(503, 'document_unavailable', 'document could not be loaded, retry later')
       return
     }
-    if (abort.aborted || ctx.isClosing()) {
+    if (abort.aborted || ctx.node.closing) {
       ctx.registry.release(doc)
       refuse(503, 'shutting_down', 'server is shutting down')
       return
@@ -137,16 +135,15 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
         userId: principal.userId,
         readOnly: access === 'read-only',
         doc,
-        extensions,
+        offlineBatches,
         expiresAt: principal.expiresAt
       }, ctx.log, ctx.limits)
     }
     ctx.metrics.upgrades.labels('101').inc()
     // A known uWS bug (uNetworking/uWebSockets#1928, fixed upstream by #1929, not in the pinned
     // build): after the cork() handler upgraded the socket, uWS still runs its HTTP "Connection:
-    // close" check on the block realloc shrank in place, reading freed memory; now and then (about
-    // once in 4,000 upgrades) that closes the socket it has just opened, and the client sees 1006
-    // and reconnects. Upgrading outside cork() avoids it but makes uWS.js print a warning to stderr
+    // close" check on the block realloc shrank in place, reading freed memory; now and then that
+    // closes the socket it has just opened, and the client sees 1006 and reconnects. Upgrading outside cork() avoids it but makes uWS.js print a warning to stderr
     // on every upgrade and send the 101 in ~24 small writes, which is worse for operators; keep
     // cork() until a uWS build with the fix can be pinned.
     res.cork(() => {

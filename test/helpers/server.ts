@@ -5,7 +5,7 @@ import { Writable } from 'node:stream'
 import { loadConfig } from '../../src/config/config.js'
 import { createLogger } from '../../src/log/logger.js'
 import type { DocumentStore } from '../../src/persistence/document-store.js'
-import { startServer, type CollabServer } from '../../src/server/collab-server.js'
+import { startServer, type CollabServer, type ServerDependencies } from '../../src/server/collab-server.js'
 import { TEST_SECRET } from './tokens.js'
 
 export interface TestServer {
@@ -22,8 +22,11 @@ export function tempDir (prefix = 'collab-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix))
 }
 
-/** Starts a server in this process on a free port with a fresh data directory. */
-export async function startTestServer (env: Record<string, string> = {}, store?: DocumentStore): Promise<TestServer> {
+/**
+ * Starts a server in this process on a free port with a fresh data directory. `deps` is a store to
+ * use instead of the configured one, or the server's dependencies.
+ */
+export async function startTestServer (env: Record<string, string> = {}, deps?: DocumentStore | ServerDependencies): Promise<TestServer> {
   const dataDir = env.DATA_DIR ?? tempDir()
   const config = loadConfig({
     HOST: '127.0.0.1',
@@ -43,7 +46,8 @@ export async function startTestServer (env: Record<string, string> = {}, store?:
     }
   })
   const log = createLogger(config.logLevel, sink)
-  const server = await startServer(config, log, store === undefined ? {} : { store })
+  const dependencies: ServerDependencies = deps === undefined ? {} : 'append' in deps ? { store: deps } : deps
+  const server = await startServer(config, log, dependencies)
   let closed = false
   return {
     server,

@@ -1,4 +1,4 @@
-import type { HttpResponse } from 'uWebSockets.js'
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js'
 
 export const STATUS_TEXT: Record<number, string> = {
   200: '200 OK',
@@ -76,4 +76,10 @@ export function sendBinary (res: HttpResponse, body: Uint8Array, contentType = '
     res.writeHeader('cache-control', 'no-store')
     res.end(body)
   })
+}
+
+/** The request's token: `Authorization: Bearer` first, else the `token` query parameter. */
+export function requestToken (req: HttpRequest): string {
+  const match = /^Bearer\s+(.+)$/i.exec(req.getHeader('authorization').trim())
+  return match?.[1] ?? req.getQuery('token') ?? ''
 }

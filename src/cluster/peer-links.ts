@@ -1,0 +1,161 @@
+import type { Logger } from 'pino'
+import type { PeerPublisher } from '../documents/document-changes.js'
+import type { DocumentLifecycle } from '../documents/document-lifecycle.js'
+import type { AwarenessOwner, LiveDocument } from '../documents/live-document.js'
+import type { Metrics } from '../metrics/metrics.js'
+import type { PubSub } from '../redis/connections.js'
+import { documentKeys, nodeChannel } from '../redis/keys.js'
+import { encodeEnvelope, EnvelopeKind, type Envelope } from './envelope.js'
+
+export interface PeerLinkOptions {
+  nodeId: string
+  keyPrefix: string
+  /** A heartbeat follows a node's last message on a document this much later. */
+  heartbeatMs: number
+}
+
+/** One loaded document's link to the same document on the other nodes. */
+export interface DocumentLink {
+  readonly doc: LiveDocument
+  readonly channel: string
+  /** Sequence number of this node's last message on the channel. */
+  outSeq: number
+  heartbeat: NodeJS.Timeout | null
+  /** A sync request is queued for the end of this turn of the event loop. */
+  syncRequested: boolean
+  /** Last sequence number seen from each peer node (kept by the bridge). */
+  readonly peerSeqs: Map<string, number>
+  /** Awareness origin per peer node, standing for every client of that node (kept by the bridge). */
+  readonly remoteNodes: Map<string, AwarenessOwner>
+}
+
+/**
+ * The sending side of the cluster: a document's Redis channel is subscribed before the document
+ * is loaded and left after it is unloaded, and everything this node tells its peers leaves here,
+ * numbered per document so that a receiver notices what pub/sub lost (cluster/bridge.ts receives).
+ */
+export class PeerLinks implements PeerPublisher, DocumentLifecycle {
+  private readonly links = new Map<string, DocumentLink>()
+
+  constructor (
+    private readonly pubsub: PubSub,
+    private readonly options: PeerLinkOptions,
+    private readonly log: Logger,
+    private readonly metrics: Metrics
+  ) {}
+
+  get nodeId (): string {
+    return this.options.nodeId
+  }
+
+  get size (): number {
+    return this.links.size
+  }
+
+  get (docId: string): DocumentLink | undefined {
+    return this.links.get(docId)
+  }
+
+  values (): IterableIterator<DocumentLink> {
+    return this.links.values()
+  }
+
+  /** Subscribes to the document's channel: nothing a peer publishes after the load is missed. */
+  async beforeLoad (doc: LiveDocument): Promise<void> {
+    if (this.links.has(doc.id)) return
+    const channel = documentKeys(this.options.keyPrefix, doc.id).channel
+    this.links.set(doc.id, { doc, channel, outSeq: 0, heartbeat: null, syncRequested: false, peerSeqs: new Map(), remoteNodes: new Map() })
+    try {
+      await this.pubsub.subscribe(channel)
+    } catch (err) {
+      this.links.delete(doc.id)
+      throw err
+    }
+  }
+
+  /** After the load: ask peers for whatever they hold that the store did not have yet. */
+  afterLoad (doc: LiveDocument): void {
+    this.requestSync(doc)
+  }
+
+  async afterUnload (docId: string): Promise<void> {
+    const link = this.links.get(docId)
+    if (link === undefined) return
+    this.links.delete(docId)
+    if (link.heartbeat !== null) clearTimeout(link.heartbeat)
+    await this.pubsub.unsubscribe(link.channel).catch(() => {})
+  }
+
+  /** Forwards a local change's update frame (already applied here) to the other nodes. */
+  publishUpdate (doc: LiveDocument, frame: Uint8Array): void {
+    const link = this.links.get(doc.id)
+    if (link === undefined) return
+    this.send(link.channel, { t: EnvelopeKind.Update, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame, w: wallClockMs() })
+    this.scheduleHeartbeat(link)
+  }
+
+  publishAwareness (doc: LiveDocument, frame: Uint8Array): void {
+    const link = this.links.get(doc.id)
+    if (link === undefined) return
+    this.send(link.channel, { t: EnvelopeKind.Awareness, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame })
+    this.scheduleHeartbeat(link)
+  }
+
+  /** Tells every node holding the document to close the user's connections to it. */
+  publishRevoke (docId: string, userId: string): void {
+    this.send(documentKeys(this.options.keyPrefix, docId).channel, { t: EnvelopeKind.Revoked, n: this.nodeId, d: docId, u: userId })
+  }
+
+  /** Tells every node holding the document that it was deleted (no subscription needed to publish). */
+  publishDelete (docId: string): void {
+    this.send(documentKeys(this.options.keyPrefix, docId).channel, { t: EnvelopeKind.Deleted, n: this.nodeId, d: docId })
+  }
+
+  /**
+   * Asks every peer holding the document for what this node lacks. Coalesced: several triggers
+   * within one turn of the event loop send one request.
+   */
+  requestSync (doc: LiveDocument): void {
+    const link = this.links.get(doc.id)
+    if (link === undefined || link.syncRequested) return
+    link.syncRequested = true
+    setImmediate(() => {
+      link.syncRequested = false
+      if (this.links.get(doc.id) !== link || doc.state === 'unloaded') return
+      this.metrics.bridgeSyncRequests.inc()
+      this.send(link.channel, { t: EnvelopeKind.SyncRequest, n: this.nodeId, d: doc.id, v: doc.encodeStateVector() })
+    })
+  }
+
+  /** Sends on one node's own channel (replies meant for it alone). */
+  sendToNode (nodeId: string, envelope: Envelope): void {
+    this.send(nodeChannel(this.options.keyPrefix, nodeId), envelope)
+  }
+
+  async close (): Promise<void> {
+    for (const docId of [...this.links.keys()]) await this.afterUnload(docId)
+  }
+
+  private send (channel: string, envelope: Envelope): void {
+    if (this.pubsub.publish(channel, encodeEnvelope(envelope))) {
+      this.metrics.bridgePublished.inc()
+    } else {
+      this.metrics.bridgePublishFailed.inc()
+    }
+  }
+
+  private scheduleHeartbeat (link: DocumentLink): void {
+    if (link.heartbeat !== null) return
+    link.heartbeat = setTimeout(() => {
+      link.heartbeat = null
+      if (this.links.get(link.doc.id) !== link) return
+      this.send(link.channel, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: link.doc.id, s: link.outSeq })
+    }, this.options.heartbeatMs)
+    link.heartbeat.unref()
+  }
+}
+
+/** Wall-clock milliseconds with sub-millisecond precision, comparable across processes on one host. */
+export function wallClockMs (): number {
+  return performance.timeOrigin + performance.now()
+}

@@ -1,0 +1,78 @@
+import type { Logger } from 'pino'
+import * as Y from 'yjs'
+import type { Metrics } from '../metrics/metrics.js'
+import type { DocumentStore } from '../persistence/document-store.js'
+import type { AppendListener } from '../persistence/write-behind.js'
+import type { LiveDocument } from './live-document.js'
+
+export interface CompactorOptions {
+  /** Compact a document's log once this many entries were appended since the last compaction. */
+  compactAfterEntries: number
+}
+
+/**
+ * Keeps every loaded document's stored log short: after `compactAfterEntries` appends (counted as
+ * the write-behind reports them), or at load when the log is already that long, the log up to a
+ * cursor read then is replaced by one snapshot that holds those entries and the in-memory state.
+ */
+export class Compactor implements AppendListener {
+  private readonly docs = new Map<string, LiveDocument>()
+
+  constructor (
+    private readonly store: DocumentStore,
+    private readonly options: CompactorOptions,
+    private readonly log: Logger,
+    private readonly metrics?: Metrics
+  ) {}
+
+  /** A document was loaded from `storedUpdates` updates; a long log is compacted right away. */
+  track (doc: LiveDocument, storedUpdates: number): void {
+    this.docs.set(doc.id, doc)
+    // Counts updates, not entries (an entry may hold several): a long log compacts at load sooner.
+    doc.entriesSinceCompaction = storedUpdates
+    if (storedUpdates > 1 && storedUpdates >= this.options.compactAfterEntries) void this.compact(doc)
+  }
+
+  forget (docId: string): void {
+    this.docs.delete(docId)
+  }
+
+  appended (docIds: string[]): void {
+    for (const docId of docIds) {
+      const doc = this.docs.get(docId)
+      if (doc === undefined) continue
+      doc.entriesSinceCompaction++
+      if (doc.entriesSinceCompaction >= this.options.compactAfterEntries) void this.compact(doc)
+    }
+  }
+
+  private async compact (doc: LiveDocument): Promise<void> {
+    if (doc.state !== 'live') return
+    doc.entriesSinceCompaction = 0
+    try {
+      // The only writer: memory holds every stored entry, so memory alone is the snapshot.
+      const cursor = this.store.lastCursor(doc.id)
+      if (cursor !== null) {
+        await this.store.compact(doc.id, Y.encodeStateAsUpdate(doc.ydoc), cursor)
+        this.log.debug({ docId: doc.id }, 'document log compacted from memory')
+        return
+      }
+      const stored = await this.store.load(doc.id)
+      if (stored.cursor === null || stored.updates.length <= 1 || doc.state !== 'live') return
+      // Merge the log into the snapshot too: in cluster mode another node may have appended
+      // entries this node has not received yet, and compaction must never drop them.
+      const merged = new Y.Doc({ gc: true })
+      Y.transact(merged, () => {
+        for (const update of stored.updates) Y.applyUpdate(merged, update)
+        Y.applyUpdate(merged, Y.encodeStateAsUpdate(doc.ydoc))
+      })
+      const snapshot = Y.encodeStateAsUpdate(merged)
+      merged.destroy()
+      await this.store.compact(doc.id, snapshot, stored.cursor)
+      this.log.debug({ docId: doc.id, entries: stored.updates.length }, 'document log compacted')
+    } catch (err) {
+      this.metrics?.storeErrors.labels('compact').inc()
+      this.log.warn({ docId: doc.id, err }, 'compaction failed; will retry later')
+    }
+  }
+}

@@ -1,0 +1,172 @@
+import { applyAwarenessUpdate, encodeAwarenessUpdate, removeAwarenessStates } from 'y-protocols/awareness'
+import type { Metrics } from '../metrics/metrics.js'
+import { validateAwarenessUpdate } from '../protocol/awareness-validation.js'
+import { encodeAwareness, encodeSyncUpdate } from '../protocol/messages.js'
+import type { DocumentLifecycle } from './document-lifecycle.js'
+import { UpdateRejectedError, type LiveDocument } from './live-document.js'
+
+/**
+ * What uWS publishes through: the app reaches every local subscriber of a topic, a socket every
+ * subscriber but itself.
+ */
+export interface TopicPublisher {
+  publish (topic: Uint8Array, message: Uint8Array, isBinary: boolean): boolean
+}
+
+/** How changes reach the other nodes of a cluster; the cluster's peer links implement it. */
+export interface PeerPublisher {
+  publishUpdate (doc: LiveDocument, frame: Uint8Array): void
+  publishAwareness (doc: LiveDocument, frame: Uint8Array): void
+}
+
+/** Where applied updates wait for the store; the write-behind implements it. */
+export interface UpdateQueue {
+  /** Copies `update`: the caller may hand in a view into a buffer it does not own. */
+  enqueue (docId: string, update: Uint8Array): void
+}
+
+/**
+ * Whether a change that turned out to change nothing is still handed on. A client's update always
+ * is (y-websocket relays what it receives; an update Yjs keeps pending for missing dependencies
+ * may complete another replica); an offline batch or an admin write is only when it changed the
+ * document, so a resend costs no fan-out and no store write.
+ */
+export type Relay = 'always' | 'if-changed'
+
+export interface DocumentChangesOptions {
+  /** The uWS app: local fan-out to every subscriber of a document's topic. */
+  localFanout: TopicPublisher
+  /** Cluster mode: the other nodes. Null on a single node. */
+  peers: PeerPublisher | null
+  store: UpdateQueue
+  metrics: Metrics
+  /** Called after each change made on this node (not for peers' changes); webhooks use it. */
+  onLocalChange: ((docId: string) => void) | null
+}
+
+/**
+ * The one path every change to a document takes: apply to the server's Y.Doc, then (also for the
+ * part Yjs integrated before rejecting an update) local fan-out, the other nodes, the write-behind
+ * and the change notice. Client messages, offline batches, the admin API and the cluster bridge
+ * all commit through here; presence (awareness) goes through here too.
+ *
+ * Everything is synchronous and forwards the bytes it was given: nothing is awaited and nothing
+ * re-encoded between receiving an update and publishing it.
+ */
+export class DocumentChanges implements DocumentLifecycle {
+  private readonly fanout: TopicPublisher
+  private readonly peers: PeerPublisher | null
+  private readonly store: UpdateQueue
+  private readonly metrics: Metrics
+  private readonly onLocalChange: ((docId: string) => void) | null
+
+  constructor (options: DocumentChangesOptions) {
+    this.fanout = options.localFanout
+    this.peers = options.peers
+    this.store = options.store
+    this.metrics = options.metrics
+    this.onLocalChange = options.onLocalChange
+  }
+
+  /**
+   * A change made on this node. `frame` is the sync-update frame to forward as is (null: encoded
+   * here when needed); `sender`, the socket that sent it, is skipped by the local fan-out (null
+   * reaches every local subscriber). Returns whether the document changed. Throws
+   * UpdateRejectedError, after handing on whatever part of the update did integrate.
+   */
+  commit (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, origin: unknown, sender: TopicPublisher | null, relay: Relay): boolean {
+    const sampled = this.metrics.sampleThis()
+    const started = sampled ? performance.now() : 0
+    let changed: boolean
+    try {
+      changed = doc.apply(update, origin)
+    } catch (err) {
+      if (err instanceof UpdateRejectedError && err.partial !== null) this.distributeLocal(doc, err.partial, null, null)
+      throw err
+    }
+    if (!changed && relay === 'if-changed') return false
+    const applied = sampled ? performance.now() : 0
+    this.distributeLocal(doc, update, frame, sender)
+    if (sampled) {
+      this.metrics.fanoutSeconds.observe((performance.now() - applied) / 1000)
+      this.metrics.updateApplySeconds.observe((applied - started) / 1000)
+    }
+    return changed
+  }
+
+  /**
+   * A change another node made and published. It goes to this node's clients and to this node's
+   * store too (if the peer crashes before its own write-behind ran, this write still lands it;
+   * duplicates merge away at compaction), never back to the peers. Throws UpdateRejectedError
+   * like commit().
+   */
+  commitFromPeer (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, origin: unknown): void {
+    try {
+      doc.apply(update, origin)
+    } catch (err) {
+      if (err instanceof UpdateRejectedError && err.partial !== null) this.distributeFromPeer(doc, err.partial, null)
+      throw err
+    }
+    this.distributeFromPeer(doc, update, frame)
+  }
+
+  /**
+   * A local client's awareness update: validated whole (MalformedMessageError otherwise, with
+   * nothing applied), applied, relayed to the document's other local clients and to the peers.
+   */
+  commitAwareness (doc: LiveDocument, update: Uint8Array, frame: Uint8Array, origin: unknown, sender: TopicPublisher): void {
+    validateAwarenessUpdate(update)
+    applyAwarenessUpdate(doc.awareness, update, origin)
+    sender.publish(doc.topic, frame, true)
+    this.metrics.sent('awareness', frame.length)
+    this.peers?.publishAwareness(doc, frame)
+  }
+
+  /** A peer's awareness update: validated, applied, relayed to this node's clients. */
+  commitAwarenessFromPeer (doc: LiveDocument, update: Uint8Array, frame: Uint8Array, origin: unknown): void {
+    validateAwarenessUpdate(update)
+    applyAwarenessUpdate(doc.awareness, update, origin)
+    this.publishToAll(doc, 'awareness', frame)
+  }
+
+  /** Removes presence entries of a connection that closed, for everyone here and on other nodes. */
+  removePresence (doc: LiveDocument, clientIds: number[], origin: unknown): void {
+    if (clientIds.length === 0) return
+    removeAwarenessStates(doc.awareness, clientIds, origin)
+    // Encoded with each client's last clock and a null state, which every peer accepts as removal.
+    const frame = encodeAwareness(encodeAwarenessUpdate(doc.awareness, clientIds))
+    this.publishToAll(doc, 'awareness', frame)
+    this.peers?.publishAwareness(doc, frame)
+  }
+
+  /**
+   * Presence not renewed for 30 s (a client or a whole node that vanished without a close) is
+   * dropped by the server's awareness; this node's clients are told. Every node times out on its
+   * own, so nothing goes to the peers.
+   */
+  afterLoad (doc: LiveDocument): void {
+    doc.awareness.on('update', ({ removed }: { removed: number[] }, origin: unknown) => {
+      if (origin !== 'timeout' || removed.length === 0 || doc.state === 'unloaded') return
+      this.publishToAll(doc, 'awareness', encodeAwareness(encodeAwarenessUpdate(doc.awareness, removed)))
+    })
+  }
+
+  private distributeLocal (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, sender: TopicPublisher | null): void {
+    const message = frame ?? encodeSyncUpdate(update)
+    ;(sender ?? this.fanout).publish(doc.topic, message, true)
+    this.metrics.sent('sync-update', message.length)
+    this.peers?.publishUpdate(doc, message)
+    this.store.enqueue(doc.id, update)
+    this.onLocalChange?.(doc.id)
+  }
+
+  private distributeFromPeer (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null): void {
+    this.publishToAll(doc, 'sync-update', frame ?? encodeSyncUpdate(update))
+    this.store.enqueue(doc.id, update)
+  }
+
+  private publishToAll (doc: LiveDocument, kind: 'sync-update' | 'awareness', frame: Uint8Array): void {
+    this.fanout.publish(doc.topic, frame, true)
+    this.metrics.sent(kind, frame.length)
+  }
+}

@@ -1,0 +1,135 @@
+import { encodeAwarenessUpdate } from 'y-protocols/awareness'
+import type { DocumentChanges } from '../documents/document-changes.js'
+import { UpdateRejectedError } from '../documents/live-document.js'
+import type { Metrics } from '../metrics/metrics.js'
+import {
+  decodeClientMessage,
+  encodeAwareness,
+  encodePermissionDenied,
+  encodeSyncStep1,
+  encodeSyncStep2,
+  isEmptyUpdate,
+  MalformedMessageError,
+  step2FrameAsUpdateFrame
+} from '../protocol/messages.js'
+import { sendTo, type ClientSocket, type Connection } from './connection.js'
+import type { OfflineBatches } from './offline-batch.js'
+
+export interface ClientMessageLimits {
+  /** Updates that would grow a document past this many bytes are refused (0 = no limit). */
+  maxDocumentBytes: number
+}
+
+const READ_ONLY_REASON = 'read-only access: updates are not accepted'
+
+/**
+ * What a connected client says and is told: the greeting, every frame it sends, and the removal of
+ * its presence when it leaves. Changes to the document go through DocumentChanges.
+ */
+export class ClientMessages {
+  constructor (
+    private readonly changes: DocumentChanges,
+    private readonly offlineBatches: OfflineBatches,
+    private readonly limits: ClientMessageLimits,
+    private readonly metrics: Metrics
+  ) {}
+
+  /** What a connection receives first: the server's state vector (writers only) and who is present. */
+  greet (ws: ClientSocket, conn: Connection): void {
+    ws.cork(() => {
+      // Sync step 1 asks the client for what the server lacks; a read-only client may not give it.
+      if (!conn.readOnly) sendTo(ws, this.metrics, 'sync-step1', encodeSyncStep1(conn.doc.encodeStateVector()))
+      this.sendAwareness(ws, conn)
+    })
+  }
+
+  /**
+   * Handles one binary frame. The hot path (an update) decodes, applies to the server's Y.Doc,
+   * publishes the original bytes to the document's topic and queues them for the store, all
+   * synchronously: nothing awaits between receiving an update and fanning it out.
+   *
+   * Throws MalformedMessageError for input that must close the connection.
+   */
+  handle (ws: ClientSocket, conn: Connection, frame: Uint8Array): void {
+    let message
+    try {
+      message = decodeClientMessage(frame)
+    } catch (err) {
+      this.metrics.received('invalid', frame.length)
+      throw err
+    }
+    this.metrics.received(message.kind, frame.length)
+    const doc = conn.doc
+    switch (message.kind) {
+      case 'sync-update':
+      case 'sync-step2': {
+        if (isEmptyUpdate(message.update)) return
+        if (conn.readOnly) {
+          this.refuseWrite(ws, conn)
+          return
+        }
+        if (doc.wouldExceed(message.update.length, this.limits.maxDocumentBytes)) {
+          this.refuseOversize(ws, conn)
+          return
+        }
+        const forward = message.kind === 'sync-update' ? frame : step2FrameAsUpdateFrame(frame)
+        try {
+          this.changes.commit(doc, message.update, forward, conn, ws, 'always')
+        } catch (err) {
+          if (err instanceof UpdateRejectedError) throw new MalformedMessageError(`update rejected: ${err.message}`)
+          throw err
+        }
+        return
+      }
+      case 'sync-step1': {
+        let missing: Uint8Array
+        try {
+          missing = doc.encodeStateAsUpdate(message.stateVector)
+        } catch (err) {
+          throw new MalformedMessageError(`invalid state vector: ${(err as Error).message}`)
+        }
+        sendTo(ws, this.metrics, 'sync-step2', encodeSyncStep2(missing))
+        return
+      }
+      case 'awareness':
+        this.changes.commitAwareness(doc, message.update, frame, conn, ws)
+        return
+      case 'query-awareness':
+        this.sendAwareness(ws, conn)
+        return
+      case 'offline-batch':
+        this.offlineBatches.handle(ws, conn, message.body)
+    }
+  }
+
+  /** Removes the closed connection's presence for everyone else, on this node and the others. */
+  closed (conn: Connection): void {
+    if (conn.awarenessClients === null || conn.awarenessClients.size === 0) return
+    this.changes.removePresence(conn.doc, [...conn.awarenessClients], conn)
+  }
+
+  private sendAwareness (ws: ClientSocket, conn: Connection): void {
+    const states = conn.doc.awareness.getStates()
+    if (states.size > 0) sendTo(ws, this.metrics, 'awareness', encodeAwareness(encodeAwarenessUpdate(conn.doc.awareness, [...states.keys()])))
+  }
+
+  /**
+   * The document is at MAX_DOCUMENT_BYTES: the update is dropped (not applied, forwarded or stored)
+   * and the client told once with a permission-denied message. The connection stays open: closing
+   * it would only make the client reconnect and send the same update again.
+   */
+  private refuseOversize (ws: ClientSocket, conn: Connection): void {
+    if (conn.sizeLimitNotified) return
+    conn.sizeLimitNotified = true
+    const limit = this.limits.maxDocumentBytes
+    conn.log.info({ limit }, 'write refused: document size limit reached')
+    sendTo(ws, this.metrics, 'auth', encodePermissionDenied(`document size limit reached (${limit} bytes): updates are not accepted`))
+  }
+
+  private refuseWrite (ws: ClientSocket, conn: Connection): void {
+    if (conn.deniedNotified) return
+    conn.deniedNotified = true
+    conn.log.info('write refused: read-only connection')
+    sendTo(ws, this.metrics, 'auth', encodePermissionDenied(READ_ONLY_REASON))
+  }
+}

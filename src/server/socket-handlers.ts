@@ -1,0 +1,114 @@
+import uWS from 'uWebSockets.js'
+import type { ParticipantDirectory } from '../documents/participants.js'
+import type { DocumentRegistry } from '../documents/registry.js'
+import type { Metrics } from '../metrics/metrics.js'
+import { CloseCode } from '../protocol/close-codes.js'
+import { MalformedMessageError } from '../protocol/messages.js'
+import type { ClientMessages } from './client-messages.js'
+import type { Connection, SocketData } from './connection.js'
+import type { ConnectionTable } from './connection-table.js'
+import type { ExpirySchedule } from './expiry-schedule.js'
+
+export interface SocketOptions {
+  maxMessageBytes: number
+  maxBackpressureBytes: number
+  idleTimeoutSec: number
+  /** For the log line of a rate-limited close. */
+  rateLimits: { messagesPerSecond: number, bytesPerSecond: number }
+}
+
+export interface SocketDependencies {
+  /** Answers the HTTP upgrade (authentication, the document's load). */
+  upgrade: NonNullable<uWS.WebSocketBehavior<SocketData>['upgrade']>
+  messages: ClientMessages
+  connections: ConnectionTable
+  participants: ParticipantDirectory
+  registry: DocumentRegistry
+  expiries: ExpirySchedule<Connection>
+  metrics: Metrics
+  debugLogging: boolean
+}
+
+/**
+ * The uWS WebSocket behaviour of the document endpoint: what happens when a socket opens, sends a
+ * frame and closes. A throw escaping a uWS handler would take the process down, so each handler
+ * contains its errors and closes only the connection concerned, with the code protocol.md gives.
+ */
+export function documentSocketBehavior (options: SocketOptions, deps: SocketDependencies): uWS.WebSocketBehavior<SocketData> {
+  const { messages, connections, participants, registry, expiries, metrics, debugLogging } = deps
+  return {
+    maxPayloadLength: options.maxMessageBytes,
+    maxBackpressure: options.maxBackpressureBytes,
+    // Skipping messages for a slow reader would leave its document silently diverged; closing it
+    // makes the client reconnect and re-sync.
+    closeOnBackpressureLimit: 1,
+    idleTimeout: options.idleTimeoutSec,
+    sendPingsAutomatically: true,
+    compression: uWS.DISABLED,
+    upgrade: deps.upgrade,
+    open: ws => {
+      const conn = ws.getUserData().conn
+      conn.socket = ws
+      connections.add(conn)
+      metrics.connections.inc()
+      ws.subscribe(conn.doc.topic)
+      participants.join(conn.docId, conn.userId)
+      // The guard keeps the per-connection logger (created lazily) from being built for nothing.
+      if (debugLogging) conn.log.debug({ readOnly: conn.readOnly }, 'connection opened')
+      expiries.add(conn)
+      try {
+        messages.greet(ws, conn)
+      } catch (err) {
+        conn.log.error({ err }, 'closing: internal error while greeting')
+        ws.end(CloseCode.InternalError, 'internal error')
+      }
+    },
+    message: (ws, message, isBinary) => {
+      const conn = ws.getUserData().conn
+      if (!isBinary) {
+        conn.log.info('closing: text frame')
+        ws.end(CloseCode.UnsupportedData, 'binary frames only')
+        return
+      }
+      if (!conn.allowMessage(message.byteLength)) {
+        conn.log.warn({ limits: options.rateLimits }, 'closing: rate limit exceeded')
+        ws.end(CloseCode.RateLimited, 'rate limit exceeded')
+        return
+      }
+      try {
+        messages.handle(ws, conn, new Uint8Array(message))
+      } catch (err) {
+        if (conn.closed) return
+        if (err instanceof MalformedMessageError) {
+          conn.log.info({ reason: err.message }, 'closing: malformed message')
+          ws.end(CloseCode.MalformedMessage, 'malformed message')
+        } else {
+          conn.log.error({ err }, 'closing: internal error while handling a message')
+          ws.end(CloseCode.InternalError, 'internal error')
+        }
+      }
+    },
+    close: (ws, code, message) => {
+      const conn = ws.getUserData().conn
+      conn.closed = true
+      conn.socket = null
+      expiries.remove(conn)
+      connections.delete(conn)
+      metrics.connections.dec()
+      metrics.closes.labels(String(code)).inc()
+      if (code === CloseCode.Abnormal && message.byteLength > 0) {
+        // uWS's own reasons: "Received too big message", backpressure limit, idle timeout.
+        conn.log.info({ code, reason: Buffer.from(message).toString() }, 'connection dropped by the server')
+      } else if (debugLogging) {
+        conn.log.debug({ code }, 'connection closed')
+      }
+      try {
+        messages.closed(conn)
+      } catch (err) {
+        conn.log.error({ err }, 'failed to remove presence of closed connection')
+      }
+      participants.leave(conn.docId, conn.userId)
+      registry.release(conn.doc)
+    }
+  }
+}
