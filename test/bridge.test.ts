@@ -1,0 +1,210 @@
+import t, { type Test } from 'tap'
+import * as Y from 'yjs'
+import { ClusterBridge } from '../src/cluster/bridge.js'
+import { decodeEnvelope, EnvelopeKind } from '../src/cluster/envelope.js'
+import { PeerLinks } from '../src/cluster/peer-links.js'
+import { DocumentChanges } from '../src/documents/document-changes.js'
+import { LiveDocument } from '../src/documents/live-document.js'
+import { createLogger } from '../src/log/logger.js'
+import { Metrics } from '../src/metrics/metrics.js'
+import { MemoryPubSubHub, type MemoryPubSub } from './helpers/memory-pubsub.js'
+import { waitFor } from './helpers/wait.js'
+
+// The bridge's repair logic on its own: two nodes over an in-memory pub/sub that loses what a test
+// tells it to. End to end, over a real redis-server, test/cluster.test.ts covers the same.
+
+const HEARTBEAT_MS = 30
+
+interface Node {
+  nodeId: string
+  doc: LiveDocument
+  pubsub: MemoryPubSub
+  changes: DocumentChanges
+  metrics: Metrics
+  stored: Uint8Array[]
+  deleted: string[]
+  revoked: string[]
+  /** Makes an edit as a client of this node would (committed through DocumentChanges). */
+  edit: (text: string) => void
+  text: () => string
+  close: () => Promise<void>
+}
+
+async function startNode (t: Test, hub: MemoryPubSubHub, nodeId: string, docId = 'doc'): Promise<Node> {
+  const log = createLogger('silent')
+  const metrics = new Metrics(false)
+  const pubsub = hub.connect()
+  const stored: Uint8Array[] = []
+  const store = { enqueue: (_docId: string, update: Uint8Array) => { stored.push(update.slice()) } }
+  const localFanout = { publish: () => true }
+  const links = new PeerLinks(pubsub, { nodeId, keyPrefix: 'test:', heartbeatMs: HEARTBEAT_MS }, log, metrics)
+  const changes = new DocumentChanges({ localFanout, peers: links, store, metrics, onLocalChange: null })
+  const deleted: string[] = []
+  const revoked: string[] = []
+  const commands = {
+    documentDeletedByPeer: (id: string) => { deleted.push(id) },
+    accessRevokedByPeer: (id: string, userId: string) => { revoked.push(`${id}/${userId}`) }
+  }
+  const bridge = new ClusterBridge({ nodeId, keyPrefix: 'test:' }, pubsub, links, changes, store, commands, log, metrics)
+  await bridge.start()
+  const doc = new LiveDocument(docId)
+  await links.beforeLoad(doc)
+  doc.state = 'live'
+  links.afterLoad(doc)
+  // A client of this node, whose edits the node commits.
+  const client = new Y.Doc()
+  const node: Node = {
+    nodeId,
+    doc,
+    pubsub,
+    changes,
+    metrics,
+    stored,
+    deleted,
+    revoked,
+    edit: text => {
+      const before = Y.encodeStateVector(client)
+      client.getText('t').insert(client.getText('t').length, text)
+      changes.commit(doc, Y.encodeStateAsUpdate(client, before), null, 'client', null, 'always')
+    },
+    text: () => doc.ydoc.getText('t').toString(),
+    close: async () => {
+      await bridge.close()
+      await links.close()
+      doc.destroy()
+      metrics.stop()
+    }
+  }
+  t.teardown(node.close)
+  return node
+}
+
+/** Lets the sync exchange every fresh load starts with run its course. */
+async function settle (): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, 20))
+}
+
+async function counter (node: Node, name: string): Promise<number> {
+  return await node.metrics.total(name)
+}
+
+/** Drops the next `count` update envelopes published by `from`. */
+function loseUpdatesFrom (hub: MemoryPubSubHub, from: string, count: number): void {
+  let left = count
+  hub.drop = (_channel, message) => {
+    const envelope = decodeEnvelope(message)
+    if (left > 0 && envelope?.t === EnvelopeKind.Update && envelope.n === from) {
+      left--
+      return true
+    }
+    return false
+  }
+}
+
+t.test('updates cross between nodes and land in both stores', async t => {
+  const hub = new MemoryPubSubHub()
+  const a = await startNode(t, hub, 'a')
+  const b = await startNode(t, hub, 'b')
+  await settle()
+  a.edit('hello')
+  await waitFor(() => b.text() === 'hello', 'b applied a\'s update')
+  t.equal(a.stored.length, 1, 'a stored its own change')
+  t.equal(b.stored.length, 1, 'b stored the peer\'s change too')
+  t.equal(await counter(b, 'collab_bridge_gaps_total'), 0, 'no gap without a loss')
+})
+
+t.test('a skipped sequence number makes the receiver ask for what it lacks', async t => {
+  const hub = new MemoryPubSubHub()
+  const a = await startNode(t, hub, 'a')
+  const b = await startNode(t, hub, 'b')
+  await settle()
+  a.edit('one ')
+  await waitFor(() => b.text() === 'one ', 'first update crossed')
+  const requestsBefore = await counter(b, 'collab_bridge_sync_requests_total')
+  loseUpdatesFrom(hub, 'a', 1)
+  a.edit('two ')
+  a.edit('three')
+  await waitFor(() => b.text() === 'one two three', 'the lost update was repaired')
+  t.equal(await counter(b, 'collab_bridge_gaps_total'), 1, 'one gap detected')
+  t.ok(await counter(b, 'collab_bridge_sync_requests_total') > requestsBefore, 'b sent a sync request')
+})
+
+t.test('a heartbeat ahead of the last number seen reveals a lost last message', async t => {
+  const hub = new MemoryPubSubHub()
+  const a = await startNode(t, hub, 'a')
+  const b = await startNode(t, hub, 'b')
+  await settle()
+  a.edit('seen ')
+  await waitFor(() => b.text() === 'seen ', 'first update crossed')
+  // Let the first heartbeat pass, so the next edit schedules a fresh one.
+  await new Promise(resolve => setTimeout(resolve, HEARTBEAT_MS * 3))
+  loseUpdatesFrom(hub, 'a', 1)
+  a.edit('lost')
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(b.text(), 'seen ', 'the last update did not arrive by itself')
+  await waitFor(() => b.text() === 'seen lost', 'the heartbeat made b re-sync')
+  t.equal(await counter(b, 'collab_bridge_gaps_total'), 1)
+})
+
+t.test('a sync reply carries back what the requester has and the replier lacks', async t => {
+  const hub = new MemoryPubSubHub()
+  const a = await startNode(t, hub, 'a')
+  const b = await startNode(t, hub, 'b')
+  await settle()
+  // Both edit while every update envelope is lost: each holds something the other lacks.
+  hub.drop = (_channel, message) => decodeEnvelope(message)?.t === EnvelopeKind.Update
+  a.edit('A')
+  b.edit('B')
+  await new Promise(resolve => setTimeout(resolve, 10))
+  t.not(a.text(), b.text(), 'diverged while updates were lost')
+  hub.drop = () => false
+  // A reconnect to Redis re-syncs every document with the peers.
+  b.pubsub.reconnect()
+  await waitFor(() => a.text().length === 2 && a.text() === b.text(), 'both hold both edits')
+})
+
+t.test('after a reconnect the full state is queued for the store again', async t => {
+  const hub = new MemoryPubSubHub()
+  const a = await startNode(t, hub, 'a')
+  a.edit('kept')
+  const storedBefore = a.stored.length
+  a.pubsub.reconnect()
+  await waitFor(() => a.stored.length > storedBefore, 'full state re-queued')
+  const restored = new Y.Doc()
+  Y.applyUpdate(restored, a.stored.at(-1)!)
+  t.equal(restored.getText('t').toString(), 'kept', 'the re-queued update is the whole document')
+})
+
+t.test('while pub/sub is down a reconnect waits for it before re-syncing', async t => {
+  const hub = new MemoryPubSubHub()
+  const a = await startNode(t, hub, 'a')
+  const b = await startNode(t, hub, 'b')
+  await settle()
+  b.pubsub.connected = false
+  a.edit('while b was away')
+  await new Promise(resolve => setTimeout(resolve, 20))
+  t.equal(b.text(), '', 'b missed it')
+  b.pubsub.reconnect()
+  await waitFor(() => b.text() === 'while b was away', 'b re-synced after reconnecting')
+})
+
+t.test('deletions and revocations from peers reach the node\'s operations', async t => {
+  const hub = new MemoryPubSubHub()
+  const links = new PeerLinks(hub.connect(), { nodeId: 'admin-node', keyPrefix: 'test:', heartbeatMs: HEARTBEAT_MS }, createLogger('silent'), new Metrics(false))
+  const b = await startNode(t, hub, 'b')
+  links.publishRevoke('doc', 'mallory')
+  links.publishDelete('doc')
+  await waitFor(() => b.deleted.length === 1 && b.revoked.length === 1, 'both notices arrived')
+  t.same(b.revoked, ['doc/mallory'])
+  t.same(b.deleted, ['doc'])
+})
+
+t.test('a node ignores its own envelopes and malformed ones', async t => {
+  const hub = new MemoryPubSubHub()
+  const a = await startNode(t, hub, 'a')
+  a.edit('x')
+  a.pubsub.publish('test:{doc}:bridge', Buffer.from([0xc1, 0x00]))
+  await new Promise(resolve => setTimeout(resolve, 20))
+  t.equal(await counter(a, 'collab_bridge_received_total'), 0, 'nothing counted as received from a peer')
+  t.equal(a.text(), 'x')
+})

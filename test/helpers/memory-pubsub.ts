@@ -1,0 +1,65 @@
+import type { PubSub } from '../../src/redis/connections.js'
+
+/**
+ * Redis pub/sub's delivery model in memory, for unit tests of the bridge: every connection's
+ * publishes reach every connection subscribed to the channel (its own included, as in Redis),
+ * asynchronously and in order, at most once. `drop` decides which messages are lost.
+ */
+export class MemoryPubSubHub {
+  private readonly connections: MemoryPubSub[] = []
+  drop: (channel: string, message: Buffer) => boolean = () => false
+
+  connect (): MemoryPubSub {
+    const connection = new MemoryPubSub(this)
+    this.connections.push(connection)
+    return connection
+  }
+
+  deliver (channel: string, message: Buffer): void {
+    if (this.drop(channel, message)) return
+    for (const connection of this.connections) connection.receive(channel, message)
+  }
+}
+
+export class MemoryPubSub implements PubSub {
+  readonly channels = new Set<string>()
+  connected = true
+  private readonly handlers: Array<(channel: string, message: Buffer) => void> = []
+  private readonly reconnectHandlers: Array<() => void> = []
+
+  constructor (private readonly hub: MemoryPubSubHub) {}
+
+  async subscribe (channel: string): Promise<void> {
+    this.channels.add(channel)
+  }
+
+  async unsubscribe (channel: string): Promise<void> {
+    this.channels.delete(channel)
+  }
+
+  publish (channel: string, message: Buffer): boolean {
+    if (!this.connected) return false
+    const copy = Buffer.from(message)
+    setImmediate(() => this.hub.deliver(channel, copy))
+    return true
+  }
+
+  onMessage (handler: (channel: string, message: Buffer) => void): void {
+    this.handlers.push(handler)
+  }
+
+  onReconnect (handler: () => void): void {
+    this.reconnectHandlers.push(handler)
+  }
+
+  /** A lost and restored connection: what was published meanwhile is gone. */
+  reconnect (): void {
+    this.connected = true
+    for (const handler of this.reconnectHandlers) handler()
+  }
+
+  receive (channel: string, message: Buffer): void {
+    if (!this.connected || !this.channels.has(channel)) return
+    for (const handler of this.handlers) handler(channel, message)
+  }
+}
