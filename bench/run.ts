@@ -33,6 +33,8 @@ flags:
   --nodes 1,2,3        cross-node: cluster sizes to measure
   --server head|worktree|src|entry:FILE   our build: committed HEAD (default), npm run build of the tree,
                        tsx src, or a given built entry point (experiments)
+  --baseline REV       also measure commit REV of ours (built like HEAD), reported as 'baseline', with
+                       ours ÷ baseline ratios: a before/after comparison in one run
   --env KEY=VALUE      extra environment for our server (repeatable)
   --cpu-prof           profile our server (node --cpu-prof); profiles go to bench/results/profiles/
   --node-flags="..."   extra node flags for the servers, e.g. --node-flags="--heapsnapshot-signal=SIGUSR2"
@@ -68,6 +70,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; repeat: 
       joiners: { type: 'string' },
       nodes: { type: 'string' },
       server: { type: 'string', default: 'head' },
+      baseline: { type: 'string' },
       env: { type: 'string', multiple: true },
       'cpu-prof': { type: 'boolean', default: false },
       'node-flags': { type: 'string' },
@@ -88,6 +91,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; repeat: 
   }
   const only = values.only
   if (only !== undefined && only !== 'ours' && only !== 'reference') throw new Error('--only must be ours or reference')
+  if (values.baseline !== undefined && values.baseline === '') throw new Error('--baseline needs a commit')
   const build = values.server as OursBuild
   if (build !== 'head' && build !== 'worktree' && build !== 'src' && !build.startsWith('entry:')) throw new Error('--server must be head, worktree, src or entry:/path/to/main.js')
   const env: Record<string, string> = {}
@@ -98,6 +102,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; repeat: 
   }
   const flags: Flags = {
     compare: values.compare,
+    ...(values.baseline === undefined ? {} : { baseline: values.baseline }),
     ...(only === undefined ? {} : { only }),
     duration: num('duration', values.duration),
     warmup: num('warmup', values.warmup),
@@ -156,6 +161,7 @@ async function main (): Promise<void> {
     flags: args.flags,
     targetOptions: {
       build: args.build,
+      ...(args.flags.baseline === undefined ? {} : { baselineBuild: `rev:${args.flags.baseline}` as const }),
       env: args.env,
       nodeFlags: [...(args.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...args.nodeFlags]
     },

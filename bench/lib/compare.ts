@@ -29,14 +29,25 @@ export function compareMetric (metric: string, subject: TargetRun | undefined, b
   }
 }
 
-/** ours vs reference for each metric; `targets` attaches the issue's targets to some of them. */
+/**
+ * ours vs reference for each metric (`targets` attaches the issue's targets to some of them), and,
+ * when a baseline commit was measured too (--baseline), ours vs baseline and baseline vs reference.
+ */
 export function compareOursReference (runs: TargetRun[], metrics: string[], targets: Record<string, TargetSpec> = {}): Comparison[] {
-  const ours = runs.find(r => r.target === 'ours' && r.error === undefined)
-  const reference = runs.find(r => r.target === 'reference' && r.error === undefined)
+  const find = (target: string): TargetRun | undefined => runs.find(r => r.target === target && r.error === undefined)
+  const ours = find('ours')
+  const reference = find('reference')
+  const baseline = find('baseline')
   const out: Comparison[] = []
   for (const metric of metrics) {
     const c = compareMetric(metric, ours, reference, targets[metric])
     if (c !== null) out.push(c)
+  }
+  for (const [subject, against] of [[ours, baseline], [baseline, reference]] as const) {
+    for (const metric of metrics) {
+      const c = compareMetric(metric, subject, against)
+      if (c !== null) out.push(c)
+    }
   }
   return out
 }

@@ -85,7 +85,7 @@ async function stopProcess (proc: ChildProcess, timeoutMs = 20_000): Promise<voi
 // Our server
 
 /** Which build of our server to run. */
-export type OursBuild = 'head' | 'worktree' | 'src' | `entry:${string}`
+export type OursBuild = 'head' | 'worktree' | 'src' | `entry:${string}` | `rev:${string}`
 
 export interface OursBinary {
   build: OursBuild
@@ -107,7 +107,8 @@ function git (args: string[]): string {
  * 'entry:/path/main.js' runs that file (to measure an experimental build).
  */
 export function prepareOurs (build: OursBuild): OursBinary {
-  const commit = git(['rev-parse', 'HEAD'])
+  // 'rev:REV' builds that commit like HEAD (the baseline of a before/after comparison).
+  const commit = git(['rev-parse', build.startsWith('rev:') ? `${build.slice('rev:'.length)}^{commit}` : 'HEAD'])
   const dirty = git(['status', '--porcelain', '--', 'src']) !== ''
   if (build.startsWith('entry:')) {
     // An already built entry point, e.g. an experimental copy of dist/ with a proposed fix applied.
@@ -252,11 +253,12 @@ async function redisPing (port: number): Promise<boolean> {
 // ---------------------------------------------------------------------------------------------
 // Endpoints
 
-export type ServerKind = 'ours' | 'reference'
+/** ours: the build measured; baseline: another commit of ours (--baseline); reference: y-websocket. */
+export type ServerKind = 'ours' | 'baseline' | 'reference'
 
 /** The request path a client of `kind` uses for `docId`. */
 export function endpointFor (kind: ServerKind, port: number, docId: string, token: string): Endpoint {
-  const path = kind === 'ours'
+  const path = kind !== 'reference'
     ? `/ws/document/${encodeURIComponent(docId)}?token=${token}`
     : `/${encodeURIComponent(docId)}`
   return { host: HOST, port, path }

@@ -35,16 +35,22 @@ export const LIFTED_RATE_LIMITS: Record<string, string> = {
 
 export interface TargetOptions {
   build: OursBuild
+  /** --baseline REV: the commit measured as 'baseline' (rev:REV). */
+  baselineBuild?: OursBuild
   /** Environment for our server (from --env). */
   env: Record<string, string>
   nodeFlags?: string[]
 }
 
-let oursBinary: OursBinary | null = null
+const binaries = new Map<OursBuild, OursBinary>()
 
 export function ourBinary (build: OursBuild): OursBinary {
-  if (oursBinary === null || oursBinary.build !== build) oursBinary = prepareOurs(build)
-  return oursBinary
+  let binary = binaries.get(build)
+  if (binary === undefined) {
+    binary = prepareOurs(build)
+    binaries.set(build, binary)
+  }
+  return binary
 }
 
 function makeTarget (name: string, kind: ServerKind, nodes: ServerProcess[], redis: RedisProcess | null, version: string): Target {
@@ -71,11 +77,12 @@ export async function startTarget (kind: ServerKind, options: TargetOptions, nod
     const node = await startReference({ nodeFlags: options.nodeFlags })
     return makeTarget('reference', kind, [node], null, referenceVersion())
   }
-  const binary = ourBinary(options.build)
+  if (kind === 'baseline' && options.baselineBuild === undefined) throw new Error('a baseline run needs --baseline REV')
+  const binary = ourBinary(kind === 'baseline' ? options.baselineBuild! : options.build)
   const version = `${binary.commit.slice(0, 10)}${binary.dirty ? '+dirty' : ''} (${binary.build})`
   if (nodeCount === 1) {
     const node = await startOurs({ binary, env: options.env, nodeFlags: options.nodeFlags })
-    return makeTarget('ours', kind, [node], null, version)
+    return makeTarget(kind, kind, [node], null, version)
   }
   const redis = await startRedis()
   const nodes: ServerProcess[] = []
@@ -88,7 +95,7 @@ export async function startTarget (kind: ServerKind, options: TargetOptions, nod
     await redis.stop()
     throw err
   }
-  return makeTarget(`ours-${nodeCount}-nodes`, kind, nodes, redis, version)
+  return makeTarget(`${kind}-${nodeCount}-nodes`, kind, nodes, redis, version)
 }
 
 /** Server CPU and machine CPU at one instant, for window deltas. */

@@ -1,6 +1,7 @@
 /**
  * Steady load: D documents x C clients, each document's writer at R edits/s, one measured window.
  */
+import type { ServerKind } from '../lib/servers.js'
 import { compareOursReference } from '../lib/compare.js'
 import { checkConsistency, measureStep, measureStepUndisturbed, setupLoad, type LoadLayout, type StepResult } from '../lib/load.js'
 import { GeneratorPool } from '../lib/pool.js'
@@ -41,7 +42,7 @@ export function stepNotes (step: StepResult): string[] {
 }
 
 /** Starts the target and a generator pool, runs `body`, always cleans both up. */
-export async function withTarget<T> (ctx: ScenarioContext, kind: 'ours' | 'reference', nodes: number, body: (target: Target, pool: GeneratorPool) => Promise<T>, workers = 2 + (ctx.flags.workers ?? 2), env: Record<string, string> = {}): Promise<T> {
+export async function withTarget<T> (ctx: ScenarioContext, kind: ServerKind, nodes: number, body: (target: Target, pool: GeneratorPool) => Promise<T>, workers = 2 + (ctx.flags.workers ?? 2), env: Record<string, string> = {}): Promise<T> {
   // Figures from a busy machine are not comparable: wait (bounded) for other work to finish.
   const busy = await waitForQuiet(25, (ctx.flags.quietWait ?? 120) * 1000, pct => ctx.log(`  waiting for a quiet machine (${Math.round(pct)} % busy)`))
   if (busy > 25) ctx.log(`  machine still ${Math.round(busy)} % busy: measuring anyway, figures may be disturbed`)
@@ -57,7 +58,7 @@ export async function withTarget<T> (ctx: ScenarioContext, kind: 'ours' | 'refer
   }
 }
 
-export async function runSteadyOn (ctx: ScenarioContext, kind: 'ours' | 'reference', nodes: number, shape: SteadyShape, docPrefix: string): Promise<TargetRun> {
+export async function runSteadyOn (ctx: ScenarioContext, kind: ServerKind, nodes: number, shape: SteadyShape, docPrefix: string): Promise<TargetRun> {
   const flags = ctx.flags
   return await withTarget(ctx, kind, nodes, async (target, pool) => {
     const layout: LoadLayout = { docs: shape.docs, clientsPerDoc: shape.clients, docPrefix }

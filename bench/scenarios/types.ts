@@ -5,6 +5,8 @@ import type { TargetOptions } from '../lib/target.js'
 /** Command-line flags; each scenario applies its own defaults to what is not given. */
 export interface Flags {
   compare: boolean
+  /** --baseline REV: also measure that commit of ours, as 'baseline'. */
+  baseline?: string
   only?: ServerKind
   duration?: number
   warmup?: number
@@ -50,5 +52,8 @@ export interface Scenario {
 
 export function defaultPlan (flags: Flags): TargetPlan[] {
   if (flags.only !== undefined) return [{ kind: flags.only, nodes: 1 }]
-  return flags.compare ? [{ kind: 'ours', nodes: 1 }, { kind: 'reference', nodes: 1 }] : [{ kind: 'ours', nodes: 1 }]
+  const plans: TargetPlan[] = [{ kind: 'ours', nodes: 1 }]
+  if (flags.baseline !== undefined) plans.push({ kind: 'baseline', nodes: 1 })
+  if (flags.compare) plans.push({ kind: 'reference', nodes: 1 })
+  return plans
 }
