@@ -82,7 +82,7 @@ export async function setupLoad (pool: GeneratorPool, target: Target, layout: Lo
   const workers = pool.workers.length
   const nodes = target.nodes.length
   const total = layout.docs * layout.clientsPerDoc
-  const tokens = target.kind === 'ours' ? await tokensFor(total) : []
+  const tokens = target.kind !== 'reference' ? await tokensFor(total) : []
   const phase1: ClientSpec[][] = pool.workers.map(() => [])
   const phase2: ClientSpec[][] = pool.workers.map(() => [])
   const recipientsByDoc = new Map<string, number>()

@@ -2,7 +2,7 @@
  * Result files: one JSON and one self-contained HTML chart per run in bench/results/, and
  * LATEST.md, the table of the latest figures of every scenario.
  */
-import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { metricInfo, type Comparison, type RunRecord, type TargetRun } from './result.js'
 
@@ -233,10 +233,9 @@ export function loadRecords (outDir: string): RunRecord[] {
 const SCENARIO_ORDER = ['steady-200x10', 'steady-1x500', 'steady-10x100', 'ramp-1x500', 'ramp-50x10', 'idle-memory', 'connection-storm', 'large-doc', 'cross-node']
 
 /** The latest run of every scenario; runs that measured the reference too are preferred. */
-export function renderLatest (outDir: string): string {
-  const records = loadRecords(outDir)
+function latestRecords (outDir: string): Map<string, { file: string; record: RunRecord }> {
   const latest = new Map<string, { file: string; record: RunRecord }>()
-  for (const record of records) {
+  for (const record of loadRecords(outDir)) {
     const prev = latest.get(record.scenario)
     const compared = record.runs.some(r => r.target === 'reference' && r.error === undefined)
     const prevCompared = prev?.record.runs.some(r => r.target === 'reference' && r.error === undefined) ?? false
@@ -244,6 +243,11 @@ export function renderLatest (outDir: string): string {
       latest.set(record.scenario, { file: `${record.scenario}-${stamp(new Date(record.startedAt))}`, record })
     }
   }
+  return latest
+}
+
+export function renderLatest (outDir: string): string {
+  const latest = latestRecords(outDir)
   const scenarios = [...latest.keys()].sort((a, b) => {
     const ia = SCENARIO_ORDER.indexOf(a)
     const ib = SCENARIO_ORDER.indexOf(b)
@@ -301,8 +305,19 @@ export function renderLatest (outDir: string): string {
   return lines.join('\n') + '\n'
 }
 
+/** A result file's name: `<scenario>-<YYYYMMDD>-<HHMMSS>.json|html`. */
+const RESULT_FILE = /^[a-z0-9-]+-\d{8}-\d{6}\.(json|html)$/
+
+/**
+ * Rebuilds LATEST.md and deletes the result files it does not link: the tree keeps one generated
+ * summary (each scenario's latest run, with its chart and data), not an archive of raw runs.
+ */
 export function writeLatest (outDir: string): string {
   const path = join(outDir, 'LATEST.md')
   writeFileSync(path, renderLatest(outDir))
+  const kept = new Set([...latestRecords(outDir).values()].map(l => l.file))
+  for (const name of readdirSync(outDir)) {
+    if (RESULT_FILE.test(name) && !kept.has(name.replace(/\.(json|html)$/, ''))) rmSync(join(outDir, name))
+  }
   return path
 }

@@ -38,7 +38,7 @@ export const idleMemoryScenario: Scenario = {
     const flags = ctx.flags
     const connections = flags.connections ?? 5000
     const docs = flags.docs ?? 100
-    const tokens = plan.kind === 'ours' ? await tokensFor(connections) : []
+    const tokens = plan.kind !== 'reference' ? await tokensFor(connections) : []
     return await withTarget(ctx, plan.kind, 1, async (target, pool) => {
       await sleep(1000)
       const rssBefore = target.rss()
@@ -98,7 +98,7 @@ export const connectionStormScenario: Scenario = {
     const connections = flags.connections ?? 2000
     const docs = flags.docs ?? 100
     // Every storm client has its own token (its own user): nothing can be cached between them.
-    const tokens = plan.kind === 'ours' ? await signTokens(connections, 'bench-storm') : []
+    const tokens = plan.kind !== 'reference' ? await signTokens(connections, 'bench-storm') : []
     return await withTarget(ctx, plan.kind, 1, async (target, pool) => {
       // Documents with some content, held live by a writer and an observer each.
       const seed = await setupLoad(pool, target, { docs, clientsPerDoc: 2, docPrefix: 'storm' }, 100)
