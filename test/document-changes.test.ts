@@ -1,0 +1,127 @@
+import t, { type Test } from 'tap'
+import * as Y from 'yjs'
+import { DocumentChanges, type PeerPublisher } from '../src/documents/document-changes.js'
+import { LiveDocument, UpdateRejectedError } from '../src/documents/live-document.js'
+import { Metrics } from '../src/metrics/metrics.js'
+import { decodeClientMessage } from '../src/protocol/messages.js'
+
+// The commit path on its own: what each kind of change hands to the local fan-out, the peers, the
+// store queue and the change notice. End to end, every test that edits a document covers it too.
+
+interface Recorder {
+  changes: DocumentChanges
+  doc: LiveDocument
+  /** Frames published locally, and through whom: 'all' (the app) or 'sender'. */
+  local: Array<{ via: 'all' | 'sender', frame: Uint8Array }>
+  peers: Uint8Array[]
+  stored: Uint8Array[]
+  notices: string[]
+  sender: { publish: (topic: Uint8Array, frame: Uint8Array) => boolean }
+}
+
+function recorder (t: Test, withPeers = true): Recorder {
+  const local: Recorder['local'] = []
+  const peerFrames: Uint8Array[] = []
+  const stored: Uint8Array[] = []
+  const notices: string[] = []
+  const peers: PeerPublisher = { publishUpdate: (_doc, frame) => { peerFrames.push(frame) }, publishAwareness: () => {} }
+  const changes = new DocumentChanges({
+    localFanout: { publish: (_topic, frame) => { local.push({ via: 'all', frame }); return true } },
+    peers: withPeers ? peers : null,
+    store: { enqueue: (_docId, update) => { stored.push(update.slice()) } },
+    metrics: new Metrics(false),
+    onLocalChange: docId => { notices.push(docId) }
+  })
+  const doc = new LiveDocument('doc')
+  doc.state = 'live'
+  t.teardown(() => doc.destroy())
+  const sender = { publish: (_topic: Uint8Array, frame: Uint8Array) => { local.push({ via: 'sender', frame }); return true } }
+  return { changes, doc, local, peers: peerFrames, stored, notices, sender }
+}
+
+function textUpdate (text: string): Uint8Array {
+  const source = new Y.Doc()
+  source.getText('t').insert(0, text)
+  return Y.encodeStateAsUpdate(source)
+}
+
+/** Structs that integrate, then a delete set that claims five clients and ends. */
+function failingHalfway (text: string): Uint8Array {
+  const broken = textUpdate(text).slice()
+  broken[broken.length - 1] = 5
+  return broken
+}
+
+function updateOf (frame: Uint8Array): Uint8Array {
+  const message = decodeClientMessage(frame)
+  if (message.kind !== 'sync-update') throw new Error(`not an update frame: ${message.kind}`)
+  return message.update
+}
+
+t.test('a local change goes to the other local clients, the peers, the store and the notice, as the given frame', async t => {
+  const r = recorder(t)
+  const frame = Uint8Array.of(9, 9, 9) // forwarded as is: the commit path never re-encodes a frame it was given
+  const changed = r.changes.commit(r.doc, textUpdate('hi'), frame, 'client', r.sender, 'always')
+  t.equal(changed, true)
+  t.same(r.local, [{ via: 'sender', frame }], 'published through the sender, which skips itself')
+  t.same(r.peers, [frame], 'the same frame to the peers')
+  t.equal(r.stored.length, 1)
+  t.same(r.notices, ['doc'])
+  t.equal(r.doc.ydoc.getText('t').toString(), 'hi')
+})
+
+t.test('relay if-changed hands on nothing for a change that changes nothing; always relays it', async t => {
+  const r = recorder(t)
+  const update = textUpdate('once')
+  r.changes.commit(r.doc, update, null, 'admin', null, 'if-changed')
+  t.equal(r.changes.commit(r.doc, update, null, 'admin', null, 'if-changed'), false, 'a resend changes nothing')
+  t.equal(r.local.length, 1, 'and is not published again')
+  t.equal(r.stored.length, 1, 'nor stored again')
+  t.equal(r.changes.commit(r.doc, update, null, 'client', r.sender, 'always'), false)
+  t.equal(r.local.length, 2, 'a client\'s duplicate is still relayed, as y-websocket does')
+})
+
+t.test('without a frame, one is encoded from the update and reaches every local client', async t => {
+  const r = recorder(t, false)
+  const update = textUpdate('encoded')
+  r.changes.commit(r.doc, update, null, 'admin', null, 'always')
+  t.equal(r.local.length, 1)
+  t.equal(r.local[0]!.via, 'all', 'no sender: every subscriber')
+  t.same(updateOf(r.local[0]!.frame), update)
+})
+
+t.test('an update Yjs rejects partway: the part that integrated is handed on, then the error is thrown', async t => {
+  for (const source of ['client', 'peer'] as const) {
+    const r = recorder(t)
+    const bad = failingHalfway('structs that integrate')
+    let thrown: unknown = null
+    try {
+      if (source === 'client') r.changes.commit(r.doc, bad, bad, 'client', r.sender, 'always')
+      else r.changes.commitFromPeer(r.doc, bad, null, 'peer')
+    } catch (err) {
+      thrown = err
+    }
+    t.ok(thrown instanceof UpdateRejectedError, `${source}: rejected`)
+    t.equal(r.doc.ydoc.getText('t').toString(), 'structs that integrate', `${source}: the structs were applied`)
+    t.equal(r.local.length, 1, `${source}: the partial update was published locally`)
+    t.equal(r.local[0]!.via, 'all', `${source}: to every local client, the sender included (it never had the server's version of it)`)
+    const partial = updateOf(r.local[0]!.frame)
+    t.doesNotThrow(() => Y.decodeUpdate(partial), `${source}: as a well-formed update, not the rejected bytes`)
+    t.same(r.stored, [partial], `${source}: and queued for the store`)
+    const replica = new Y.Doc()
+    Y.applyUpdate(replica, partial)
+    t.same(Y.encodeStateVector(replica), Y.encodeStateVector(r.doc.ydoc), `${source}: a replica of the partial equals the server`)
+    t.same(r.peers.length, source === 'client' ? 1 : 0, `${source}: peers get it only when it was made here`)
+  }
+})
+
+t.test('a peer\'s change reaches local clients and the store, never the peers or the change notice', async t => {
+  const r = recorder(t)
+  const update = textUpdate('from afar')
+  r.changes.commitFromPeer(r.doc, update, null, 'peer')
+  t.equal(r.local.length, 1)
+  t.same(updateOf(r.local[0]!.frame), update)
+  t.equal(r.stored.length, 1)
+  t.same(r.peers, [])
+  t.same(r.notices, [])
+})
