@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import * as Y from 'yjs'
 import { Compactor } from '../src/documents/compactor.js'
+import type { LiveDocument } from '../src/documents/live-document.js'
 import { DocumentRegistry } from '../src/documents/registry.js'
 import { createLogger } from '../src/log/logger.js'
 import { WriteBehind } from '../src/persistence/write-behind.js'
@@ -37,7 +38,7 @@ async function setUp (t: Test): Promise<Setup> {
 }
 
 /** Applies an edit to a live document and queues it for the store, as a commit does. */
-function edit (setup: Setup, doc: { id: string, apply: (u: Uint8Array, o: unknown) => boolean }, label: string): void {
+function edit (setup: Setup, doc: LiveDocument, label: string): void {
   const source = new Y.Doc()
   source.getArray('items').push([label])
   const update = Y.encodeStateAsUpdate(source)

@@ -62,7 +62,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
 
   /** Subscribes to the document's channel: nothing a peer publishes after the load is missed. */
   async beforeLoad (doc: LiveDocument): Promise<void> {
-    if (this.links.has(doc.id)) return
+    if (this.links.get(doc.id)?.doc === doc) return
     const channel = documentKeys(this.options.keyPrefix, doc.id).channel
     this.links.set(doc.id, { doc, channel, outSeq: 0, heartbeat: null, syncRequested: false, peerSeqs: new Map(), remoteNodes: new Map() })
     try {

@@ -10,6 +10,6 @@ export interface DocumentLifecycle {
   beforeLoad?: (doc: LiveDocument) => Promise<void>
   /** The document is live: loaded and about to be handed to whoever waited for it. */
   afterLoad?: (doc: LiveDocument) => void
-  /** The document left memory (unloaded, deleted, or its load failed after beforeLoad). */
+  /** The document left memory (unloaded, deleted, or its load failed after this observer's beforeLoad). */
   afterUnload?: (docId: string) => Promise<void>
 }

@@ -119,16 +119,16 @@ export class LiveDocument {
   }
 
   /**
-   * Applies an update (from a client, an offline batch, the admin API or another node) and tells
-   * whether it changed the document: new structs or new deletions. An update Yjs keeps pending
-   * (its dependencies are missing) changes nothing yet. Throws UpdateRejectedError if Yjs cannot
-   * decode or integrate it; whatever integrated before the failure is in `partial`, so the caller
-   * can still hand it on and every replica stays equal to the server's.
+   * Applies an update (from a client, an offline batch, the admin API or another node) and returns
+   * the transaction it was applied in, for changedBy() (null if Yjs reported none). Throws
+   * UpdateRejectedError if Yjs cannot decode or integrate it; whatever integrated before the
+   * failure is in `partial`, so the caller can still hand it on and every replica stays equal to
+   * the server's.
    *
-   * The transaction is read from the document's hook and not kept: a transaction held until the
-   * next edit outlives a young-generation GC and is promoted.
+   * The transaction is read from the document's hook, handed back and not kept: a transaction held
+   * until the next edit outlives a young-generation GC and is promoted.
    */
-  apply (update: Uint8Array, origin: unknown): boolean {
+  apply (update: Uint8Array, origin: unknown): Y.Transaction | null {
     // Yjs cleans its transaction up (afterState computed, afterTransaction emitted) even when the
     // update fails halfway, so the document's hook has it either way. Inside an enclosing
     // transaction the update joins that one, which ends later.
@@ -140,8 +140,7 @@ export class LiveDocument {
     } catch (err) {
       throw new UpdateRejectedError((err as Error).message, this.partialChangesOf(enclosing ?? this.takeEndedTransaction()))
     }
-    const transaction = enclosing ?? this.takeEndedTransaction()
-    return transaction !== null && changedBy(transaction)
+    return enclosing ?? this.takeEndedTransaction()
   }
 
   private takeEndedTransaction (): Y.Transaction | null {
@@ -212,11 +211,17 @@ export class LiveDocument {
   }
 }
 
-/** True when the transaction added structs or deleted something. */
-function changedBy (transaction: Y.Transaction): boolean {
+/**
+ * True when the transaction added structs or deleted something. An update Yjs keeps pending (its
+ * dependencies are missing) changes nothing yet. Costs a pass over every client the document has
+ * seen, so the hot path (which relays every update) does not ask.
+ */
+export function changedBy (transaction: Y.Transaction | null): boolean {
+  if (transaction === null) return false
   if (transaction.deleteSet.clients.size > 0) return true
+  const before = transaction.beforeState
   for (const [client, clock] of transaction.afterState) {
-    if (transaction.beforeState.get(client) !== clock) return true
+    if (before.get(client) !== clock) return true
   }
   return false
 }

@@ -109,8 +109,13 @@ export class DocumentRegistry {
 
   private async load (doc: LiveDocument): Promise<void> {
     const started = performance.now()
+    // The observers whose beforeLoad completed, told of the unload if the load fails later.
+    let prepared = 0
     try {
-      for (const observer of this.lifecycle) await observer.beforeLoad?.(doc)
+      for (const observer of this.lifecycle) {
+        await observer.beforeLoad?.(doc)
+        prepared++
+      }
       const stored = await this.store.load(doc.id)
       doc.applyStored(stored.updates)
       // The stored bytes bound the encoded size from above; the exact size is measured only if
@@ -128,7 +133,7 @@ export class DocumentRegistry {
         this.log.error({ err, docId: doc.id }, 'document load failed')
       }
       this.evict(doc)
-      await this.afterUnload(doc.id)
+      await this.afterUnload(doc.id, this.lifecycle.slice(0, prepared))
       throw err
     }
   }
@@ -171,9 +176,9 @@ export class DocumentRegistry {
     await this.afterUnload(doc.id)
   }
 
-  private async afterUnload (docId: string): Promise<void> {
-    for (const observer of this.lifecycle) {
-      await observer.afterUnload?.(docId).catch(err => this.log.warn({ docId, err }, 'after-unload step failed'))
+  private async afterUnload (docId: string, observers = this.lifecycle): Promise<void> {
+    for (const observer of observers) {
+      await observer.afterUnload?.(docId).catch(err => this.log.warn({ docId, err }, 'after-unload hook failed'))
     }
   }
 

@@ -29,9 +29,9 @@ import type { Connection } from './connection.js'
 import { ExpirySchedule } from './expiry-schedule.js'
 import { registerHttpRoutes, registerNotFound } from './http-routes.js'
 import { NodeOperations, type Readiness } from './node-operations.js'
-import { clusterSnapshot, takeNodeSnapshot, type NodeSnapshot } from './node-snapshot.js'
+import { clusterSnapshot, refreshNodeGauges, takeNodeSnapshot, type NodeSnapshot } from './node-snapshot.js'
 import { OfflineBatches } from './offline-batch.js'
-import { documentSocketBehavior } from './socket-handlers.js'
+import { closeExpiredConnection, documentSocketBehavior } from './socket-handlers.js'
 import { handleUpgrade } from './upgrade.js'
 
 export interface CollabServer {
@@ -122,11 +122,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   }
 
   // The WebSocket endpoint.
-  const expiries = new ExpirySchedule<Connection>(conn => {
-    if (conn.closed || conn.socket === null) return
-    conn.log.info('closing: token expired')
-    conn.socket.end(CloseCode.TokenExpired, 'token expired')
-  })
+  const expiries = new ExpirySchedule<Connection>(closeExpiredConnection)
   const offlineBatches = new OfflineBatches(changes, writeBehind, {
     maxUpdates: config.offlineBatchMaxUpdates,
     maxBytes: config.offlineBatchMaxBytes,
@@ -176,11 +172,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     participants,
     metrics,
     metricsToken: config.metricsToken,
-    refreshGauges: () => {
-      metrics.documentsLoaded.set(registry.size)
-      metrics.writeBehindPendingBytes.set(writeBehind.pendingBytes)
-      metrics.writeBehindPendingDocuments.set(writeBehind.pendingDocuments)
-    }
+    refreshGauges: () => { refreshNodeGauges(metrics, registry, writeBehind) }
   })
   registerAdminRoutes(app, {
     verifier,

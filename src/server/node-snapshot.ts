@@ -70,3 +70,10 @@ export async function clusterSnapshot (self: () => Promise<NodeSnapshot>, direct
   const others = directory === null ? [] : (await directory.list().catch(() => [])).filter(n => n.nodeId !== mine.nodeId)
   return { self: mine, nodes: [mine, ...others] }
 }
+
+/** Sets the gauges that are read from live state just before a scrape. */
+export function refreshNodeGauges (metrics: Metrics, registry: DocumentRegistry, writeBehind: WriteBehind): void {
+  metrics.documentsLoaded.set(registry.size)
+  metrics.writeBehindPendingBytes.set(writeBehind.pendingBytes)
+  metrics.writeBehindPendingDocuments.set(writeBehind.pendingDocuments)
+}

@@ -29,6 +29,13 @@ export interface SocketDependencies {
   debugLogging: boolean
 }
 
+/** The expiry schedule's action: a connection whose token expired is closed with 4401. */
+export function closeExpiredConnection (conn: Connection): void {
+  if (conn.closed || conn.socket === null) return
+  conn.log.info('closing: token expired')
+  conn.socket.end(CloseCode.TokenExpired, 'token expired')
+}
+
 /**
  * The uWS WebSocket behaviour of the document endpoint: what happens when a socket opens, sends a
  * frame and closes. A throw escaping a uWS handler would take the process down, so each handler
