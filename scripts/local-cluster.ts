@@ -7,19 +7,32 @@ import { SignJWT } from 'jose'
 import { startLocalCluster } from './cluster-topology.js'
 
 const port = Number(process.env.CLUSTER_PORT ?? 8080)
+const generated = process.env.JWT_SECRET === undefined
+// The nodes must share a secret, so they run with JWT_SECRET set: that is not development mode
+// (whose /dev/token signs only with a secret a single process generated). The playground is
+// served anyway when the secret is generated here, and this script prints the tokens it needs.
 const secret = process.env.JWT_SECRET ?? randomBytes(32).toString('base64url')
 const cluster = await startLocalCluster({
   port,
   nodes: Number(process.env.CLUSTER_NODES ?? 3),
-  env: { JWT_SECRET: secret, DEV_MODE: process.env.DEV_MODE ?? (process.env.JWT_SECRET === undefined ? 'true' : 'false') },
+  env: { JWT_SECRET: secret, PLAYGROUND: process.env.PLAYGROUND ?? (generated ? 'true' : 'false') },
   log: line => process.stderr.write(`[cluster] ${line}\n`)
 })
-const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('dev-user').setExpirationTime('24h').sign(new TextEncoder().encode(secret))
+const sign = async (subject: string, claims: Record<string, unknown> = {}): Promise<string> => await new SignJWT(claims)
+  .setProtectedHeader({ alg: 'HS256' }).setSubject(subject).setExpirationTime('24h').sign(new TextEncoder().encode(secret))
+const token = await sign('dev-user')
+const adminToken = await sign('dev-admin', { admin: true })
 process.stderr.write([
   '',
   `Cluster ready: ws://127.0.0.1:${cluster.port}/ws/document/{docId}?token=...  (HAProxy in front of ${cluster.nodes.length} nodes, Redis on ${cluster.redisPort})`,
   ...cluster.nodes.map(n => `  ${n.nodeId}: http://127.0.0.1:${n.port}`),
-  process.env.JWT_SECRET === undefined ? `Development token (24 h): ${token}` : 'Using JWT_SECRET from the environment.',
+  ...(generated
+    ? [
+        `Development token (24 h): ${token}`,
+        `Playground: http://127.0.0.1:${cluster.port}/#token=${token}`,
+        `Inspector:  http://127.0.0.1:${cluster.port}/inspect#token=${adminToken}`
+      ]
+    : ['Using JWT_SECRET from the environment.']),
   'Press Ctrl-C to stop.',
   ''
 ].join('\n'))

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino'
 import { signDevelopmentToken } from './auth/dev-token.js'
 import { ConfigError, loadConfig, type Config } from './config/config.js'
 import { withDotEnv } from './config/dotenv.js'
@@ -16,6 +17,31 @@ function readConfig (): Config {
   }
 }
 
+/** Where keys or verdicts come from (logged at start; the logger cuts any token in the URL). */
+function authSource (config: Config): string | undefined {
+  if (config.auth.kind === 'jwks') return config.auth.jwksUrl.href
+  if (config.auth.kind === 'remote') return config.auth.url.href
+  return undefined
+}
+
+/** Configurations that work but accept more than they should: say so loudly at every start. */
+function warnAboutWeakAuth (config: Config, log: Logger): void {
+  const auth = config.auth
+  if (auth.kind !== 'jwt-secret' && auth.kind !== 'jwt-public-key' && auth.kind !== 'jwks') return
+  if (!auth.common.requireExp) {
+    log.warn({ variable: 'JWT_REQUIRE_EXP' }, 'JWT_REQUIRE_EXP=false: tokens without "exp" are accepted and never expire; a leaked token stays valid until the key changes')
+  }
+  // With a public key or a JWKS the keys usually belong to an identity provider that signs tokens
+  // for many applications: without these checks a token issued for any of them opens documents here.
+  if (auth.kind === 'jwt-secret') return
+  if (auth.common.audience === undefined) {
+    log.warn({ variable: 'JWT_AUDIENCE' }, 'JWT_AUDIENCE is not set: tokens the same issuer signed for any other application (any "aud") are accepted; set JWT_AUDIENCE to this service\'s audience')
+  }
+  if (auth.common.issuer === undefined) {
+    log.warn({ variable: 'JWT_ISSUER' }, 'JWT_ISSUER is not set: any issuer whose key verifies is accepted (with a shared JWKS, other tenants\' tokens too); set JWT_ISSUER')
+  }
+}
+
 async function main (): Promise<void> {
   const config = readConfig()
   const log = createLogger(config.logLevel)
@@ -26,12 +52,14 @@ async function main (): Promise<void> {
     log.fatal({ err }, 'server failed to start')
     process.exit(1)
   }
-  log.info({ host: config.host, port: server.port, dataDir: config.dataDir, auth: config.auth.kind }, 'listening')
+  log.info({ host: config.host, port: server.port, dataDir: config.dataDir, auth: config.auth.kind, authSource: authSource(config) }, 'listening')
+  warnAboutWeakAuth(config, log)
 
   if (config.auth.kind === 'jwt-secret' && config.auth.generated) {
     const token = await signDevelopmentToken(config.auth.secret)
     log.warn('no authentication configured: using a random JWT_SECRET for this run only; set JWT_SECRET (or another auth option) for real use')
-    const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host
+    // Development mode listens on 127.0.0.1 by default; print the address it really answers on.
+    const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host.includes(':') ? `[${config.host}]` : config.host
     process.stderr.write([
       '',
       'Development token (valid 24 h, for this run only):',

@@ -103,7 +103,7 @@ t.test('a read-only client receives everything and changes nothing', async t => 
 t.test('RS256 public key verification (PEM)', async t => {
   const { publicKey, privateKey } = await generateKeyPair('RS256')
   const pem = await exportSPKI(publicKey)
-  const ts = await startTestServer({ JWT_SECRET: '', JWT_PUBLIC_KEY: pem, JWT_ALGORITHMS: 'RS256', JWT_ISSUER: 'https://issuer.test', JWT_AUDIENCE: 'collab' })
+  const ts = await startTestServer({ JWT_SECRET: undefined, JWT_PUBLIC_KEY: pem, JWT_ALGORITHMS: 'RS256', JWT_ISSUER: 'https://issuer.test', JWT_AUDIENCE: 'collab' })
   t.teardown(ts.close)
   const sign = async (claims: { iss: string; aud: string }): Promise<string> => await new SignJWT({})
     .setProtectedHeader({ alg: 'RS256' }).setSubject('rsa-user').setIssuer(claims.iss).setAudience(claims.aud)
@@ -125,7 +125,7 @@ t.test('ES256 via JWKS URL', async t => {
   await new Promise<void>(resolve => jwksServer.listen(0, '127.0.0.1', resolve))
   t.teardown(() => { jwksServer.closeAllConnections(); jwksServer.close() })
   const port = (jwksServer.address() as AddressInfo).port
-  const ts = await startTestServer({ JWT_SECRET: '', JWKS_URL: `http://127.0.0.1:${port}/jwks.json` })
+  const ts = await startTestServer({ JWT_SECRET: undefined, JWKS_URL: `http://127.0.0.1:${port}/jwks.json` })
   t.teardown(ts.close)
   const token = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setSubject('jwks-user').setExpirationTime('1h').sign(privateKey)
   t.equal((await upgradeStatus(`${ts.url}/d?token=${token}`)).status, 101)
@@ -150,7 +150,7 @@ t.test('remote auth service: valid, refused, unavailable, cached', async t => {
   await new Promise<void>(resolve => authServer.listen(0, '127.0.0.1', resolve))
   t.teardown(() => { authServer.closeAllConnections(); authServer.close() })
   const port = (authServer.address() as AddressInfo).port
-  const ts = await startTestServer({ JWT_SECRET: '', AUTH_SERVICE_URL: `http://127.0.0.1:${port}/validate_token`, AUTH_CACHE_TTL_MS: '60000' })
+  const ts = await startTestServer({ JWT_SECRET: undefined, AUTH_SERVICE_URL: `http://127.0.0.1:${port}/validate_token`, AUTH_CACHE_TTL_MS: '60000' })
   t.teardown(ts.close)
 
   t.equal((await upgradeStatus(`${ts.url}/remote-1?token=good-token`)).status, 101)

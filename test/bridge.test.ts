@@ -7,6 +7,7 @@ import { DocumentChanges } from '../src/documents/document-changes.js'
 import { LiveDocument } from '../src/documents/live-document.js'
 import { createLogger } from '../src/log/logger.js'
 import { Metrics } from '../src/metrics/metrics.js'
+import { PRESENCE_LIMITS } from './helpers/presence.js'
 import { MemoryPubSubHub, type MemoryPubSub } from './helpers/memory-pubsub.js'
 import { waitFor } from './helpers/wait.js'
 
@@ -38,7 +39,7 @@ async function startNode (t: Test, hub: MemoryPubSubHub, nodeId: string, docId =
   const store = { enqueue: (_docId: string, update: Uint8Array) => { stored.push(update.slice()) } }
   const localFanout = { publish: () => true }
   const links = new PeerLinks(pubsub, { nodeId, keyPrefix: 'test:', heartbeatMs: HEARTBEAT_MS }, log, metrics)
-  const changes = new DocumentChanges({ localFanout, peers: links, store, metrics, onLocalChange: null })
+  const changes = new DocumentChanges({ localFanout, peers: links, store, metrics, presenceLimits: PRESENCE_LIMITS, onLocalChange: null })
   const deleted: string[] = []
   const revoked: string[] = []
   const commands = {

@@ -3,6 +3,7 @@ import * as Y from 'yjs'
 import { DocumentChanges, type PeerPublisher } from '../src/documents/document-changes.js'
 import { LiveDocument, UpdateRejectedError } from '../src/documents/live-document.js'
 import { Metrics } from '../src/metrics/metrics.js'
+import { PRESENCE_LIMITS } from './helpers/presence.js'
 import { decodeClientMessage } from '../src/protocol/messages.js'
 
 // The commit path on its own: what each kind of change hands to the local fan-out, the peers, the
@@ -30,6 +31,7 @@ function recorder (t: Test, withPeers = true): Recorder {
     peers: withPeers ? peers : null,
     store: { enqueue: (_docId, update) => { stored.push(update.slice()) } },
     metrics: new Metrics(false),
+    presenceLimits: PRESENCE_LIMITS,
     onLocalChange: docId => { notices.push(docId) }
   })
   const doc = new LiveDocument('doc')

@@ -115,7 +115,7 @@ t.test('a bad configuration value stops the process with one line naming it', as
 t.test('with no auth configured, npm start prints a working development token', async t => {
   const dataDir = tempDir()
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-  const server = await spawnServer({ DATA_DIR: dataDir, JWT_SECRET: '' })
+  const server = await spawnServer({ DATA_DIR: dataDir, JWT_SECRET: undefined })
   t.teardown(() => server.kill('SIGKILL'))
   await waitFor(() => server.output.join('').includes('Development token'), 'token printed')
   const token = /Development token[^\n]*\n\s+(\S+)/.exec(server.output.join(''))?.[1]

@@ -3,6 +3,7 @@ import * as encoding from 'lib0/encoding'
 import * as Y from 'yjs'
 import { encodeOfflineBatch } from '../src/protocol/extensions.js'
 import { encodeAwareness, encodeSyncStep1, encodeSyncStep2, encodeSyncUpdate } from '../src/protocol/messages.js'
+import { awarenessFrame } from './helpers/awareness.js'
 import { connectSynced, type TestClient } from './helpers/clients.js'
 import { rawClient, type RawClient } from './helpers/raw-socket.js'
 import { startTestServer } from './helpers/server.js'
@@ -30,9 +31,15 @@ t.test(`fuzz: random, mutated and valid frames never crash or hang the server, h
   const int = (n: number): number => Math.floor(random() * n)
   const ts = await startTestServer({ RATE_LIMIT_MESSAGES_PER_SECOND: '100000', RATE_LIMIT_MESSAGES_BURST: '100000', MAX_MESSAGE_BYTES: '65536', LOG_LEVEL: 'warn' })
   t.teardown(ts.close)
-  const token = await signToken()
-  const honest: TestClient[] = [await connectSynced(ts.url, 'fuzzed', token), await connectSynced(ts.url, 'fuzzed', token)]
+  // The fuzzer is another user than the two honest people, whose presence it tries to forge.
+  const token = await signToken({ sub: 'mallory' })
+  const honest: TestClient[] = [
+    await connectSynced(ts.url, 'fuzzed', await signToken({ sub: 'alice' })),
+    await connectSynced(ts.url, 'fuzzed', await signToken({ sub: 'bob' }))
+  ]
   t.teardown(() => honest.forEach(c => c.destroy()))
+  honest.forEach((c, i) => c.provider.awareness.setLocalStateField('user', `honest-${i}`))
+  const victims = honest.map(c => c.doc.clientID)
 
   // A corpus of valid frames built from a document the fuzzer edits itself.
   const fuzzDoc = new Y.Doc()
@@ -51,7 +58,17 @@ t.test(`fuzz: random, mutated and valid frames never crash or hang the server, h
     encoding.writeVarString(e, random() < 0.8 ? JSON.stringify({ n: int(1000) }) : '{broken')
     return encodeAwareness(encoding.toUint8Array(e))
   }
+  // Hostile presence: deep nesting, oversized states, floods of entries, other people's client ids.
+  const hostileAwareness = (): Uint8Array => {
+    switch (int(4)) {
+      case 0: { const n = 20 + int(5000); return awarenessFrame([[2000 + int(5), 1 + int(100), '['.repeat(n) + ']'.repeat(n)]]) }
+      case 1: return awarenessFrame([[2000 + int(5), 1 + int(100), JSON.stringify({ blob: 'x'.repeat(70_000 + int(1000)) })]])
+      case 2: return awarenessFrame(Array.from({ length: 50 + int(200) }, (_, i) => [3000 + i, 1 + int(9), '{}'] as [number, number, string]))
+      default: return awarenessFrame([[victims[int(2)]!, 1_000_000 + int(1000), random() < 0.5 ? 'null' : JSON.stringify({ user: 'forged' })]])
+    }
+  }
   const validFrame = (): Uint8Array => {
+    if (random() < 0.1) return hostileAwareness()
     switch (int(6)) {
       case 0: return encodeSyncStep1(Y.encodeStateVector(fuzzDoc))
       case 1: return encodeSyncStep2(validUpdate())
@@ -136,7 +153,7 @@ t.test(`fuzz: random, mutated and valid frames never crash or hang the server, h
 
   t.comment(`${frames} frames over ${connections} connections; close codes: ${JSON.stringify(Object.fromEntries(codes))}`)
   t.ok(frames > 500, `sent ${frames} frames`)
-  t.notOk(codes.has(1011), 'no input was treated as an internal error (each is a documented 1003/1006/1007)')
+  t.notOk(codes.has(1011), 'no input was treated as an internal error (each is a documented 1003/1006/1007/4413)')
   t.notOk(ts.logs.some(l => l.includes('internal error')), 'no internal errors logged')
   t.ok(honest.every(c => c.provider.wsconnected), 'honest clients were never disconnected')
   await waitFor(() => honest[0]!.doc.getArray('honest').length === honestEdits && honest[1]!.doc.getArray('honest').length === honestEdits, 'all honest edits everywhere')
@@ -144,6 +161,10 @@ t.test(`fuzz: random, mutated and valid frames never crash or hang the server, h
   await waitFor(() => honest.every(c => Buffer.from(Y.encodeStateVector(c.doc)).equals(Buffer.from(Y.encodeStateVector(serverDoc)))), 'honest clients equal the server document')
   t.equal(honest[0]!.doc.getText('t').toString(), honest[1]!.doc.getText('t').toString(), 'fuzzer text converged too')
   t.equal(honest[0]!.doc.getText('t').toString(), serverDoc.getText('t').toString())
+  for (const [i, c] of honest.entries()) {
+    const other = honest[1 - i]!
+    t.same(c.provider.awareness.getStates().get(other.doc.clientID), { user: `honest-${1 - i}` }, `honest client ${i} sees the other's own presence, not a forgery`)
+  }
   const health = await fetch(`http://127.0.0.1:${ts.port}/healthz`)
   t.equal(health.status, 200, 'server alive and responsive')
   const late = await connectSynced(ts.url, 'fuzzed', token)

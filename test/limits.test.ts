@@ -98,13 +98,14 @@ t.test('ALLOWED_ORIGINS refuses other browser origins with 403', async t => {
 t.test('a connection is closed with 4401 when its token expires', async t => {
   const ts = await startTestServer({ JWT_CLOCK_TOLERANCE_SECONDS: '0' })
   t.teardown(ts.close)
-  const token = await signToken({ expiresIn: 2 })
+  // Tokens with less than 5 s left are refused at the upgrade: this one has 6-7 s.
+  const token = await signToken({ expiresIn: 7 })
   const client = rawClient(`${ts.url}/expiring?token=${token}`)
   await client.opened
   const started = Date.now()
   const { code } = await client.closed
   t.equal(code, 4401)
-  t.ok(Date.now() - started < 3500, 'closed at exp, not later')
+  t.ok(Date.now() - started < 8500, 'closed at exp, not later')
 })
 
 t.test('revocation closes the user at once, refuses reconnects, and can be lifted', async t => {

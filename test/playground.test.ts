@@ -7,8 +7,10 @@ import type { InspectedNode } from '../playground/src/inspect-types.js'
 import { createLogger } from '../src/log/logger.js'
 import { registerPlaygroundRoutes } from '../src/playground/routes.js'
 import type { NodeSnapshot } from '../src/server/node-snapshot.js'
+import { awarenessFrame } from './helpers/awareness.js'
 import { browserUnavailable, ensureWebBundle, launchBrowser, openPlayground, saveArtifact, sideBySide, type PlaygroundPage, type TestBrowser } from './helpers/browser.js'
 import { freePort } from './helpers/ports.js'
+import { rawClient } from './helpers/raw-socket.js'
 import { spawnServer } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
 import { startTestServer, tempDir, type TestServer } from './helpers/server.js'
@@ -26,9 +28,10 @@ const get = async (base: string, path: string, headers: Record<string, string> =
 const base = (server: TestServer): string => `http://127.0.0.1:${server.port}`
 
 t.test('routes: playground switchable, inspector page, dev token only in development mode', async t => {
-  const dev = await startTestServer({ DEV_MODE: 'true', NODE_ID: 'dev-node' })
+  // Development mode is "no authentication configured": the server generates its own secret.
+  const dev = await startTestServer({ JWT_SECRET: undefined, NODE_ID: 'dev-node' })
   const prod = await startTestServer({})
-  const devNoPlayground = await startTestServer({ DEV_MODE: 'true', PLAYGROUND: 'false' })
+  const devNoPlayground = await startTestServer({ JWT_SECRET: undefined, PLAYGROUND: 'false' })
   const prodWithPlayground = await startTestServer({ PLAYGROUND: 'true' })
   t.teardown(async () => { for (const s of [dev, prod, devNoPlayground, prodWithPlayground]) await s.close() })
 
@@ -88,7 +91,7 @@ t.test('routes: playground switchable, inspector page, dev token only in develop
 
 t.test('npm start with nothing configured serves the playground and the dev token endpoint', async t => {
   const dataDir = tempDir()
-  const proc = await spawnServer({ JWT_SECRET: '', DATA_DIR: dataDir })
+  const proc = await spawnServer({ JWT_SECRET: undefined, DATA_DIR: dataDir })
   t.teardown(async () => {
     proc.kill('SIGTERM')
     await proc.exited
@@ -101,7 +104,7 @@ t.test('npm start with nothing configured serves the playground and the dev toke
 
 t.test('an unbuilt bundle gets a hint, not a broken page', async t => {
   const app = uWS.App()
-  registerPlaygroundRoutes(app, { playground: true, devSecret: null, nodeId: 'n', log: createLogger('silent'), webDir: join(ROOT, 'does-not-exist') })
+  registerPlaygroundRoutes(app, { playground: true, devSecret: null, devMode: false, nodeId: 'n', log: createLogger('silent'), webDir: join(ROOT, 'does-not-exist') })
   const port = await freePort()
   const socket = await new Promise<uWS.us_listen_socket | false>(resolve => app.listen('127.0.0.1', port, resolve))
   t.ok(socket)
@@ -120,9 +123,10 @@ const skip = unavailable !== null && process.env.CI !== 'true' ? unavailable : f
  * converge, see each other in the presence list and as remote cursors, and Alice's offline
  * round trip lands every edit with an acknowledgement.
  */
-async function collaborate (t: Test, browser: TestBrowser, urls: { alice: string, bob: string }, docId: string, adminBase: string): Promise<{ alice: PlaygroundPage, bob: PlaygroundPage }> {
-  const alice = await openPlayground(browser.browser, urls.alice, { doc: docId, user: 'Alice', color: '#4f46e5' })
-  const bob = await openPlayground(browser.browser, urls.bob, { doc: docId, user: 'Bob', color: '#e11d48' })
+async function collaborate (t: Test, browser: TestBrowser, urls: { alice: string, bob: string }, docId: string, adminBase: string,
+  tokens: { alice?: string, bob?: string, admin: string }): Promise<{ alice: PlaygroundPage, bob: PlaygroundPage }> {
+  const alice = await openPlayground(browser.browser, urls.alice, { doc: docId, user: 'Alice', color: '#4f46e5', ...(tokens.alice === undefined ? {} : { token: tokens.alice }) })
+  const bob = await openPlayground(browser.browser, urls.bob, { doc: docId, user: 'Bob', color: '#e11d48', ...(tokens.bob === undefined ? {} : { token: tokens.bob }) })
 
   await waitFor(async () => (await alice.people()).includes('Bob') && (await bob.people()).includes('Alice'), 'each page lists the other person')
   t.same((await alice.people()).sort(), ['Alice', 'Bob'])
@@ -186,8 +190,7 @@ async function collaborate (t: Test, browser: TestBrowser, urls: { alice: string
   await waitFor(async () => (await bob.people()).includes('Alice'), 'Alice is back in Bob\'s presence list')
 
   // Acknowledged means stored: the server's copy has everything.
-  const admin = await signToken({ sub: 'ops', extra: { admin: true } })
-  const json = await (await get(adminBase, `/admin/documents/${docId}/json`, { authorization: `Bearer ${admin}` })).json() as { codemirror?: string }
+  const json = await (await get(adminBase, `/admin/documents/${docId}/json`, { authorization: `Bearer ${tokens.admin}` })).json() as { codemirror?: string }
   t.ok(hasAll(json.codemirror ?? ''), 'the server holds every edit')
 
   t.same(alice.errors, [], 'no errors on Alice\'s page')
@@ -213,12 +216,14 @@ function publishForReadme (artifact: string, docsName: string): void {
 }
 
 t.test('browser: two people edit one document, see each other, and go offline and back', { skip, timeout: 120_000 }, async t => {
-  const server = await startTestServer({ DEV_MODE: 'true', NODE_ID: 'node-1', LOG_LEVEL: 'warn' })
+  // Development mode (no auth configured): the pages fetch their tokens from /dev/token.
+  const server = await startTestServer({ JWT_SECRET: undefined, NODE_ID: 'node-1', LOG_LEVEL: 'warn' })
   t.teardown(server.close)
   const browser = await launchBrowser()
   t.teardown(browser.close)
 
-  const pages = await collaborate(t, browser, { alice: base(server), bob: base(server) }, 'launch-notes', base(server))
+  const admin = (await (await get(base(server), '/dev/token?user=ops&admin=1')).json() as { token: string }).token
+  const pages = await collaborate(t, browser, { alice: base(server), bob: base(server) }, 'launch-notes', base(server), { admin })
   await screenshot(browser, pages, ['Alice · node-1', 'Bob · node-1'], 'playground.png')
 
   // The inspector, fetching its own development admin token, shows the document and both people.
@@ -239,21 +244,28 @@ t.test('browser: two people edit one document, see each other, and go offline an
 t.test('browser: the same against a two-node cluster, each person on another node', { skip, timeout: 150_000 }, async t => {
   const redis = await startRedis()
   t.teardown(redis.cleanup)
-  const env = { DEV_MODE: 'true', REDIS_URL: redis.url, BRIDGE_HEARTBEAT_MS: '200', LOG_LEVEL: 'warn' }
+  // Two nodes share one JWT_SECRET, so this is not development mode (that signs with a secret of
+  // its own per process): PLAYGROUND=true serves the page, and each person's token is in the address.
+  const env = { PLAYGROUND: 'true', REDIS_URL: redis.url, BRIDGE_HEARTBEAT_MS: '200', LOG_LEVEL: 'warn' }
   const node1 = await startTestServer({ ...env, NODE_ID: 'node-1' })
   const node2 = await startTestServer({ ...env, NODE_ID: 'node-2' })
   t.teardown(async () => { await node1.close(); await node2.close() })
   const browser = await launchBrowser()
   t.teardown(browser.close)
 
-  const pages = await collaborate(t, browser, { alice: base(node1), bob: base(node2) }, 'cluster-notes', base(node2))
+  const tokens = {
+    alice: await signToken({ sub: 'alice' }),
+    bob: await signToken({ sub: 'bob' }),
+    admin: await signToken({ sub: 'ops', extra: { admin: true } })
+  }
+  const pages = await collaborate(t, browser, { alice: base(node1), bob: base(node2) }, 'cluster-notes', base(node2), tokens)
   t.equal(await pages.alice.page.locator('[data-testid=node-id]').textContent(), 'node-1')
   t.equal(await pages.bob.page.locator('[data-testid=node-id]').textContent(), 'node-2')
   publishForReadme(await screenshot(browser, pages, ['Alice · node-1', 'Bob · node-2'], 'playground-cluster.png'), 'playground.png')
 
   // The inspector on one node lists both nodes and where the document is loaded.
   const inspector = await browser.browser.newPage({ viewport: { width: 1280, height: 640 } })
-  await inspector.goto(`${base(node1)}/inspect`)
+  await inspector.goto(`${base(node1)}/inspect#token=${tokens.admin}`)
   await waitFor(async () => await inspector.locator('[data-testid=nodes] tr[data-node]').count() === 2, 'both nodes listed', 15_000)
   await inspector.locator('[data-testid=documents] tr[data-doc="cluster-notes"][data-node="node-2"]').waitFor({ timeout: 15_000 })
   await waitFor(async () => !/…/.test(await inspector.locator('[data-testid=nodes] tbody').textContent() ?? '…'), 'rates of both nodes', 15_000)
@@ -282,10 +294,30 @@ t.test('browser: with real authentication the playground asks for a token, and a
 
   // A token that expires while connected: the server closes with 4401 and the page says so.
   await page.locator('#change-token').click()
-  await page.locator('#token-input').fill(await signToken({ sub: 'carol', docs: { private: 'read-write' }, expiresIn: 2 }))
+  // Tokens with less than 5 s left are refused at the upgrade (401), so this one lives a little longer.
+  await page.locator('#token-input').fill(await signToken({ sub: 'carol', docs: { private: 'read-write' }, expiresIn: 8 }))
   await page.locator('#token-form button').click()
   await page.locator('[data-testid=status][data-state=synced]').waitFor()
   await page.locator('[data-testid=status][data-state=error]').waitFor({ timeout: 20_000 })
   t.match(await page.locator('[data-testid=status]').textContent(), /Token expired/)
   t.ok(await page.locator('#token-panel').isVisible(), 'the page asks for a new token')
+})
+
+t.test('browser: a hostile presence state cannot style or break the people list', { skip, timeout: 60_000 }, async t => {
+  const server = await startTestServer({ JWT_SECRET: undefined, LOG_LEVEL: 'warn' })
+  t.teardown(server.close)
+  const browser = await launchBrowser()
+  t.teardown(browser.close)
+  const alice = await openPlayground(browser.browser, base(server), { doc: 'hostile-presence', user: 'Alice' })
+  // Another client announces a name that is not text and a colour that is not a colour.
+  const token = (await (await get(base(server), '/dev/token?user=mallory')).json() as { token: string }).token
+  const mallory = rawClient(`ws://127.0.0.1:${server.port}/ws/document/hostile-presence?token=${token}`)
+  await mallory.opened
+  mallory.ws.send(awarenessFrame([[777, 1, JSON.stringify({ user: { name: { toString: 'x' }, color: 'red;background-image:url(/dev/token)' } })]]))
+  await waitFor(async () => (await alice.people()).length === 2, 'the page lists both')
+  t.same((await alice.people()).sort(), ['Alice', 'Anonymous'], 'a name that is not text shows as Anonymous')
+  const styles = await alice.page.locator('[data-testid=people] li[data-name] .avatar').evaluateAll(items => items.map(item => item.getAttribute('style') ?? ''))
+  t.notOk(styles.some(s => s.includes('url(')), `no injected style (${styles.join(' | ')})`)
+  t.same(alice.errors, [], 'no errors on the page')
+  mallory.ws.close()
 })

@@ -71,7 +71,7 @@ t.test('tokens never appear in the logs, whatever happens', async t => {
   await waitFor(() => jwtServer.server.connectionCount === 0, 'closed')
 
   authToken = 'opaque-session-token-abcdef123456'
-  const remoteServer = await startTestServer({ LOG_LEVEL: 'trace', JWT_SECRET: '', AUTH_SERVICE_URL: `http://127.0.0.1:${(authServer.address() as AddressInfo).port}/validate` })
+  const remoteServer = await startTestServer({ LOG_LEVEL: 'trace', JWT_SECRET: undefined, AUTH_SERVICE_URL: `http://127.0.0.1:${(authServer.address() as AddressInfo).port}/validate` })
   t.teardown(remoteServer.close)
   await upgradeStatus(`${remoteServer.url}/logs?token=${authToken}`)
   await upgradeStatus(`${remoteServer.url}/logs?token=wrong-opaque-token-987654`)

@@ -152,6 +152,9 @@ export async function startOurs (options: OursOptions): Promise<ServerProcess> {
     DATA_DIR: dataDir,
     LOG_LEVEL: 'warn',
     JWT_SECRET: BENCH_SECRET,
+    // Every simulated client comes from this one host, which the per-address upgrade limit (a
+    // defence against one host's floods) would throttle.
+    UPGRADE_RATE_LIMIT_PER_SECOND: '0',
     ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl }),
     ...options.env
   }

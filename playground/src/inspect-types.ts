@@ -18,6 +18,8 @@ export interface InspectedNode {
   startedAt: number
   takenAt: number
   ready: boolean
+  /** Why the node is not ready, when the server reports it. */
+  problems?: string[]
   connections: number
   documents: InspectedDocument[]
   messagesIn: number

@@ -174,7 +174,7 @@ function render (data: InspectResponse): void {
     const wb = node.writeBehind
     return h('tr', { 'data-node': node.nodeId },
       h('td', {}, h('span', { class: 'mono' }, node.nodeId), node.nodeId === data.self.nodeId ? h('span', { class: 'self-tag' }, 'this node') : null),
-      h('td', {}, node.ready ? badge('ready', 'ok') : badge('not ready', 'bad')),
+      h('td', { title: (node.problems ?? []).join('\n') }, node.ready ? badge('ready', 'ok') : badge('not ready', 'bad')),
       h('td', {}, formatDuration(node.takenAt - node.startedAt)),
       h('td', { class: 'num' }, num(node.connections)),
       h('td', { class: 'num' }, num(node.documents.length)),

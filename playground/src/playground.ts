@@ -21,7 +21,18 @@ const NAMES = ['Ada', 'Grace', 'Alan', 'Linus', 'Margaret', 'Edsger', 'Barbara',
 const RECENT_KEY = 'collab.playground.recent'
 
 interface User { name: string, color: string }
-interface PresenceState { user?: { name?: string, color?: string } }
+/** What other people's clients claim about themselves: anything at all, until checked. */
+interface PresenceState { user?: { name?: unknown, color?: unknown } }
+
+/** A remote name as text (other clients may send anything), at most 64 characters. */
+function displayName (name: unknown): string {
+  return typeof name === 'string' && name.trim() !== '' ? name.slice(0, 64) : 'Anonymous'
+}
+
+/** A remote colour only if it is a plain hex colour: it goes into a style attribute. */
+function safeColor (color: unknown): string {
+  return typeof color === 'string' && /^#(?:[0-9a-f]{3,4}|[0-9a-f]{6}|[0-9a-f]{8})$/i.test(color) ? color : '#64748b'
+}
 
 const config = serverConfig()
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${config.wsPath}`
@@ -111,7 +122,7 @@ function renderPeople (): void {
   const states = [...awareness.getStates().entries()] as Array<[number, PresenceState]>
   const people = states
     .filter(([, state]) => state.user !== undefined)
-    .map(([clientId, state]) => ({ clientId, name: state.user?.name ?? 'Anonymous', color: state.user?.color ?? '#64748b', self: clientId === awareness.clientID }))
+    .map(([clientId, state]) => ({ clientId, name: displayName(state.user?.name), color: safeColor(state.user?.color), self: clientId === awareness.clientID }))
     .sort((a, b) => Number(b.self) - Number(a.self) || a.name.localeCompare(b.name))
   byId('people-count').textContent = String(people.length)
   list.replaceChildren(...people.map(p => h('li', { 'data-name': p.name, 'data-self': p.self ? 'true' : 'false' },

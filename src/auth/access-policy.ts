@@ -1,4 +1,11 @@
 import type { AccessLevel } from '../config/config.js'
+import { compileGlob, matchGlob, starCount, type Glob } from './glob.js'
+
+/**
+ * Most `*` in one pattern. Real claims use one or two (`team-*`, `*-draft-*`); the bound keeps
+ * the matcher's work per id small whatever a token carries. More makes the token invalid (401).
+ */
+export const MAX_PATTERN_STARS = 8
 
 /**
  * Per-document access carried by a token's `docs` claim (see README "Tokens"):
@@ -8,12 +15,13 @@ import type { AccessLevel } from '../config/config.js'
  * Keys are document ids or patterns where `*` matches any run of characters. An exact id wins over
  * any pattern; among patterns the most specific (most literal characters) wins. A token with a
  * `docs` claim has no access to documents it does not match. A token without one gets the
- * configured default (DEFAULT_DOC_ACCESS).
+ * configured default (DEFAULT_DOC_ACCESS). Patterns are matched in linear time (glob.ts), with at
+ * most MAX_PATTERN_STARS stars each.
  */
 export class AccessPolicy {
   private constructor (
     private readonly exact: Map<string, AccessLevel>,
-    private readonly patterns: Array<{ regex: RegExp; access: AccessLevel }>,
+    private readonly patterns: Array<{ glob: Glob; access: AccessLevel }>,
     private readonly fallback: AccessLevel
   ) {}
 
@@ -31,14 +39,18 @@ export class AccessPolicy {
       throw new InvalidClaimError('"docs" claim must be an object of id or pattern to access level')
     }
     const exact = new Map<string, AccessLevel>()
-    const patterns: Array<{ regex: RegExp; access: AccessLevel; specificity: number }> = []
+    const patterns: Array<{ glob: Glob; access: AccessLevel; specificity: number }> = []
     for (const [key, value] of Object.entries(claim as Record<string, unknown>)) {
       const access = parseAccessLevel(value)
       if (access === undefined) {
         throw new InvalidClaimError(`"docs" claim: access for "${key}" must be read-write, read-only or none`)
       }
       if (key.includes('*')) {
-        patterns.push({ regex: globToRegExp(key), access, specificity: key.replaceAll('*', '').length })
+        if (starCount(key) > MAX_PATTERN_STARS) {
+          throw new InvalidClaimError(`"docs" claim: a pattern may have at most ${MAX_PATTERN_STARS} "*"`)
+        }
+        const glob = compileGlob(key)
+        patterns.push({ glob, access, specificity: glob.literalLength })
       } else {
         exact.set(key, access)
       }
@@ -51,7 +63,7 @@ export class AccessPolicy {
     const exact = this.exact.get(docId)
     if (exact !== undefined) return exact
     for (const pattern of this.patterns) {
-      if (pattern.regex.test(docId)) return pattern.access
+      if (matchGlob(pattern.glob, docId)) return pattern.access
     }
     return this.fallback
   }
@@ -66,9 +78,4 @@ function parseAccessLevel (value: unknown): AccessLevel | undefined {
     case 'none': return 'none'
     default: return undefined
   }
-}
-
-function globToRegExp (glob: string): RegExp {
-  const escaped = glob.split('*').map(part => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
-  return new RegExp(`^${escaped.join('.*')}$`)
 }

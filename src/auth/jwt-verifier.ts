@@ -1,23 +1,33 @@
 import { createRemoteJWKSet, errors, importSPKI, jwtVerify, type CryptoKey, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose'
 import type { AccessLevel, AuthConfig, JwtCommon } from '../config/config.js'
-import { AuthError, principalFromClaims, type Principal, type TokenVerifier } from './principal.js'
+import { AuthError, principalFromClaims, requireRemainingLife, type Principal, type TokenVerifier } from './principal.js'
 
 type KeySource = Uint8Array | CryptoKey | JWTVerifyGetKey
 
-/** Verifies JWTs locally with jose: an HS* secret, one PEM public key, or a JWKS endpoint. */
+/**
+ * Verifies JWTs locally with jose: an HS* secret, one PEM public key, or a JWKS endpoint.
+ *
+ * Every mode: `exp` is required unless JWT_REQUIRE_EXP=false (a token without it is `invalid`:
+ * it is not expired, it is not a token this server accepts), and a token with less than
+ * MIN_REMAINING_LIFE_MS left after the clock tolerance is `expired`. Only the configured
+ * algorithms verify, JWKS included.
+ */
 export class JwtVerifier implements TokenVerifier {
   private constructor (
     private readonly keyFor: (alg: string) => Promise<KeySource>,
     private readonly options: JWTVerifyOptions,
-    private readonly defaultAccess: AccessLevel
+    private readonly defaultAccess: AccessLevel,
+    private readonly clockToleranceMs: number
   ) {}
 
   static async create (auth: Extract<AuthConfig, { common: JwtCommon }>, defaultAccess: AccessLevel): Promise<JwtVerifier> {
     const base: JWTVerifyOptions = {
       issuer: auth.common.issuer,
       audience: auth.common.audience,
-      clockTolerance: auth.common.clockToleranceSec
+      clockTolerance: auth.common.clockToleranceSec,
+      ...(auth.common.requireExp ? { requiredClaims: ['exp'] } : {})
     }
+    const toleranceMs = auth.common.clockToleranceSec * 1000
     switch (auth.kind) {
       case 'jwt-secret': {
         // Import the secret once per HMAC algorithm: handing jose the raw bytes makes it import a
@@ -31,7 +41,7 @@ export class JwtVerifier implements TokenVerifier {
           if (key === undefined) throw new AuthError('invalid', `algorithm ${alg} not allowed`)
           return key
         }
-        return new JwtVerifier(keyFor, { ...base, algorithms: [...keys.keys()] }, defaultAccess)
+        return new JwtVerifier(keyFor, { ...base, algorithms: [...keys.keys()] }, defaultAccess, toleranceMs)
       }
       case 'jwt-public-key': {
         // Import eagerly so a PEM that does not match its algorithm fails at start, not per token.
@@ -48,11 +58,18 @@ export class JwtVerifier implements TokenVerifier {
           if (key === undefined) throw new AuthError('invalid', `algorithm ${alg} not allowed`)
           return key
         }
-        return new JwtVerifier(keyFor, { ...base, algorithms: auth.algorithms }, defaultAccess)
+        return new JwtVerifier(keyFor, { ...base, algorithms: auth.algorithms }, defaultAccess, toleranceMs)
       }
       case 'jwks': {
-        const jwks = createRemoteJWKSet(auth.jwksUrl, { timeoutDuration: 5_000, cooldownDuration: 30_000 })
-        return new JwtVerifier(async () => jwks, base, defaultAccess)
+        const jwks = unavailableWhenUnreachable(createRemoteJWKSet(auth.jwksUrl, { timeoutDuration: 5_000, cooldownDuration: 30_000 }))
+        const allowed = new Set(auth.algorithms)
+        // Refuse a disallowed algorithm before the JWKS is fetched: a flood of such tokens then
+        // costs no request to the endpoint. jose checks `algorithms` again after.
+        const keyFor = async (alg: string): Promise<JWTVerifyGetKey> => {
+          if (!allowed.has(alg)) throw new AuthError('invalid', `algorithm ${alg} not allowed`)
+          return jwks
+        }
+        return new JwtVerifier(keyFor, { ...base, algorithms: auth.algorithms }, defaultAccess, toleranceMs)
       }
     }
   }
@@ -66,9 +83,30 @@ export class JwtVerifier implements TokenVerifier {
       const { payload } = typeof key === 'function'
         ? await jwtVerify(token, key, this.options)
         : await jwtVerify(token, key, this.options)
-      return principalFromClaims(payload as Record<string, unknown>, this.defaultAccess)
+      const principal = principalFromClaims(payload as Record<string, unknown>, this.defaultAccess)
+      if (principal.expiresAt !== undefined) principal.expiresAt += this.clockToleranceMs
+      return requireRemainingLife(principal)
     } catch (err) {
       throw toAuthError(err)
+    }
+  }
+}
+
+/**
+ * A JWKS endpoint that answers an error, invalid JSON or nothing is the server's problem, not the
+ * client's: jose reports those as generic JOSEErrors (which would read as "invalid token", 401),
+ * so failures of the key-set function itself become `unavailable` (503, the client retries).
+ * Failures about the token (no key with its kid, several candidate keys) stay `invalid`.
+ */
+function unavailableWhenUnreachable (jwks: JWTVerifyGetKey): JWTVerifyGetKey {
+  return async (header, token) => {
+    try {
+      return await jwks(header, token)
+    } catch (err) {
+      if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys ||
+        err instanceof errors.JOSENotSupported || err instanceof errors.JOSEAlgNotAllowed) throw err
+      if (err instanceof errors.JWKSTimeout) throw new AuthError('unavailable', 'JWKS endpoint timed out')
+      throw new AuthError('unavailable', 'JWKS endpoint unavailable or sent no valid key set')
     }
   }
 }

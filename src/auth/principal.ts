@@ -5,7 +5,10 @@ import { AccessPolicy, InvalidClaimError } from './access-policy.js'
 export interface Principal {
   userId: string
   policy: AccessPolicy
-  /** Token expiry in epoch milliseconds, when the token has one. */
+  /**
+   * When the connection must end, in epoch milliseconds, when the token has an expiry: `exp` plus
+   * the clock tolerance for JWTs (the moment verification itself would start refusing it).
+   */
   expiresAt?: number
   /** The token carries `"admin": true` (for the admin API). */
   admin: boolean
@@ -18,6 +21,21 @@ export class AuthError extends Error {
   constructor (readonly reason: AuthFailureReason, message: string) {
     super(message)
   }
+}
+
+/**
+ * A token must have at least this much life left when it is checked. One that passes and is closed
+ * with 4401 a moment later makes a stock y-websocket client reconnect with the same token in a
+ * loop; refused at the upgrade (401 token_expired) it tells the client to fetch a new one.
+ */
+export const MIN_REMAINING_LIFE_MS = 5_000
+
+/** Throws `expired` when a principal's token has less than MIN_REMAINING_LIFE_MS left. */
+export function requireRemainingLife (principal: Principal, now = Date.now()): Principal {
+  if (principal.expiresAt !== undefined && principal.expiresAt - now < MIN_REMAINING_LIFE_MS) {
+    throw new AuthError('expired', 'token expired or expires within seconds')
+  }
+  return principal
 }
 
 export interface TokenVerifier {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { AccessLevel, AuthConfig } from '../config/config.js'
-import { AuthError, principalFromClaims, type Principal, type TokenVerifier } from './principal.js'
+import { AuthError, principalFromClaims, requireRemainingLife, type Principal, type TokenVerifier } from './principal.js'
 
 type RemoteAuthConfig = Extract<AuthConfig, { kind: 'remote' }>
 
@@ -11,9 +11,17 @@ type RemoteAuthConfig = Extract<AuthConfig, { kind: 'remote' }>
  *
  * Valid answers are cached for AUTH_CACHE_TTL_MS (never past the token's own exp), keyed by a
  * hash so tokens are not kept in memory, and concurrent checks of one token share one request.
+ * Refusals (invalid, expired) are cached too, for AUTH_NEGATIVE_CACHE_TTL_MS under the same key,
+ * so a client reconnecting in a loop with a bad token, or a flood of one bad token, costs the
+ * service one call per TTL. "Unavailable" is never cached: the next attempt asks again.
+ *
+ * At most AUTH_SERVICE_MAX_CONCURRENT calls are in flight; a check beyond that answers
+ * "unavailable" (503) at once instead of queueing, so a flood of distinct tokens cannot pile up
+ * sockets and memory here or overload the auth service.
  */
 export class RemoteVerifier implements TokenVerifier {
   private readonly cache = new Map<string, { principal: Principal; until: number }>()
+  private readonly refused = new Map<string, { error: AuthError; until: number }>()
   private readonly inFlight = new Map<string, Promise<Principal>>()
 
   constructor (private readonly config: RemoteAuthConfig, private readonly defaultAccess: AccessLevel) {}
@@ -24,17 +32,29 @@ export class RemoteVerifier implements TokenVerifier {
     const cached = this.cache.get(key)
     const now = Date.now()
     if (cached !== undefined) {
-      if (cached.until > now) return cached.principal
+      if (cached.until > now) return requireRemainingLife(cached.principal, now)
       this.cache.delete(key)
+    }
+    const refusal = this.refused.get(key)
+    if (refusal !== undefined) {
+      if (refusal.until > now) throw refusal.error
+      this.refused.delete(key)
     }
     let pending = this.inFlight.get(key)
     if (pending === undefined) {
-      pending = this.ask(token).finally(() => this.inFlight.delete(key))
+      if (this.inFlight.size >= this.config.maxConcurrent) {
+        throw new AuthError('unavailable', 'too many auth service checks in flight')
+      }
+      pending = this.ask(token).then(principal => {
+        this.remember(key, principal)
+        return principal
+      }, (err: unknown) => {
+        if (err instanceof AuthError && err.reason !== 'unavailable') this.rememberRefusal(key, err)
+        throw err
+      }).finally(() => this.inFlight.delete(key))
       this.inFlight.set(key, pending)
     }
-    const principal = await pending
-    this.remember(key, principal)
-    return principal
+    return requireRemainingLife(await pending)
   }
 
   private async ask (token: string): Promise<Principal> {
@@ -62,11 +82,16 @@ export class RemoteVerifier implements TokenVerifier {
       throw new AuthError('unavailable', 'auth service sent invalid JSON')
     }
     if (typeof user !== 'object' || user === null) throw new AuthError('unavailable', 'auth service sent no user object')
-    const principal = principalFromClaims(user as Record<string, unknown>, this.defaultAccess)
-    if (principal.expiresAt !== undefined && principal.expiresAt <= Date.now()) {
-      throw new AuthError('expired', 'token expired')
+    return requireRemainingLife(principalFromClaims(user as Record<string, unknown>, this.defaultAccess))
+  }
+
+  private rememberRefusal (key: string, error: AuthError): void {
+    if (this.config.negativeCacheTtlMs === 0 || this.config.cacheMaxEntries === 0) return
+    if (this.refused.size >= this.config.cacheMaxEntries) {
+      const oldest = this.refused.keys().next().value
+      if (oldest !== undefined) this.refused.delete(oldest)
     }
-    return principal
+    this.refused.set(key, { error, until: Date.now() + this.config.negativeCacheTtlMs })
   }
 
   private remember (key: string, principal: Principal): void {

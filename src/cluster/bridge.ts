@@ -3,7 +3,8 @@ import { encodeAwarenessUpdate } from 'y-protocols/awareness'
 import * as Y from 'yjs'
 import type { DocumentChanges, UpdateQueue } from '../documents/document-changes.js'
 import type { Metrics } from '../metrics/metrics.js'
-import { decodeClientMessage, encodeAwareness, isEmptyUpdate } from '../protocol/messages.js'
+import { encodeAwarenessEntries, readAwarenessEntries, type AwarenessEntry } from '../protocol/awareness-entries.js'
+import { decodeClientMessage, isEmptyUpdate } from '../protocol/messages.js'
 import type { PubSub } from '../redis/connections.js'
 import { nodeChannel } from '../redis/keys.js'
 import { decodeEnvelope, EnvelopeKind, type Envelope } from './envelope.js'
@@ -84,10 +85,12 @@ export class ClusterBridge {
         if (update.kind === 'sync-update') this.applyPeerUpdate(link, update.update, envelope.f)
         return
       }
-      case EnvelopeKind.Awareness:
+      case EnvelopeKind.Awareness: {
         this.track(link, envelope.n, envelope.s, false)
-        this.applyPeerAwareness(link, envelope.n, envelope.f)
+        const message = decodeClientMessage(envelope.f)
+        if (message.kind === 'awareness') this.applyPeerAwareness(link, envelope.n, envelope.u ?? null, message.update)
         return
+      }
       case EnvelopeKind.Heartbeat:
         this.track(link, envelope.n, envelope.s, true)
         return
@@ -96,7 +99,7 @@ export class ClusterBridge {
         return
       case EnvelopeKind.SyncReply:
         if (envelope.p != null) this.applyPeerUpdate(link, envelope.p, null)
-        if (envelope.a != null) this.applyPeerAwareness(link, envelope.n, encodeAwareness(envelope.a))
+        if (envelope.a != null) this.applyPeerAwarenessByUser(link, envelope.n, envelope.a, envelope.au)
         if (envelope.v != null) {
           const missing = Y.encodeStateAsUpdate(link.doc.ydoc, envelope.v)
           if (!isEmptyUpdate(missing)) this.links.sendToNode(envelope.n, { t: EnvelopeKind.SyncPush, n: this.options.nodeId, d: link.doc.id, p: missing })
@@ -136,15 +139,36 @@ export class ClusterBridge {
     }
   }
 
-  private applyPeerAwareness (link: DocumentLink, peer: string, frame: Uint8Array): void {
-    const message = decodeClientMessage(frame)
-    if (message.kind !== 'awareness') return
-    let origin = link.remoteNodes.get(peer)
-    if (origin === undefined) {
-      origin = { awarenessClients: new Set() }
-      link.remoteNodes.set(peer, origin)
+  /** A peer's awareness update on behalf of one user of that peer (null: unknown). */
+  private applyPeerAwareness (link: DocumentLink, peer: string, userId: string | null, update: Uint8Array): void {
+    const key = `${peer}\0${userId ?? ''}`
+    let owner = link.remoteOwners.get(key)
+    if (owner === undefined) {
+      owner = { awarenessClients: new Set(), userId, remote: true }
+      link.remoteOwners.set(key, owner)
     }
-    this.changes.commitAwarenessFromPeer(link.doc, message.update, frame, origin)
+    try {
+      this.changes.commitAwarenessFromPeer(link.doc, update, owner)
+    } catch (err) {
+      this.log.warn({ docId: link.doc.id, peer, err: (err as Error).message }, 'bridge: peer awareness refused')
+    }
+  }
+
+  /** A sync reply's awareness: every entry of the peer's own clients, with the user of each. */
+  private applyPeerAwarenessByUser (link: DocumentLink, peer: string, update: Uint8Array, users: Array<string | null> | undefined): void {
+    let entries
+    try {
+      entries = readAwarenessEntries(update, { maxStateBytes: Infinity, maxStateDepth: Infinity })
+    } catch (err) {
+      this.log.warn({ docId: link.doc.id, peer, err: (err as Error).message }, 'bridge: malformed awareness in sync reply')
+      return
+    }
+    const byUser = new Map<string | null, AwarenessEntry[]>()
+    entries.forEach((entry, i) => {
+      const user = users?.[i] ?? null
+      byUser.set(user, [...(byUser.get(user) ?? []), entry])
+    })
+    for (const [user, own] of byUser) this.applyPeerAwareness(link, peer, user, encodeAwarenessEntries(own))
   }
 
   private answerSyncRequest (link: DocumentLink, requester: string, theirStateVector: Uint8Array): void {
@@ -157,15 +181,16 @@ export class ClusterBridge {
     // delete set (which encodeStateAsUpdate always includes) can tell what this node lacks.
     reply.v = doc.encodeStateVector()
     const localClients = this.localAwarenessClients(link)
-    if (localClients.length > 0) reply.a = encodeAwarenessUpdate(doc.awareness, localClients)
+    if (localClients.length > 0) {
+      reply.a = encodeAwarenessUpdate(doc.awareness, localClients)
+      reply.au = localClients.map(id => doc.presence.ownerOf(id)?.userId ?? null)
+    }
     this.links.sendToNode(requester, reply)
   }
 
   /** Awareness clients connected to this node (not learned from peers). */
   private localAwarenessClients (link: DocumentLink): number[] {
-    const remote = new Set<number>()
-    for (const node of link.remoteNodes.values()) for (const id of node.awarenessClients ?? []) remote.add(id)
-    return [...link.doc.awareness.getStates().keys()].filter(id => !remote.has(id))
+    return [...link.doc.awareness.getStates().keys()].filter(id => link.doc.presence.ownerOf(id)?.remote !== true)
   }
 
   private resyncAll (reason: string): void {

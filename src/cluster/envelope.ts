@@ -10,12 +10,14 @@ import { Packr } from 'msgpackr'
  *   kind          channel       fields
  *   Update        doc channel   f: the y-websocket sync-update frame, forwarded to clients as is;
  *                               w: the sender's wall clock in ms when it published (for lag)
- *   Awareness     doc channel   f: the y-websocket awareness frame
+ *   Awareness     doc channel   f: the y-websocket awareness frame; u: the verified user whose
+ *                               presence it is (absent from older nodes)
  *   Heartbeat     doc channel   s only: the sender's latest number, so a lost last message shows
  *   SyncRequest   doc channel   v: the requester's state vector ("send me what I lack")
  *   SyncReply     node channel  p: update the requester lacks, v: the replier's state vector (so
  *                               the requester pushes back what the replier lacks), a: the
- *                               replier's own clients' awareness
+ *                               replier's own clients' awareness, au: the user of each of its
+ *                               entries
  *   SyncPush      node channel  p: update the replier lacked
  *   Deleted       doc channel   the document was deleted (admin API): drop it, close its clients
  *   Revoked       doc channel   u: a user whose access was revoked: close that user's connections
@@ -38,10 +40,10 @@ type Kinds = typeof EnvelopeKind
 
 export type Envelope =
   | { t: Kinds['Update']; n: string; d: string; s: number; f: Uint8Array; w?: number }
-  | { t: Kinds['Awareness']; n: string; d: string; s: number; f: Uint8Array }
+  | { t: Kinds['Awareness']; n: string; d: string; s: number; f: Uint8Array; u?: string }
   | { t: Kinds['Heartbeat']; n: string; d: string; s: number }
   | { t: Kinds['SyncRequest']; n: string; d: string; v: Uint8Array }
-  | { t: Kinds['SyncReply']; n: string; d: string; p?: Uint8Array; v?: Uint8Array; a?: Uint8Array }
+  | { t: Kinds['SyncReply']; n: string; d: string; p?: Uint8Array; v?: Uint8Array; a?: Uint8Array; au?: Array<string | null> }
   | { t: Kinds['SyncPush']; n: string; d: string; p: Uint8Array }
   | { t: Kinds['Deleted']; n: string; d: string }
   | { t: Kinds['Revoked']; n: string; d: string; u: string }
@@ -65,11 +67,13 @@ export function decodeEnvelope (bytes: Buffer): Envelope | null {
   if (typeof e.n !== 'string' || typeof e.d !== 'string' || typeof e.t !== 'string') return null
   const isBytes = (x: unknown): boolean => x instanceof Uint8Array
   const optionalBytes = (x: unknown): boolean => x === undefined || x === null || isBytes(x)
+  const optionalUsers = (x: unknown): boolean => x === undefined || (Array.isArray(x) && x.every(u => u === null || typeof u === 'string'))
   switch (e.t) {
-    case EnvelopeKind.Update: case EnvelopeKind.Awareness: return typeof e.s === 'number' && isBytes(e.f) ? value as Envelope : null
+    case EnvelopeKind.Update: return typeof e.s === 'number' && isBytes(e.f) ? value as Envelope : null
+    case EnvelopeKind.Awareness: return typeof e.s === 'number' && isBytes(e.f) && (e.u === undefined || typeof e.u === 'string') ? value as Envelope : null
     case EnvelopeKind.Heartbeat: return typeof e.s === 'number' ? value as Envelope : null
     case EnvelopeKind.SyncRequest: return isBytes(e.v) ? value as Envelope : null
-    case EnvelopeKind.SyncReply: return optionalBytes(e.p) && optionalBytes(e.v) && optionalBytes(e.a) ? value as Envelope : null
+    case EnvelopeKind.SyncReply: return optionalBytes(e.p) && optionalBytes(e.v) && optionalBytes(e.a) && optionalUsers(e.au) ? value as Envelope : null
     case EnvelopeKind.SyncPush: return isBytes(e.p) ? value as Envelope : null
     case EnvelopeKind.Deleted: return value as Envelope
     case EnvelopeKind.Revoked: return typeof e.u === 'string' ? value as Envelope : null

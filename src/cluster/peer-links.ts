@@ -25,8 +25,8 @@ export interface DocumentLink {
   syncRequested: boolean
   /** Last sequence number seen from each peer node (kept by the bridge). */
   readonly peerSeqs: Map<string, number>
-  /** Awareness origin per peer node, standing for every client of that node (kept by the bridge). */
-  readonly remoteNodes: Map<string, AwarenessOwner>
+  /** Awareness origin per peer node and user, standing for that user's clients there (kept by the bridge). */
+  readonly remoteOwners: Map<string, AwarenessOwner>
 }
 
 /**
@@ -64,7 +64,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   async beforeLoad (doc: LiveDocument): Promise<void> {
     if (this.links.get(doc.id)?.doc === doc) return
     const channel = documentKeys(this.options.keyPrefix, doc.id).channel
-    this.links.set(doc.id, { doc, channel, outSeq: 0, heartbeat: null, syncRequested: false, peerSeqs: new Map(), remoteNodes: new Map() })
+    this.links.set(doc.id, { doc, channel, outSeq: 0, heartbeat: null, syncRequested: false, peerSeqs: new Map(), remoteOwners: new Map() })
     try {
       await this.pubsub.subscribe(channel)
     } catch (err) {
@@ -94,10 +94,10 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     this.scheduleHeartbeat(link)
   }
 
-  publishAwareness (doc: LiveDocument, frame: Uint8Array): void {
+  publishAwareness (doc: LiveDocument, frame: Uint8Array, userId: string | null): void {
     const link = this.links.get(doc.id)
     if (link === undefined) return
-    this.send(link.channel, { t: EnvelopeKind.Awareness, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame })
+    this.send(link.channel, { t: EnvelopeKind.Awareness, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame, ...(userId === null ? {} : { u: userId }) })
     this.scheduleHeartbeat(link)
   }
 

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { ConfigError } from './config-error.js'
 import { EnvReader } from './env-reader.js'
+import { checkJwtSecret } from './secret-quality.js'
 
 export { ConfigError }
 
@@ -11,8 +12,18 @@ export type AccessLevel = 'read-write' | 'read-only' | 'none'
 export type AuthConfig =
   | { kind: 'jwt-secret'; secret: Uint8Array; generated: boolean; common: JwtCommon }
   | { kind: 'jwt-public-key'; publicKeyPem: string; algorithms: string[]; common: JwtCommon }
-  | { kind: 'jwks'; jwksUrl: URL; common: JwtCommon }
-  | { kind: 'remote'; url: URL; timeoutMs: number; cacheTtlMs: number; cacheMaxEntries: number }
+  | { kind: 'jwks'; jwksUrl: URL; algorithms: string[]; common: JwtCommon }
+  | {
+    kind: 'remote'
+    url: URL
+    timeoutMs: number
+    cacheTtlMs: number
+    cacheMaxEntries: number
+    /** How long a refused token is remembered, so a flood of one bad token costs one call. */
+    negativeCacheTtlMs: number
+    /** Calls to the auth service in flight at once; beyond it a check answers "unavailable". */
+    maxConcurrent: number
+  }
   | { kind: 'anonymous' }
 
 export interface JwtCommon {
@@ -20,6 +31,8 @@ export interface JwtCommon {
   audience?: string
   /** Seconds of clock skew tolerated on exp/nbf. */
   clockToleranceSec: number
+  /** Tokens without `exp` are refused (JWT_REQUIRE_EXP, default true). */
+  requireExp: boolean
 }
 
 export type RedisConfig =
@@ -51,6 +64,11 @@ export interface LimitsConfig {
   allowedOrigins: string[] | null
   /** How long a revocation of a user's access to a document lasts. */
   revocationTtlSeconds: number
+  /** Upgrades per second one remote address may start (0: no limit), and its burst. */
+  upgradesPerSecondPerAddress: number
+  upgradeBurstPerAddress: number
+  /** Bounds on presence (awareness): one state's size and depth, ids per connection, entries per document. */
+  presence: { maxStateBytes: number, maxStateDepth: number, maxClientsPerConnection: number, maxEntriesPerDocument: number }
 }
 
 export interface Config {
@@ -95,6 +113,16 @@ export interface Config {
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 const ACCESS_LEVELS: AccessLevel[] = ['read-write', 'read-only', 'none']
 const HS_MIN_SECRET_BYTES = 32
+/** Asymmetric algorithms only: an HS* name next to a public key would invite key confusion. */
+const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']
+/**
+ * JWKS default: the common signing algorithm of each key type. A JWKS endpoint's RSA key would
+ * otherwise also verify PS* tokens, an EC key any curve's ES* the key allows: accept what issuers
+ * actually use unless JWT_ALGORITHMS says otherwise.
+ */
+const JWKS_DEFAULT_ALGORITHMS = ['RS256', 'ES256', 'EdDSA']
+/** The variables that configure authentication, for error messages. */
+const AUTH_VARIABLES = 'JWT_SECRET, JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_FILE, JWKS_URL, AUTH_SERVICE_URL'
 
 /**
  * Builds the typed configuration from environment variables. Throws a ConfigError whose message
@@ -102,8 +130,14 @@ const HS_MIN_SECRET_BYTES = 32
  */
 export function loadConfig (env: NodeJS.ProcessEnv): Config {
   const read = new EnvReader(env)
+  // The Docker image sets NODE_ENV=production: such a process never falls back to development mode.
+  const production = read.optionalString('NODE_ENV') === 'production'
+  const auth = loadAuthConfig(read, production)
+  // No authentication configured: a newcomer's `npm start` (or DEV_ALLOW_ANONYMOUS). Such a server
+  // hands out tokens to whoever asks, so it listens on loopback only unless HOST says otherwise.
+  const unconfiguredAuth = (auth.kind === 'jwt-secret' && auth.generated) || auth.kind === 'anonymous'
   const config: Config = {
-    host: read.string('HOST', '0.0.0.0'),
+    host: read.string('HOST', unconfiguredAuth ? '127.0.0.1' : '0.0.0.0'),
     port: read.int('PORT', 1234, 0, 65535),
     dataDir: read.string('DATA_DIR', './data'),
     logLevel: read.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
@@ -130,10 +164,18 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
       maxConnectionsPerDocument: read.int('MAX_CONNECTIONS_PER_DOCUMENT', 1_000, 1, 10_000_000),
       maxDocumentBytes: read.int('MAX_DOCUMENT_BYTES', 64 * 1024 * 1024, 0, 4 * 1024 * 1024 * 1024),
       allowedOrigins: read.optionalString('ALLOWED_ORIGINS') === undefined ? null : read.list('ALLOWED_ORIGINS', []),
-      revocationTtlSeconds: read.int('REVOCATION_TTL_SECONDS', 24 * 3600, 1, 365 * 24 * 3600)
+      revocationTtlSeconds: read.int('REVOCATION_TTL_SECONDS', 24 * 3600, 1, 365 * 24 * 3600),
+      upgradesPerSecondPerAddress: read.int('UPGRADE_RATE_LIMIT_PER_SECOND', 50, 0, 1_000_000),
+      upgradeBurstPerAddress: read.int('UPGRADE_RATE_LIMIT_BURST', 1_000, 1, 10_000_000),
+      presence: {
+        maxStateBytes: read.int('MAX_AWARENESS_STATE_BYTES', 64 * 1024, 64, 16 * 1024 * 1024),
+        maxStateDepth: read.int('MAX_AWARENESS_STATE_DEPTH', 16, 1, 1_000),
+        maxClientsPerConnection: read.int('MAX_AWARENESS_CLIENTS_PER_CONNECTION', 4, 1, 1_000),
+        maxEntriesPerDocument: read.int('MAX_AWARENESS_ENTRIES_PER_DOCUMENT', 5_000, 1, 10_000_000)
+      }
     },
     tls: loadTlsConfig(read),
-    auth: loadAuthConfig(read),
+    auth,
     nodeId: read.string('NODE_ID', `${hostname()}-${randomBytes(4).toString('hex')}`),
     cluster: loadClusterConfig(read),
     devMode: false,
@@ -147,8 +189,14 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
   if (config.limits.allowedOrigins !== null && config.limits.allowedOrigins.some(o => o !== '*' && !/^https?:\/\/[^/]+$/.test(o))) {
     throw new ConfigError('Invalid ALLOWED_ORIGINS: comma-separated origins like https://app.example.com (scheme and host, no path)')
   }
-  const unconfiguredAuth = (config.auth.kind === 'jwt-secret' && config.auth.generated) || config.auth.kind === 'anonymous'
-  config.devMode = read.bool('DEV_MODE', unconfiguredAuth)
+  config.devMode = read.bool('DEV_MODE', unconfiguredAuth && !production)
+  if (config.devMode && production) {
+    throw new ConfigError('Invalid DEV_MODE: development mode is not allowed with NODE_ENV=production')
+  }
+  if (config.devMode && !unconfiguredAuth) {
+    // /dev/token signs with the HS secret: it must only ever be one generated for this run.
+    throw new ConfigError(`Invalid DEV_MODE: true only when no authentication is configured (unset ${AUTH_VARIABLES}); /dev/token never signs with a configured key`)
+  }
   config.playground = read.bool('PLAYGROUND', config.devMode)
   if (config.idleTimeoutSec !== 0 && config.idleTimeoutSec < 8) {
     throw new ConfigError('Invalid IDLE_TIMEOUT_SECONDS: must be 0 (off) or at least 8')
@@ -233,7 +281,7 @@ function loadClusterConfig (read: EnvReader): ClusterConfig | null {
   }
 }
 
-function loadAuthConfig (read: EnvReader): AuthConfig {
+function loadAuthConfig (read: EnvReader, production: boolean): AuthConfig {
   const secret = read.optionalString('JWT_SECRET')
   const publicKey = read.optionalString('JWT_PUBLIC_KEY')
   const publicKeyFile = read.optionalString('JWT_PUBLIC_KEY_FILE')
@@ -243,7 +291,8 @@ function loadAuthConfig (read: EnvReader): AuthConfig {
   const common: JwtCommon = {
     issuer: read.optionalString('JWT_ISSUER'),
     audience: read.optionalString('JWT_AUDIENCE'),
-    clockToleranceSec: read.int('JWT_CLOCK_TOLERANCE_SECONDS', 5, 0, 300)
+    clockToleranceSec: read.int('JWT_CLOCK_TOLERANCE_SECONDS', 5, 0, 300),
+    requireExp: read.bool('JWT_REQUIRE_EXP', true)
   }
 
   const chosen = [
@@ -260,11 +309,15 @@ function loadAuthConfig (read: EnvReader): AuthConfig {
     throw new ConfigError('Invalid JWT_PUBLIC_KEY_FILE: set either JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_FILE, not both')
   }
 
+  if (anonymous && production) {
+    throw new ConfigError('Invalid DEV_ALLOW_ANONYMOUS: unauthenticated access is not allowed with NODE_ENV=production')
+  }
   if (secret !== undefined) {
     const bytes = new TextEncoder().encode(secret)
     if (bytes.length < HS_MIN_SECRET_BYTES) {
       throw new ConfigError(`Invalid JWT_SECRET: must be at least ${HS_MIN_SECRET_BYTES} bytes for HS256`)
     }
+    checkJwtSecret(secret)
     return { kind: 'jwt-secret', secret: bytes, generated: false, common }
   }
   if (publicKey !== undefined || publicKeyFile !== undefined) {
@@ -280,11 +333,10 @@ function loadAuthConfig (read: EnvReader): AuthConfig {
     if (!pemText.startsWith('-----BEGIN PUBLIC KEY-----')) {
       throw new ConfigError('Invalid JWT_PUBLIC_KEY: expected a PEM "BEGIN PUBLIC KEY" (SPKI) block')
     }
-    const algorithms = read.list('JWT_ALGORITHMS', ['RS256'])
-    return { kind: 'jwt-public-key', publicKeyPem: pemText, algorithms, common }
+    return { kind: 'jwt-public-key', publicKeyPem: pemText, algorithms: readAlgorithms(read, ['RS256']), common }
   }
   if (jwksUrl !== undefined) {
-    return { kind: 'jwks', jwksUrl, common }
+    return { kind: 'jwks', jwksUrl, algorithms: readAlgorithms(read, JWKS_DEFAULT_ALGORITHMS), common }
   }
   if (remoteUrl !== undefined) {
     return {
@@ -292,14 +344,28 @@ function loadAuthConfig (read: EnvReader): AuthConfig {
       url: remoteUrl,
       timeoutMs: read.int('AUTH_SERVICE_TIMEOUT_MS', 2_000, 50, 60_000),
       cacheTtlMs: read.int('AUTH_CACHE_TTL_MS', 30_000, 0, 3600_000),
-      cacheMaxEntries: read.int('AUTH_CACHE_MAX_ENTRIES', 10_000, 0, 10_000_000)
+      cacheMaxEntries: read.int('AUTH_CACHE_MAX_ENTRIES', 10_000, 0, 10_000_000),
+      negativeCacheTtlMs: read.int('AUTH_NEGATIVE_CACHE_TTL_MS', 5_000, 0, 600_000),
+      maxConcurrent: read.int('AUTH_SERVICE_MAX_CONCURRENT', 32, 1, 100_000)
     }
   }
   if (anonymous) return { kind: 'anonymous' }
+  if (production) {
+    throw new ConfigError(`No authentication configured: NODE_ENV=production needs one of ${AUTH_VARIABLES}`)
+  }
 
   // A newcomer's `npm start` with no configuration: authentication stays on, with a secret that
   // lives only as long as this process. main.ts prints a development token signed with it.
   const generated = new Uint8Array(32)
   crypto.getRandomValues(generated)
   return { kind: 'jwt-secret', secret: generated, generated: true, common }
+}
+
+function readAlgorithms (read: EnvReader, fallback: string[]): string[] {
+  const algorithms = read.list('JWT_ALGORITHMS', fallback)
+  const unknown = algorithms.filter(alg => !ASYMMETRIC_ALGORITHMS.includes(alg))
+  if (unknown.length > 0) {
+    throw new ConfigError(`Invalid JWT_ALGORITHMS: ${unknown.join(', ')} not allowed with a public key or JWKS; use ${ASYMMETRIC_ALGORITHMS.join(', ')}`)
+  }
+  return algorithms
 }

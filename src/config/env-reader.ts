@@ -1,12 +1,26 @@
 import { ConfigError } from './config-error.js'
 
-/** Reads typed values from an environment map; every failure names its variable. */
+/**
+ * Reads typed values from an environment map; every failure names its variable.
+ *
+ * A variable that is set but empty or blank (`JWT_SECRET=`, `JWKS_URL= `) is an error, never
+ * "unset": an empty secret that silently fell back to a default (a generated secret, development
+ * mode, 0.0.0.0) is how a deployment ends up open without anyone noticing. Unset means absent.
+ */
 export class EnvReader {
   constructor (private readonly env: NodeJS.ProcessEnv) {}
 
+  /** True when the variable is present in the environment (even if invalid). */
+  isSet (name: string): boolean {
+    return this.env[name] !== undefined
+  }
+
   optionalString (name: string): string | undefined {
     const value = this.env[name]
-    if (value === undefined || value.trim() === '') return undefined
+    if (value === undefined) return undefined
+    if (value.trim() === '') {
+      throw new ConfigError(`Invalid ${name}: set but empty; give it a value or remove it from the environment`)
+    }
     return value.trim()
   }
 

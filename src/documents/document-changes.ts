@@ -1,9 +1,10 @@
 import { applyAwarenessUpdate, encodeAwarenessUpdate, removeAwarenessStates } from 'y-protocols/awareness'
 import type { Metrics } from '../metrics/metrics.js'
-import { validateAwarenessUpdate } from '../protocol/awareness-validation.js'
+import { encodeAwarenessEntries, readAwarenessEntries } from '../protocol/awareness-entries.js'
 import { encodeAwareness, encodeSyncUpdate } from '../protocol/messages.js'
 import type { DocumentLifecycle } from './document-lifecycle.js'
 import { changedBy, UpdateRejectedError, type LiveDocument } from './live-document.js'
+import type { AwarenessOwner, PresenceLimits } from './presence.js'
 
 /**
  * What uWS publishes through: the app reaches every local subscriber of a topic, a socket every
@@ -16,7 +17,8 @@ export interface TopicPublisher {
 /** How changes reach the other nodes of a cluster; the cluster's peer links implement it. */
 export interface PeerPublisher {
   publishUpdate (doc: LiveDocument, frame: Uint8Array): void
-  publishAwareness (doc: LiveDocument, frame: Uint8Array): void
+  /** `userId`: the verified user whose presence the frame carries (null: several or unknown). */
+  publishAwareness (doc: LiveDocument, frame: Uint8Array, userId: string | null): void
 }
 
 /** Where applied updates wait for the store; the write-behind implements it. */
@@ -40,6 +42,7 @@ export interface DocumentChangesOptions {
   peers: PeerPublisher | null
   store: UpdateQueue
   metrics: Metrics
+  presenceLimits: PresenceLimits
   /** Called after each change made on this node (not for peers' changes); webhooks use it. */
   onLocalChange: ((docId: string) => void) | null
 }
@@ -58,6 +61,7 @@ export class DocumentChanges implements DocumentLifecycle {
   private readonly peers: PeerPublisher | null
   private readonly store: UpdateQueue
   private readonly metrics: Metrics
+  private readonly presenceLimits: PresenceLimits
   private readonly onLocalChange: ((docId: string) => void) | null
 
   constructor (options: DocumentChangesOptions) {
@@ -65,6 +69,7 @@ export class DocumentChanges implements DocumentLifecycle {
     this.peers = options.peers
     this.store = options.store
     this.metrics = options.metrics
+    this.presenceLimits = options.presenceLimits
     this.onLocalChange = options.onLocalChange
   }
 
@@ -113,32 +118,48 @@ export class DocumentChanges implements DocumentLifecycle {
   }
 
   /**
-   * A local client's awareness update: validated whole (MalformedMessageError otherwise, with
-   * nothing applied), applied, relayed to the document's other local clients and to the peers.
+   * A local client's awareness update, read whole first (MalformedMessageError or
+   * PresenceLimitError otherwise, with nothing applied). Entries for ids another user owns are
+   * dropped; the rest is applied and relayed to the document's other local clients and to the
+   * peers, as the bytes received when nothing was dropped.
    */
-  commitAwareness (doc: LiveDocument, update: Uint8Array, frame: Uint8Array, origin: unknown, sender: TopicPublisher): void {
-    validateAwarenessUpdate(update)
-    applyAwarenessUpdate(doc.awareness, update, origin)
-    sender.publish(doc.topic, frame, true)
-    this.metrics.sent('awareness', frame.length)
-    this.peers?.publishAwareness(doc, frame)
+  commitAwareness (doc: LiveDocument, update: Uint8Array, frame: Uint8Array, owner: AwarenessOwner, sender: TopicPublisher): void {
+    const entries = readAwarenessEntries(update, this.presenceLimits)
+    const admitted = doc.presence.admit(entries, owner, doc.awareness, this.presenceLimits)
+    if (admitted.length === 0) return
+    const whole = admitted.length === entries.length
+    const accepted = whole ? update : encodeAwarenessEntries(admitted)
+    const acceptedFrame = whole ? frame : encodeAwareness(accepted)
+    applyAwarenessUpdate(doc.awareness, accepted, owner)
+    sender.publish(doc.topic, acceptedFrame, true)
+    this.metrics.sent('awareness', acceptedFrame.length)
+    this.peers?.publishAwareness(doc, acceptedFrame, owner.userId)
   }
 
-  /** A peer's awareness update: validated, applied, relayed to this node's clients. */
-  commitAwarenessFromPeer (doc: LiveDocument, update: Uint8Array, frame: Uint8Array, origin: unknown): void {
-    validateAwarenessUpdate(update)
-    applyAwarenessUpdate(doc.awareness, update, origin)
-    this.publishToAll(doc, 'awareness', frame)
+  /**
+   * A peer's awareness update, checked like a client's: applied and relayed to this node's
+   * clients. Ids the peer removes are its no longer. Throws like commitAwareness().
+   */
+  commitAwarenessFromPeer (doc: LiveDocument, update: Uint8Array, owner: AwarenessOwner): void {
+    const entries = readAwarenessEntries(update, this.presenceLimits)
+    const admitted = doc.presence.admit(entries, owner, doc.awareness, this.presenceLimits)
+    if (admitted.length === 0) return
+    const accepted = admitted.length === entries.length ? update : encodeAwarenessEntries(admitted)
+    applyAwarenessUpdate(doc.awareness, accepted, owner)
+    this.publishToAll(doc, 'awareness', encodeAwareness(accepted))
+    doc.presence.release(admitted.filter(entry => entry.state === null).map(entry => entry.clientId))
   }
 
   /** Removes presence entries of a connection that closed, for everyone here and on other nodes. */
-  removePresence (doc: LiveDocument, clientIds: number[], origin: unknown): void {
+  removePresence (doc: LiveDocument, owner: AwarenessOwner): void {
+    const clientIds = [...owner.awarenessClients ?? []]
     if (clientIds.length === 0) return
-    removeAwarenessStates(doc.awareness, clientIds, origin)
+    removeAwarenessStates(doc.awareness, clientIds, owner)
+    doc.presence.release(clientIds)
     // Encoded with each client's last clock and a null state, which every peer accepts as removal.
     const frame = encodeAwareness(encodeAwarenessUpdate(doc.awareness, clientIds))
     this.publishToAll(doc, 'awareness', frame)
-    this.peers?.publishAwareness(doc, frame)
+    this.peers?.publishAwareness(doc, frame, owner.userId)
   }
 
   /**

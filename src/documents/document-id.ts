@@ -11,5 +11,7 @@ export function validateDocumentId (docId: string): string | null {
   if (docId.length === 0) return 'document id is empty'
   if (docId.length > MAX_DOC_ID_LENGTH) return `document id is longer than ${MAX_DOC_ID_LENGTH} characters`
   if (!DOC_ID_PATTERN.test(docId)) return 'document id may contain only A-Z a-z 0-9 . _ ~ : @ -'
+  // Consumers use ids in paths (webhooks, files, URLs), where these two mean something else.
+  if (docId === '.' || docId === '..') return 'document id may not be "." or ".."'
   return null
 }

@@ -1,6 +1,10 @@
 import * as Y from 'yjs'
-import { Awareness } from 'y-protocols/awareness'
+import { Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
 import type { BatchAck } from '../protocol/extensions.js'
+import { encodeAwareness } from '../protocol/messages.js'
+import { PresenceOwners } from './presence.js'
+
+export type { AwarenessOwner } from './presence.js'
 
 /** An update that failed to apply; `partial` holds whatever did integrate before the failure. */
 export class UpdateRejectedError extends Error {
@@ -9,23 +13,6 @@ export class UpdateRejectedError extends Error {
   }
 }
 
-/**
- * Whoever applies awareness updates as origin: it learns which awareness clients it controls
- * (the set is created on the owner's first announcement).
- */
-export interface AwarenessOwner {
-  awarenessClients: Set<number> | null
-}
-
-interface AwarenessChanges {
-  added: number[]
-  updated: number[]
-  removed: number[]
-}
-
-function isAwarenessOwner (origin: unknown): origin is AwarenessOwner {
-  return typeof origin === 'object' && origin !== null && 'awarenessClients' in origin
-}
 
 /**
  * A Y.Doc whose events cost nothing when nobody listens. Yjs emits six document events per
@@ -54,7 +41,12 @@ class ServerYDoc extends Y.Doc {
 }
 
 const DIFF_CACHE_ENTRIES = 16
+/** Cached diffs per document, in bytes; a diff larger than this is never cached. */
+const DIFF_CACHE_MAX_BYTES = 4 * 1024 * 1024
 const EMPTY_STATE_VECTOR_LENGTH = 1 // Y.encodeStateVector(new Y.Doc()) is [0]
+
+/** Bytes of cached diffs in every document of this process, bounded by `limit`. */
+export const diffCacheBudget = { used: 0, limit: 64 * 1024 * 1024 }
 
 /**
  * One loaded document: its Y.Doc, its awareness, and the bookkeeping the registry needs.
@@ -85,8 +77,14 @@ export class LiveDocument {
   /** Offline batches acknowledged (or being made durable), by user and batch id; bounded. */
   readonly batches = new Map<string, Promise<BatchAck>>()
 
+  /** Who announced each awareness client id. */
+  readonly presence = new PresenceOwners()
+
   private fullStateCache: Uint8Array | null = null
   private diffCache: Map<string, Uint8Array> | null = null
+  private diffCacheBytes = 0
+  /** Every present client's state as one awareness frame, until the next awareness update. */
+  private awarenessFrameCache: Uint8Array | null = null
 
   constructor (readonly id: string) {
     this.ydoc = new ServerYDoc({ gc: true })
@@ -94,19 +92,15 @@ export class LiveDocument {
     this.awareness = new Awareness(this.ydoc)
     // The server is not a participant: it holds no awareness state of its own.
     this.awareness.setLocalState(null)
-    this.awareness.on('update', ({ added, updated, removed }: AwarenessChanges, origin: unknown) => {
-      if (!isAwarenessOwner(origin)) return
-      if (origin.awarenessClients === null) {
-        if (added.length === 0 && updated.length === 0) return
-        origin.awarenessClients = new Set()
-      }
-      for (const id of added) origin.awarenessClients.add(id)
-      for (const id of updated) origin.awarenessClients.add(id)
-      for (const id of removed) origin.awarenessClients.delete(id)
+    this.awareness.on('update', ({ removed }: { removed: number[] }, origin: unknown) => {
+      this.awarenessFrameCache = null
+      // A peer node's client that timed out is gone for good; a local connection keeps its ids
+      // until it closes.
+      if (origin === 'timeout') this.presence.release(removed.filter(id => this.presence.ownerOf(id)?.remote === true))
     })
     this.ydoc.afterTransaction = () => {
       this.fullStateCache = null
-      this.diffCache = null
+      this.dropDiffCache()
     }
   }
 
@@ -183,18 +177,55 @@ export class LiveDocument {
     // Clients that were in sync before a restart or a network blip come back with the same state
     // vector; answer them from one encoding, which matters most when the document holds pending
     // updates that every answer would otherwise merge again.
-    const key = Buffer.from(stateVector.buffer, stateVector.byteOffset, stateVector.byteLength).toString('base64')
+    // The key is the vector as it bears on this document (clients it knows, clocks no further than
+    // its own), so vectors that differ only in what cannot change the answer share one entry.
+    // Pending structs are diffed against the vector as sent: then the vector itself is the key.
+    const store = this.ydoc.store
+    const key = store.pendingStructs === null && store.pendingDs === null
+      ? this.diffKey(Y.decodeStateVector(stateVector))
+      : Buffer.from(stateVector.buffer, stateVector.byteOffset, stateVector.byteLength).toString('base64')
     const cached = this.diffCache?.get(key)
     if (cached !== undefined) return cached
     const diff = Y.encodeStateAsUpdate(this.ydoc, stateVector)
+    if (diff.length > DIFF_CACHE_MAX_BYTES) return diff
+    if ((this.diffCache?.size ?? 0) >= DIFF_CACHE_ENTRIES || this.diffCacheBytes + diff.length > DIFF_CACHE_MAX_BYTES) this.dropDiffCache()
+    if (diffCacheBudget.used + diff.length > diffCacheBudget.limit) return diff
     this.diffCache ??= new Map()
-    if (this.diffCache.size >= DIFF_CACHE_ENTRIES) this.diffCache.clear()
     this.diffCache.set(key, diff)
+    this.diffCacheBytes += diff.length
+    diffCacheBudget.used += diff.length
     return diff
+  }
+
+  private diffKey (vector: Map<number, number>): string {
+    let key = ''
+    const store = this.ydoc.store
+    for (const client of [...store.clients.keys()].sort((a, b) => a - b)) {
+      const theirs = Math.min(vector.get(client) ?? 0, Y.getState(store, client))
+      if (theirs > 0) key += `${client}:${theirs},`
+    }
+    return key
+  }
+
+  private dropDiffCache (): void {
+    diffCacheBudget.used -= this.diffCacheBytes
+    this.diffCacheBytes = 0
+    this.diffCache = null
   }
 
   encodeStateVector (): Uint8Array {
     return Y.encodeStateVector(this.ydoc)
+  }
+
+  /**
+   * Everyone's presence as one awareness frame (null when nobody is present), encoded once per
+   * change: every join and every query-awareness is answered from it.
+   */
+  awarenessFrame (): Uint8Array | null {
+    const states = this.awareness.getStates()
+    if (states.size === 0) return null
+    this.awarenessFrameCache ??= encodeAwareness(encodeAwarenessUpdate(this.awareness, [...states.keys()]))
+    return this.awarenessFrameCache
   }
 
   destroy (): void {
@@ -202,7 +233,8 @@ export class LiveDocument {
     this.awareness.destroy()
     this.ydoc.destroy()
     this.fullStateCache = null
-    this.diffCache = null
+    this.dropDiffCache()
+    this.awarenessFrameCache = null
   }
 
   private partialChangesOf (transaction: Y.Transaction | null): Uint8Array | null {

@@ -7,6 +7,13 @@ import type { Compactor } from './compactor.js'
 import type { DocumentLifecycle } from './document-lifecycle.js'
 import { LiveDocument } from './live-document.js'
 
+/** The document has as many connections as MAX_CONNECTIONS_PER_DOCUMENT allows. */
+export class DocumentFullError extends Error {
+  constructor (readonly docId: string) {
+    super(`document ${docId} has the most connections allowed`)
+  }
+}
+
 export interface RegistryOptions {
   idleUnloadMs: number
   /** Retry period for an unload whose final flush failed. */
@@ -47,11 +54,13 @@ export class DocumentRegistry {
 
   /**
    * Takes a reference on the document, loading it if needed. Every successful acquire must be
-   * paired with exactly one release(). Rejects if the document cannot be loaded.
+   * paired with exactly one release(). Rejects if the document cannot be loaded, and with
+   * DocumentFullError, before anything is awaited, when it already has `maxRefs` references.
    */
-  async acquire (docId: string): Promise<LiveDocument> {
+  async acquire (docId: string, maxRefs = Infinity): Promise<LiveDocument> {
     if (this.closing) throw new Error('server is shutting down')
     let doc = this.docs.get(docId)
+    if (doc !== undefined && doc.refs >= maxRefs) throw new DocumentFullError(docId)
     if (doc === undefined) {
       doc = new LiveDocument(docId)
       doc.ready = this.load(doc)

@@ -9,6 +9,7 @@ export const STATUS_TEXT: Record<number, string> = {
   410: '410 Gone',
   413: '413 Payload Too Large',
   415: '415 Unsupported Media Type',
+  429: '429 Too Many Requests',
   500: '500 Internal Server Error',
   503: '503 Service Unavailable'
 }

@@ -3,6 +3,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { signDevelopmentToken } from '../auth/dev-token.js'
 import { sendJson, STATUS_TEXT } from '../http/http-util.js'
 import { DOCUMENT_PATH_PREFIX } from '../protocol/endpoints.js'
+import { isLoopbackHost } from './loopback-host.js'
 import { loadWebAssets, type WebAssets, type WebFile } from './web-assets.js'
 
 export interface PlaygroundContext {
@@ -10,6 +11,11 @@ export interface PlaygroundContext {
   playground: boolean
   /** Development mode with an HS secret: enables GET /dev/token. Null otherwise. */
   devSecret: Uint8Array | null
+  /**
+   * Development mode (no authentication configured): GET / and /dev/token answer only requests
+   * whose Host is a loopback name (localhost, 127.0.0.1, [::1]); others get 403 host_not_allowed.
+   */
+  devMode: boolean
   /** This node's id, shown on the pages (which node a browser talks to matters in a cluster). */
   nodeId: string
   log: Logger
@@ -37,11 +43,20 @@ const PAGE_HEADERS: Record<string, string> = {
  * are read on first use and kept in memory, gzipped where that helps.
  */
 export function registerPlaygroundRoutes (app: TemplatedApp, ctx: PlaygroundContext): void {
+  /** Development mode only: answers 403 and returns true for a request not addressed to loopback. */
+  const refuseForeignHost = (res: HttpResponse, req: HttpRequest): boolean => {
+    if (!ctx.devMode && ctx.devSecret === null) return false
+    if (isLoopbackHost(req.getHeader('host'))) return false
+    sendJson(res, 403, { error: 'host_not_allowed' })
+    return true
+  }
+
   if (ctx.devSecret !== null) {
     const secret = ctx.devSecret
     // Development only: hands out short-lived tokens to anyone who asks. It does not exist unless
     // DEV_MODE is on (the default only when no authentication is configured).
     app.get('/dev/token', (res, req) => {
+      if (refuseForeignHost(res, req)) return
       const user = (req.getQuery('user') ?? '').replace(/[^A-Za-z0-9._@-]/g, '').slice(0, 64) || `guest-${Math.floor(Math.random() * 1e6)}`
       const admin = req.getQuery('admin') === '1'
       let aborted = false
@@ -90,7 +105,10 @@ export function registerPlaygroundRoutes (app: TemplatedApp, ctx: PlaygroundCont
     send(res, file, gzip, PAGE_HEADERS)
   }
 
-  if (ctx.playground) app.get('/', page('index.html'))
+  if (ctx.playground) {
+    const index = page('index.html')
+    app.get('/', (res, req) => { if (!refuseForeignHost(res, req)) index(res, req) })
+  }
   app.get('/inspect', page('inspect.html'))
 
   app.get('/static/:name', (res, req) => {

@@ -23,6 +23,11 @@ export const CloseCode = {
   AccessRevoked: 4403,
   /** The document was deleted through the admin API; reconnecting gets HTTP 410 for a while. */
   DocumentDeleted: 4404,
+  /**
+   * An awareness state over MAX_AWARENESS_STATE_BYTES or MAX_AWARENESS_STATE_DEPTH, or more
+   * awareness client ids than MAX_AWARENESS_CLIENTS_PER_CONNECTION; nothing of it was applied.
+   */
+  PresenceTooLarge: 4413,
   /** The connection kept sending faster than RATE_LIMIT_* allow, past its burst. */
   RateLimited: 4429
 } as const

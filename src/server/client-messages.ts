@@ -1,10 +1,8 @@
-import { encodeAwarenessUpdate } from 'y-protocols/awareness'
 import type { DocumentChanges } from '../documents/document-changes.js'
 import { UpdateRejectedError } from '../documents/live-document.js'
 import type { Metrics } from '../metrics/metrics.js'
 import {
   decodeClientMessage,
-  encodeAwareness,
   encodePermissionDenied,
   encodeSyncStep1,
   encodeSyncStep2,
@@ -21,6 +19,7 @@ export interface ClientMessageLimits {
 }
 
 const READ_ONLY_REASON = 'read-only access: updates are not accepted'
+const QUERY_AWARENESS_INTERVAL_MS = 1_000
 
 /**
  * What a connected client says and is told: the greeting, every frame it sends, and the removal of
@@ -39,6 +38,8 @@ export class ClientMessages {
     ws.cork(() => {
       // Sync step 1 asks the client for what the server lacks; a read-only client may not give it.
       if (!conn.readOnly) sendTo(ws, this.metrics, 'sync-step1', encodeSyncStep1(conn.doc.encodeStateVector()))
+      // The greeting answers a query-awareness in advance.
+      conn.awarenessQueriedAt = performance.now()
       this.sendAwareness(ws, conn)
     })
   }
@@ -95,6 +96,10 @@ export class ClientMessages {
         this.changes.commitAwareness(doc, message.update, frame, conn, ws)
         return
       case 'query-awareness':
+        // Answered at most once per QUERY_AWARENESS_INTERVAL_MS per connection: presence reaches
+        // every client anyway as it changes.
+        if (performance.now() - conn.awarenessQueriedAt < QUERY_AWARENESS_INTERVAL_MS) return
+        conn.awarenessQueriedAt = performance.now()
         this.sendAwareness(ws, conn)
         return
       case 'offline-batch':
@@ -104,13 +109,21 @@ export class ClientMessages {
 
   /** Removes the closed connection's presence for everyone else, on this node and the others. */
   closed (conn: Connection): void {
-    if (conn.awarenessClients === null || conn.awarenessClients.size === 0) return
-    this.changes.removePresence(conn.doc, [...conn.awarenessClients], conn)
+    this.changes.removePresence(conn.doc, conn)
   }
 
+  /** Everyone's presence, from the document's cached encoding. */
   private sendAwareness (ws: ClientSocket, conn: Connection): void {
-    const states = conn.doc.awareness.getStates()
-    if (states.size > 0) sendTo(ws, this.metrics, 'awareness', encodeAwareness(encodeAwarenessUpdate(conn.doc.awareness, [...states.keys()])))
+    let frame
+    try {
+      frame = conn.doc.awarenessFrame()
+    } catch (err) {
+      // States are bounded when they arrive; should one still fail to encode, the join goes on
+      // without presence rather than failing because of someone else's state.
+      conn.log.error({ err }, 'presence could not be encoded for this connection')
+      return
+    }
+    if (frame !== null) sendTo(ws, this.metrics, 'awareness', frame)
   }
 
   /**

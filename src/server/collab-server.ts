@@ -22,6 +22,7 @@ import { CloseCode } from '../protocol/close-codes.js'
 import { DOCUMENT_PATH_PREFIX } from '../protocol/endpoints.js'
 import type { PubSub } from '../redis/connections.js'
 import { ChangeWebhook } from '../webhooks/change-webhook.js'
+import { AddressRateLimit } from './address-rate-limit.js'
 import { registerAdminRoutes } from './admin-routes.js'
 import { ClientMessages } from './client-messages.js'
 import { ConnectionTable } from './connection-table.js'
@@ -86,6 +87,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     peers: peerLinks,
     store: writeBehind,
     metrics,
+    presenceLimits: config.limits.presence,
     onLocalChange: webhook === null ? null : docId => webhook.noteChange(docId)
   })
   const lifecycle: DocumentLifecycle[] = peerLinks === null ? [changes] : [peerLinks, changes]
@@ -129,7 +131,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     maxDocumentBytes: config.limits.maxDocumentBytes
   }, metrics)
   const clientMessages = new ClientMessages(changes, offlineBatches, { maxDocumentBytes: config.limits.maxDocumentBytes }, metrics)
-  const upgradeContext = { verifier, registry, log, metrics, limits: config.limits, revocations, connections, node: operations }
+  const upgradesPerAddress = new AddressRateLimit(config.limits.upgradesPerSecondPerAddress, config.limits.upgradeBurstPerAddress)
+  const upgradeContext = { verifier, registry, log, metrics, limits: config.limits, revocations, upgradesPerAddress, connections, node: operations }
   const behavior = documentSocketBehavior({
     maxMessageBytes: config.maxMessageBytes,
     maxBackpressureBytes: config.maxBackpressureBytes,
@@ -157,7 +160,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     writeBehind,
     metrics,
     connections,
-    ready: async () => (await operations.readiness()).ready,
+    readiness: async () => await operations.readiness(),
     redisConnected: cluster === null ? null : () => cluster.pubsub.connected
   })
   const directory = cluster === null || clusterConfig === null
@@ -170,6 +173,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     readiness: async () => await operations.readiness(),
     verifier,
     participants,
+    revocations,
     metrics,
     metricsToken: config.metricsToken,
     refreshGauges: () => { refreshNodeGauges(metrics, registry, writeBehind) }
@@ -186,7 +190,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   })
   registerPlaygroundRoutes(app, {
     playground: config.playground,
-    devSecret: config.devMode && config.auth.kind === 'jwt-secret' ? config.auth.secret : null,
+    devSecret: config.devMode && config.auth.kind === 'jwt-secret' && config.auth.generated ? config.auth.secret : null,
+    devMode: config.devMode,
     nodeId: config.nodeId,
     log
   })

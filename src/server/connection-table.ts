@@ -1,16 +1,37 @@
 import type { CloseCodeValue } from '../protocol/close-codes.js'
-import type { Connection } from './connection.js'
+import type { Connection, Reservation } from './connection.js'
 
-/** This node's open connections: counted for the limits, closed by document or by user. */
+/**
+ * This node's open connections: counted for the limits, closed by document or by user. An upgrade
+ * reserves its slot before it awaits anything (authentication, the load), so concurrent upgrades
+ * cannot together exceed MAX_CONNECTIONS.
+ */
 export class ConnectionTable {
   private readonly open = new Set<Connection>()
+  private reserved = 0
 
   get size (): number {
     return this.open.size
   }
 
+  /** Takes a slot for an upgrade in progress; null when open and reserved slots reach `max`. */
+  tryReserve (max: number): Reservation | null {
+    if (this.open.size + this.reserved >= max) return null
+    this.reserved++
+    return { held: true }
+  }
+
+  /** Gives the slot back unless a socket took it; safe to call more than once. */
+  release (reservation: Reservation): void {
+    if (!reservation.held) return
+    reservation.held = false
+    this.reserved--
+  }
+
+  /** The socket opened: its connection takes the slot its upgrade reserved. */
   add (conn: Connection): void {
     this.open.add(conn)
+    if (conn.reservation !== null) this.release(conn.reservation)
   }
 
   delete (conn: Connection): void {

@@ -26,6 +26,11 @@ export interface ConnectionInit {
   expiresAt: number | undefined
 }
 
+/** A slot in the connection table held by an upgrade until its socket opens or the upgrade fails. */
+export interface Reservation {
+  held: boolean
+}
+
 let nextConnectionId = 1
 
 /**
@@ -47,10 +52,14 @@ export class Connection implements TokenBuckets {
   deniedNotified = false
   /** A write refused for the document size limit is reported once per connection. */
   sizeLimitNotified = false
-  /** Awareness client ids this connection announced (null until it announces one). */
+  /** Awareness client ids this connection owns (null until it announces one). */
   awarenessClients: Set<number> | null = null
+  /** When this connection's last query-awareness was answered (performance.now()). */
+  awarenessQueriedAt = -Infinity
   /** The socket, from its `open` handler on (for closes decided away from a socket callback). */
   socket: ClientSocket | null = null
+  /** The slot its upgrade reserved in the connection table, taken over when the socket opens. */
+  reservation: Reservation | null = null
   /** Position in the expiry schedule's heap; -1 when not scheduled. */
   expiryIndex = -1
   messageTokens: number

@@ -1,5 +1,7 @@
-import type { TemplatedApp } from 'uWebSockets.js'
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { HttpRequest, TemplatedApp } from 'uWebSockets.js'
 import { AuthError, type TokenVerifier } from '../auth/principal.js'
+import type { Revocations } from '../auth/revocations.js'
 import { validateDocumentId } from '../documents/document-id.js'
 import type { ParticipantDirectory } from '../documents/participants.js'
 import { requestToken, sendJson, trackAbort } from '../http/http-util.js'
@@ -10,8 +12,9 @@ export interface HttpRouteContext {
   readiness: () => Promise<Readiness>
   verifier: TokenVerifier
   participants: ParticipantDirectory
+  revocations: Revocations
   metrics: Metrics
-  /** When set, GET /metrics needs `Authorization: Bearer <token>`. */
+  /** When set, GET /metrics needs `Authorization: Bearer <token>` (the header only: query strings end up in proxy logs). */
   metricsToken: string | null
   /** Sets gauges that are read from live state just before a scrape. */
   refreshGauges: () => void
@@ -21,15 +24,18 @@ export interface HttpRouteContext {
 export function registerHttpRoutes (app: TemplatedApp, ctx: HttpRouteContext): void {
   app.get('/healthz', res => { sendJson(res, 200, { status: 'ok' }) })
 
+  // Anyone may ask, so the answer is a status word: what is wrong (store errors, hosts) goes to the
+  // log and to the admin inspector.
   app.get('/readyz', res => {
     const abort = trackAbort(res)
     void ctx.readiness().then(result => {
-      if (!abort.aborted) sendJson(res, result.ready ? 200 : 503, result)
+      if (!abort.aborted) sendJson(res, result.ready ? 200 : 503, { status: result.status, ready: result.ready })
     })
   })
 
+  const metricsToken = ctx.metricsToken === null ? null : digest(ctx.metricsToken)
   app.get('/metrics', (res, req) => {
-    if (ctx.metricsToken !== null && requestToken(req) !== ctx.metricsToken) {
+    if (metricsToken !== null && !timingSafeEqual(digest(bearerToken(req)), metricsToken)) {
       sendJson(res, 401, { error: 'token_invalid', message: 'metrics token required' })
       return
     }
@@ -55,8 +61,13 @@ export function registerHttpRoutes (app: TemplatedApp, ctx: HttpRouteContext): v
     void (async () => {
       try {
         const principal = await ctx.verifier.verify(token)
+        // The same rules as the WebSocket upgrade: access from the token, and no revocation.
         if (!principal.admin && principal.policy.accessFor(docId) === 'none') {
           if (!abort.aborted) sendJson(res, 403, { error: 'forbidden', message: 'token does not grant access to this document' })
+          return
+        }
+        if (!principal.admin && await ctx.revocations.isRevoked(docId, principal.userId)) {
+          if (!abort.aborted) sendJson(res, 403, { error: 'access_revoked', message: 'access to this document was revoked' })
           return
         }
         const participants = await ctx.participants.list(docId)
@@ -76,4 +87,14 @@ export function registerHttpRoutes (app: TemplatedApp, ctx: HttpRouteContext): v
 /** The catch-all 404; registered after every other route. */
 export function registerNotFound (app: TemplatedApp): void {
   app.any('/*', res => { sendJson(res, 404, { error: 'not_found' }) })
+}
+
+/** The `Authorization: Bearer` token alone (never the query string). */
+function bearerToken (req: HttpRequest): string {
+  return /^Bearer\s+(.+)$/i.exec(req.getHeader('authorization').trim())?.[1] ?? ''
+}
+
+/** Fixed-length digests, so that the comparison takes the same time whatever the input. */
+function digest (value: string): Buffer {
+  return createHash('sha256').update(value).digest()
 }

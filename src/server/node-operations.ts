@@ -46,6 +46,8 @@ export interface NodeOperationsDependencies {
  */
 export class NodeOperations implements PeerCommands {
   private shuttingDown = false
+  /** The problems last reported, so that the log says when readiness changes, not at every probe. */
+  private lastProblems = ''
 
   constructor (private readonly options: NodeOperationsOptions, private readonly deps: NodeOperationsDependencies) {}
 
@@ -103,6 +105,12 @@ export class NodeOperations implements PeerCommands {
       problems.push(`store unreachable: ${(err as Error).message}`)
     }
     if (redisConnected !== null && !redisConnected()) problems.push('redis pub/sub disconnected')
+    const summary = problems.join('; ')
+    if (summary !== this.lastProblems) {
+      if (problems.length > 0) this.deps.log.warn({ problems }, 'not ready')
+      else this.deps.log.info('ready again')
+      this.lastProblems = summary
+    }
     return { ready: problems.length === 0, status: problems.length === 0 ? 'ready' : 'not-ready', problems }
   }
 

@@ -9,6 +9,8 @@ export interface NodeSnapshot {
   startedAt: number
   takenAt: number
   ready: boolean
+  /** Why the node is not ready (empty when it is): for admins only, /readyz says only the word. */
+  problems: string[]
   connections: number
   /** bytes: the document's encoded size, estimated (exact at load, plus every update since). */
   documents: Array<{ docId: string, connections: number, awareness: number, bytes: number, pendingWrite: boolean }>
@@ -28,7 +30,7 @@ export interface SnapshotSources {
   writeBehind: WriteBehind
   metrics: Metrics
   connections: { readonly size: number }
-  ready: () => Promise<boolean>
+  readiness: () => Promise<{ ready: boolean, problems: string[] }>
   redisConnected: (() => boolean) | null
 }
 
@@ -41,12 +43,14 @@ export async function takeNodeSnapshot (sources: SnapshotSources): Promise<NodeS
     pendingWrite: sources.writeBehind.hasPending(doc.id)
   }))
   const memory = process.memoryUsage()
+  const readiness = await sources.readiness()
   return {
     nodeId: sources.nodeId,
     mode: sources.redisConnected === null ? 'single' : 'cluster',
     startedAt: sources.startedAt,
     takenAt: Date.now(),
-    ready: await sources.ready(),
+    ready: readiness.ready,
+    problems: readiness.problems,
     connections: sources.connections.size,
     documents,
     messagesIn: await sources.metrics.total('collab_messages_in_total'),

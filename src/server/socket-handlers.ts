@@ -3,6 +3,7 @@ import type { ParticipantDirectory } from '../documents/participants.js'
 import type { DocumentRegistry } from '../documents/registry.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { CloseCode } from '../protocol/close-codes.js'
+import { PresenceLimitError } from '../protocol/awareness-entries.js'
 import { MalformedMessageError } from '../protocol/messages.js'
 import type { ClientMessages } from './client-messages.js'
 import type { Connection, SocketData } from './connection.js'
@@ -89,6 +90,9 @@ export function documentSocketBehavior (options: SocketOptions, deps: SocketDepe
         if (err instanceof MalformedMessageError) {
           conn.log.info({ reason: err.message }, 'closing: malformed message')
           ws.end(CloseCode.MalformedMessage, 'malformed message')
+        } else if (err instanceof PresenceLimitError) {
+          conn.log.info({ reason: err.message }, 'closing: presence over its limits')
+          ws.end(CloseCode.PresenceTooLarge, 'presence too large')
         } else {
           conn.log.error({ err }, 'closing: internal error while handling a message')
           ws.end(CloseCode.InternalError, 'internal error')

@@ -5,10 +5,12 @@ import { validateDocumentId } from '../documents/document-id.js'
 import { EXTENSIONS_PARAM } from '../protocol/extensions.js'
 import type { Revocations } from '../auth/revocations.js'
 import type { LimitsConfig } from '../config/config.js'
-import type { DocumentRegistry } from '../documents/registry.js'
+import { DocumentFullError, type DocumentRegistry } from '../documents/registry.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { DocumentDeletedError } from '../persistence/document-store.js'
 import { Connection, type SocketData } from './connection.js'
+import type { AddressRateLimit } from './address-rate-limit.js'
+import type { ConnectionTable } from './connection-table.js'
 import { requestToken, sendJson, trackAbort } from '../http/http-util.js'
 import { DOCUMENT_PATH_PREFIX } from '../protocol/endpoints.js'
 
@@ -19,7 +21,8 @@ export interface UpgradeContext {
   metrics: Metrics
   limits: LimitsConfig
   revocations: Revocations
-  connections: { readonly size: number }
+  upgradesPerAddress: AddressRateLimit
+  connections: Pick<ConnectionTable, 'tryReserve' | 'release'>
   node: { readonly closing: boolean }
 }
 
@@ -48,6 +51,7 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
   const secProtocol = req.getHeader('sec-websocket-protocol').split(',')[0]?.trim() ?? ''
   const secExtensions = req.getHeader('sec-websocket-extensions')
   const origin = req.getHeader('origin')
+  const address = Buffer.from(res.getRemoteAddressAsText()).toString()
   const connectionHeader = req.getHeader('connection')
   const abort = trackAbort(res)
   const refuse = (status: number, error: string, message: string, headers: Record<string, string> = {}): void => {
@@ -57,6 +61,10 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
 
   if (ctx.node.closing) {
     refuse(503, 'shutting_down', 'server is shutting down')
+    return
+  }
+  if (!ctx.upgradesPerAddress.allow(address)) {
+    refuse(429, 'too_many_upgrades', 'too many connection attempts from this address, retry later', { 'retry-after': '1' })
     return
   }
   // RFC 6455 4.2.1: a handshake whose Connection header lacks the "Upgrade" token is not one.
@@ -77,7 +85,8 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
     refuse(403, 'origin_not_allowed', 'this Origin may not connect')
     return
   }
-  if (ctx.connections.size >= ctx.limits.maxConnections) {
+  const slot = ctx.connections.tryReserve(ctx.limits.maxConnections)
+  if (slot === null) {
     ctx.log.warn({ limit: ctx.limits.maxConnections }, 'upgrade refused: MAX_CONNECTIONS reached')
     refuse(503, 'server_full', 'too many connections on this node, retry later', { 'retry-after': '5' })
     return
@@ -111,22 +120,22 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
 
     let doc
     try {
-      doc = await ctx.registry.acquire(docId)
+      // The per-document limit is checked inside acquire, before it awaits the load.
+      doc = await ctx.registry.acquire(docId, ctx.limits.maxConnectionsPerDocument)
     } catch (err) {
-      if (err instanceof DocumentDeletedError) refuse(410, 'document_deleted', 'the document was deleted')
-      else refuse(503, 'document_unavailable', 'document could not be loaded, retry later')
+      if (err instanceof DocumentFullError) {
+        ctx.log.warn({ docId, limit: ctx.limits.maxConnectionsPerDocument }, 'upgrade refused: MAX_CONNECTIONS_PER_DOCUMENT reached')
+        refuse(503, 'document_full', 'too many connections to this document, retry later', { 'retry-after': '5' })
+      } else if (err instanceof DocumentDeletedError) {
+        refuse(410, 'document_deleted', 'the document was deleted')
+      } else {
+        refuse(503, 'document_unavailable', 'document could not be loaded, retry later')
+      }
       return
     }
     if (abort.aborted || ctx.node.closing) {
       ctx.registry.release(doc)
       refuse(503, 'shutting_down', 'server is shutting down')
-      return
-    }
-    // refs counts this join too.
-    if (doc.refs > ctx.limits.maxConnectionsPerDocument) {
-      ctx.registry.release(doc)
-      ctx.log.warn({ docId, limit: ctx.limits.maxConnectionsPerDocument }, 'upgrade refused: MAX_CONNECTIONS_PER_DOCUMENT reached')
-      refuse(503, 'document_full', 'too many connections to this document, retry later', { 'retry-after': '5' })
       return
     }
     const data: SocketData = {
@@ -146,11 +155,15 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
     // closes the socket it has just opened, and the client sees 1006 and reconnects. Upgrading outside cork() avoids it but makes uWS.js print a warning to stderr
     // on every upgrade and send the 101 in ~24 small writes, which is worse for operators; keep
     // cork() until a uWS build with the fix can be pinned.
+    data.conn.reservation = slot
     res.cork(() => {
       res.upgrade(data, secKey, secProtocol, secExtensions, socketContext)
     })
   })().catch(err => {
     ctx.log.error({ err, docId }, 'upgrade failed')
     if (!abort.aborted) sendJson(res, 500, { error: 'internal', message: 'internal error' })
+  }).finally(() => {
+    // uWS opens the socket inside upgrade(), which takes the slot; on every other path it is free.
+    ctx.connections.release(slot)
   })
 }

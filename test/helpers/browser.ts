@@ -72,7 +72,7 @@ export interface PlaygroundPage {
  * Opens the playground at `baseUrl` in its own browser context (its own storage: another person)
  * and waits until the editor is connected and synced.
  */
-export async function openPlayground (browser: Browser, baseUrl: string, options: { doc: string, user: string, color?: string }): Promise<PlaygroundPage> {
+export async function openPlayground (browser: Browser, baseUrl: string, options: { doc: string, user: string, color?: string, token?: string }): Promise<PlaygroundPage> {
   const context = await browser.newContext({ viewport: { width: 1000, height: 700 }, deviceScaleFactor: 1 })
   const page = await context.newPage()
   page.setDefaultTimeout(15_000)
@@ -81,6 +81,8 @@ export async function openPlayground (browser: Browser, baseUrl: string, options
   page.on('console', message => { if (message.type() === 'error') errors.push(`console: ${message.text()}`) })
   const hash = new URLSearchParams({ doc: options.doc, user: options.user })
   if (options.color !== undefined) hash.set('color', options.color)
+  // Outside development mode the page takes its token from the address (there is no /dev/token).
+  if (options.token !== undefined) hash.set('token', options.token)
   await page.goto(`${baseUrl}/#${hash.toString()}`)
   await page.locator('[data-testid=status][data-state=synced]').waitFor()
   return {

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { mergeEnv, type TestEnv } from './env.js'
 import { TEST_SECRET } from './tokens.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -17,18 +18,18 @@ export interface ServerProcess {
 const running = new Set<ChildProcess>()
 process.on('exit', () => { for (const proc of running) proc.kill('SIGKILL') })
 
-/** Runs the real server entry point (src/main.ts) as a child process and waits until it listens. */
-export async function spawnServer (env: Record<string, string>): Promise<ServerProcess> {
+function processEnv (env: TestEnv): Record<string, string> {
+  return mergeEnv({ PATH: process.env.PATH ?? '/usr/bin:/bin', HOST: '127.0.0.1', PORT: '0', JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'info' }, env)
+}
+
+/**
+ * Runs the real server entry point (src/main.ts) as a child process and waits until it listens.
+ * `env` overlays the defaults; `undefined` removes one (see TestEnv).
+ */
+export async function spawnServer (env: TestEnv): Promise<ServerProcess> {
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
-    env: {
-      PATH: process.env.PATH,
-      HOST: '127.0.0.1',
-      PORT: '0',
-      JWT_SECRET: TEST_SECRET,
-      LOG_LEVEL: 'info',
-      ...env
-    },
+    env: processEnv(env),
     stdio: ['ignore', 'pipe', 'pipe']
   })
   running.add(proc)
@@ -67,4 +68,24 @@ export async function spawnServer (env: Record<string, string>): Promise<ServerP
     exited,
     kill: (signal = 'SIGTERM') => { if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal) }
   }
+}
+
+/**
+ * Runs src/main.ts with `env` (over the same defaults as spawnServer) until it exits on its own,
+ * for start-up refusals. A process still running after `limitMs` is killed and reported as such.
+ */
+export async function runUntilExit (env: TestEnv, limitMs = 20_000): Promise<{ code: number | string, stdout: string, stderr: string }> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env: processEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
+  running.add(proc)
+  let stdout = ''
+  let stderr = ''
+  proc.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+  proc.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const timer = setTimeout(() => proc.kill('SIGKILL'), limitMs)
+  const code = await new Promise<number | string>(resolve => proc.on('exit', (exitCode, signal) => {
+    clearTimeout(timer)
+    running.delete(proc)
+    resolve(exitCode ?? signal ?? -1)
+  }))
+  return { code, stdout, stderr }
 }

@@ -6,7 +6,10 @@ import { loadConfig } from '../../src/config/config.js'
 import { createLogger } from '../../src/log/logger.js'
 import type { DocumentStore } from '../../src/persistence/document-store.js'
 import { startServer, type CollabServer, type ServerDependencies } from '../../src/server/collab-server.js'
+import { mergeEnv, type TestEnv } from './env.js'
 import { TEST_SECRET } from './tokens.js'
+
+export type { TestEnv }
 
 export interface TestServer {
   server: CollabServer
@@ -26,18 +29,16 @@ export function tempDir (prefix = 'collab-test-'): string {
  * Starts a server in this process on a free port with a fresh data directory. `deps` is a store to
  * use instead of the configured one, or the server's dependencies.
  */
-export async function startTestServer (env: Record<string, string> = {}, deps?: DocumentStore | ServerDependencies): Promise<TestServer> {
+export async function startTestServer (env: TestEnv = {}, deps?: DocumentStore | ServerDependencies): Promise<TestServer> {
   const dataDir = env.DATA_DIR ?? tempDir()
-  const config = loadConfig({
+  const config = loadConfig(mergeEnv({
     HOST: '127.0.0.1',
     PORT: '0',
     JWT_SECRET: TEST_SECRET,
     LOG_LEVEL: 'debug',
     FLUSH_INTERVAL_MS: '50',
-    DOC_IDLE_UNLOAD_MS: '200',
-    ...env,
-    DATA_DIR: dataDir
-  })
+    DOC_IDLE_UNLOAD_MS: '200'
+  }, { ...env, DATA_DIR: dataDir }))
   const logs: string[] = []
   const sink = new Writable({
     write (chunk, _encoding, callback) {

@@ -1,0 +1,46 @@
+/**
+ * A token bucket per remote address, for WebSocket upgrades: each upgrade can cost a token
+ * verification, a call to the auth service and a document load before it is refused, so one host
+ * must not be able to ask for them without bound. Buckets are dropped once full again (an idle
+ * address costs nothing), and at most `maxAddresses` are kept.
+ */
+export class AddressRateLimit {
+  private readonly buckets = new Map<string, { tokens: number, at: number }>()
+
+  constructor (
+    private readonly perSecond: number,
+    private readonly burst: number,
+    private readonly maxAddresses = 100_000,
+    private readonly now: () => number = () => performance.now()
+  ) {}
+
+  /** True when `address` may upgrade now; 0 per second turns the limit off. */
+  allow (address: string): boolean {
+    if (this.perSecond === 0) return true
+    const now = this.now()
+    let bucket = this.buckets.get(address)
+    if (bucket === undefined) {
+      if (this.buckets.size >= this.maxAddresses) this.sweep(now)
+      bucket = { tokens: this.burst, at: now }
+      this.buckets.set(address, bucket)
+    }
+    bucket.tokens = Math.min(this.burst, bucket.tokens + (now - bucket.at) / 1000 * this.perSecond)
+    bucket.at = now
+    if (bucket.tokens < 1) return false
+    bucket.tokens--
+    return true
+  }
+
+  /** Drops the buckets that refilled; if none did, the oldest half (they refill soonest). */
+  private sweep (now: number): void {
+    for (const [address, bucket] of this.buckets) {
+      if (bucket.tokens + (now - bucket.at) / 1000 * this.perSecond >= this.burst) this.buckets.delete(address)
+    }
+    if (this.buckets.size < this.maxAddresses) return
+    let drop = Math.floor(this.buckets.size / 2)
+    for (const address of this.buckets.keys()) {
+      if (drop-- <= 0) break
+      this.buckets.delete(address)
+    }
+  }
+}
