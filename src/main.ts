@@ -58,6 +58,9 @@ async function main (): Promise<void> {
   if (config.auth.kind === 'jwt-secret' && config.auth.generated) {
     const token = await signDevelopmentToken(config.auth.secret)
     log.warn('no authentication configured: using a random JWT_SECRET for this run only; set JWT_SECRET (or another auth option) for real use')
+    if (!['127.0.0.1', 'localhost', '::1'].includes(config.host)) {
+      log.warn({ host: config.host }, 'development mode on a non-loopback HOST: other machines can reach the server; /dev/token still answers this machine only')
+    }
     // Development mode listens on 127.0.0.1 by default; print the address it really answers on.
     const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host.includes(':') ? `[${config.host}]` : config.host
     process.stderr.write([

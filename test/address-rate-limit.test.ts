@@ -46,3 +46,13 @@ t.test('a host opening connections too fast gets 429 with Retry-After; the serve
   })
   t.equal(other, 101, 'a client from 127.0.0.2 still connects')
 })
+
+t.test('loopback peer addresses, as uWS writes them', async t => {
+  const { isLoopbackAddress } = await import('../src/playground/loopback-host.js')
+  for (const address of ['127.0.0.1', '127.1.2.3', '::1', '0000:0000:0000:0000:0000:0000:0000:0001', '0000:0000:0000:0000:0000:ffff:7f00:0001', '::ffff:127.0.0.1']) {
+    t.ok(isLoopbackAddress(address), address)
+  }
+  for (const address of ['10.0.0.1', '192.168.1.2', '::2', 'fe80:0000:0000:0000:0000:0000:0000:0001', '0000:0000:0000:0000:0000:ffff:0a00:0001', '128.0.0.1']) {
+    t.notOk(isLoopbackAddress(address), address)
+  }
+})

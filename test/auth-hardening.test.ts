@@ -8,10 +8,11 @@ import t, { type Test } from 'tap'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { exportJWK, exportSPKI, generateKeyPair, importJWK, SignJWT } from 'jose'
+import WebSocket from 'ws'
 import { upgradeStatus } from './helpers/raw-socket.js'
 import { startTestServer } from './helpers/server.js'
 import { signToken, TEST_SECRET } from './helpers/tokens.js'
-import { waitFor } from './helpers/wait.js'
+import { sleep, waitFor } from './helpers/wait.js'
 
 const secret = new TextEncoder().encode(TEST_SECRET)
 const now = (): number => Math.floor(Date.now() / 1000)
@@ -158,7 +159,7 @@ t.test('a pathological docs pattern cannot stall the server; too many stars make
 t.test('remote auth service: one bad token flooding costs one call (negative cache)', async t => {
   let calls = 0
   const { url } = await listen(t, (_req, res) => { calls++; res.statusCode = 401; res.end() })
-  const ts = await startTestServer({ JWT_SECRET: undefined, AUTH_SERVICE_URL: `${url}/validate`, AUTH_NEGATIVE_CACHE_TTL_MS: '60000' })
+  const ts = await startTestServer({ JWT_SECRET: undefined, AUTH_SERVICE_URL: `${url}/validate`, AUTH_NEGATIVE_CACHE_TTL_MS: '60000', AUTH_SERVICE_MAX_PENDING_PER_ADDRESS: '0' })
   t.teardown(ts.close)
 
   const parallel = await Promise.all(Array.from({ length: 30 }, async () => await upgradeStatus(`${ts.url}/d?token=bad-token`)))
@@ -186,7 +187,7 @@ t.test('remote auth service: calls in flight never exceed AUTH_SERVICE_MAX_CONCU
       res.end(JSON.stringify({ id: 'remote-user', exp: now() + 3600 }))
     })
   })
-  const ts = await startTestServer({ JWT_SECRET: undefined, AUTH_SERVICE_URL: `${url}/validate`, AUTH_SERVICE_MAX_CONCURRENT: '4', AUTH_SERVICE_TIMEOUT_MS: '30000' })
+  const ts = await startTestServer({ JWT_SECRET: undefined, AUTH_SERVICE_URL: `${url}/validate`, AUTH_SERVICE_MAX_CONCURRENT: '4', AUTH_SERVICE_TIMEOUT_MS: '30000', AUTH_SERVICE_MAX_PENDING_PER_ADDRESS: '0' })
   t.teardown(ts.close)
 
   const results: Array<{ status: number, body: string }> = []
@@ -202,4 +203,42 @@ t.test('remote auth service: calls in flight never exceed AUTH_SERVICE_MAX_CONCU
   t.equal(all.filter(r => r.status === 101).length, 4, 'the 4 checks in flight succeed')
   t.equal(maxInFlight, 4, 'never more than 4 calls in flight')
   t.equal(calls, 4, 'refused checks made no call')
+})
+
+t.test('one address cannot take every auth service call: its checks in flight are bounded, others still get theirs', async t => {
+  let inFlight = 0
+  let maxInFlight = 0
+  const held: Array<() => void> = []
+  const { url } = await listen(t, (req, res) => {
+    const good = req.headers.authorization === 'Bearer good-token'
+    if (good) {
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify({ id: 'honest', exp: now() + 3600 }))
+      return
+    }
+    inFlight++
+    maxInFlight = Math.max(maxInFlight, inFlight)
+    held.push(() => { inFlight--; res.statusCode = 401; res.end() })
+  })
+  const ts = await startTestServer({ JWT_SECRET: undefined, AUTH_SERVICE_URL: `${url}/validate`, AUTH_SERVICE_MAX_CONCURRENT: '16', AUTH_SERVICE_TIMEOUT_MS: '30000', AUTH_SERVICE_MAX_PENDING_PER_ADDRESS: '4' })
+  t.teardown(ts.close)
+  // A flood of distinct junk tokens from one address, the auth service slow to refuse them.
+  const flood = Array.from({ length: 20 }, async (_, i) => await upgradeStatus(`${ts.url}/d?token=junk-${i}`))
+  const participants = fetch(`http://127.0.0.1:${ts.port}/documents/d/participants`, { headers: { authorization: 'Bearer junk-participants' } })
+  await waitFor(() => held.length === 4, 'four checks of that address reach the service')
+  await sleep(100)
+  t.equal(maxInFlight, 4, 'and no more')
+  t.equal((await participants).status, 429, 'the participants route counts against the same bound')
+  // Another host (another loopback source address) is served at once.
+  const honest = await new Promise<number>(resolve => {
+    const ws = new WebSocket(`${ts.url}/d?token=good-token`, { localAddress: '127.0.0.2' })
+    ws.on('open', () => { ws.close(); resolve(101) })
+    ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0))
+    ws.on('error', () => resolve(0))
+  })
+  t.equal(honest, 101, 'an honest client elsewhere connects while the flood waits')
+  for (const release of held) release()
+  const statuses = (await Promise.all(flood)).map(r => r.status)
+  t.equal(statuses.filter(s => s === 429).length, 16, 'the rest of the flood got 429')
+  t.equal(statuses.filter(s => s === 401).length, 4)
 })

@@ -72,3 +72,12 @@ t.test('the real process logs its auth service URL with the token in it cut', as
   t.notOk(output.includes('S-service-api-key'), 'the key is not in the output')
   t.match(output, /"authSource":"http:\/\/127\.0\.0\.1:9\/validate\?token=\[redacted\]&v=1"/, 'the URL is logged, censored')
 })
+
+t.test('passwords with slashes or @ in URLs, and Token authorization values, are cut too', async t => {
+  const { redactString } = await import('../src/log/redact.js')
+  const line = redactString('connecting to redis://:ab/cd+ef==@cache.internal:6379 and http://user:p@ss@host/x with Authorization: Token s3cr3tvalue')
+  t.notMatch(line, /ab\/cd/, 'a base64 password with a slash')
+  t.notMatch(line, /p@ss|ss@host/, 'a password with an @')
+  t.notMatch(line, /s3cr3tvalue/, 'a Token scheme value')
+  t.match(line, /cache\.internal:6379/, 'the host stays readable')
+})

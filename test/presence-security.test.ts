@@ -26,6 +26,9 @@ async function person (ts: TestServer, docId: string, name: string): Promise<Tes
   return client
 }
 
+/** An awareness message with entries (not the keep-alive, which has none). */
+const isPresence = (m: Uint8Array): boolean => m[0] === 1 && !(m.length === 3 && m[2] === 0)
+
 const stateOf = (viewer: TestClient, of: TestClient): unknown => viewer.provider.awareness.getStates().get(of.doc.clientID)
 
 t.test('a deeply nested or oversized state closes its sender with 4413, and later joins still work', async t => {
@@ -51,7 +54,7 @@ t.test('a deeply nested or oversized state closes its sender with 4413, and late
 
   const querier = await attacker(ts, 'deep', 'carol', 'read-write')
   querier.ws.send(Uint8Array.of(3))
-  await waitFor(() => querier.messages.some(m => m[0] === 1), 'query-awareness answered')
+  await waitFor(() => querier.messages.some(isPresence), 'query-awareness answered')
 })
 
 t.test('MAX_AWARENESS_STATE_BYTES and MAX_AWARENESS_STATE_DEPTH are the limits', async t => {
@@ -125,15 +128,15 @@ t.test('query-awareness is answered from one encoding, at most once a second per
   t.teardown(() => alice.destroy())
   await sleep(100)
   const querier = await attacker(ts, 'query')
-  await waitFor(() => querier.messages.some(m => m[0] === 1), 'greeting with presence')
-  const before = querier.messages.filter(m => m[0] === 1).length
+  await waitFor(() => querier.messages.some(isPresence), 'greeting with presence')
+  const before = querier.messages.filter(isPresence).length
   for (let i = 0; i < 50; i++) querier.ws.send(Uint8Array.of(3))
   await sleep(300)
-  const answers = querier.messages.filter(m => m[0] === 1).length - before
+  const answers = querier.messages.filter(isPresence).length - before
   t.equal(answers, 0, 'fifty queries right after the greeting get no answer')
   await sleep(800)
   querier.ws.send(Uint8Array.of(3))
-  await waitFor(() => querier.messages.filter(m => m[0] === 1).length === before + 1, 'one answer a second later')
+  await waitFor(() => querier.messages.filter(isPresence).length === before + 1, 'one answer a second later')
   querier.ws.close()
 })
 
@@ -157,4 +160,51 @@ t.test('presence ownership holds across nodes', async t => {
   t.same(stateOf(alice, bob), { user: 'bob' }, 'node a refused to remove a user of node b')
   mallory.ws.close()
   onA.ws.close()
+})
+
+t.test('a document\'s presence is bounded in bytes, so what every join receives stays small', async t => {
+  const ts = await startTestServer({ MAX_AWARENESS_BYTES_PER_DOCUMENT: '3000' })
+  t.teardown(ts.close)
+  const big = JSON.stringify({ pad: 'x'.repeat(1_000) })
+  const senders = await Promise.all(['p', 'q', 'r', 's'].map(async (name, i) => {
+    const raw = await attacker(ts, 'budget', name)
+    raw.ws.send(awarenessFrame([[900 + i, 1, big]]))
+    await sleep(50)
+    return raw
+  }))
+  t.teardown(() => senders.forEach(s => s.ws.close()))
+  await sleep(200)
+  const joiner = await attacker(ts, 'budget', 'joiner', 'read-write')
+  await waitFor(() => joiner.messages.some(isPresence), 'greeting with presence')
+  const greeting = joiner.messages.find(isPresence)!
+  t.ok(greeting.length <= 3_100, `the joiner received ${greeting.length} bytes of presence`)
+  t.ok(senders.every(s => s.ws.readyState === s.ws.OPEN), 'states over the budget are dropped, their senders not closed')
+  joiner.ws.close()
+})
+
+t.test('an id its owner released stays that user\'s: nobody else can claim it while they are away', async t => {
+  const ts = await startTestServer({ PRESENCE_GRACE_MS: '0' })
+  t.teardown(ts.close)
+  const bob = await person(ts, 'away', 'bob')
+  t.teardown(() => bob.destroy())
+  const id = 123_456_789
+  const aliceToken = await signToken({ sub: 'alice' })
+  const first = rawClient(`${ts.url}/away?token=${aliceToken}`)
+  await first.opened
+  first.ws.send(awarenessFrame([[id, 1, JSON.stringify({ user: 'alice' })]]))
+  await waitFor(() => (bob.provider.awareness.getStates().get(id) as { user?: string } | undefined)?.user === 'alice', 'bob sees alice')
+  first.ws.close()
+  await waitFor(() => !bob.provider.awareness.getStates().has(id), 'alice left')
+
+  const mallory = await attacker(ts, 'away')
+  mallory.ws.send(awarenessFrame([[id, 1000, JSON.stringify({ user: 'alice (forged)' })]]))
+  await sleep(300)
+  t.notOk(bob.provider.awareness.getStates().has(id), 'mallory could not take alice\'s released id')
+
+  const back = rawClient(`${ts.url}/away?token=${aliceToken}`)
+  await back.opened
+  back.ws.send(awarenessFrame([[id, 2, JSON.stringify({ user: 'alice, back' })]]))
+  await waitFor(() => (bob.provider.awareness.getStates().get(id) as { user?: string } | undefined)?.user === 'alice, back', 'alice herself can')
+  back.ws.close()
+  mallory.ws.close()
 })

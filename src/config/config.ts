@@ -23,6 +23,8 @@ export type AuthConfig =
     negativeCacheTtlMs: number
     /** Calls to the auth service in flight at once; beyond it a check answers "unavailable". */
     maxConcurrent: number
+    /** Token checks one remote address may have in flight at once (HTTP 429 beyond): one host cannot take all of maxConcurrent. */
+    maxPendingPerAddress: number
   }
   | { kind: 'anonymous' }
 
@@ -68,7 +70,11 @@ export interface LimitsConfig {
   upgradesPerSecondPerAddress: number
   upgradeBurstPerAddress: number
   /** Bounds on presence (awareness): one state's size and depth, ids per connection, entries per document. */
-  presence: { maxStateBytes: number, maxStateDepth: number, maxClientsPerConnection: number, maxEntriesPerDocument: number }
+  presence: { maxStateBytes: number, maxStateDepth: number, maxClientsPerConnection: number, maxEntriesPerDocument: number, maxBytesPerDocument: number }
+  /** A dropped connection's presence stays this long, so a client that comes back shows no gap. */
+  presenceGraceMs: number
+  /** Every document with connections gets a 3-byte message this often (0: never). */
+  keepAliveIntervalMs: number
 }
 
 export interface Config {
@@ -168,11 +174,17 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
       upgradesPerSecondPerAddress: read.int('UPGRADE_RATE_LIMIT_PER_SECOND', 50, 0, 1_000_000),
       upgradeBurstPerAddress: read.int('UPGRADE_RATE_LIMIT_BURST', 1_000, 1, 10_000_000),
       presence: {
-        maxStateBytes: read.int('MAX_AWARENESS_STATE_BYTES', 64 * 1024, 64, 16 * 1024 * 1024),
+        // A stock provider's state (a name, a colour, a cursor) is well under 1 KiB.
+        maxStateBytes: read.int('MAX_AWARENESS_STATE_BYTES', 16 * 1024, 64, 16 * 1024 * 1024),
         maxStateDepth: read.int('MAX_AWARENESS_STATE_DEPTH', 16, 1, 1_000),
         maxClientsPerConnection: read.int('MAX_AWARENESS_CLIENTS_PER_CONNECTION', 4, 1, 1_000),
-        maxEntriesPerDocument: read.int('MAX_AWARENESS_ENTRIES_PER_DOCUMENT', 5_000, 1, 10_000_000)
-      }
+        maxEntriesPerDocument: read.int('MAX_AWARENESS_ENTRIES_PER_DOCUMENT', 5_000, 1, 10_000_000),
+        // Every join receives all of it: keep it well below MAX_BACKPRESSURE_BYTES.
+        maxBytesPerDocument: read.int('MAX_AWARENESS_BYTES_PER_DOCUMENT', 1024 * 1024, 1024, 256 * 1024 * 1024)
+      },
+      presenceGraceMs: read.int('PRESENCE_GRACE_MS', 3_000, 0, 60_000),
+      // The stock provider reconnects after 30 s without a message: stay well below it.
+      keepAliveIntervalMs: read.int('KEEPALIVE_INTERVAL_SECONDS', 15, 0, 25) * 1000
     },
     tls: loadTlsConfig(read),
     auth,
@@ -346,7 +358,8 @@ function loadAuthConfig (read: EnvReader, production: boolean): AuthConfig {
       cacheTtlMs: read.int('AUTH_CACHE_TTL_MS', 30_000, 0, 3600_000),
       cacheMaxEntries: read.int('AUTH_CACHE_MAX_ENTRIES', 10_000, 0, 10_000_000),
       negativeCacheTtlMs: read.int('AUTH_NEGATIVE_CACHE_TTL_MS', 5_000, 0, 600_000),
-      maxConcurrent: read.int('AUTH_SERVICE_MAX_CONCURRENT', 32, 1, 100_000)
+      maxConcurrent: read.int('AUTH_SERVICE_MAX_CONCURRENT', 32, 1, 100_000),
+      maxPendingPerAddress: read.int('AUTH_SERVICE_MAX_PENDING_PER_ADDRESS', 8, 0, 100_000)
     }
   }
   if (anonymous) return { kind: 'anonymous' }

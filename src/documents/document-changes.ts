@@ -43,6 +43,14 @@ export interface DocumentChangesOptions {
   store: UpdateQueue
   metrics: Metrics
   presenceLimits: PresenceLimits
+  /**
+   * A closed connection's presence is removed this much later (0: at once), unless the same user
+   * announces the same client id again meanwhile: a dropped connection whose provider reconnects
+   * shows no gap to anyone. A client that leaves cleanly removes its own state at once.
+   */
+  presenceGraceMs?: number
+  /** Told of an error while removing presence after its grace period (nothing else can be). */
+  onPresenceError?: (doc: LiveDocument, err: unknown) => void
   /** Called after each change made on this node (not for peers' changes); webhooks use it. */
   onLocalChange: ((docId: string) => void) | null
 }
@@ -62,6 +70,8 @@ export class DocumentChanges implements DocumentLifecycle {
   private readonly store: UpdateQueue
   private readonly metrics: Metrics
   private readonly presenceLimits: PresenceLimits
+  private readonly presenceGraceMs: number
+  private readonly onPresenceError: (doc: LiveDocument, err: unknown) => void
   private readonly onLocalChange: ((docId: string) => void) | null
 
   constructor (options: DocumentChangesOptions) {
@@ -70,6 +80,8 @@ export class DocumentChanges implements DocumentLifecycle {
     this.store = options.store
     this.metrics = options.metrics
     this.presenceLimits = options.presenceLimits
+    this.presenceGraceMs = options.presenceGraceMs ?? 0
+    this.onPresenceError = options.onPresenceError ?? (() => {})
     this.onLocalChange = options.onLocalChange
   }
 
@@ -150,12 +162,33 @@ export class DocumentChanges implements DocumentLifecycle {
     doc.presence.release(admitted.filter(entry => entry.state === null).map(entry => entry.clientId))
   }
 
-  /** Removes presence entries of a connection that closed, for everyone here and on other nodes. */
+  /**
+   * Removes the presence of a connection that closed, for everyone here and on other nodes, after
+   * the grace period: ids its user took over meanwhile (a reconnect, here or on another node) stay.
+   */
   removePresence (doc: LiveDocument, owner: AwarenessOwner): void {
-    const clientIds = [...owner.awarenessClients ?? []]
+    if ((owner.awarenessClients?.size ?? 0) === 0) return
+    if (this.presenceGraceMs === 0) {
+      this.removeNow(doc, owner)
+      return
+    }
+    setTimeout(() => {
+      // A timer's throw would reach the process: contain it.
+      try {
+        if (doc.state !== 'unloaded') this.removeNow(doc, owner)
+      } catch (err) {
+        this.onPresenceError(doc, err)
+      }
+    }, this.presenceGraceMs).unref()
+  }
+
+  private removeNow (doc: LiveDocument, owner: AwarenessOwner): void {
+    const held = [...owner.awarenessClients ?? []]
+    doc.presence.release(held)
+    // Only ids the awareness knows can be encoded as removals.
+    const clientIds = held.filter(id => doc.awareness.meta.has(id))
     if (clientIds.length === 0) return
     removeAwarenessStates(doc.awareness, clientIds, owner)
-    doc.presence.release(clientIds)
     // Encoded with each client's last clock and a null state, which every peer accepts as removal.
     const frame = encodeAwareness(encodeAwarenessUpdate(doc.awareness, clientIds))
     this.publishToAll(doc, 'awareness', frame)

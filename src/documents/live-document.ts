@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import * as Y from 'yjs'
 import { Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
 import type { BatchAck } from '../protocol/extensions.js'
@@ -179,11 +180,12 @@ export class LiveDocument {
     // updates that every answer would otherwise merge again.
     // The key is the vector as it bears on this document (clients it knows, clocks no further than
     // its own), so vectors that differ only in what cannot change the answer share one entry.
-    // Pending structs are diffed against the vector as sent: then the vector itself is the key.
+    // Pending structs are diffed against the vector as sent: then a digest of it is the key (the
+    // vector itself may be megabytes).
     const store = this.ydoc.store
     const key = store.pendingStructs === null && store.pendingDs === null
       ? this.diffKey(Y.decodeStateVector(stateVector))
-      : Buffer.from(stateVector.buffer, stateVector.byteOffset, stateVector.byteLength).toString('base64')
+      : createHash('sha256').update(stateVector).digest('base64')
     const cached = this.diffCache?.get(key)
     if (cached !== undefined) return cached
     const diff = Y.encodeStateAsUpdate(this.ydoc, stateVector)

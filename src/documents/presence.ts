@@ -7,7 +7,12 @@ export interface PresenceLimits extends AwarenessStateLimits {
   maxClientsPerConnection: number
   /** Awareness entries one document holds, from every connection and node. */
   maxEntriesPerDocument: number
+  /** Bytes of all presence states of one document together: what every join receives. */
+  maxBytesPerDocument: number
 }
+
+/** Released ids remembered per document with the user that held them (oldest forgotten first). */
+const FORMER_OWNERS_KEPT = 10_000
 
 /**
  * Whoever applies awareness updates as origin: a connection, or a peer node standing for all of
@@ -28,10 +33,15 @@ export interface AwarenessOwner {
  * Who announced each awareness client id of one document. An id belongs to the first live owner
  * that announced it; entries for ids owned by another user are dropped, so nobody can forge or
  * remove another person's presence. The same verified user may take its own id over (a
- * reconnecting tab, on this node or another, before its old connection is known to be gone).
+ * reconnecting tab, on this node or another, before its old connection is known to be gone), and
+ * an id that was released stays that user's: nobody else can claim it while its owner is away.
+ * The states' bytes are counted, so that what every join receives stays bounded.
  */
 export class PresenceOwners {
   private readonly owners = new Map<number, AwarenessOwner>()
+  private readonly formerOwners = new Map<number, string | null>()
+  private readonly stateBytes = new Map<number, number>()
+  private totalBytes = 0
 
   get size (): number {
     return this.owners.size
@@ -45,43 +55,82 @@ export class PresenceOwners {
    * may.
    */
   admit (entries: AwarenessEntry[], owner: AwarenessOwner, awareness: Awareness, limits: PresenceLimits): AwarenessEntry[] {
+    // Decided whole before anything changes: an update refused for the cap claims nothing.
     const admitted: AwarenessEntry[] = []
-    // Ids this owner holds or tries to claim: the cap counts attempts, admitted or not.
-    let claims = owner.awarenessClients?.size ?? 0
+    const takeovers: number[] = []
+    const claims: number[] = []
     for (const entry of entries) {
-      if (isStale(entry, awareness)) continue
       const current = this.owners.get(entry.clientId)
+      if (current !== undefined && current !== owner && current.userId !== null && current.userId === owner.userId) {
+        // The same user took its id over (a reconnect, perhaps to another node, while its old
+        // connection's presence is in its grace period). Kept even when stale: relayed, it moves
+        // the id on the other nodes too, and the old connection's delayed removal then spares it.
+        takeovers.push(entry.clientId)
+        admitted.push(entry)
+        continue
+      }
+      if (isStale(entry, awareness)) continue
       if (current === owner) {
         admitted.push(entry)
         continue
       }
-      if (current !== undefined) {
-        // Another user's id: dropped, not relayed.
-        if (current.userId === null || current.userId !== owner.userId) continue
-        this.release([entry.clientId])
-      } else if (entry.state === null) {
-        // A removal of an id nobody holds.
-        continue
-      }
-      if (owner.remote !== true && ++claims > limits.maxClientsPerConnection) {
-        throw new PresenceLimitError(`more than ${limits.maxClientsPerConnection} awareness clients on one connection`)
-      }
-      if (this.owners.size >= limits.maxEntriesPerDocument) continue
-      this.owners.set(entry.clientId, owner)
-      owner.awarenessClients ??= new Set()
-      owner.awarenessClients.add(entry.clientId)
+      // Another user's id, or a removal of an id nobody holds: dropped, not relayed.
+      if (current !== undefined || entry.state === null || claims.includes(entry.clientId)) continue
+      // An id released by another user stays theirs.
+      if (this.formerOwners.has(entry.clientId) && this.formerOwners.get(entry.clientId) !== owner.userId) continue
+      claims.push(entry.clientId)
       admitted.push(entry)
     }
-    return admitted
+    const held = owner.awarenessClients?.size ?? 0
+    if (owner.remote !== true && held + takeovers.length + claims.length > limits.maxClientsPerConnection) {
+      throw new PresenceLimitError(`more than ${limits.maxClientsPerConnection} awareness clients on one connection`)
+    }
+    for (const id of takeovers) {
+      this.release([id])
+      this.claim(id, owner)
+    }
+    const room = Math.max(0, limits.maxEntriesPerDocument - this.owners.size)
+    const refused = new Set(claims.slice(room))
+    const accepted: AwarenessEntry[] = []
+    for (const entry of admitted) {
+      if (refused.has(entry.clientId)) continue
+      // A state that would take the document's presence past its byte budget is dropped (a
+      // removal always fits); a new id that does not fit is not claimed.
+      const bytes = entry.state === null ? 0 : entry.json.length
+      const delta = bytes - (this.stateBytes.get(entry.clientId) ?? 0)
+      if (delta > 0 && this.totalBytes + delta > limits.maxBytesPerDocument) {
+        refused.add(entry.clientId)
+        continue
+      }
+      this.totalBytes += delta
+      this.stateBytes.set(entry.clientId, bytes)
+      accepted.push(entry)
+    }
+    for (const id of claims) if (!refused.has(id)) this.claim(id, owner)
+    return accepted
+  }
+
+  private claim (clientId: number, owner: AwarenessOwner): void {
+    this.owners.set(clientId, owner)
+    owner.awarenessClients ??= new Set()
+    owner.awarenessClients.add(clientId)
   }
 
   /** The ids are no longer held by their owner (it closed, or a peer removed them). */
   release (clientIds: Iterable<number>): void {
-    for (const id of clientIds) {
+    for (const id of [...clientIds]) {
       const owner = this.owners.get(id)
       if (owner === undefined) continue
       this.owners.delete(id)
       owner.awarenessClients?.delete(id)
+      this.totalBytes -= this.stateBytes.get(id) ?? 0
+      this.stateBytes.delete(id)
+      this.formerOwners.delete(id)
+      this.formerOwners.set(id, owner.userId)
+      if (this.formerOwners.size > FORMER_OWNERS_KEPT) {
+        const oldest = this.formerOwners.keys().next().value
+        if (oldest !== undefined) this.formerOwners.delete(oldest)
+      }
     }
   }
 

@@ -11,11 +11,11 @@ const SENSITIVE_KEY = /token|authorization|secret|password|passphrase|cookie|api
 /** `token=...` style query or form values inside strings (URLs, messages). */
 const SENSITIVE_QUERY = /([?&;#\s]|^)((?:access_|id_|refresh_)?token|jwt|secret|password|api[-_]?key|key)=([^&#\s"'<>]*)/gi
 /** `Authorization: Bearer ...` values quoted in strings. */
-const BEARER = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/g
+const BEARER = /\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]+/g
 /** Anything shaped like a JWT (three base64url parts, the first a JSON header). */
 const JWT_SHAPE = /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g
 /** Credentials in URLs: scheme://user:password@host. */
-const URL_CREDENTIALS = /(\b[a-z][a-z0-9+.-]*:\/\/[^/\s:@]*:)[^/\s@]+@/gi
+const URL_CREDENTIALS = /(\b[a-z][a-z0-9+.-]*:\/\/[^/\s:@]*:)\S+@/gi
 
 const MAX_DEPTH = 10
 

@@ -3,7 +3,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { signDevelopmentToken } from '../auth/dev-token.js'
 import { sendJson, STATUS_TEXT } from '../http/http-util.js'
 import { DOCUMENT_PATH_PREFIX } from '../protocol/endpoints.js'
-import { isLoopbackHost } from './loopback-host.js'
+import { isLoopbackAddress, isLoopbackHost } from './loopback-host.js'
 import { loadWebAssets, type WebAssets, type WebFile } from './web-assets.js'
 
 export interface PlaygroundContext {
@@ -57,6 +57,12 @@ export function registerPlaygroundRoutes (app: TemplatedApp, ctx: PlaygroundCont
     // DEV_MODE is on (the default only when no authentication is configured).
     app.get('/dev/token', (res, req) => {
       if (refuseForeignHost(res, req)) return
+      // A development server started with HOST=0.0.0.0 serves other machines, which choose
+      // their own Host header: tokens only ever go to this machine.
+      if (!isLoopbackAddress(Buffer.from(res.getRemoteAddressAsText()).toString())) {
+        sendJson(res, 403, { error: 'address_not_allowed', message: 'development tokens are handed out to this machine only' })
+        return
+      }
       const user = (req.getQuery('user') ?? '').replace(/[^A-Za-z0-9._@-]/g, '').slice(0, 64) || `guest-${Math.floor(Math.random() * 1e6)}`
       const admin = req.getQuery('admin') === '1'
       let aborted = false

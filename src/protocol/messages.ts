@@ -99,6 +99,12 @@ export function encodeAwareness (awarenessUpdate: Uint8Array): Uint8Array {
   return encoding.toUint8Array(encoder)
 }
 
+/**
+ * An awareness message with no entries: every client version reads it and changes nothing, and it
+ * counts as "a message arrived" for the stock provider's 30 s reconnect timer.
+ */
+export const KEEP_ALIVE_FRAME = Uint8Array.of(MessageType.Awareness, 1, 0)
+
 export function encodePermissionDenied (reason: string): Uint8Array {
   const encoder = encoding.createEncoder()
   encoding.writeVarUint(encoder, MessageType.Auth)

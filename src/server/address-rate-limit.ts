@@ -6,13 +6,36 @@
  */
 export class AddressRateLimit {
   private readonly buckets = new Map<string, { tokens: number, at: number }>()
+  private readonly pending = new Map<string, number>()
 
   constructor (
     private readonly perSecond: number,
     private readonly burst: number,
     private readonly maxAddresses = 100_000,
-    private readonly now: () => number = () => performance.now()
+    private readonly now: () => number = () => performance.now(),
+    /**
+     * Token checks one address may have in flight at once (0: no bound): with a remote auth
+     * service, whose calls are bounded for everyone together, one host must not take them all.
+     */
+    private readonly maxPending = 0
   ) {}
+
+  /** Starts a token check for `address`; false when it has `maxPending` in flight already. */
+  enter (address: string): boolean {
+    if (this.maxPending === 0) return true
+    const count = this.pending.get(address) ?? 0
+    if (count >= this.maxPending) return false
+    this.pending.set(address, count + 1)
+    return true
+  }
+
+  /** Ends a check that enter() allowed. */
+  leave (address: string): void {
+    if (this.maxPending === 0) return
+    const count = (this.pending.get(address) ?? 1) - 1
+    if (count <= 0) this.pending.delete(address)
+    else this.pending.set(address, count)
+  }
 
   /** True when `address` may upgrade now; 0 per second turns the limit off. */
   allow (address: string): boolean {

@@ -34,6 +34,7 @@ import { clusterSnapshot, refreshNodeGauges, takeNodeSnapshot, type NodeSnapshot
 import { OfflineBatches } from './offline-batch.js'
 import { closeExpiredConnection, documentSocketBehavior } from './socket-handlers.js'
 import { handleUpgrade } from './upgrade.js'
+import { KeepAlive } from './keep-alive.js'
 
 export interface CollabServer {
   readonly port: number
@@ -88,6 +89,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     store: writeBehind,
     metrics,
     presenceLimits: config.limits.presence,
+    presenceGraceMs: config.limits.presenceGraceMs,
+    onPresenceError: (doc, err) => { log.error({ err, docId: doc.id }, 'presence of a closed connection could not be removed') },
     onLocalChange: webhook === null ? null : docId => webhook.noteChange(docId)
   })
   const lifecycle: DocumentLifecycle[] = peerLinks === null ? [changes] : [peerLinks, changes]
@@ -131,7 +134,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     maxDocumentBytes: config.limits.maxDocumentBytes
   }, metrics)
   const clientMessages = new ClientMessages(changes, offlineBatches, { maxDocumentBytes: config.limits.maxDocumentBytes }, metrics)
-  const upgradesPerAddress = new AddressRateLimit(config.limits.upgradesPerSecondPerAddress, config.limits.upgradeBurstPerAddress)
+  const upgradesPerAddress = new AddressRateLimit(config.limits.upgradesPerSecondPerAddress, config.limits.upgradeBurstPerAddress, undefined, undefined,
+    config.auth.kind === 'remote' ? config.auth.maxPendingPerAddress : 0)
   const upgradeContext = { verifier, registry, log, metrics, limits: config.limits, revocations, upgradesPerAddress, connections, node: operations }
   const behavior = documentSocketBehavior({
     maxMessageBytes: config.maxMessageBytes,
@@ -148,6 +152,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     metrics,
     debugLogging: log.isLevelEnabled('debug')
   })
+  const keepAlive = new KeepAlive(app, registry, config.limits.keepAliveIntervalMs, metrics)
   app.ws(`${DOCUMENT_PATH_PREFIX}*`, behavior)
   // A missing or empty document id still deserves a precise answer, not a 404.
   app.ws(DOCUMENT_PATH_PREFIX.slice(0, -1), behavior)
@@ -174,6 +179,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     verifier,
     participants,
     revocations,
+    requestsPerAddress: upgradesPerAddress,
     metrics,
     metricsToken: config.metricsToken,
     refreshGauges: () => { refreshNodeGauges(metrics, registry, writeBehind) }
@@ -205,6 +211,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   })
   const port = uWS.us_socket_local_port(listenSocket as unknown as uWS.us_socket)
   writeBehind.start()
+  keepAlive.start()
 
   let closed: Promise<void> | null = null
   return {
@@ -221,6 +228,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
         operations.beginShutdown()
         uWS.us_listen_socket_close(listenSocket)
         connections.closeAll(CloseCode.GoingAway, 'server shutting down')
+        keepAlive.stop()
         writeBehind.stop()
         try {
           await registry.closeAll(Date.now() + config.shutdownTimeoutMs)

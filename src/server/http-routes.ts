@@ -6,6 +6,7 @@ import { validateDocumentId } from '../documents/document-id.js'
 import type { ParticipantDirectory } from '../documents/participants.js'
 import { requestToken, sendJson, trackAbort } from '../http/http-util.js'
 import type { Metrics } from '../metrics/metrics.js'
+import type { AddressRateLimit } from './address-rate-limit.js'
 import type { Readiness } from './node-operations.js'
 
 export interface HttpRouteContext {
@@ -13,6 +14,8 @@ export interface HttpRouteContext {
   verifier: TokenVerifier
   participants: ParticipantDirectory
   revocations: Revocations
+  /** The upgrades' per-address limits: the participants route checks tokens too. */
+  requestsPerAddress: AddressRateLimit
   metrics: Metrics
   /** When set, GET /metrics needs `Authorization: Bearer <token>` (the header only: query strings end up in proxy logs). */
   metricsToken: string | null
@@ -58,9 +61,14 @@ export function registerHttpRoutes (app: TemplatedApp, ctx: HttpRouteContext): v
       sendJson(res, 400, { error: 'invalid_document_id', message: idProblem })
       return
     }
+    const address = Buffer.from(res.getRemoteAddressAsText()).toString()
+    if (!ctx.requestsPerAddress.allow(address) || !ctx.requestsPerAddress.enter(address)) {
+      sendJson(res, 429, { error: 'too_many_requests', message: 'too many requests from this address, retry later' }, { 'retry-after': '1' })
+      return
+    }
     void (async () => {
       try {
-        const principal = await ctx.verifier.verify(token)
+        const principal = await ctx.verifier.verify(token).finally(() => ctx.requestsPerAddress.leave(address))
         // The same rules as the WebSocket upgrade: access from the token, and no revocation.
         if (!principal.admin && principal.policy.accessFor(docId) === 'none') {
           if (!abort.aborted) sendJson(res, 403, { error: 'forbidden', message: 'token does not grant access to this document' })

@@ -92,10 +92,16 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
     return
   }
 
+  if (!ctx.upgradesPerAddress.enter(address)) {
+    ctx.connections.release(slot)
+    refuse(429, 'too_many_upgrades', 'too many connection attempts from this address in progress, retry later', { 'retry-after': '1' })
+    return
+  }
+
   void (async () => {
     let principal
     try {
-      principal = await ctx.verifier.verify(token)
+      principal = await ctx.verifier.verify(token).finally(() => ctx.upgradesPerAddress.leave(address))
     } catch (err) {
       const authError = err instanceof AuthError ? err : new AuthError('invalid', 'token rejected')
       ctx.metrics.authFailures.labels(authError.reason).inc()
