@@ -89,12 +89,41 @@ t.test('nobody can forge or remove another user\'s presence; a user may take its
   t.same(alice.provider.awareness.getLocalState(), { user: 'alice' }, 'alice\'s own state was not replaced')
   t.equal(mallory.ws.readyState, mallory.ws.OPEN, 'dropped, not closed: the stock provider echoes states it receives')
 
-  // Alice's new tab with the same client id (a reconnect) is still Alice: it may take the id over.
+})
+
+t.test('a user\'s reconnect takes its id back; its other open tabs echoing that state do not', async t => {
+  const ts = await startTestServer()
+  t.teardown(ts.close)
+  const bob = await person(ts, 'tabs', 'bob')
+  t.teardown(() => bob.destroy())
   const token = await signToken({ sub: 'alice' })
-  const again = rawClient(`${ts.url}/forge?token=${token}`)
+  const id = 424_242
+  const seen = (): string | undefined => (bob.provider.awareness.getStates().get(id) as { user?: string } | undefined)?.user
+  const tab1 = rawClient(`${ts.url}/tabs?token=${token}`)
+  await tab1.opened
+  tab1.ws.send(awarenessFrame([[id, 1, JSON.stringify({ user: 'alice' })]]))
+  await waitFor(() => seen() === 'alice', 'bob sees alice\'s first tab')
+
+  // A second tab of alice's announces its own id, then echoes the first tab's state (the stock
+  // provider echoes what it receives), then closes: the first tab's presence stays.
+  const tab2 = rawClient(`${ts.url}/tabs?token=${token}`)
+  await tab2.opened
+  tab2.ws.send(awarenessFrame([[id + 1, 1, JSON.stringify({ user: 'alice, tab 2' })]]))
+  tab2.ws.send(awarenessFrame([[id, 1, JSON.stringify({ user: 'alice' })]]))
+  await sleep(100)
+  tab2.ws.close()
+  await sleep(3_500)
+  t.equal(seen(), 'alice', 'the echo did not take the id away from the open tab')
+
+  // The first tab's connection drops; its provider reconnects with the same id and clock.
+  tab1.ws.terminate()
+  const again = rawClient(`${ts.url}/tabs?token=${token}`)
   await again.opened
-  again.ws.send(awarenessFrame([[victim, 2_000_000, JSON.stringify({ user: 'alice, reconnected' })]]))
-  await waitFor(() => (stateOf(bob, alice) as { user?: string } | undefined)?.user === 'alice, reconnected', 'the same user took its own id over')
+  again.ws.send(awarenessFrame([[id, 1, JSON.stringify({ user: 'alice' })]]))
+  again.ws.send(awarenessFrame([[id, 2, JSON.stringify({ user: 'alice, reconnected' })]]))
+  await waitFor(() => seen() === 'alice, reconnected', 'the reconnect took the id over')
+  await sleep(3_500)
+  t.equal(seen(), 'alice, reconnected', 'and the old connection\'s delayed removal spared it')
   again.ws.close()
 })
 

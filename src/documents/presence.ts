@@ -61,7 +61,8 @@ export class PresenceOwners {
     const claims: number[] = []
     for (const entry of entries) {
       const current = this.owners.get(entry.clientId)
-      if (current !== undefined && current !== owner && current.userId !== null && current.userId === owner.userId) {
+      if (current !== undefined && current !== owner && current.userId !== null && current.userId === owner.userId &&
+          this.mayTakeOver(owner, takeovers.length + claims.length)) {
         // The same user took its id over (a reconnect, perhaps to another node, while its old
         // connection's presence is in its grace period). Kept even when stale: relayed, it moves
         // the id on the other nodes too, and the old connection's delayed removal then spares it.
@@ -108,6 +109,19 @@ export class PresenceOwners {
     }
     for (const id of claims) if (!refused.has(id)) this.claim(id, owner)
     return accepted
+  }
+
+  /**
+   * Whether `owner` may take over an id its user holds elsewhere. The stock provider announces its
+   * own id first on every connection and then echoes every state it receives, the states of the
+   * same user's other tabs included: only the first id a connection announces is a takeover, so
+   * echoes do not move ids between one user's tabs. The old connection may still look open here (a
+   * network cut the server has not noticed yet): the reconnect wins all the same. A peer relays
+   * only the takeovers its own connections made.
+   */
+  private mayTakeOver (owner: AwarenessOwner, earlierInUpdate: number): boolean {
+    if (owner.remote === true) return true
+    return (owner.awarenessClients?.size ?? 0) === 0 && earlierInUpdate === 0
   }
 
   private claim (clientId: number, owner: AwarenessOwner): void {
