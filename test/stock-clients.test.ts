@@ -1,8 +1,6 @@
-import { createRequire } from 'node:module'
 import t, { type Test } from 'tap'
-import WebSocket from 'ws'
-import { WebsocketProvider as ProviderV3 } from 'y-websocket'
-import * as Y from 'yjs'
+import type * as Y from 'yjs'
+import { stockProvider, type StockProvider } from './helpers/providers.js'
 import { startTestServer, type TestServer } from './helpers/server.js'
 import { startTcpProxy } from './helpers/tcp-proxy.js'
 import { signToken } from './helpers/tokens.js'
@@ -11,12 +9,7 @@ import { sleep, waitFor } from './helpers/wait.js'
 // What a person using a stock y-websocket provider notices: whether it stays connected when alone
 // and idle, and whether the others keep seeing them across a dropped connection.
 
-// y-websocket 1.5.4 is installed as y-websocket-v1. Under tap's loader only its CommonJS build
-// loads, and that one brings the CommonJS build of Yjs: its documents come from there too.
-const requireCjs = createRequire(import.meta.url)
-const ProviderV1 = (requireCjs('y-websocket-v1') as { WebsocketProvider: typeof ProviderV3 }).WebsocketProvider
-const YjsCjs = requireCjs('yjs') as typeof Y
-type Provider = ProviderV3
+type Provider = StockProvider
 
 interface Person {
   doc: Y.Doc
@@ -27,14 +20,7 @@ interface Person {
 }
 
 function join (version: 'v1' | 'v3', url: string, docId: string, token: string, name: string | null): Person {
-  const doc = version === 'v1' ? new YjsCjs.Doc() : new Y.Doc()
-  const Provider = version === 'v1' ? ProviderV1 : ProviderV3
-  const provider: Provider = new Provider(url, docId, doc, {
-    params: { token },
-    WebSocketPolyfill: WebSocket as unknown as typeof globalThis.WebSocket,
-    disableBc: true,
-    maxBackoffTime: 200
-  })
+  const { doc, provider } = stockProvider(version === 'v1' ? '1.5.4' : '3.1.0', url, docId, { token })
   if (name === null) provider.awareness.setLocalState(null)
   else provider.awareness.setLocalStateField('user', name)
   let connected = false
