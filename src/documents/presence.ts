@@ -58,11 +58,14 @@ export class PresenceOwners {
     // Decided whole before anything changes: an update refused for the cap claims nothing.
     const admitted: AwarenessEntry[] = []
     const takeovers: number[] = []
-    const claims: number[] = []
+    // New ids, in order of announcement (a Set: an update may carry thousands of entries).
+    const claims = new Set<number>()
+    const held = owner.awarenessClients?.size ?? 0
+    const capped = owner.remote !== true
     for (const entry of entries) {
       const current = this.owners.get(entry.clientId)
       if (current !== undefined && current !== owner && current.userId !== null && current.userId === owner.userId &&
-          this.mayTakeOver(owner, takeovers.length + claims.length)) {
+          this.mayTakeOver(owner, takeovers.length + claims.size)) {
         // The same user took its id over (a reconnect, perhaps to another node, while its old
         // connection's presence is in its grace period). Kept even when stale: relayed, it moves
         // the id on the other nodes too, and the old connection's delayed removal then spares it.
@@ -76,22 +79,22 @@ export class PresenceOwners {
         continue
       }
       // Another user's id, or a removal of an id nobody holds: dropped, not relayed.
-      if (current !== undefined || entry.state === null || claims.includes(entry.clientId)) continue
+      if (current !== undefined || entry.state === null || claims.has(entry.clientId)) continue
       // An id released by another user stays theirs.
       if (this.formerOwners.has(entry.clientId) && this.formerOwners.get(entry.clientId) !== owner.userId) continue
-      claims.push(entry.clientId)
+      claims.add(entry.clientId)
       admitted.push(entry)
-    }
-    const held = owner.awarenessClients?.size ?? 0
-    if (owner.remote !== true && held + takeovers.length + claims.length > limits.maxClientsPerConnection) {
-      throw new PresenceLimitError(`more than ${limits.maxClientsPerConnection} awareness clients on one connection`)
+      // Refused as soon as the cap is crossed: a flood is not read to its end.
+      if (capped && held + takeovers.length + claims.size > limits.maxClientsPerConnection) {
+        throw new PresenceLimitError(`more than ${limits.maxClientsPerConnection} awareness clients on one connection`)
+      }
     }
     for (const id of takeovers) {
       this.release([id])
       this.claim(id, owner)
     }
     const room = Math.max(0, limits.maxEntriesPerDocument - this.owners.size)
-    const refused = new Set(claims.slice(room))
+    const refused = new Set([...claims].slice(room))
     const accepted: AwarenessEntry[] = []
     for (const entry of admitted) {
       if (refused.has(entry.clientId)) continue

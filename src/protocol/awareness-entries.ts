@@ -19,6 +19,8 @@ export interface AwarenessStateLimits {
   maxStateBytes: number
   /** Nesting depth of one state's JSON (objects and arrays). */
   maxStateDepth: number
+  /** Entries in one update (a stock client's echo carries every state of the document). */
+  maxEntriesPerDocument?: number
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true })
@@ -40,6 +42,10 @@ export function readAwarenessEntries (update: Uint8Array, limits: AwarenessState
   try {
     const decoder = decoding.createDecoder(update)
     const count = decoding.readVarUint(decoder)
+    // Checked before any state is parsed: a frame of tiny entries is many parses.
+    if (limits.maxEntriesPerDocument !== undefined && count > limits.maxEntriesPerDocument) {
+      throw new PresenceLimitError(`awareness update of ${count} entries, a document holds at most ${limits.maxEntriesPerDocument}`)
+    }
     for (let i = 0; i < count; i++) {
       const clientId = decoding.readVarUint(decoder)
       const clock = decoding.readVarUint(decoder)
