@@ -7,19 +7,19 @@ import { signToken } from './helpers/tokens.js'
 
 t.test('the bucket: a burst, then the sustained rate; addresses are independent; 0 turns it off', async t => {
   let now = 0
-  const limit = new AddressRateLimit(2, 3, 100_000, () => now)
+  const limit = new AddressRateLimit({ perSecond: 2, burst: 3, now: () => now })
   t.same([1, 2, 3, 4].map(() => limit.allow('a')), [true, true, true, false], 'a burst of three')
   t.equal(limit.allow('b'), true, 'another address has its own bucket')
   now += 500
   t.equal(limit.allow('a'), true, 'one token back after half a second at 2/s')
   t.equal(limit.allow('a'), false)
-  const off = new AddressRateLimit(0, 1, 100_000, () => now)
+  const off = new AddressRateLimit({ perSecond: 0, burst: 1, now: () => now })
   t.ok(Array.from({ length: 100 }, () => off.allow('a')).every(Boolean))
 })
 
 t.test('the table of addresses stays bounded', async t => {
   let now = 0
-  const limit = new AddressRateLimit(1, 1, 10, () => now)
+  const limit = new AddressRateLimit({ perSecond: 1, burst: 1, maxAddresses: 10, now: () => now })
   for (let i = 0; i < 1_000; i++) limit.allow(`10.0.${i >> 8}.${i & 255}`)
   t.ok((limit as unknown as { buckets: Map<string, unknown> }).buckets.size <= 10)
   now += 10_000

@@ -79,8 +79,17 @@ export function sendBinary (res: HttpResponse, body: Uint8Array, contentType = '
   })
 }
 
+/** The `Authorization: Bearer` token alone ('' without one). */
+export function bearerToken (req: HttpRequest): string {
+  return /^Bearer\s+(.+)$/i.exec(req.getHeader('authorization').trim())?.[1] ?? ''
+}
+
 /** The request's token: `Authorization: Bearer` first, else the `token` query parameter. */
 export function requestToken (req: HttpRequest): string {
-  const match = /^Bearer\s+(.+)$/i.exec(req.getHeader('authorization').trim())
-  return match?.[1] ?? req.getQuery('token') ?? ''
+  return bearerToken(req) || (req.getQuery('token') ?? '')
+}
+
+/** The peer's address as text (uWS hands it out as bytes). Read it before any await. */
+export function remoteAddress (res: HttpResponse): string {
+  return Buffer.from(res.getRemoteAddressAsText()).toString()
 }

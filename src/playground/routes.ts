@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { signDevelopmentToken } from '../auth/dev-token.js'
-import { sendJson, STATUS_TEXT } from '../http/http-util.js'
+import { remoteAddress, sendJson, STATUS_TEXT } from '../http/http-util.js'
 import { DOCUMENT_PATH_PREFIX } from '../protocol/endpoints.js'
 import { isLoopbackAddress, isLoopbackHost } from './loopback-host.js'
 import { loadWebAssets, type WebAssets, type WebFile } from './web-assets.js'
@@ -59,7 +59,7 @@ export function registerPlaygroundRoutes (app: TemplatedApp, ctx: PlaygroundCont
       if (refuseForeignHost(res, req)) return
       // A development server started with HOST=0.0.0.0 serves other machines, which choose
       // their own Host header: tokens only ever go to this machine.
-      if (!isLoopbackAddress(Buffer.from(res.getRemoteAddressAsText()).toString())) {
+      if (!isLoopbackAddress(remoteAddress(res))) {
         sendJson(res, 403, { error: 'address_not_allowed', message: 'development tokens are handed out to this machine only' })
         return
       }

@@ -4,21 +4,36 @@
  * must not be able to ask for them without bound. Buckets are dropped once full again (an idle
  * address costs nothing), and at most `maxAddresses` are kept.
  */
+export interface AddressLimits {
+  /** Requests per second one address may start beyond its burst (0: no limit). */
+  perSecond: number
+  burst: number
+  /**
+   * Token checks one address may have in flight at once (0: no bound): with a remote auth
+   * service, whose calls are bounded for everyone together, one host must not take them all.
+   */
+  maxPending?: number
+  maxAddresses?: number
+  now?: () => number
+}
+
 export class AddressRateLimit {
   private readonly buckets = new Map<string, { tokens: number, at: number }>()
   private readonly pending = new Map<string, number>()
 
-  constructor (
-    private readonly perSecond: number,
-    private readonly burst: number,
-    private readonly maxAddresses = 100_000,
-    private readonly now: () => number = () => performance.now(),
-    /**
-     * Token checks one address may have in flight at once (0: no bound): with a remote auth
-     * service, whose calls are bounded for everyone together, one host must not take them all.
-     */
-    private readonly maxPending = 0
-  ) {}
+  private readonly perSecond: number
+  private readonly burst: number
+  private readonly maxPending: number
+  private readonly maxAddresses: number
+  private readonly now: () => number
+
+  constructor (options: AddressLimits) {
+    this.perSecond = options.perSecond
+    this.burst = options.burst
+    this.maxPending = options.maxPending ?? 0
+    this.maxAddresses = options.maxAddresses ?? 100_000
+    this.now = options.now ?? (() => performance.now())
+  }
 
   /** Starts a token check for `address`; false when it has `maxPending` in flight already. */
   enter (address: string): boolean {

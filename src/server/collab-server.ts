@@ -134,8 +134,11 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     maxDocumentBytes: config.limits.maxDocumentBytes
   }, metrics)
   const clientMessages = new ClientMessages(changes, offlineBatches, { maxDocumentBytes: config.limits.maxDocumentBytes }, metrics)
-  const upgradesPerAddress = new AddressRateLimit(config.limits.upgradesPerSecondPerAddress, config.limits.upgradeBurstPerAddress, undefined, undefined,
-    config.auth.kind === 'remote' ? config.auth.maxPendingPerAddress : 0)
+  const upgradesPerAddress = new AddressRateLimit({
+    perSecond: config.limits.upgradesPerSecondPerAddress,
+    burst: config.limits.upgradeBurstPerAddress,
+    maxPending: config.auth.kind === 'remote' ? config.auth.maxPendingPerAddress : 0
+  })
   const upgradeContext = { verifier, registry, log, metrics, limits: config.limits, revocations, upgradesPerAddress, connections, node: operations }
   const behavior = documentSocketBehavior({
     maxMessageBytes: config.maxMessageBytes,

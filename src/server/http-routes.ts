@@ -1,10 +1,10 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
-import type { HttpRequest, TemplatedApp } from 'uWebSockets.js'
+import type { TemplatedApp } from 'uWebSockets.js'
 import { AuthError, type TokenVerifier } from '../auth/principal.js'
 import type { Revocations } from '../auth/revocations.js'
 import { validateDocumentId } from '../documents/document-id.js'
 import type { ParticipantDirectory } from '../documents/participants.js'
-import { requestToken, sendJson, trackAbort } from '../http/http-util.js'
+import { bearerToken, remoteAddress, requestToken, sendJson, trackAbort } from '../http/http-util.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { AddressRateLimit } from './address-rate-limit.js'
 import type { Readiness } from './node-operations.js'
@@ -61,7 +61,7 @@ export function registerHttpRoutes (app: TemplatedApp, ctx: HttpRouteContext): v
       sendJson(res, 400, { error: 'invalid_document_id', message: idProblem })
       return
     }
-    const address = Buffer.from(res.getRemoteAddressAsText()).toString()
+    const address = remoteAddress(res)
     if (!ctx.requestsPerAddress.allow(address) || !ctx.requestsPerAddress.enter(address)) {
       sendJson(res, 429, { error: 'too_many_requests', message: 'too many requests from this address, retry later' }, { 'retry-after': '1' })
       return
@@ -95,11 +95,6 @@ export function registerHttpRoutes (app: TemplatedApp, ctx: HttpRouteContext): v
 /** The catch-all 404; registered after every other route. */
 export function registerNotFound (app: TemplatedApp): void {
   app.any('/*', res => { sendJson(res, 404, { error: 'not_found' }) })
-}
-
-/** The `Authorization: Bearer` token alone (never the query string). */
-function bearerToken (req: HttpRequest): string {
-  return /^Bearer\s+(.+)$/i.exec(req.getHeader('authorization').trim())?.[1] ?? ''
 }
 
 /** Fixed-length digests, so that the comparison takes the same time whatever the input. */

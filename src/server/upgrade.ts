@@ -11,7 +11,7 @@ import { DocumentDeletedError } from '../persistence/document-store.js'
 import { Connection, type SocketData } from './connection.js'
 import type { AddressRateLimit } from './address-rate-limit.js'
 import type { ConnectionTable } from './connection-table.js'
-import { requestToken, sendJson, trackAbort } from '../http/http-util.js'
+import { remoteAddress, requestToken, sendJson, trackAbort } from '../http/http-util.js'
 import { DOCUMENT_PATH_PREFIX } from '../protocol/endpoints.js'
 
 export interface UpgradeContext {
@@ -51,7 +51,7 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
   const secProtocol = req.getHeader('sec-websocket-protocol').split(',')[0]?.trim() ?? ''
   const secExtensions = req.getHeader('sec-websocket-extensions')
   const origin = req.getHeader('origin')
-  const address = Buffer.from(res.getRemoteAddressAsText()).toString()
+  const address = remoteAddress(res)
   const connectionHeader = req.getHeader('connection')
   const abort = trackAbort(res)
   const refuse = (status: number, error: string, message: string, headers: Record<string, string> = {}): void => {
