@@ -2,8 +2,9 @@ import type { Logger } from 'pino'
 import { encodeAwarenessUpdate } from 'y-protocols/awareness'
 import * as Y from 'yjs'
 import type { DocumentChanges, UpdateQueue } from '../documents/document-changes.js'
+import type { AwarenessOwner } from '../documents/presence.js'
 import type { Metrics } from '../metrics/metrics.js'
-import { encodeAwarenessEntries, readAwarenessEntries, type AwarenessEntry } from '../protocol/awareness-entries.js'
+import type { AwarenessEntry } from '../protocol/awareness-entries.js'
 import { decodeClientMessage, isEmptyUpdate } from '../protocol/messages.js'
 import type { PubSub } from '../redis/connections.js'
 import { nodeChannel } from '../redis/keys.js'
@@ -88,7 +89,7 @@ export class ClusterBridge {
       case EnvelopeKind.Awareness: {
         this.track(link, envelope.n, envelope.s, false)
         const message = decodeClientMessage(envelope.f)
-        if (message.kind === 'awareness') this.applyPeerAwareness(link, envelope.n, envelope.u ?? null, message.update)
+        if (message.kind === 'awareness') this.applyPeerAwareness(link, envelope.n, message.update, envelope.u ?? null)
         return
       }
       case EnvelopeKind.Heartbeat:
@@ -99,7 +100,7 @@ export class ClusterBridge {
         return
       case EnvelopeKind.SyncReply:
         if (envelope.p != null) this.applyPeerUpdate(link, envelope.p, null)
-        if (envelope.a != null) this.applyPeerAwarenessByUser(link, envelope.n, envelope.a, envelope.au)
+        if (envelope.a != null) this.applyPeerAwareness(link, envelope.n, envelope.a, envelope.au ?? [])
         if (envelope.v != null) {
           const missing = Y.encodeStateAsUpdate(link.doc.ydoc, envelope.v)
           if (!isEmptyUpdate(missing)) this.links.sendToNode(envelope.n, { t: EnvelopeKind.SyncPush, n: this.options.nodeId, d: link.doc.id, p: missing })
@@ -139,36 +140,39 @@ export class ClusterBridge {
     }
   }
 
-  /** A peer's awareness update on behalf of one user of that peer (null: unknown). */
-  private applyPeerAwareness (link: DocumentLink, peer: string, userId: string | null, update: Uint8Array): void {
-    const key = `${peer}\0${userId ?? ''}`
-    let owner = link.remoteOwners.get(key)
-    if (owner === undefined) {
-      owner = { awarenessClients: new Set(), userId, remote: true }
-      link.remoteOwners.set(key, owner)
-    }
+  /**
+   * A peer's awareness: an update on behalf of one of its users (`users` a user id, null when
+   * unknown), or a sync reply's entries of several, with the user of each entry.
+   */
+  private applyPeerAwareness (link: DocumentLink, peer: string, update: Uint8Array, users: string | null | Array<string | null> | undefined): void {
     try {
-      this.changes.commitAwarenessFromPeer(link.doc, update, owner)
+      const entries = this.changes.readPeerAwareness(update)
+      if (!Array.isArray(users)) {
+        this.changes.commitAwarenessFromPeer(link.doc, entries, this.remoteOwner(link, peer, users ?? null), update)
+        return
+      }
+      const byUser = new Map<string | null, AwarenessEntry[]>()
+      entries.forEach((entry, i) => {
+        const user = users[i] ?? null
+        const group = byUser.get(user)
+        if (group === undefined) byUser.set(user, [entry])
+        else group.push(entry)
+      })
+      for (const [user, group] of byUser) this.changes.commitAwarenessFromPeer(link.doc, group, this.remoteOwner(link, peer, user), null)
     } catch (err) {
       this.log.warn({ docId: link.doc.id, peer, err: (err as Error).message }, 'bridge: peer awareness refused')
     }
   }
 
-  /** A sync reply's awareness: every entry of the peer's own clients, with the user of each. */
-  private applyPeerAwarenessByUser (link: DocumentLink, peer: string, update: Uint8Array, users: Array<string | null> | undefined): void {
-    let entries
-    try {
-      entries = readAwarenessEntries(update, { maxStateBytes: Infinity, maxStateDepth: Infinity })
-    } catch (err) {
-      this.log.warn({ docId: link.doc.id, peer, err: (err as Error).message }, 'bridge: malformed awareness in sync reply')
-      return
+  /** The awareness origin standing for one user of a peer node (null: a peer that does not say). */
+  private remoteOwner (link: DocumentLink, peer: string, userId: string | null): AwarenessOwner {
+    const key = userId === null ? `${peer}\0` : `${peer}\0u:${userId}`
+    let owner = link.remoteOwners.get(key)
+    if (owner === undefined) {
+      owner = { awarenessClients: new Set(), userId, remote: true }
+      link.remoteOwners.set(key, owner)
     }
-    const byUser = new Map<string | null, AwarenessEntry[]>()
-    entries.forEach((entry, i) => {
-      const user = users?.[i] ?? null
-      byUser.set(user, [...(byUser.get(user) ?? []), entry])
-    })
-    for (const [user, own] of byUser) this.applyPeerAwareness(link, peer, user, encodeAwarenessEntries(own))
+    return owner
   }
 
   private answerSyncRequest (link: DocumentLink, requester: string, theirStateVector: Uint8Array): void {

@@ -1,6 +1,6 @@
 import { applyAwarenessUpdate, encodeAwarenessUpdate, removeAwarenessStates } from 'y-protocols/awareness'
 import type { Metrics } from '../metrics/metrics.js'
-import { encodeAwarenessEntries, readAwarenessEntries } from '../protocol/awareness-entries.js'
+import { encodeAwarenessEntries, readAwarenessEntries, type AwarenessEntry } from '../protocol/awareness-entries.js'
 import { encodeAwareness, encodeSyncUpdate } from '../protocol/messages.js'
 import type { DocumentLifecycle } from './document-lifecycle.js'
 import { changedBy, UpdateRejectedError, type LiveDocument } from './live-document.js'
@@ -149,14 +149,22 @@ export class DocumentChanges implements DocumentLifecycle {
   }
 
   /**
-   * A peer's awareness update, checked like a client's: applied and relayed to this node's
-   * clients. Ids the peer removes are its no longer. Throws like commitAwareness().
+   * Reads a peer's awareness update whole, with the limits a client's has (throws like
+   * commitAwareness()), for commitAwarenessFromPeer().
    */
-  commitAwarenessFromPeer (doc: LiveDocument, update: Uint8Array, owner: AwarenessOwner): void {
-    const entries = readAwarenessEntries(update, this.presenceLimits)
+  readPeerAwareness (update: Uint8Array): AwarenessEntry[] {
+    return readAwarenessEntries(update, this.presenceLimits)
+  }
+
+  /**
+   * A peer's awareness entries, on behalf of one of its users (`owner`): admitted like a client's,
+   * applied and relayed to this node's clients. Ids the peer removes are its no longer. `update`,
+   * the bytes the entries were read from when they are all of them, is applied as it is.
+   */
+  commitAwarenessFromPeer (doc: LiveDocument, entries: AwarenessEntry[], owner: AwarenessOwner, update: Uint8Array | null): void {
     const admitted = doc.presence.admit(entries, owner, doc.awareness, this.presenceLimits)
     if (admitted.length === 0) return
-    const accepted = admitted.length === entries.length ? update : encodeAwarenessEntries(admitted)
+    const accepted = update !== null && admitted.length === entries.length ? update : encodeAwarenessEntries(admitted)
     applyAwarenessUpdate(doc.awareness, accepted, owner)
     this.publishToAll(doc, 'awareness', encodeAwareness(accepted))
     doc.presence.release(admitted.filter(entry => entry.state === null).map(entry => entry.clientId))
