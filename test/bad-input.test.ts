@@ -58,7 +58,7 @@ const cases: Array<{ name: string; send: Uint8Array | string; code: number }> = 
 ]
 
 t.test('bad frames close only the offending connection, with a documented code', async t => {
-  const ts = await startTestServer({ MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES) })
+  const ts = await startTestServer({ MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES), MAX_DOCUMENT_BYTES: String(MAX_MESSAGE_BYTES - 1024) })
   t.teardown(ts.close)
   const token = await signToken()
   const a = await connectSynced(ts.url, 'victim', token)

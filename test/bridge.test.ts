@@ -46,7 +46,7 @@ async function startNode (t: Test, hub: MemoryPubSubHub, nodeId: string, docId =
     documentDeletedByPeer: (id: string) => { deleted.push(id) },
     accessRevokedByPeer: (id: string, userId: string) => { revoked.push(`${id}/${userId}`) }
   }
-  const bridge = new ClusterBridge({ nodeId, keyPrefix: 'test:' }, pubsub, links, changes, store, commands, log, metrics)
+  const bridge = new ClusterBridge({ nodeId, keyPrefix: 'test:', maxEnvelopeBytes: 64 * 1024 * 1024 }, pubsub, links, changes, store, commands, log, metrics)
   await bridge.start()
   const doc = new LiveDocument(docId)
   await links.beforeLoad(doc)
@@ -112,6 +112,34 @@ t.test('updates cross between nodes and land in both stores', async t => {
   t.equal(a.stored.length, 1, 'a stored its own change')
   t.equal(b.stored.length, 1, 'b stored the peer\'s change too')
   t.equal(await counter(b, 'collab_bridge_gaps_total'), 0, 'no gap without a loss')
+})
+
+t.test('an update too large for one pub/sub message crosses in parts; a lost part is repaired', async t => {
+  const hub = new MemoryPubSubHub()
+  const a = await startNode(t, hub, 'a')
+  const b = await startNode(t, hub, 'b')
+  await settle()
+  const published: number[] = []
+  hub.drop = (_channel, message) => {
+    published.push(message.length)
+    return false
+  }
+  const big = 'x'.repeat(3 * 1024 * 1024)
+  a.edit(big)
+  await waitFor(() => b.text() === big, 'b applied the large update')
+  t.ok(published.length >= 6, `crossed as ${published.length} messages`)
+  t.ok(Math.max(...published) < 600 * 1024, 'none larger than a part')
+
+  // Lose the second part of the next large update: the series is dropped, the gap repaired.
+  let parts = 0
+  hub.drop = (_channel, message) => {
+    const envelope = decodeEnvelope(message)
+    return envelope?.t === EnvelopeKind.Part && envelope.n === 'a' && ++parts === 2
+  }
+  a.edit(big)
+  a.edit('!')
+  await waitFor(() => b.text() === big + big + '!', 'b caught up after the lost part')
+  t.ok(await counter(b, 'collab_bridge_gaps_total') >= 1, 'the loss was seen as a gap')
 })
 
 t.test('a skipped sequence number makes the receiver ask for what it lacks', async t => {

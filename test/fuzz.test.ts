@@ -29,7 +29,7 @@ t.test(`fuzz: random, mutated and valid frames never crash or hang the server, h
   t.comment(`reproduce with FUZZ_SEED=${SEED}`)
   const random = prng(SEED)
   const int = (n: number): number => Math.floor(random() * n)
-  const ts = await startTestServer({ RATE_LIMIT_MESSAGES_PER_SECOND: '100000', RATE_LIMIT_MESSAGES_BURST: '100000', MAX_MESSAGE_BYTES: '65536', LOG_LEVEL: 'warn' })
+  const ts = await startTestServer({ RATE_LIMIT_MESSAGES_PER_SECOND: '100000', RATE_LIMIT_MESSAGES_BURST: '100000', MAX_MESSAGE_BYTES: '65536', MAX_DOCUMENT_BYTES: '64512', LOG_LEVEL: 'warn' })
   t.teardown(ts.close)
   // The fuzzer is another user than the two honest people, whose presence it tries to forge.
   const token = await signToken({ sub: 'mallory' })

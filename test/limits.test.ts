@@ -76,7 +76,7 @@ t.test('an update that would grow a document past MAX_DOCUMENT_BYTES is refused 
   const originalWarn = console.warn
   console.warn = (...args: unknown[]) => { warnings.push(String(args[0])) }
   t.teardown(() => { console.warn = originalWarn })
-  writer.doc.getText('t').insert(0, 'y'.repeat(30000))
+  writer.doc.getText('t').insert(0, 'y'.repeat(18000))
   await waitFor(() => warnings.some(w => w.includes('document size limit reached')), 'client told')
   await sleep(100)
   t.equal(reader.text().length, 5000, 'the oversize update reached nobody')

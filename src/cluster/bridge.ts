@@ -9,6 +9,7 @@ import { decodeClientMessage, isEmptyUpdate } from '../protocol/messages.js'
 import type { PubSub } from '../redis/connections.js'
 import { nodeChannel } from '../redis/keys.js'
 import { decodeEnvelope, EnvelopeKind, type Envelope } from './envelope.js'
+import { PartAssembly } from './envelope-parts.js'
 import { wallClockMs, type DocumentLink, type PeerLinks } from './peer-links.js'
 
 /** What a peer can ask of this node besides document changes; the node's operations implement it. */
@@ -22,6 +23,8 @@ export interface PeerCommands {
 export interface BridgeOptions {
   nodeId: string
   keyPrefix: string
+  /** The largest envelope put back together from parts (a sync reply of the largest document). */
+  maxEnvelopeBytes: number
 }
 
 /**
@@ -36,6 +39,7 @@ export interface BridgeOptions {
  */
 export class ClusterBridge {
   private readonly ownChannel: string
+  private readonly parts: PartAssembly
   private resyncRetry: NodeJS.Timeout | null = null
 
   constructor (
@@ -49,6 +53,7 @@ export class ClusterBridge {
     private readonly metrics: Metrics
   ) {
     this.ownChannel = nodeChannel(options.keyPrefix, options.nodeId)
+    this.parts = new PartAssembly(options.maxEnvelopeBytes)
   }
 
   async start (): Promise<void> {
@@ -69,7 +74,13 @@ export class ClusterBridge {
   }
 
   private receive (channel: string, message: Buffer): void {
-    const envelope = decodeEnvelope(message)
+    let envelope = decodeEnvelope(message)
+    if (envelope !== null && envelope.t === EnvelopeKind.Part && envelope.n !== this.options.nodeId) {
+      const whole = this.parts.add(envelope)
+      if (whole === null) return
+      envelope = decodeEnvelope(Buffer.from(whole.buffer, whole.byteOffset, whole.byteLength))
+      if (envelope?.t === EnvelopeKind.Part) envelope = null
+    }
     if (envelope === null) {
       this.log.warn({ channel }, 'bridge: ignoring malformed envelope')
       return
@@ -114,6 +125,9 @@ export class ClusterBridge {
         return
       case EnvelopeKind.Revoked:
         this.commands.accessRevokedByPeer(link.doc.id, envelope.u)
+        return
+      case EnvelopeKind.Part:
+        // Put together above; a part inside parts is refused there.
     }
   }
 

@@ -21,6 +21,9 @@ import { Packr } from 'msgpackr'
  *   SyncPush      node channel  p: update the replier lacked
  *   Deleted       doc channel   the document was deleted (admin API): drop it, close its clients
  *   Revoked       doc channel   u: a user whose access was revoked: close that user's connections
+ *   Part          either        an envelope too large for one pub/sub message, cut in parts
+ *                               (envelope-parts.ts): i: the sender's series number, k: this part's
+ *                               index, c: the number of parts, b: this part's bytes
  *
  * The kinds' letters are the wire format that nodes of different versions share during a rolling
  * upgrade; Revoked's 'v' is a kind, unrelated to the state-vector field `v`.
@@ -33,7 +36,8 @@ export const EnvelopeKind = {
   SyncReply: 'r',
   SyncPush: 'x',
   Deleted: 'k',
-  Revoked: 'v'
+  Revoked: 'v',
+  Part: 'p'
 } as const
 
 type Kinds = typeof EnvelopeKind
@@ -47,6 +51,7 @@ export type Envelope =
   | { t: Kinds['SyncPush']; n: string; d: string; p: Uint8Array }
   | { t: Kinds['Deleted']; n: string; d: string }
   | { t: Kinds['Revoked']; n: string; d: string; u: string }
+  | { t: Kinds['Part']; n: string; d: string; i: number; k: number; c: number; b: Uint8Array }
 
 const packr = new Packr({ useRecords: false, moreTypes: false })
 
@@ -77,6 +82,7 @@ export function decodeEnvelope (bytes: Buffer): Envelope | null {
     case EnvelopeKind.SyncPush: return isBytes(e.p) ? value as Envelope : null
     case EnvelopeKind.Deleted: return value as Envelope
     case EnvelopeKind.Revoked: return typeof e.u === 'string' ? value as Envelope : null
+    case EnvelopeKind.Part: return Number.isInteger(e.i) && Number.isInteger(e.k) && Number.isInteger(e.c) && (e.k as number) >= 0 && (e.k as number) < (e.c as number) && isBytes(e.b) ? value as Envelope : null
     default: return null
   }
 }

@@ -6,6 +6,7 @@ import type { Metrics } from '../metrics/metrics.js'
 import type { PubSub } from '../redis/connections.js'
 import { documentKeys, nodeChannel } from '../redis/keys.js'
 import { encodeEnvelope, EnvelopeKind, type Envelope } from './envelope.js'
+import { splitEnvelope } from './envelope-parts.js'
 
 export interface PeerLinkOptions {
   nodeId: string
@@ -36,6 +37,8 @@ export interface DocumentLink {
  */
 export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   private readonly links = new Map<string, DocumentLink>()
+  /** Numbers the series of parts of large envelopes (envelope-parts.ts). */
+  private partSeries = 0
 
   constructor (
     private readonly pubsub: PubSub,
@@ -137,7 +140,17 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   }
 
   private send (channel: string, envelope: Envelope): void {
-    if (this.pubsub.publish(channel, encodeEnvelope(envelope))) {
+    const encoded = encodeEnvelope(envelope)
+    const parts = splitEnvelope(encoded, envelope, ++this.partSeries)
+    if (parts === null) {
+      this.publish(channel, encoded)
+      return
+    }
+    for (const part of parts) this.publish(channel, encodeEnvelope(part))
+  }
+
+  private publish (channel: string, message: Buffer): void {
+    if (this.pubsub.publish(channel, message)) {
       this.metrics.bridgePublished.inc()
     } else {
       this.metrics.bridgePublishFailed.inc()

@@ -142,6 +142,8 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
   // No authentication configured: a newcomer's `npm start` (or DEV_ALLOW_ANONYMOUS). Such a server
   // hands out tokens to whoever asks, so it listens on loopback only unless HOST says otherwise.
   const unconfiguredAuth = (auth.kind === 'jwt-secret' && auth.generated) || auth.kind === 'anonymous'
+  // The stock client sends its whole state as one message: the frame limit follows the document's.
+  const maxDocumentBytes = read.int('MAX_DOCUMENT_BYTES', 64 * 1024 * 1024, 0, 2 * 1024 * 1024 * 1024)
   const config: Config = {
     host: read.string('HOST', unconfiguredAuth ? '127.0.0.1' : '0.0.0.0'),
     port: read.int('PORT', 1234, 0, 65535),
@@ -149,7 +151,7 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     logLevel: read.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
     flushIntervalMs: read.int('FLUSH_INTERVAL_MS', 250, 10, 60_000),
     compactAfterEntries: read.int('COMPACT_AFTER_ENTRIES', 200, 2, 1_000_000),
-    maxMessageBytes: read.int('MAX_MESSAGE_BYTES', 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+    maxMessageBytes: read.int('MAX_MESSAGE_BYTES', maxDocumentBytes === 0 ? 256 * 1024 * 1024 : maxDocumentBytes + FRAME_OVERHEAD_BYTES, 1024, 2 * 1024 * 1024 * 1024 + FRAME_OVERHEAD_BYTES),
     docIdleUnloadMs: read.int('DOC_IDLE_UNLOAD_MS', 30_000, 0, 24 * 3600_000),
     maxBackpressureBytes: read.int('MAX_BACKPRESSURE_BYTES', 8 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
     // WEBSOCKET_SESSION_TIMEOUT_SECONDS is the seed design's name for the same setting.
@@ -168,7 +170,7 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
       bytesBurst: read.int('RATE_LIMIT_BYTES_BURST', 0, 0, 4 * 1024 * 1024 * 1024),
       maxConnections: read.int('MAX_CONNECTIONS', 50_000, 1, 10_000_000),
       maxConnectionsPerDocument: read.int('MAX_CONNECTIONS_PER_DOCUMENT', 1_000, 1, 10_000_000),
-      maxDocumentBytes: read.int('MAX_DOCUMENT_BYTES', 64 * 1024 * 1024, 0, 4 * 1024 * 1024 * 1024),
+      maxDocumentBytes,
       allowedOrigins: read.optionalString('ALLOWED_ORIGINS') === undefined ? null : read.list('ALLOWED_ORIGINS', []),
       revocationTtlSeconds: read.int('REVOCATION_TTL_SECONDS', 24 * 3600, 1, 365 * 24 * 3600),
       upgradesPerSecondPerAddress: read.int('UPGRADE_RATE_LIMIT_PER_SECOND', 50, 0, 1_000_000),
@@ -197,6 +199,7 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
   if (!/^[A-Za-z0-9._:-]{1,64}$/.test(config.nodeId)) {
     throw new ConfigError('Invalid NODE_ID: 1-64 characters from A-Z a-z 0-9 . _ : -')
   }
+  checkSizeLimitsAgree(config)
   if (config.limits.bytesBurst === 0) config.limits.bytesBurst = Math.max(config.maxMessageBytes * 2, config.limits.bytesPerSecond)
   if (config.limits.allowedOrigins !== null && config.limits.allowedOrigins.some(o => o !== '*' && !/^https?:\/\/[^/]+$/.test(o))) {
     throw new ConfigError('Invalid ALLOWED_ORIGINS: comma-separated origins like https://app.example.com (scheme and host, no path)')
@@ -214,6 +217,25 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     throw new ConfigError('Invalid IDLE_TIMEOUT_SECONDS: must be 0 (off) or at least 8')
   }
   return config
+}
+
+/** A sync message's framing around its update: message type, sync type, length. */
+const FRAME_OVERHEAD_BYTES = 1024
+
+/**
+ * A document may grow to MAX_DOCUMENT_BYTES through small edits, and a client that holds it (made
+ * offline, imported, or the server lost it) sends it whole in one message: limits that refuse that
+ * message would leave such a client unable ever to sync. Refused at start instead.
+ */
+function checkSizeLimitsAgree (config: Config): void {
+  const documentBytes = config.limits.maxDocumentBytes
+  const needed = documentBytes + FRAME_OVERHEAD_BYTES
+  if (documentBytes > 0 && config.maxMessageBytes < needed) {
+    throw new ConfigError(`Invalid MAX_MESSAGE_BYTES: ${config.maxMessageBytes} cannot carry a document of MAX_DOCUMENT_BYTES (${documentBytes}), which a client sends in one message; leave it unset, set it to at least ${needed}, or lower MAX_DOCUMENT_BYTES`)
+  }
+  if (config.limits.bytesBurst !== 0 && config.limits.bytesBurst < config.maxMessageBytes) {
+    throw new ConfigError(`Invalid RATE_LIMIT_BYTES_BURST: ${config.limits.bytesBurst} is below MAX_MESSAGE_BYTES (${config.maxMessageBytes}), so a client's full sync would always be rate-limited; leave it unset or set it to at least ${config.maxMessageBytes}`)
+  }
 }
 
 function loadTlsConfig (read: EnvReader): Config['tls'] {

@@ -1,4 +1,5 @@
 import { applyAwarenessUpdate, encodeAwarenessUpdate, removeAwarenessStates } from 'y-protocols/awareness'
+import type { Transaction } from 'yjs'
 import type { Metrics } from '../metrics/metrics.js'
 import { encodeAwarenessEntries, readAwarenessEntries, type AwarenessEntry } from '../protocol/awareness-entries.js'
 import { encodeAwareness, encodeSyncUpdate } from '../protocol/messages.js'
@@ -21,6 +22,17 @@ export interface PeerPublisher {
   publishAwareness (doc: LiveDocument, frame: Uint8Array, userId: string | null): void
 }
 
+/**
+ * Local fan-out of an update too large to publish as one frame: each local client receives what
+ * the transaction added and deleted in chunks, paced by its socket (the server's PacedSends).
+ */
+export interface LargeUpdateFanout {
+  /** Updates whose frame is larger than this go through fanOut(). */
+  readonly thresholdBytes: number
+  /** `except`: the socket that sent the update (null: nobody is skipped). */
+  fanOut (doc: LiveDocument, transaction: Transaction, except: TopicPublisher | null): void
+}
+
 /** Where applied updates wait for the store; the write-behind implements it. */
 export interface UpdateQueue {
   /** Copies `update`: the caller may hand in a view into a buffer it does not own. */
@@ -41,6 +53,8 @@ export interface DocumentChangesOptions {
   /** Cluster mode: the other nodes. Null on a single node. */
   peers: PeerPublisher | null
   store: UpdateQueue
+  /** Large updates' local fan-out; null: every update is published as one frame. */
+  largeUpdates?: LargeUpdateFanout | null
   metrics: Metrics
   presenceLimits: PresenceLimits
   /**
@@ -68,6 +82,7 @@ export class DocumentChanges implements DocumentLifecycle {
   private readonly fanout: TopicPublisher
   private readonly peers: PeerPublisher | null
   private readonly store: UpdateQueue
+  private readonly largeUpdates: LargeUpdateFanout | null
   private readonly metrics: Metrics
   private readonly presenceLimits: PresenceLimits
   private readonly presenceGraceMs: number
@@ -78,6 +93,7 @@ export class DocumentChanges implements DocumentLifecycle {
     this.fanout = options.localFanout
     this.peers = options.peers
     this.store = options.store
+    this.largeUpdates = options.largeUpdates ?? null
     this.metrics = options.metrics
     this.presenceLimits = options.presenceLimits
     this.presenceGraceMs = options.presenceGraceMs ?? 0
@@ -100,12 +116,12 @@ export class DocumentChanges implements DocumentLifecycle {
     try {
       transaction = doc.apply(update, origin)
     } catch (err) {
-      if (err instanceof UpdateRejectedError && err.partial !== null) this.distributeLocal(doc, err.partial, null, null)
+      if (err instanceof UpdateRejectedError && err.partial !== null) this.distributeLocal(doc, err.partial, null, null, null)
       throw err
     }
     if (relay === 'if-changed' && !changedBy(transaction)) return false
     const applied = sampled ? performance.now() : 0
-    this.distributeLocal(doc, update, frame, sender)
+    this.distributeLocal(doc, update, frame, sender, transaction)
     if (sampled) {
       this.metrics.fanoutSeconds.observe((performance.now() - applied) / 1000)
       this.metrics.updateApplySeconds.observe((applied - started) / 1000)
@@ -120,13 +136,14 @@ export class DocumentChanges implements DocumentLifecycle {
    * like commit().
    */
   commitFromPeer (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, origin: unknown): void {
+    let transaction
     try {
-      doc.apply(update, origin)
+      transaction = doc.apply(update, origin)
     } catch (err) {
-      if (err instanceof UpdateRejectedError && err.partial !== null) this.distributeFromPeer(doc, err.partial, null)
+      if (err instanceof UpdateRejectedError && err.partial !== null) this.distributeFromPeer(doc, err.partial, null, null)
       throw err
     }
-    this.distributeFromPeer(doc, update, frame)
+    this.distributeFromPeer(doc, update, frame, transaction)
   }
 
   /**
@@ -215,20 +232,36 @@ export class DocumentChanges implements DocumentLifecycle {
     })
   }
 
-  private distributeLocal (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, sender: TopicPublisher | null): void {
+  private distributeLocal (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, sender: TopicPublisher | null, transaction: Transaction | null): void {
     const message = frame ?? encodeSyncUpdate(update)
-    // Two call sites, so that each stays monomorphic (a uWS socket, the uWS app).
-    if (sender !== null) sender.publish(doc.topic, message, true)
-    else this.fanout.publish(doc.topic, message, true)
-    this.metrics.sent('sync-update', message.length)
+    if (!this.fannedOutLarge(doc, message, transaction, sender)) {
+      // Two call sites, so that each stays monomorphic (a uWS socket, the uWS app).
+      if (sender !== null) sender.publish(doc.topic, message, true)
+      else this.fanout.publish(doc.topic, message, true)
+      this.metrics.sent('sync-update', message.length)
+    }
     this.peers?.publishUpdate(doc, message)
     this.store.enqueue(doc.id, update)
     this.onLocalChange?.(doc.id)
   }
 
-  private distributeFromPeer (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null): void {
-    this.publishToAll(doc, 'sync-update', frame ?? encodeSyncUpdate(update))
+  private distributeFromPeer (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, transaction: Transaction | null): void {
+    const message = frame ?? encodeSyncUpdate(update)
+    if (!this.fannedOutLarge(doc, message, transaction, null)) this.publishToAll(doc, 'sync-update', message)
     this.store.enqueue(doc.id, update)
+  }
+
+  /**
+   * A frame too large to publish whole goes out in paced chunks instead: published, it would sit
+   * whole in every subscriber's buffer and trip the backpressure limit of all of them. Only an
+   * ended transaction says what it changed (one that an enclosing transaction will end later,
+   * such as an offline batch's, is published whole).
+   */
+  private fannedOutLarge (doc: LiveDocument, message: Uint8Array, transaction: Transaction | null, sender: TopicPublisher | null): boolean {
+    const large = this.largeUpdates
+    if (large === null || message.length <= large.thresholdBytes || transaction === null || doc.ydoc._transaction !== null) return false
+    large.fanOut(doc, transaction, sender)
+    return true
   }
 
   private publishToAll (doc: LiveDocument, kind: 'sync-update' | 'awareness', frame: Uint8Array): void {

@@ -4,6 +4,7 @@ import { Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
 import type { BatchAck } from '../protocol/extensions.js'
 import { encodeAwareness } from '../protocol/messages.js'
 import { PresenceOwners } from './presence.js'
+import { StateChunks } from './state-chunks.js'
 
 export type { AwarenessOwner } from './presence.js'
 
@@ -213,6 +214,16 @@ export class LiveDocument {
     diffCacheBudget.used -= this.diffCacheBytes
     this.diffCacheBytes = 0
     this.diffCache = null
+  }
+
+  /**
+   * Answers a sync step 1 of a document larger than `chunkBytes` in chunks of about that size (see
+   * StateChunks); null for a smaller one, which encodeStateAsUpdate() answers in one message.
+   * Throws for a state vector that does not decode.
+   */
+  stateChunks (stateVector: Uint8Array, chunkBytes: number): StateChunks | null {
+    if (this.sizeEstimate <= chunkBytes) return null
+    return StateChunks.forStateVector(this.ydoc, stateVector, chunkBytes)
   }
 
   encodeStateVector (): Uint8Array {

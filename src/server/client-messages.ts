@@ -12,10 +12,13 @@ import {
 } from '../protocol/messages.js'
 import { sendTo, type ClientSocket, type Connection } from './connection.js'
 import type { OfflineBatches } from './offline-batch.js'
+import type { PacedSends } from './paced-sends.js'
 
 export interface ClientMessageLimits {
   /** Updates that would grow a document past this many bytes are refused (0 = no limit). */
   maxDocumentBytes: number
+  /** A document larger than this answers a sync step 1 in paced chunks of about this size. */
+  chunkBytes: number
 }
 
 const READ_ONLY_REASON = 'read-only access: updates are not accepted'
@@ -29,6 +32,7 @@ export class ClientMessages {
   constructor (
     private readonly changes: DocumentChanges,
     private readonly offlineBatches: OfflineBatches,
+    private readonly paced: PacedSends,
     private readonly limits: ClientMessageLimits,
     private readonly metrics: Metrics
   ) {}
@@ -83,13 +87,16 @@ export class ClientMessages {
         return
       }
       case 'sync-step1': {
-        let missing: Uint8Array
+        let chunks
+        let missing: Uint8Array | null = null
         try {
-          missing = doc.encodeStateAsUpdate(message.stateVector)
+          chunks = doc.stateChunks(message.stateVector, this.limits.chunkBytes)
+          if (chunks === null) missing = doc.encodeStateAsUpdate(message.stateVector)
         } catch (err) {
           throw new MalformedMessageError(`invalid state vector: ${(err as Error).message}`)
         }
-        sendTo(ws, this.metrics, 'sync-step2', encodeSyncStep2(missing))
+        if (missing !== null) sendTo(ws, this.metrics, 'sync-step2', encodeSyncStep2(missing))
+        else if (chunks !== null) this.paced.send(conn, chunks, 'sync-step2')
         return
       }
       case 'awareness':

@@ -32,6 +32,8 @@ import { registerHttpRoutes, registerNotFound } from './http-routes.js'
 import { NodeOperations, type Readiness } from './node-operations.js'
 import { clusterSnapshot, refreshNodeGauges, takeNodeSnapshot, type NodeSnapshot } from './node-snapshot.js'
 import { OfflineBatches } from './offline-batch.js'
+import { OversizeCooldown } from './oversize-cooldown.js'
+import { chunkBytesFor, PacedLargeUpdates, PacedSends } from './paced-sends.js'
 import { closeExpiredConnection, documentSocketBehavior } from './socket-handlers.js'
 import { handleUpgrade } from './upgrade.js'
 import { KeepAlive } from './keep-alive.js'
@@ -83,10 +85,15 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   const peerLinks = cluster === null || clusterConfig === null
     ? null
     : new PeerLinks(cluster.pubsub, { nodeId: config.nodeId, keyPrefix: clusterConfig.keyPrefix, heartbeatMs: clusterConfig.heartbeatMs }, log, metrics)
+  // This node's connections, and large content sent to them a chunk at a time.
+  const connections = new ConnectionTable()
+  const chunkBytes = chunkBytesFor(config.maxBackpressureBytes)
+  const paced = new PacedSends(chunkBytes, metrics)
   const changes = new DocumentChanges({
     localFanout: app,
     peers: peerLinks,
     store: writeBehind,
+    largeUpdates: new PacedLargeUpdates(chunkBytes, chunkBytes, connections, paced),
     metrics,
     presenceLimits: config.limits.presence,
     presenceGraceMs: config.limits.presenceGraceMs,
@@ -99,8 +106,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     unloadRetryMs: config.storeRetryMaxMs
   }, log, lifecycle, metrics)
 
-  // This node's connections and what can be done to them.
-  const connections = new ConnectionTable()
+  // What can be done to this node's connections.
   const operations = new NodeOperations({
     deleteTombstoneSeconds: DELETE_TOMBSTONE_SECONDS,
     deleteRepeatMs: Math.max(2_000, config.flushIntervalMs * 4),
@@ -118,7 +124,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
 
   const bridge = peerLinks === null || cluster === null || clusterConfig === null
     ? null
-    : new ClusterBridge({ nodeId: config.nodeId, keyPrefix: clusterConfig.keyPrefix }, cluster.pubsub, peerLinks, changes, writeBehind, operations, log, metrics)
+    : new ClusterBridge({ nodeId: config.nodeId, keyPrefix: clusterConfig.keyPrefix, maxEnvelopeBytes: 2 * config.maxMessageBytes + config.limits.presence.maxBytesPerDocument }, cluster.pubsub, peerLinks, changes, writeBehind, operations, log, metrics)
   try {
     await bridge?.start()
   } catch (err) {
@@ -133,13 +139,14 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     maxBytes: config.offlineBatchMaxBytes,
     maxDocumentBytes: config.limits.maxDocumentBytes
   }, metrics)
-  const clientMessages = new ClientMessages(changes, offlineBatches, { maxDocumentBytes: config.limits.maxDocumentBytes }, metrics)
+  const clientMessages = new ClientMessages(changes, offlineBatches, paced, { maxDocumentBytes: config.limits.maxDocumentBytes, chunkBytes }, metrics)
   const upgradesPerAddress = new AddressRateLimit({
     perSecond: config.limits.upgradesPerSecondPerAddress,
     burst: config.limits.upgradeBurstPerAddress,
     maxPending: config.auth.kind === 'remote' ? config.auth.maxPendingPerAddress : 0
   })
-  const upgradeContext = { verifier, registry, log, metrics, limits: config.limits, revocations, upgradesPerAddress, connections, node: operations }
+  const oversize = new OversizeCooldown()
+  const upgradeContext = { verifier, registry, log, metrics, limits: config.limits, revocations, upgradesPerAddress, connections, node: operations, oversize }
   const behavior = documentSocketBehavior({
     maxMessageBytes: config.maxMessageBytes,
     maxBackpressureBytes: config.maxBackpressureBytes,
@@ -148,6 +155,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   }, {
     upgrade: (res, req, context) => handleUpgrade(upgradeContext, res, req, context),
     messages: clientMessages,
+    paced,
+    oversize,
     connections,
     participants,
     registry,

@@ -38,6 +38,11 @@ export class ConnectionTable {
     this.open.delete(conn)
   }
 
+  /** The open connections to one document (a copy: closing one while iterating is safe). */
+  ofDocument (docId: string): Connection[] {
+    return [...this.open].filter(conn => conn.docId === docId)
+  }
+
   /** Closes every connection to the document (of one user, if given); returns how many. */
   closeDocument (docId: string, code: CloseCodeValue, reason: string, userId?: string): number {
     let closed = 0

@@ -9,6 +9,8 @@ import type { ClientMessages } from './client-messages.js'
 import type { Connection, SocketData } from './connection.js'
 import type { ConnectionTable } from './connection-table.js'
 import type { ExpirySchedule } from './expiry-schedule.js'
+import type { OversizeCooldown } from './oversize-cooldown.js'
+import type { PacedSends } from './paced-sends.js'
 
 export interface SocketOptions {
   maxMessageBytes: number
@@ -22,6 +24,8 @@ export interface SocketDependencies {
   /** Answers the HTTP upgrade (authentication, the document's load). */
   upgrade: NonNullable<uWS.WebSocketBehavior<SocketData>['upgrade']>
   messages: ClientMessages
+  paced: PacedSends
+  oversize: OversizeCooldown
   connections: ConnectionTable
   participants: ParticipantDirectory
   registry: DocumentRegistry
@@ -29,6 +33,9 @@ export interface SocketDependencies {
   metrics: Metrics
   debugLogging: boolean
 }
+
+/** uWS's close reason for a frame over maxPayloadLength. */
+const UWS_TOO_BIG_REASON = 'Received too big message'
 
 /** The expiry schedule's action: a connection whose token expired is closed with 4401. */
 export function closeExpiredConnection (conn: Connection): void {
@@ -43,7 +50,7 @@ export function closeExpiredConnection (conn: Connection): void {
  * contains its errors and closes only the connection concerned, with the code protocol.md gives.
  */
 export function documentSocketBehavior (options: SocketOptions, deps: SocketDependencies): uWS.WebSocketBehavior<SocketData> {
-  const { messages, connections, participants, registry, expiries, metrics, debugLogging } = deps
+  const { messages, paced, connections, participants, registry, expiries, metrics, debugLogging } = deps
   return {
     maxPayloadLength: options.maxMessageBytes,
     maxBackpressure: options.maxBackpressureBytes,
@@ -99,17 +106,29 @@ export function documentSocketBehavior (options: SocketOptions, deps: SocketDepe
         }
       }
     },
+    drain: ws => {
+      const conn = ws.getUserData().conn
+      try {
+        paced.drained(conn)
+      } catch (err) {
+        conn.log.error({ err }, 'closing: internal error while sending')
+        ws.end(CloseCode.InternalError, 'internal error')
+      }
+    },
     close: (ws, code, message) => {
       const conn = ws.getUserData().conn
       conn.closed = true
       conn.socket = null
+      paced.closed(conn)
       expiries.remove(conn)
       connections.delete(conn)
       metrics.connections.dec()
       metrics.closes.labels(String(code)).inc()
       if (code === CloseCode.Abnormal && message.byteLength > 0) {
         // uWS's own reasons: "Received too big message", backpressure limit, idle timeout.
-        conn.log.info({ code, reason: Buffer.from(message).toString() }, 'connection dropped by the server')
+        const reason = Buffer.from(message).toString()
+        conn.log.info({ code, reason }, 'connection dropped by the server')
+        if (reason.startsWith(UWS_TOO_BIG_REASON)) deps.oversize.strike(conn.docId, conn.userId)
       } else if (debugLogging) {
         conn.log.debug({ code }, 'connection closed')
       }

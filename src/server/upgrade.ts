@@ -11,6 +11,7 @@ import { DocumentDeletedError } from '../persistence/document-store.js'
 import { Connection, type SocketData } from './connection.js'
 import type { AddressRateLimit } from './address-rate-limit.js'
 import type { ConnectionTable } from './connection-table.js'
+import type { OversizeCooldown } from './oversize-cooldown.js'
 import { remoteAddress, requestToken, sendJson, trackAbort } from '../http/http-util.js'
 import { DOCUMENT_PATH_PREFIX } from '../protocol/endpoints.js'
 
@@ -24,6 +25,7 @@ export interface UpgradeContext {
   upgradesPerAddress: AddressRateLimit
   connections: Pick<ConnectionTable, 'tryReserve' | 'release'>
   node: { readonly closing: boolean }
+  oversize: OversizeCooldown
 }
 
 const AUTH_STATUS: Record<AuthError['reason'], number> = {
@@ -39,7 +41,8 @@ const AUTH_STATUS: Record<AuthError['reason'], number> = {
  *
  * HTTP answers instead of an upgrade: 400 bad document id, 401 missing/invalid/expired token,
  * 403 no access to this document (or Origin not allowed, or access revoked), 410 document
- * deleted moments ago, 503 auth service or store unavailable, connection limits, shutting down.
+ * deleted moments ago, 413 this user's last message to this document was over MAX_MESSAGE_BYTES
+ * (for a while, see OversizeCooldown), 503 auth service or store unavailable, connection limits, shutting down.
  */
 export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: HttpRequest, socketContext: us_socket_context_t): void {
   // Everything from `req` must be read now: it is only valid until this function returns.
@@ -120,6 +123,11 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
     if (await ctx.revocations.isRevoked(docId, principal.userId)) {
       ctx.metrics.authFailures.labels('revoked').inc()
       refuse(403, 'access_revoked', 'access to this document was revoked')
+      return
+    }
+    const wait = ctx.oversize.retryAfterSeconds(docId, principal.userId)
+    if (wait > 0) {
+      refuse(413, 'message_too_large', `a message this client sent to this document was larger than the server accepts (MAX_MESSAGE_BYTES); retry in ${wait} s`, { 'retry-after': String(wait) })
       return
     }
     if (abort.aborted) return

@@ -16,9 +16,13 @@ const YjsCjs = requireCjs('yjs') as typeof Y
 
 export type StockProvider = ProviderV3
 
-/** A document and a stock provider of the given version, as a front end would create them. */
-export function stockProvider (version: ProviderVersion, serverUrl: string, docId: string, params: Record<string, string>): { doc: Y.Doc, provider: StockProvider } {
-  const doc = version === '1.5.4' ? new YjsCjs.Doc() : new Y.Doc()
+/**
+ * A document and a stock provider of the given version, as a front end would create them; `doc`,
+ * a document that already holds content (made offline), for 2.x and 3.x.
+ */
+export function stockProvider (version: ProviderVersion, serverUrl: string, docId: string, params: Record<string, string>, existing?: Y.Doc): { doc: Y.Doc, provider: StockProvider } {
+  if (existing !== undefined && version === '1.5.4') throw new Error('y-websocket 1.5.4 runs on the CommonJS Yjs: make its document with it')
+  const doc = existing ?? (version === '1.5.4' ? new YjsCjs.Doc() : new Y.Doc())
   const Provider = version === '1.5.4' ? ProviderV1 : version === '2.1.0' ? ProviderV2 as unknown as typeof ProviderV3 : ProviderV3
   const provider = new Provider(serverUrl, docId, doc, {
     params,

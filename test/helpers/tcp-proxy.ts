@@ -7,8 +7,13 @@ export interface TcpProxy {
   close: () => Promise<void>
 }
 
+export interface TcpProxyOptions {
+  /** Server-to-client bytes per second per connection, like a slow network link (default: unthrottled). */
+  downstreamBytesPerSecond?: number
+}
+
 /** A minimal TCP load balancer on loopback, standing in for HAProxy in tests. */
-export async function startTcpProxy (targetPort: number): Promise<TcpProxy> {
+export async function startTcpProxy (targetPort: number, options: TcpProxyOptions = {}): Promise<TcpProxy> {
   let target = targetPort
   const sockets = new Set<Socket>()
   const server = createServer(client => {
@@ -16,8 +21,25 @@ export async function startTcpProxy (targetPort: number): Promise<TcpProxy> {
     sockets.add(client)
     sockets.add(upstream)
     client.pipe(upstream)
-    upstream.pipe(client)
+    const rate = options.downstreamBytesPerSecond
+    let refill: NodeJS.Timeout | null = null
+    if (rate === undefined) {
+      upstream.pipe(client)
+    } else {
+      // A budget per 100 ms; reading pauses when it is spent, so the server's socket backs up.
+      let budget = rate / 10
+      refill = setInterval(() => {
+        budget = rate / 10
+        upstream.resume()
+      }, 100)
+      upstream.on('data', (chunk: Buffer) => {
+        client.write(chunk)
+        budget -= chunk.length
+        if (budget <= 0) upstream.pause()
+      })
+    }
     const cleanup = (): void => {
+      if (refill !== null) clearInterval(refill)
       client.destroy()
       upstream.destroy()
       sockets.delete(client)

@@ -1,0 +1,290 @@
+import * as encoding from 'lib0/encoding'
+import * as Y from 'yjs'
+
+type DeleteSet = ReturnType<typeof Y.createDeleteSet>
+
+/**
+ * A Yjs document's content as a sequence of updates of about `maxBytes` each instead of one, made
+ * one at a time: a large document reaches a client as messages it can apply one by one, each
+ * encoded when the socket can take it, so neither the server's event loop nor the client's 30 s
+ * message timer waits for one huge frame.
+ *
+ * Each chunk is a valid Yjs update (format v1) that integrates once the chunks before it have:
+ * structs are emitted in causal order (a struct only after its origins and its parent, the order
+ * Yjs itself integrates in), each client's structs as one contiguous clock range per chunk, and a
+ * struct longer than a chunk (one pasted string) is cut the way Yjs splits items. Deletions follow
+ * the structs as updates of their own. The document may change between chunks: positions are
+ * clocks, which every later transaction keeps, and what changes after the start reaches the client
+ * as ordinary updates.
+ */
+export class StateChunks {
+  private readonly cursors = new Map<number, Cursor>()
+  /** Clients with structs to send, highest first (the order Yjs writes them in). */
+  private readonly order: number[]
+  private orderIndex = 0
+  /** Delete-set chunks and other trailing updates, made once the structs are out. */
+  private rest: Uint8Array[] | null = null
+  private produced = 0
+
+  /**
+   * `from`/`to`: each client's clock range to send. `deletions`: the transaction's delete set, or
+   * 'document' for the whole document's, read when the structs are out (plus any updates Yjs keeps
+   * pending, which a complete answer to a sync step 1 includes).
+   */
+  private constructor (
+    private readonly doc: Y.Doc,
+    private readonly from: Map<number, number>,
+    to: Map<number, number>,
+    private readonly deletions: DeleteSet | 'document',
+    private readonly maxBytes: number
+  ) {
+    for (const [client, end] of to) {
+      const start = from.get(client) ?? 0
+      if (end > start) this.cursors.set(client, { next: start, to: end, index: 0 })
+    }
+    this.order = [...this.cursors.keys()].sort((a, b) => b - a)
+  }
+
+  /** What a client with `stateVector` lacks: the answer to its sync step 1, in chunks. */
+  static forStateVector (doc: Y.Doc, stateVector: Uint8Array, maxBytes: number): StateChunks {
+    return new StateChunks(doc, Y.decodeStateVector(stateVector), Y.decodeStateVector(Y.encodeStateVector(doc)), 'document', maxBytes)
+  }
+
+  /** What a transaction added and deleted, in chunks (the transaction must have ended). */
+  static forTransaction (doc: Y.Doc, transaction: Y.Transaction, maxBytes: number): StateChunks {
+    return new StateChunks(doc, transaction.beforeState, transaction.afterState, transaction.deleteSet, maxBytes)
+  }
+
+  /** True once every chunk was returned by next(). */
+  get done (): boolean {
+    return this.rest !== null && this.rest.length === 0
+  }
+
+  /**
+   * The next chunk, or null when done. Throws if the document's structs cannot be ordered (never
+   * for a document Yjs built); the caller then falls back to one whole update.
+   */
+  next (): Uint8Array | null {
+    if (this.rest === null) {
+      const chunk = this.nextStructs()
+      if (this.structsLeft() === undefined) this.rest = this.trailingUpdates()
+      if (chunk !== null) return this.count(chunk)
+    }
+    const chunk = this.rest?.shift()
+    return chunk === undefined ? null : this.count(chunk)
+  }
+
+  /**
+   * Everything from the start as one update: the fallback should next() throw. It repeats what
+   * chunks already sent, which Yjs merges away.
+   */
+  whole (): Uint8Array {
+    return Y.encodeStateAsUpdate(this.doc, Y.encodeStateVector(this.from))
+  }
+
+  /** Stops here: done, nothing more to return (after whole() replaced the rest). */
+  abandon (): void {
+    this.rest = []
+  }
+
+  private count (chunk: Uint8Array): Uint8Array {
+    this.produced++
+    return chunk
+  }
+
+  private nextStructs (): Uint8Array | null {
+    const runs = new Map<number, Run>()
+    let bytes = 0
+    // Clients waiting for another's structs, each with the id it waits for.
+    const waiting: Array<{ client: number, needs: Y.ID }> = []
+    let client = this.structsLeft()
+    while (client !== undefined && bytes < this.maxBytes) {
+      const cursor = this.cursors.get(client) as Cursor
+      if (cursor.next >= cursor.to) {
+        client = waiting.pop()?.client ?? this.structsLeft()
+        continue
+      }
+      const struct = this.structAt(client, cursor)
+      const needs = this.unmetDependency(struct, cursor.next)
+      if (needs !== null) {
+        if (needs.client === client || waiting.some(w => w.client === needs.client)) {
+          throw new Error('structs cannot be ordered causally')
+        }
+        waiting.push({ client, needs })
+        client = needs.client
+        continue
+      }
+      let run = runs.get(client)
+      if (run === undefined) {
+        run = { clock: cursor.next, structs: 0, encoder: new Y.UpdateEncoderV1() }
+        runs.set(client, run)
+      }
+      const before = encoding.length(run.encoder.restEncoder)
+      cursor.next = writePiece(run.encoder, struct, cursor.next, cursor.to, this.maxBytes - bytes)
+      run.structs++
+      bytes += encoding.length(run.encoder.restEncoder) - before
+      // Back to the client that waited as soon as what it needs is out.
+      const top = waiting[waiting.length - 1]
+      if (top !== undefined && top.needs.client === client && cursor.next > top.needs.clock) client = (waiting.pop() as { client: number }).client
+    }
+    if (runs.size === 0) return null
+    const out = encoding.createEncoder()
+    encoding.writeVarUint(out, runs.size)
+    for (const client of [...runs.keys()].sort((a, b) => b - a)) {
+      const run = runs.get(client) as Run
+      encoding.writeVarUint(out, run.structs)
+      encoding.writeVarUint(out, client)
+      encoding.writeVarUint(out, run.clock)
+      encoding.writeUint8Array(out, encoding.toUint8Array(run.encoder.restEncoder))
+    }
+    encoding.writeVarUint(out, 0) // no deletions: they follow the structs
+    return encoding.toUint8Array(out)
+  }
+
+  /** A client that still has structs to send, or undefined when none has. */
+  private structsLeft (): number | undefined {
+    while (this.orderIndex < this.order.length) {
+      const client = this.order[this.orderIndex] as number
+      const cursor = this.cursors.get(client) as Cursor
+      if (cursor.next < cursor.to) return client
+      this.orderIndex++
+    }
+    return undefined
+  }
+
+  private structAt (client: number, cursor: Cursor): Y.Item | Y.GC {
+    const structs = this.doc.store.clients.get(client) ?? []
+    // Transactions may have split or merged structs since the last chunk: the clock is what holds.
+    let struct = structs[cursor.index]
+    if (struct === undefined || struct.id.clock > cursor.next || struct.id.clock + struct.length <= cursor.next) {
+      cursor.index = Y.findIndexSS(structs, cursor.next)
+      struct = structs[cursor.index]
+    }
+    return struct as Y.Item | Y.GC
+  }
+
+  /** A struct that must go first for `struct` (from `clock` on) to integrate, or null. */
+  private unmetDependency (struct: Y.Item | Y.GC, clock: number): Y.ID | null {
+    if (!(struct instanceof Y.Item)) return null
+    const ids: Array<Y.ID | null> = [struct.rightOrigin]
+    if (clock === struct.id.clock) {
+      ids.push(struct.origin)
+      const parentItem = (struct.parent as Y.AbstractType<unknown> | null)?._item ?? null
+      if (struct.origin === null && struct.rightOrigin === null && parentItem !== null) ids.push(parentItem.id)
+    }
+    for (const id of ids) {
+      if (id === null) continue
+      const cursor = this.cursors.get(id.client)
+      // Outside the ranges being sent: the receiver has it already.
+      if (cursor !== undefined && id.clock >= cursor.next && id.clock < cursor.to) return id
+    }
+    return null
+  }
+
+  private trailingUpdates (): Uint8Array[] {
+    const updates: Uint8Array[] = []
+    const deleteSet = this.deletions === 'document' ? Y.createDeleteSetFromStructStore(this.doc.store) : this.deletions
+    updates.push(...deleteSetChunks(deleteSet, this.maxBytes))
+    if (this.deletions === 'document') {
+      const { pendingStructs, pendingDs } = this.doc.store
+      if (pendingStructs !== null) updates.push(Y.convertUpdateFormatV2ToV1(pendingStructs.update))
+      if (pendingDs !== null) updates.push(Y.convertUpdateFormatV2ToV1(pendingDs))
+    }
+    // Always at least one chunk: the answer to a sync step 1 is a message even when empty.
+    if (updates.length === 0 && this.produced === 0) updates.push(EMPTY_UPDATE)
+    return updates
+  }
+}
+
+interface Cursor {
+  /** The next clock to send. */
+  next: number
+  /** The clock to stop at. */
+  to: number
+  /** Index hint into the client's struct array. */
+  index: number
+}
+
+interface Run {
+  clock: number
+  structs: number
+  encoder: Y.UpdateEncoderV1
+}
+
+const EMPTY_UPDATE = new Uint8Array([0, 0])
+
+/**
+ * Writes `struct` from `clock` on, up to `to` and, for a struct longer than one (a string, an
+ * array of values, a deleted range), up to about `budget` bytes. Returns the clock it stopped at.
+ */
+function writePiece (encoder: Y.UpdateEncoderV1, struct: Y.Item | Y.GC, clock: number, to: number, budget: number): number {
+  const start = struct.id.clock
+  let end = Math.min(start + struct.length, to)
+  if (end - clock > 1 && end - clock > budget) end = clock + Math.max(1, budget)
+  if (struct instanceof Y.Item && struct.content instanceof Y.ContentString) end = avoidSurrogateSplit(struct.content.str, start, clock, end)
+  if (struct instanceof Y.GC) {
+    encoder.writeInfo(0)
+    encoder.writeLen(end - clock)
+    return end
+  }
+  if (end === start + struct.length) {
+    struct.write(encoder, clock - start)
+    return end
+  }
+  // Yjs writes an item from an offset to its end; a view whose content ends early writes a slice.
+  const view = Object.create(struct) as Y.Item
+  const content = struct.content.copy()
+  content.splice(end - start)
+  view.content = content
+  view.write(encoder, clock - start)
+  return end
+}
+
+/** Never cut between the halves of a surrogate pair (Yjs would replace both with U+FFFD). */
+function avoidSurrogateSplit (str: string, start: number, clock: number, end: number): number {
+  const cut = end - start
+  if (cut >= str.length) return end
+  const code = str.charCodeAt(cut - 1)
+  if (code < 0xD800 || code > 0xDBFF) return end
+  // One unit back, unless that leaves nothing; then one forward (the pair stays whole either way).
+  return end - 1 > clock ? end - 1 : end + 1
+}
+
+/** A delete set as updates without structs, each holding about `maxBytes` of it. */
+function deleteSetChunks (deleteSet: DeleteSet, maxBytes: number): Uint8Array[] {
+  const chunks: Uint8Array[] = []
+  let part: Array<{ client: number, items: Array<{ clock: number, len: number }> }> = []
+  let bytes = 0
+  const flush = (): void => {
+    if (part.length === 0) return
+    const out = encoding.createEncoder()
+    encoding.writeVarUint(out, 0) // no structs
+    encoding.writeVarUint(out, part.length)
+    for (const { client, items } of part) {
+      encoding.writeVarUint(out, client)
+      encoding.writeVarUint(out, items.length)
+      for (const item of items) {
+        encoding.writeVarUint(out, item.clock)
+        encoding.writeVarUint(out, item.len)
+      }
+    }
+    chunks.push(encoding.toUint8Array(out))
+    part = []
+    bytes = 0
+  }
+  for (const client of [...deleteSet.clients.keys()].sort((a, b) => b - a)) {
+    let items: Array<{ clock: number, len: number }> = []
+    part.push({ client, items })
+    for (const item of deleteSet.clients.get(client) ?? []) {
+      if (bytes >= maxBytes) {
+        flush()
+        items = []
+        part.push({ client, items })
+      }
+      items.push(item)
+      bytes += 10 // two varuints, at most 5 bytes each in practice
+    }
+  }
+  if (part.some(p => p.items.length > 0)) flush()
+  return chunks
+}

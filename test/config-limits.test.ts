@@ -1,0 +1,29 @@
+import t from 'tap'
+import { loadConfig } from '../src/config/config.js'
+import { ConfigError } from '../src/config/config-error.js'
+import { TEST_SECRET } from './helpers/tokens.js'
+
+// Size limits that contradict each other would leave a client holding a large document unable ever
+// to sync it: such a configuration does not start.
+
+const base = { JWT_SECRET: TEST_SECRET }
+const MiB = 1024 * 1024
+
+t.test('the frame limit follows the document limit unless set', async t => {
+  t.equal(loadConfig(base).maxMessageBytes, 64 * MiB + 1024, 'default: a 64 MiB document fits in one message')
+  t.equal(loadConfig({ ...base, MAX_DOCUMENT_BYTES: String(MiB) }).maxMessageBytes, MiB + 1024)
+  t.equal(loadConfig({ ...base, MAX_DOCUMENT_BYTES: '0' }).maxMessageBytes, 256 * MiB, 'no document limit: 256 MiB frames')
+  t.equal(loadConfig(base).limits.bytesBurst, 2 * (64 * MiB + 1024), 'the byte burst allows a full sync')
+})
+
+t.test('a frame limit below the document limit is refused with one clear error', async t => {
+  t.throws(() => loadConfig({ ...base, MAX_MESSAGE_BYTES: String(4 * MiB) }), new ConfigError(
+    `Invalid MAX_MESSAGE_BYTES: ${4 * MiB} cannot carry a document of MAX_DOCUMENT_BYTES (${64 * MiB}), which a client sends in one message; leave it unset, set it to at least ${64 * MiB + 1024}, or lower MAX_DOCUMENT_BYTES`))
+  t.doesNotThrow(() => loadConfig({ ...base, MAX_MESSAGE_BYTES: String(4 * MiB), MAX_DOCUMENT_BYTES: String(4 * MiB - 1024) }))
+  t.doesNotThrow(() => loadConfig({ ...base, MAX_MESSAGE_BYTES: String(4 * MiB), MAX_DOCUMENT_BYTES: '0' }), 'no document limit: the frame limit is the bound')
+})
+
+t.test('a byte burst below the frame limit is refused', async t => {
+  t.throws(() => loadConfig({ ...base, RATE_LIMIT_BYTES_BURST: String(8 * MiB) }), /Invalid RATE_LIMIT_BYTES_BURST: .* below MAX_MESSAGE_BYTES/)
+  t.doesNotThrow(() => loadConfig({ ...base, RATE_LIMIT_BYTES_BURST: String(8 * MiB), MAX_DOCUMENT_BYTES: String(4 * MiB) }))
+})
