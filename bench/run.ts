@@ -30,6 +30,7 @@ flags:
   --connections N      idle-memory / connection-storm connection count (5000 / 2000)
   --settle S           idle-memory: wait before measuring RSS (5)
   --mb N --chunk-kb N --joiners N   large-doc: document size (10), insert size (64), joins measured (5)
+  --upload                          large-doc: a client brings the document made offline, in one message
   --nodes 1,2,3        cross-node: cluster sizes to measure
   --server head|worktree|src|entry:FILE   our build: committed HEAD (default), npm run build of the tree,
                        tsx src, or a given built entry point (experiments)
@@ -66,6 +67,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; repeat: 
       'quiet-wait': { type: 'string' },
       repeat: { type: 'string' },
       mb: { type: 'string' },
+      upload: { type: 'boolean', default: false },
       'chunk-kb': { type: 'string' },
       joiners: { type: 'string' },
       nodes: { type: 'string' },
@@ -118,6 +120,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; repeat: 
     settle: num('settle', values.settle),
     quietWait: num('quiet-wait', values['quiet-wait']),
     mb: num('mb', values.mb),
+    upload: values.upload,
     chunkKb: num('chunk-kb', values['chunk-kb']),
     joiners: num('joiners', values.joiners),
     nodes: values.nodes?.split(',').map(Number).filter(n => Number.isInteger(n) && n >= 1)

@@ -50,6 +50,16 @@ export interface WorkerSnapshot {
   rssBytes: number
 }
 
+/** A client bringing a document made offline, watched by another client of the same document. */
+export interface UploadResult {
+  ok: boolean
+  /** The uploader's connect start to the observer holding the whole document, ms. */
+  ms: number
+  /** The uploader's sync step 2 (its whole document in one message). */
+  bytes: number
+  error?: string
+}
+
 export interface JoinResult {
   ok: boolean
   /** Connect start to sync step 2 applied, ms. */
@@ -81,12 +91,14 @@ export type Request =
   | { type: 'fill'; entries: number; textBytes: number; chunkBytes: number }
   /** A fresh Y.Doc client connects, syncs, disconnects. */
   | { type: 'join'; endpoint: Endpoint; timeoutMs: number }
+  | { type: 'upload'; endpoint: Endpoint; observer: Endpoint; textBytes: number; chunkBytes: number; timeoutMs: number }
 
 export type Reply =
   | { type: 'connect'; results: ConnectResult[] }
   | { type: 'snapshot'; snapshot: WorkerSnapshot }
   | { type: 'digest'; digests: DocDigest[] }
   | { type: 'join'; result: JoinResult }
+  | { type: 'upload'; result: UploadResult }
   | { type: 'ok' }
 
 export interface Envelope<T> {

@@ -1,7 +1,7 @@
 /** The coordinator's side of the generator: worker processes and request/reply over IPC. */
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import type { ClientSpec, ConnectResult, DocDigest, Envelope, JoinResult, Reply, Request, WorkerSnapshot } from './ipc.js'
+import type { ClientSpec, ConnectResult, DocDigest, Envelope, JoinResult, Reply, Request, UploadResult, WorkerSnapshot } from './ipc.js'
 import type { Endpoint } from './wsraw.js'
 
 const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url))
@@ -54,6 +54,12 @@ export class GeneratorWorker {
   async join (endpoint: Endpoint, timeoutMs: number): Promise<JoinResult> {
     const reply = await this.request({ type: 'join', endpoint, timeoutMs })
     if (reply.type !== 'join') throw new Error('unexpected reply')
+    return reply.result
+  }
+
+  async upload (endpoint: Endpoint, observer: Endpoint, textBytes: number, chunkBytes: number, timeoutMs: number): Promise<UploadResult> {
+    const reply = await this.request({ type: 'upload', endpoint, observer, textBytes, chunkBytes, timeoutMs })
+    if (reply.type !== 'upload') throw new Error('unexpected reply')
     return reply.result
   }
 

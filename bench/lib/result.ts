@@ -72,6 +72,8 @@ export const METRICS: Record<string, MetricInfo> = {
   cpu_total_s_per_1k: { label: 'server total CPU per 1k delivered', unit: 's', better: 'lower' },
   server_cpu_pct: { label: 'server CPU', unit: '% of a core', better: 'lower' },
   rss_mb: { label: 'server RSS', unit: 'MB', better: 'lower' },
+  rss_peak_mb: { label: 'server RSS peak during the run', unit: 'MB', better: 'lower' },
+  up_ms: { label: 'upload: one-message document to observer', unit: 'ms', better: 'lower' },
   max_sustained_delivered_per_s: { label: 'highest sustained delivered edits/s', unit: '/s', better: 'higher' },
   max_sustained_rate_per_doc: { label: 'highest sustained rate per document', unit: 'edits/s', better: 'higher' },
   p99_at_reference_max_ms: { label: "p99 at the reference's highest sustained rate", unit: 'ms', better: 'lower' },

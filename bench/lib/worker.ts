@@ -3,10 +3,11 @@
  * coordinator over IPC. Started by pool.ts with child_process.fork.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import type { ClientSpec, ConnectResult, DocDigest, Envelope, JoinResult, Reply, Request, WorkerSnapshot } from './ipc.js'
+import * as Y from 'yjs'
+import type { ClientSpec, ConnectResult, DocDigest, Envelope, JoinResult, Reply, Request, UploadResult, WorkerSnapshot } from './ipc.js'
 import { LatencyHistogram } from './stats.js'
 import { EMPTY_SYNC_STEP1, RawWebSocket, sinkLatency } from './wsraw.js'
-import { now, Observer, Writer, YClient } from './yclient.js'
+import { fillBody, now, Observer, Writer, YClient } from './yclient.js'
 
 const TICK_MS = 5
 
@@ -220,6 +221,8 @@ function digests (): DocDigest[] {
 
 function closeAll (): void {
   stopWriters()
+  for (const client of uploads) client.close()
+  uploads.length = 0
   for (const sink of sinks) sink.close()
   for (const client of [...writers, ...observers]) client.close()
   sinks.length = 0
@@ -234,6 +237,31 @@ async function fill (entries: number, textBytes: number, chunkBytes: number): Pr
     if (textBytes > 0) writer.fillText(textBytes, chunkBytes)
   }
   await Promise.all(writers.map(async w => { await w.flushed() }))
+}
+
+/** Clients of uploads, kept connected until close-all so that the document stays loaded. */
+const uploads: YClient[] = []
+
+async function upload (endpoint: ClientSpec['endpoint'], observerEndpoint: ClientSpec['endpoint'], textBytes: number, chunkBytes: number, timeoutMs: number): Promise<UploadResult> {
+  const deadline = now() + timeoutMs
+  const observer = new YClient({ endpoint: observerEndpoint })
+  uploads.push(observer)
+  while (!observer.synced) {
+    if (now() > deadline) return { ok: false, ms: 0, bytes: 0, error: 'observer did not sync' }
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+  const offline = new Y.Doc()
+  fillBody(offline, textBytes, chunkBytes)
+  const bytes = Y.encodeStateAsUpdate(offline).length
+  const started = now()
+  const uploader = new YClient({ endpoint, doc: offline })
+  uploads.push(uploader)
+  const body = observer.doc.getText('body')
+  while (body.length < textBytes) {
+    if (now() > deadline) return { ok: false, ms: now() - started, bytes, error: `observer has ${body.length} of ${textBytes} characters` }
+    await new Promise(resolve => setTimeout(resolve, 2))
+  }
+  return { ok: true, ms: now() - started, bytes }
 }
 
 async function join (endpoint: ClientSpec['endpoint'], timeoutMs: number): Promise<JoinResult> {
@@ -284,6 +312,8 @@ async function handle (request: Request): Promise<Reply> {
       return { type: 'ok' }
     case 'join':
       return { type: 'join', result: await join(request.endpoint, request.timeoutMs) }
+    case 'upload':
+      return { type: 'upload', result: await upload(request.endpoint, request.observer, request.textBytes, request.chunkBytes, request.timeoutMs) }
   }
 }
 

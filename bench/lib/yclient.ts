@@ -32,12 +32,14 @@ const REMOTE = 'remote'
 
 export interface YClientOptions {
   endpoint: Endpoint
+  /** A document that already holds content (made offline); a fresh one otherwise. */
+  doc?: Y.Doc
   onSynced?: () => void
   onClose?: (reason: string) => void
 }
 
 export class YClient {
-  readonly doc = new Y.Doc()
+  readonly doc: Y.Doc
   readonly ws: RawWebSocket
   synced = false
   /** When the client started connecting and when it received its first sync step 2 (epoch ms). */
@@ -45,11 +47,15 @@ export class YClient {
   syncedAt = 0
   /** When the first sync step 2 arrived, before it was applied (epoch ms). */
   step2ReceivedAt = 0
-  /** Bytes of the first sync step 2 received. */
+  /**
+   * Bytes of the sync messages received up to the first sync step 2: the step 2 alone from a server
+   * that answers in one message, every chunk from one that answers a large document in chunks.
+   */
   step2Bytes = 0
   errors: string[] = []
 
   constructor (options: YClientOptions) {
+    this.doc = options.doc ?? new Y.Doc()
     this.ws = new RawWebSocket(options.endpoint, {
       mode: 'full',
       onOpen: () => {
@@ -77,10 +83,8 @@ export class YClient {
     const encoder = encoding.createEncoder()
     encoding.writeVarUint(encoder, MESSAGE_SYNC)
     const syncType = message[1]
-    if (syncType === syncProtocol.messageYjsSyncStep2 && !this.synced) {
-      this.step2Bytes = message.length
-      this.step2ReceivedAt = now()
-    }
+    if (syncType !== syncProtocol.messageYjsSyncStep1 && !this.synced) this.step2Bytes += message.length
+    if (syncType === syncProtocol.messageYjsSyncStep2 && !this.synced) this.step2ReceivedAt = now()
     syncProtocol.readSyncMessage(decoder, encoder, this.doc, REMOTE, err => { this.errors.push(err.message) })
     if (encoding.length(encoder) > 1) this.ws.send(encoding.toUint8Array(encoder))
     if (syncType === syncProtocol.messageYjsUpdate) this.afterRemoteUpdate(message)
@@ -112,6 +116,19 @@ export class YClient {
   }
 }
 
+/** Appends `bytes` of filler text to the document's Y.Text `body`, one transaction per chunk. */
+export function fillBody (doc: Y.Doc, bytes: number, chunkBytes: number): void {
+  const body = doc.getText('body')
+  const line = 'The quick brown fox jumps over the lazy dog. 0123456789\n'
+  let written = 0
+  while (written < bytes) {
+    const size = Math.min(chunkBytes, bytes - written)
+    const chunk = line.repeat(Math.ceil(size / line.length)).slice(0, size)
+    body.insert(body.length, chunk)
+    written += size
+  }
+}
+
 /** Appends timestamped entries, one Yjs transaction (one sync update message) per entry. */
 export class Writer extends YClient {
   sent = 0
@@ -119,15 +136,7 @@ export class Writer extends YClient {
 
   /** Appends `bytes` of filler text to the Y.Text `body`, one update per chunk. */
   fillText (bytes: number, chunkBytes: number): void {
-    const body = this.doc.getText('body')
-    const line = 'The quick brown fox jumps over the lazy dog. 0123456789\n'
-    let written = 0
-    while (written < bytes) {
-      const size = Math.min(chunkBytes, bytes - written)
-      const chunk = line.repeat(Math.ceil(size / line.length)).slice(0, size)
-      body.insert(body.length, chunk)
-      written += size
-    }
+    fillBody(this.doc, bytes, chunkBytes)
   }
 
   /** Resolves once everything written so far left the process (the server has it or is reading it). */

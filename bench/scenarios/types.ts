@@ -20,6 +20,8 @@ export interface Flags {
   stepDuration?: number
   connections?: number
   mb?: number
+  /** large-doc: the document arrives made offline, as one sync step 2, instead of in many updates. */
+  upload?: boolean
   chunkKb?: number
   joiners?: number
   nodes?: number[]
