@@ -52,3 +52,33 @@ t.test('the cached full state follows every change, and destroy is announced', a
   doc.destroy()
   t.ok(destroyed, 'the Y.Doc destroy event reached its listener')
 })
+
+/** An update appending `text` to the Y.Text `t`, from one client that keeps typing. */
+const typist = new Y.Doc()
+function updateWithText (text: string): Uint8Array {
+  const before = Y.encodeStateVector(typist)
+  typist.getText('t').insert(typist.getText('t').length, text)
+  return Y.encodeStateAsUpdate(typist, before)
+}
+
+t.test('a large document answers fresh clients in chunks, encoded once until it changes', async t => {
+  const doc = new LiveDocument('large')
+  t.teardown(() => doc.destroy())
+  doc.apply(updateWithText('x'.repeat(10_000)), 'client')
+  t.equal(doc.stateChunks(new Uint8Array([0]), 1 << 20), null, 'below one chunk: answered in one message')
+  const drain = (sequence: ReturnType<LiveDocument['stateChunks']>): Uint8Array[] => {
+    const chunks: Uint8Array[] = []
+    for (let chunk = sequence?.next() ?? null; chunk !== null; chunk = sequence?.next() ?? null) chunks.push(chunk)
+    return chunks
+  }
+  const first = drain(doc.stateChunks(new Uint8Array([0]), 1000))
+  t.ok(first.length >= 10, `${first.length} chunks`)
+  const second = drain(doc.stateChunks(new Uint8Array([0]), 1000))
+  t.ok(second.every((chunk, i) => chunk === first[i]), 'the same chunks, not encoded again')
+  doc.apply(updateWithText('y'), 'client')
+  const third = drain(doc.stateChunks(new Uint8Array([0]), 1000))
+  t.not(third[0], first[0], 'encoded again after a change')
+  const replica = new Y.Doc()
+  for (const chunk of third) Y.applyUpdate(replica, chunk)
+  t.equal(replica.getText('t').length, 10_001)
+})

@@ -4,7 +4,7 @@ import { Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
 import type { BatchAck } from '../protocol/extensions.js'
 import { encodeAwareness } from '../protocol/messages.js'
 import { PresenceOwners } from './presence.js'
-import { StateChunks } from './state-chunks.js'
+import { RecordedChunks, ReplayedChunks, StateChunks, type ChunkSequence } from './state-chunks.js'
 
 export type { AwarenessOwner } from './presence.js'
 
@@ -83,6 +83,10 @@ export class LiveDocument {
   readonly presence = new PresenceOwners()
 
   private fullStateCache: Uint8Array | null = null
+  /** A large document's full state in chunks, until the next change. */
+  private fullStateChunks: Uint8Array[] | null = null
+  /** Counts transactions: chunks made while the document changed are not kept. */
+  private version = 0
   private diffCache: Map<string, Uint8Array> | null = null
   private diffCacheBytes = 0
   /** Every present client's state as one awareness frame, until the next awareness update. */
@@ -101,6 +105,8 @@ export class LiveDocument {
       if (origin === 'timeout') this.presence.release(removed.filter(id => this.presence.ownerOf(id)?.remote === true))
     })
     this.ydoc.afterTransaction = () => {
+      this.version++
+      this.fullStateChunks = null
       this.fullStateCache = null
       this.dropDiffCache()
     }
@@ -221,9 +227,17 @@ export class LiveDocument {
    * StateChunks); null for a smaller one, which encodeStateAsUpdate() answers in one message.
    * Throws for a state vector that does not decode.
    */
-  stateChunks (stateVector: Uint8Array, chunkBytes: number): StateChunks | null {
+  stateChunks (stateVector: Uint8Array, chunkBytes: number): ChunkSequence | null {
     if (this.sizeEstimate <= chunkBytes) return null
-    return StateChunks.forStateVector(this.ydoc, stateVector, chunkBytes)
+    const fresh = stateVector.length === EMPTY_STATE_VECTOR_LENGTH && stateVector[0] === 0
+    if (fresh && this.fullStateChunks !== null) return new ReplayedChunks(this.fullStateChunks, this.ydoc)
+    const chunks = StateChunks.forStateVector(this.ydoc, stateVector, chunkBytes)
+    if (!fresh) return chunks
+    // Every fresh client gets the same chunks: kept, if the document did not change meanwhile.
+    const version = this.version
+    return new RecordedChunks(chunks, recorded => {
+      if (this.version === version && this.state !== 'unloaded') this.fullStateChunks = recorded
+    })
   }
 
   encodeStateVector (): Uint8Array {
@@ -246,6 +260,7 @@ export class LiveDocument {
     this.awareness.destroy()
     this.ydoc.destroy()
     this.fullStateCache = null
+    this.fullStateChunks = null
     this.dropDiffCache()
     this.awarenessFrameCache = null
   }

@@ -3,6 +3,18 @@ import * as Y from 'yjs'
 
 type DeleteSet = ReturnType<typeof Y.createDeleteSet>
 
+/** Chunks handed out one at a time (see StateChunks). */
+export interface ChunkSequence {
+  /** True once every chunk was returned by next(). */
+  readonly done: boolean
+  /** The next chunk, or null when done; may throw (then use whole()). */
+  next: () => Uint8Array | null
+  /** Everything from the start as one update. */
+  whole: () => Uint8Array
+  /** Done from now on. */
+  abandon: () => void
+}
+
 /**
  * A Yjs document's content as a sequence of updates of about `maxBytes` each instead of one, made
  * one at a time: a large document reaches a client as messages it can apply one by one, each
@@ -17,7 +29,7 @@ type DeleteSet = ReturnType<typeof Y.createDeleteSet>
  * clocks, which every later transaction keeps, and what changes after the start reaches the client
  * as ordinary updates.
  */
-export class StateChunks {
+export class StateChunks implements ChunkSequence {
   private readonly cursors = new Map<number, Cursor>()
   /** Clients with structs to send, highest first (the order Yjs writes them in). */
   private readonly order: number[]
@@ -287,4 +299,65 @@ function deleteSetChunks (deleteSet: DeleteSet, maxBytes: number): Uint8Array[] 
   }
   if (part.some(p => p.items.length > 0)) flush()
   return chunks
+}
+
+/**
+ * Chunks encoded earlier, handed out again: the whole document for one more fresh client, while
+ * the document has not changed since they were made.
+ */
+export class ReplayedChunks implements ChunkSequence {
+  private index = 0
+
+  constructor (private readonly chunks: Uint8Array[], private readonly doc: Y.Doc) {}
+
+  get done (): boolean {
+    return this.index >= this.chunks.length
+  }
+
+  next (): Uint8Array | null {
+    return this.chunks[this.index++] ?? null
+  }
+
+  whole (): Uint8Array {
+    return Y.encodeStateAsUpdate(this.doc)
+  }
+
+  abandon (): void {
+    this.index = this.chunks.length
+  }
+}
+
+/** Keeps every chunk a sequence hands out and gives them to `complete` once it is done. */
+export class RecordedChunks implements ChunkSequence {
+  private readonly recorded: Uint8Array[] = []
+  private failed = false
+
+  constructor (private readonly inner: ChunkSequence, private readonly complete: (chunks: Uint8Array[]) => void) {}
+
+  get done (): boolean {
+    return this.inner.done
+  }
+
+  next (): Uint8Array | null {
+    let chunk
+    try {
+      chunk = this.inner.next()
+    } catch (err) {
+      this.failed = true
+      throw err
+    }
+    if (chunk !== null) this.recorded.push(chunk)
+    if (this.inner.done && !this.failed) this.complete(this.recorded)
+    return chunk
+  }
+
+  whole (): Uint8Array {
+    this.failed = true
+    return this.inner.whole()
+  }
+
+  abandon (): void {
+    this.failed = true
+    this.inner.abandon()
+  }
 }

@@ -1,7 +1,7 @@
 import type { Transaction } from 'yjs'
 import type { LargeUpdateFanout, TopicPublisher } from '../documents/document-changes.js'
 import type { LiveDocument } from '../documents/live-document.js'
-import { StateChunks } from '../documents/state-chunks.js'
+import { StateChunks, type ChunkSequence } from '../documents/state-chunks.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { encodeSyncStep2, encodeSyncUpdate } from '../protocol/messages.js'
 import type { ConnectionTable } from './connection-table.js'
@@ -18,7 +18,7 @@ export type LastChunk = 'sync-step2' | 'sync-update'
 const MAX_QUEUED_SEQUENCES = 32
 
 interface Sequence {
-  chunks: StateChunks
+  chunks: ChunkSequence
   last: LastChunk
 }
 
@@ -42,7 +42,7 @@ export class PacedSends {
    * connection that lets MAX_QUEUED_SEQUENCES pile up is a slow reader: it is dropped (1006), as
    * uWS drops one past MAX_BACKPRESSURE_BYTES, and re-syncs when it reconnects.
    */
-  send (conn: Connection, chunks: StateChunks, last: LastChunk): void {
+  send (conn: Connection, chunks: ChunkSequence, last: LastChunk): void {
     const queue = this.queues.get(conn)
     if (queue === undefined) {
       this.queues.set(conn, [{ chunks, last }])
