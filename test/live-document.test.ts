@@ -65,18 +65,18 @@ t.test('a large document answers fresh clients in chunks, encoded once until it 
   const doc = new LiveDocument('large')
   t.teardown(() => doc.destroy())
   doc.apply(updateWithText('x'.repeat(10_000)), 'client')
-  t.equal(doc.stateChunks(new Uint8Array([0]), 1 << 20), null, 'below one chunk: answered in one message')
+  t.equal(doc.stateChunks(new Uint8Array([0]), { chunkBytes: 1 << 20, maxPieceBytes: 1 << 20 }), null, 'below one chunk: answered in one message')
   const drain = (sequence: ReturnType<LiveDocument['stateChunks']>): Uint8Array[] => {
     const chunks: Uint8Array[] = []
     for (let chunk = sequence?.next() ?? null; chunk !== null; chunk = sequence?.next() ?? null) chunks.push(chunk)
     return chunks
   }
-  const first = drain(doc.stateChunks(new Uint8Array([0]), 1000))
+  const first = drain(doc.stateChunks(new Uint8Array([0]), { chunkBytes: 1000, maxPieceBytes: 1000 }))
   t.ok(first.length >= 10, `${first.length} chunks`)
-  const second = drain(doc.stateChunks(new Uint8Array([0]), 1000))
+  const second = drain(doc.stateChunks(new Uint8Array([0]), { chunkBytes: 1000, maxPieceBytes: 1000 }))
   t.ok(second.every((chunk, i) => chunk === first[i]), 'the same chunks, not encoded again')
   doc.apply(updateWithText('y'), 'client')
-  const third = drain(doc.stateChunks(new Uint8Array([0]), 1000))
+  const third = drain(doc.stateChunks(new Uint8Array([0]), { chunkBytes: 1000, maxPieceBytes: 1000 }))
   t.not(third[0], first[0], 'encoded again after a change')
   const replica = new Y.Doc()
   for (const chunk of third) Y.applyUpdate(replica, chunk)

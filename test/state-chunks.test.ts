@@ -5,6 +5,9 @@ import { StateChunks } from '../src/documents/state-chunks.js'
 // A document in chunks must arrive whole, and each chunk must integrate as it arrives: a chunk that
 // Yjs keeps pending (its dependencies still missing) means the order was wrong.
 
+/** Chunks of `bytes`, long structs cut at the same size (the tests want many pieces). */
+const size = (bytes: number): { chunkBytes: number, maxPieceBytes: number } => ({ chunkBytes: bytes, maxPieceBytes: bytes })
+
 /** A deterministic pseudo-random source, so a failure reproduces. */
 function random (seed: number): () => number {
   let x = seed
@@ -84,7 +87,7 @@ t.test('a busy document arrives whole, every chunk integrating as it arrives', a
     const source = busyDocument(seed, 600)
     for (const maxBytes of [16, 200, 4096]) {
       const target = new Y.Doc()
-      const { count, pendingAfter } = receiveAll(StateChunks.forStateVector(source, Y.encodeStateVector(target), maxBytes), target)
+      const { count, pendingAfter } = receiveAll(StateChunks.forStateVector(source, Y.encodeStateVector(target), size(maxBytes)), target)
       t.same(snapshotOf(target), snapshotOf(source), `seed ${seed}, ${maxBytes} bytes: same content (${count} chunks)`)
       t.equal(pendingAfter, 0, `seed ${seed}, ${maxBytes} bytes: no chunk was left pending`)
       t.equal(target.store.pendingDs, null, 'no deletion left pending')
@@ -96,24 +99,27 @@ t.test('a client that has part of the document gets the rest', async t => {
   const source = busyDocument(7, 300)
   // An older copy: a causal prefix of the document (the first chunks of it).
   const partial = new Y.Doc()
-  const all = StateChunks.forStateVector(source, Y.encodeStateVector(partial), 64)
+  const all = StateChunks.forStateVector(source, Y.encodeStateVector(partial), size(64))
   for (let i = 0; i < 40; i++) Y.applyUpdate(partial, all.next() as Uint8Array)
   t.ok(partial.getText('text').length > 0 || partial.getArray('list').length > 0, 'the prefix holds something')
-  const { count, pendingAfter } = receiveAll(StateChunks.forStateVector(source, Y.encodeStateVector(partial), 64), partial)
+  const { count, pendingAfter } = receiveAll(StateChunks.forStateVector(source, Y.encodeStateVector(partial), size(64)), partial)
   t.ok(count > 1, `${count} chunks`)
   t.equal(pendingAfter, 0)
   t.same(snapshotOf(partial), snapshotOf(source), 'same as the source')
 })
 
-t.test('one long string is cut into chunks of about the size asked, never inside a surrogate pair', async t => {
+t.test('one long string goes in few pieces of at most maxPieceBytes, never cut inside a surrogate pair', async t => {
   const source = new Y.Doc()
   const long = '😀ab'.repeat(50_000)
   source.getText('text').insert(0, long)
   const target = new Y.Doc()
-  const { count, largest } = receiveAll(StateChunks.forStateVector(source, Y.encodeStateVector(target), 10_000), target)
-  t.ok(count >= 20, `${count} chunks`)
-  t.ok(largest < 40_000, `largest chunk ${largest} bytes`)
+  const { count, largest } = receiveAll(StateChunks.forStateVector(source, Y.encodeStateVector(target), { chunkBytes: 10_000, maxPieceBytes: 40_000 }), target)
+  // An eighth of it per piece: the receiver merges the pieces back, copying the string at each.
+  t.ok(count >= 8 && count <= 12, `${count} chunks`)
+  t.ok(largest <= 40_100, `largest chunk ${largest} bytes`)
   t.equal(target.getText('text').toString(), long, 'no character replaced')
+  const whole = receiveAll(StateChunks.forStateVector(source, Y.encodeStateVector(new Y.Doc()), { chunkBytes: 10_000, maxPieceBytes: 1 << 20 }), new Y.Doc())
+  t.equal(whole.count, 2, 'a struct below maxPieceBytes goes whole (then the deletions)')
 })
 
 t.test('a transaction in chunks: what it added and what it deleted', async t => {
@@ -128,7 +134,7 @@ t.test('a transaction in chunks: what it added and what it deleted', async t => 
     source.getText('text').insert(0, 'y'.repeat(5000))
     source.getArray('list').insert(0, ['one', 'two'])
   })
-  const chunks = StateChunks.forTransaction(source, transaction as unknown as Y.Transaction, 500)
+  const chunks = StateChunks.forTransaction(source, transaction as unknown as Y.Transaction, size(500))
   const { count, pendingAfter } = receiveAll(chunks, replica)
   t.ok(count > 5, `${count} chunks`)
   t.equal(pendingAfter, 0)
@@ -142,7 +148,7 @@ t.test('edits between chunks: the receiver converges once it has the live update
     const target = new Y.Doc()
     const live: Uint8Array[] = []
     source.on('update', (update: Uint8Array) => { live.push(update) })
-    const chunks = StateChunks.forStateVector(source, Y.encodeStateVector(target), 100)
+    const chunks = StateChunks.forStateVector(source, Y.encodeStateVector(target), size(100))
     for (let chunk = chunks.next(); chunk !== null; chunk = chunks.next()) {
       Y.applyUpdate(target, chunk)
       // Someone edits the source while the chunks go out; the update reaches the target too.
@@ -157,7 +163,7 @@ t.test('edits between chunks: the receiver converges once it has the live update
 
 t.test('an empty difference is still one (empty) update', async t => {
   const source = busyDocument(3, 50)
-  const chunks = StateChunks.forStateVector(new Y.Doc(), Y.encodeStateVector(source), 100)
+  const chunks = StateChunks.forStateVector(new Y.Doc(), Y.encodeStateVector(source), size(100))
   const first = chunks.next()
   t.ok(first !== null)
   t.equal(chunks.next(), null)

@@ -4,7 +4,7 @@ import { Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
 import type { BatchAck } from '../protocol/extensions.js'
 import { encodeAwareness } from '../protocol/messages.js'
 import { PresenceOwners } from './presence.js'
-import { RecordedChunks, ReplayedChunks, StateChunks, type ChunkSequence } from './state-chunks.js'
+import { RecordedChunks, ReplayedChunks, StateChunks, type ChunkSequence, type ChunkSize } from './state-chunks.js'
 
 export type { AwarenessOwner } from './presence.js'
 
@@ -223,15 +223,15 @@ export class LiveDocument {
   }
 
   /**
-   * Answers a sync step 1 of a document larger than `chunkBytes` in chunks of about that size (see
-   * StateChunks); null for a smaller one, which encodeStateAsUpdate() answers in one message.
+   * Answers a sync step 1 of a document larger than one chunk in chunks (see StateChunks); null
+   * for a smaller one, which encodeStateAsUpdate() answers in one message.
    * Throws for a state vector that does not decode.
    */
-  stateChunks (stateVector: Uint8Array, chunkBytes: number): ChunkSequence | null {
-    if (this.sizeEstimate <= chunkBytes) return null
+  stateChunks (stateVector: Uint8Array, size: ChunkSize): ChunkSequence | null {
+    if (this.sizeEstimate <= size.chunkBytes) return null
     const fresh = stateVector.length === EMPTY_STATE_VECTOR_LENGTH && stateVector[0] === 0
     if (fresh && this.fullStateChunks !== null) return new ReplayedChunks(this.fullStateChunks, this.ydoc)
-    const chunks = StateChunks.forStateVector(this.ydoc, stateVector, chunkBytes)
+    const chunks = StateChunks.forStateVector(this.ydoc, stateVector, size)
     if (!fresh) return chunks
     // Every fresh client gets the same chunks: kept, if the document did not change meanwhile.
     const version = this.version

@@ -16,7 +16,7 @@ export interface ChunkSequence {
 }
 
 /**
- * A Yjs document's content as a sequence of updates of about `maxBytes` each instead of one, made
+ * A Yjs document's content as a sequence of updates of about a chunk each instead of one, made
  * one at a time: a large document reaches a client as messages it can apply one by one, each
  * encoded when the socket can take it, so neither the server's event loop nor the client's 30 s
  * message timer waits for one huge frame.
@@ -24,7 +24,11 @@ export interface ChunkSequence {
  * Each chunk is a valid Yjs update (format v1) that integrates once the chunks before it have:
  * structs are emitted in causal order (a struct only after its origins and its parent, the order
  * Yjs itself integrates in), each client's structs as one contiguous clock range per chunk, and a
- * struct longer than a chunk (one pasted string) is cut the way Yjs splits items. Deletions follow
+ * struct longer than `maxPieceBytes` (one pasted string) is cut the way Yjs splits items, into few
+ * pieces: the receiver merges the pieces back into one item, and its 'update' event (which every
+ * provider listens to) then copies the whole string so far at each piece, so many small pieces of
+ * one string would cost it quadratic time (measured: 3 s for 63 MiB in 1 MiB pieces, 0.3 s whole,
+ * 0.5 s in 4 MiB pieces). Deletions follow
  * the structs as updates of their own. The document may change between chunks: positions are
  * clocks, which every later transaction keeps, and what changes after the start reaches the client
  * as ordinary updates.
@@ -48,7 +52,7 @@ export class StateChunks implements ChunkSequence {
     private readonly from: Map<number, number>,
     to: Map<number, number>,
     private readonly deletions: DeleteSet | 'document',
-    private readonly maxBytes: number
+    private readonly size: ChunkSize
   ) {
     for (const [client, end] of to) {
       const start = from.get(client) ?? 0
@@ -58,13 +62,13 @@ export class StateChunks implements ChunkSequence {
   }
 
   /** What a client with `stateVector` lacks: the answer to its sync step 1, in chunks. */
-  static forStateVector (doc: Y.Doc, stateVector: Uint8Array, maxBytes: number): StateChunks {
-    return new StateChunks(doc, Y.decodeStateVector(stateVector), Y.decodeStateVector(Y.encodeStateVector(doc)), 'document', maxBytes)
+  static forStateVector (doc: Y.Doc, stateVector: Uint8Array, size: ChunkSize): StateChunks {
+    return new StateChunks(doc, Y.decodeStateVector(stateVector), Y.decodeStateVector(Y.encodeStateVector(doc)), 'document', size)
   }
 
   /** What a transaction added and deleted, in chunks (the transaction must have ended). */
-  static forTransaction (doc: Y.Doc, transaction: Y.Transaction, maxBytes: number): StateChunks {
-    return new StateChunks(doc, transaction.beforeState, transaction.afterState, transaction.deleteSet, maxBytes)
+  static forTransaction (doc: Y.Doc, transaction: Y.Transaction, size: ChunkSize): StateChunks {
+    return new StateChunks(doc, transaction.beforeState, transaction.afterState, transaction.deleteSet, size)
   }
 
   /** True once every chunk was returned by next(). */
@@ -110,7 +114,7 @@ export class StateChunks implements ChunkSequence {
     // Clients waiting for another's structs, each with the id it waits for.
     const waiting: Array<{ client: number, needs: Y.ID }> = []
     let client = this.structsLeft()
-    while (client !== undefined && bytes < this.maxBytes) {
+    while (client !== undefined && bytes < this.size.chunkBytes) {
       const cursor = this.cursors.get(client) as Cursor
       if (cursor.next >= cursor.to) {
         client = waiting.pop()?.client ?? this.structsLeft()
@@ -126,13 +130,16 @@ export class StateChunks implements ChunkSequence {
         client = needs.client
         continue
       }
+      const end = this.pieceEnd(struct, cursor, bytes)
+      if (end === null) break // a long struct starts the next chunk
       let run = runs.get(client)
       if (run === undefined) {
         run = { clock: cursor.next, structs: 0, encoder: new Y.UpdateEncoderV1() }
         runs.set(client, run)
       }
       const before = encoding.length(run.encoder.restEncoder)
-      cursor.next = writePiece(run.encoder, struct, cursor.next, cursor.to, this.maxBytes - bytes)
+      writePiece(run.encoder, struct, cursor.next, end)
+      cursor.next = end
       run.structs++
       bytes += encoding.length(run.encoder.restEncoder) - before
       // Back to the client that waited as soon as what it needs is out.
@@ -151,6 +158,30 @@ export class StateChunks implements ChunkSequence {
     }
     encoding.writeVarUint(out, 0) // no deletions: they follow the structs
     return encoding.toUint8Array(out)
+  }
+
+  /**
+   * Where the piece of `struct` written next ends: the struct's end (or the range's) when it fits
+   * the chunk, or is at most maxPieceBytes in a chunk of its own; null when it should start the
+   * next chunk; for a longer struct, the end of a piece of an eighth of it (between chunkBytes and
+   * maxPieceBytes).
+   */
+  private pieceEnd (struct: Y.Item | Y.GC, cursor: Cursor, bytes: number): number | null {
+    const start = struct.id.clock
+    const end = Math.min(start + struct.length, cursor.to)
+    const estimate = estimatedBytes(struct, end - cursor.next)
+    if (estimate <= this.size.chunkBytes - bytes) return end
+    if (bytes > 0) return null
+    if (estimate <= this.size.maxPieceBytes) return end
+    const piece = Math.min(this.size.maxPieceBytes, Math.max(this.size.chunkBytes, Math.ceil(struct.length / 8)))
+    let pieceEnd = Math.min(end, cursor.next + piece)
+    if (struct instanceof Y.Item && struct.content instanceof Y.ContentString) {
+      const str = struct.content.str
+      const utf8 = Buffer.byteLength(str.slice(cursor.next - start, pieceEnd - start))
+      if (utf8 > this.size.maxPieceBytes) pieceEnd = cursor.next + Math.max(1, Math.floor((pieceEnd - cursor.next) * this.size.maxPieceBytes / utf8))
+      pieceEnd = avoidSurrogateSplit(str, start, cursor.next, pieceEnd)
+    }
+    return pieceEnd
   }
 
   /** A client that still has structs to send, or undefined when none has. */
@@ -196,7 +227,7 @@ export class StateChunks implements ChunkSequence {
   private trailingUpdates (): Uint8Array[] {
     const updates: Uint8Array[] = []
     const deleteSet = this.deletions === 'document' ? Y.createDeleteSetFromStructStore(this.doc.store) : this.deletions
-    updates.push(...deleteSetChunks(deleteSet, this.maxBytes))
+    updates.push(...deleteSetChunks(deleteSet, this.size.chunkBytes))
     if (this.deletions === 'document') {
       const { pendingStructs, pendingDs } = this.doc.store
       if (pendingStructs !== null) updates.push(Y.convertUpdateFormatV2ToV1(pendingStructs.update))
@@ -206,6 +237,14 @@ export class StateChunks implements ChunkSequence {
     if (updates.length === 0 && this.produced === 0) updates.push(EMPTY_UPDATE)
     return updates
   }
+}
+
+/** How large the chunks are, and the pieces a long struct is cut into. */
+export interface ChunkSize {
+  /** About this many bytes per chunk. */
+  chunkBytes: number
+  /** A struct longer than this is cut into pieces of at most this many bytes. */
+  maxPieceBytes: number
 }
 
 interface Cursor {
@@ -225,23 +264,23 @@ interface Run {
 
 const EMPTY_UPDATE = new Uint8Array([0, 0])
 
-/**
- * Writes `struct` from `clock` on, up to `to` and, for a struct longer than one (a string, an
- * array of values, a deleted range), up to about `budget` bytes. Returns the clock it stopped at.
- */
-function writePiece (encoder: Y.UpdateEncoderV1, struct: Y.Item | Y.GC, clock: number, to: number, budget: number): number {
+/** About how many bytes writing `units` of the struct takes (deleted ranges take a few). */
+function estimatedBytes (struct: Y.Item | Y.GC, units: number): number {
+  if (struct instanceof Y.GC || struct.content instanceof Y.ContentDeleted) return 8
+  return units
+}
+
+/** Writes `struct` from `clock` to `end`. */
+function writePiece (encoder: Y.UpdateEncoderV1, struct: Y.Item | Y.GC, clock: number, end: number): void {
   const start = struct.id.clock
-  let end = Math.min(start + struct.length, to)
-  if (end - clock > 1 && end - clock > budget) end = clock + Math.max(1, budget)
-  if (struct instanceof Y.Item && struct.content instanceof Y.ContentString) end = avoidSurrogateSplit(struct.content.str, start, clock, end)
   if (struct instanceof Y.GC) {
     encoder.writeInfo(0)
     encoder.writeLen(end - clock)
-    return end
+    return
   }
   if (end === start + struct.length) {
     struct.write(encoder, clock - start)
-    return end
+    return
   }
   // Yjs writes an item from an offset to its end; a view whose content ends early writes a slice.
   const view = Object.create(struct) as Y.Item
@@ -249,7 +288,6 @@ function writePiece (encoder: Y.UpdateEncoderV1, struct: Y.Item | Y.GC, clock: n
   content.splice(end - start)
   view.content = content
   view.write(encoder, clock - start)
-  return end
 }
 
 /** Never cut between the halves of a surrogate pair (Yjs would replace both with U+FFFD). */

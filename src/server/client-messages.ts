@@ -1,5 +1,6 @@
 import type { DocumentChanges } from '../documents/document-changes.js'
 import { UpdateRejectedError } from '../documents/live-document.js'
+import type { ChunkSize } from '../documents/state-chunks.js'
 import type { Metrics } from '../metrics/metrics.js'
 import {
   decodeClientMessage,
@@ -17,8 +18,8 @@ import type { PacedSends } from './paced-sends.js'
 export interface ClientMessageLimits {
   /** Updates that would grow a document past this many bytes are refused (0 = no limit). */
   maxDocumentBytes: number
-  /** A document larger than this answers a sync step 1 in paced chunks of about this size. */
-  chunkBytes: number
+  /** A document larger than one chunk answers a sync step 1 in paced chunks. */
+  chunks: ChunkSize
 }
 
 const READ_ONLY_REASON = 'read-only access: updates are not accepted'
@@ -90,7 +91,7 @@ export class ClientMessages {
         let chunks
         let missing: Uint8Array | null = null
         try {
-          chunks = doc.stateChunks(message.stateVector, this.limits.chunkBytes)
+          chunks = doc.stateChunks(message.stateVector, this.limits.chunks)
           if (chunks === null) missing = doc.encodeStateAsUpdate(message.stateVector)
         } catch (err) {
           throw new MalformedMessageError(`invalid state vector: ${(err as Error).message}`)

@@ -33,7 +33,7 @@ import { NodeOperations, type Readiness } from './node-operations.js'
 import { clusterSnapshot, refreshNodeGauges, takeNodeSnapshot, type NodeSnapshot } from './node-snapshot.js'
 import { OfflineBatches } from './offline-batch.js'
 import { OversizeCooldown } from './oversize-cooldown.js'
-import { chunkBytesFor, PacedLargeUpdates, PacedSends } from './paced-sends.js'
+import { chunkSizeFor, PacedLargeUpdates, PacedSends } from './paced-sends.js'
 import { closeExpiredConnection, documentSocketBehavior } from './socket-handlers.js'
 import { handleUpgrade } from './upgrade.js'
 import { KeepAlive } from './keep-alive.js'
@@ -87,13 +87,13 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     : new PeerLinks(cluster.pubsub, { nodeId: config.nodeId, keyPrefix: clusterConfig.keyPrefix, heartbeatMs: clusterConfig.heartbeatMs }, log, metrics)
   // This node's connections, and large content sent to them a chunk at a time.
   const connections = new ConnectionTable()
-  const chunkBytes = chunkBytesFor(config.maxBackpressureBytes)
-  const paced = new PacedSends(chunkBytes, metrics)
+  const chunkSize = chunkSizeFor(config.maxBackpressureBytes)
+  const paced = new PacedSends(chunkSize.chunkBytes, metrics)
   const changes = new DocumentChanges({
     localFanout: app,
     peers: peerLinks,
     store: writeBehind,
-    largeUpdates: new PacedLargeUpdates(chunkBytes, chunkBytes, connections, paced),
+    largeUpdates: new PacedLargeUpdates(chunkSize, connections, paced),
     metrics,
     presenceLimits: config.limits.presence,
     presenceGraceMs: config.limits.presenceGraceMs,
@@ -139,7 +139,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     maxBytes: config.offlineBatchMaxBytes,
     maxDocumentBytes: config.limits.maxDocumentBytes
   }, metrics)
-  const clientMessages = new ClientMessages(changes, offlineBatches, paced, { maxDocumentBytes: config.limits.maxDocumentBytes, chunkBytes }, metrics)
+  const clientMessages = new ClientMessages(changes, offlineBatches, paced, { maxDocumentBytes: config.limits.maxDocumentBytes, chunks: chunkSize }, metrics)
   const upgradesPerAddress = new AddressRateLimit({
     perSecond: config.limits.upgradesPerSecondPerAddress,
     burst: config.limits.upgradeBurstPerAddress,

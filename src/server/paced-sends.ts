@@ -1,7 +1,7 @@
 import type { Transaction } from 'yjs'
 import type { LargeUpdateFanout, TopicPublisher } from '../documents/document-changes.js'
 import type { LiveDocument } from '../documents/live-document.js'
-import { StateChunks, type ChunkSequence } from '../documents/state-chunks.js'
+import { StateChunks, type ChunkSequence, type ChunkSize } from '../documents/state-chunks.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { encodeSyncStep2, encodeSyncUpdate } from '../protocol/messages.js'
 import type { ConnectionTable } from './connection-table.js'
@@ -129,22 +129,30 @@ export class PacedSends {
  * them, so a large update costs no copy of it per subscriber.
  */
 export class PacedLargeUpdates implements LargeUpdateFanout {
+  readonly thresholdBytes: number
+
   constructor (
-    readonly thresholdBytes: number,
-    private readonly chunkBytes: number,
+    private readonly size: ChunkSize,
     private readonly connections: ConnectionTable,
     private readonly paced: PacedSends
-  ) {}
+  ) {
+    this.thresholdBytes = size.chunkBytes
+  }
 
   fanOut (doc: LiveDocument, transaction: Transaction, except: TopicPublisher | null): void {
     for (const conn of this.connections.ofDocument(doc.id)) {
       if (conn.doc !== doc || conn.socket === null || conn.socket === except) continue
-      this.paced.send(conn, StateChunks.forTransaction(doc.ydoc, transaction, this.chunkBytes), 'sync-update')
+      this.paced.send(conn, StateChunks.forTransaction(doc.ydoc, transaction, this.size), 'sync-update')
     }
   }
 }
 
-/** Chunks of about a megabyte, and never more than a quarter of the backpressure limit. */
-export function chunkBytesFor (maxBackpressureBytes: number): number {
-  return Math.max(16 * 1024, Math.min(1024 * 1024, Math.floor(maxBackpressureBytes / 4)))
+/**
+ * Chunks of about a megabyte, never more than a quarter of the backpressure limit; pieces of a long
+ * struct up to half of it. A chunk is sent when the socket holds at most one chunk, so what it
+ * holds stays below the limit with room for the live edits published meanwhile.
+ */
+export function chunkSizeFor (maxBackpressureBytes: number): ChunkSize {
+  const chunkBytes = Math.max(16 * 1024, Math.min(1024 * 1024, Math.floor(maxBackpressureBytes / 4)))
+  return { chunkBytes, maxPieceBytes: Math.max(chunkBytes, Math.floor(maxBackpressureBytes / 2)) }
 }
