@@ -8,13 +8,14 @@ import { slowReader } from './helpers/slow-reader.js'
 import { signToken } from './helpers/tokens.js'
 import { sleep, waitFor } from './helpers/wait.js'
 import { encodeSyncUpdate } from '../src/protocol/messages.js'
+import { stockProvider } from './helpers/providers.js'
 
 async function admin (port: number, path: string, init: RequestInit): Promise<Response> {
   const token = await signToken({ sub: 'ops', extra: { admin: true } })
   return await fetch(`http://127.0.0.1:${port}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } })
 }
 
-t.test('a flooding client is cut off with 4429 while other clients of the document keep receiving', async t => {
+t.test('a flooding client is cut off with 4529 while other clients of the document keep receiving', async t => {
   const ts = await startTestServer({ RATE_LIMIT_MESSAGES_PER_SECOND: '50', RATE_LIMIT_MESSAGES_BURST: '100' })
   t.teardown(ts.close)
   const token = await signToken()
@@ -35,7 +36,7 @@ t.test('a flooding client is cut off with 4429 while other clients of the docume
   t.teardown(() => clearInterval(flood))
   let delivered = 0
   const writer = setInterval(() => { a.doc.getArray('honest').push([delivered++]) }, 20)
-  t.equal((await flooder.closed).code, 4429, 'flooder closed with 4429')
+  t.equal((await flooder.closed).code, 4529, 'flooder closed with 4529')
   clearInterval(flood)
   await sleep(200)
   clearInterval(writer)
@@ -61,6 +62,25 @@ t.test('connection caps per node and per document answer 503 with a reason', asy
   t.equal(fourth.status, 503)
   t.match(JSON.parse(fourth.body), { error: 'server_full' })
   t.equal(one.text(), '', 'existing clients unaffected')
+})
+
+t.test('a rate-limited y-websocket 3.x client (4529) reconnects by itself and keeps its edits', async t => {
+  const ts = await startTestServer({ RATE_LIMIT_MESSAGES_PER_SECOND: '5', RATE_LIMIT_MESSAGES_BURST: '20' })
+  t.teardown(ts.close)
+  const { doc, provider } = stockProvider('3.1.0', ts.url, 'limited', { token: await signToken({ sub: 'busy' }) })
+  t.teardown(() => { provider.destroy(); doc.destroy() })
+  const codes: number[] = []
+  let closedForGood = false
+  provider.on('connection-close', (event: { code: number } | null) => { if (event !== null) codes.push(event.code) })
+  provider.on('closed', () => { closedForGood = true })
+  await waitFor(() => provider.synced, 'synced')
+  for (let i = 0; i < 40; i++) doc.getArray('a').push([i]) // 40 messages at once: past the burst
+  await waitFor(() => codes.includes(4529), 'closed with 4529')
+  await waitFor(() => provider.synced, 'reconnected and synced again')
+  t.notOk(closedForGood, 'the provider did not give up (it would after 4400-4499)')
+  const reader = await connectSynced(ts.url, 'limited', await signToken({ sub: 'reader' }))
+  t.teardown(() => reader.destroy())
+  await waitFor(() => reader.doc.getArray('a').length === 40, 'every edit arrived, re-sent after the reconnect')
 })
 
 t.test('an update that would grow a document past MAX_DOCUMENT_BYTES is refused and the client told', async t => {

@@ -309,7 +309,8 @@ async function openDocument (docId: string): Promise<void> {
     }
     updateStatus()
   })
-  // The server's own close codes (protocol.md); y-websocket stops reconnecting after 4400-4499.
+  // The server's final close codes (protocol.md): y-websocket 3.x stops reconnecting after
+  // 4400-4499 and emits 'closed'; after the others (4529 rate limited) it reconnects by itself.
   provider.on('closed', ({ code }: { code: number, reason: string }) => {
     if (session !== s) return
     if (code === 4401 && config.devMode) {
@@ -321,17 +322,12 @@ async function openDocument (docId: string): Promise<void> {
       }, () => { s.closed = { state: 'error', text: 'Token expired' }; updateStatus() })
       return
     }
-    if (code === 4429) {
-      s.closed = { state: 'disconnected', text: 'Rate limited · reconnecting' }
-      setTimeout(() => { if (session === s && !offline) provider.connect() }, 3000)
-    } else {
-      s.closed = code === 4401
-        ? { state: 'error', text: 'Token expired · paste a new one' }
-        : code === 4403
-          ? { state: 'error', text: 'Access revoked' }
-          : code === 4404 ? { state: 'error', text: 'Document deleted' } : { state: 'error', text: `Closed by the server (${code})` }
-      if (code === 4401) byId('token-panel').hidden = false
-    }
+    s.closed = code === 4401
+      ? { state: 'error', text: 'Token expired · paste a new one' }
+      : code === 4403
+        ? { state: 'error', text: 'Access revoked' }
+        : code === 4404 ? { state: 'error', text: 'Document deleted' } : { state: 'error', text: `Closed by the server (${code})` }
+    if (code === 4401) byId('token-panel').hidden = false
     updateStatus()
   })
   provider.on('sync', (synced: boolean) => {

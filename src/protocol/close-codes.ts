@@ -1,6 +1,7 @@
 /**
- * WebSocket close codes the server uses. protocol.md documents each one; the y-websocket client
- * reconnects after any of them, so a close is always recoverable for an honest client.
+ * WebSocket close codes the server uses; protocol.md documents each one. y-websocket 1.x and 2.x
+ * reconnect after any of them; 3.x stops after 4400-4499, used here for what reconnecting cannot
+ * fix (an expired token, revoked access, a deleted document, presence over its limits).
  */
 export const CloseCode = {
   /** The server is shutting down (SIGTERM/SIGINT); reconnect, possibly to another node. */
@@ -28,8 +29,12 @@ export const CloseCode = {
    * awareness client ids than MAX_AWARENESS_CLIENTS_PER_CONNECTION; nothing of it was applied.
    */
   PresenceTooLarge: 4413,
-  /** The connection kept sending faster than RATE_LIMIT_* allow, past its burst. */
-  RateLimited: 4429
+  /**
+   * The connection kept sending faster than RATE_LIMIT_* allow, past its burst. In 4500-4599, the
+   * "try again later" range: y-websocket 3.x reconnects after it, and stops for good after
+   * 4400-4499 (which 4429 was, so a rate-limited 3.x client never came back).
+   */
+  RateLimited: 4529
 } as const
 
 export type CloseCodeValue = typeof CloseCode[keyof typeof CloseCode]

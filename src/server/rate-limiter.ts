@@ -13,7 +13,7 @@ export interface TokenBuckets {
 /**
  * Accounts for one message of `size` bytes; false when the connection is over its limits. Tokens
  * refill continuously at the sustained rate up to the burst size. A message that finds a bucket
- * empty means the client exceeded its burst and kept going: the caller closes it (4429).
+ * empty means the client exceeded its burst and kept going: the caller closes it (4529).
  */
 export function takeTokens (buckets: TokenBuckets, limits: RateLimits, size: number): boolean {
   const now = performance.now()
