@@ -84,6 +84,17 @@ async function main (): Promise<void> {
     if (stopping) return
     stopping = true
     log.info({ signal }, 'shutting down: closing connections and flushing documents')
+    // SHUTDOWN_TIMEOUT_MS bounds the whole shutdown, whatever Redis or the store do: what could not
+    // be written by then is reported and the process exits (nodes holding the same documents and
+    // the clients, which re-sync on reconnect, still have it).
+    setTimeout(() => {
+      log.fatal({
+        timeoutMs: config.shutdownTimeoutMs,
+        unwrittenDocuments: server.writeBehind.pendingDocuments,
+        unwrittenBytes: server.writeBehind.pendingBytes
+      }, 'shutdown timed out: exiting with updates not stored')
+      process.exit(1)
+    }, config.shutdownTimeoutMs + SHUTDOWN_GRACE_MS).unref()
     server.close().then(() => {
       log.info('shutdown complete')
       process.exit(0)
@@ -102,5 +113,8 @@ async function main (): Promise<void> {
     log.error({ err }, 'unhandled promise rejection')
   })
 }
+
+/** After SHUTDOWN_TIMEOUT_MS, time for the connections' and the store's own closing. */
+const SHUTDOWN_GRACE_MS = 1_000
 
 void main()

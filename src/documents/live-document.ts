@@ -240,6 +240,13 @@ export class LiveDocument {
     })
   }
 
+  /** The whole document as one update (cached until the next change), or null once unloaded. */
+  encodeFullState (): Uint8Array | null {
+    if (this.state === 'unloaded') return null
+    this.fullStateCache ??= Y.encodeStateAsUpdate(this.ydoc)
+    return this.fullStateCache
+  }
+
   encodeStateVector (): Uint8Array {
     return Y.encodeStateVector(this.ydoc)
   }

@@ -105,7 +105,9 @@ export class DocumentRegistry {
     for (const doc of this.docs.values()) this.cancelUnload(doc)
     for (;;) {
       try {
-        await this.writeBehind.flush()
+        // A store that neither answers nor fails (a client library queueing commands while Redis is
+        // unreachable) must not hold the shutdown past its deadline.
+        await withDeadline(this.writeBehind.flush(), deadline)
         break
       } catch (err) {
         const remaining = deadline - Date.now()
@@ -200,5 +202,18 @@ export class DocumentRegistry {
     this.compactor.forget(doc.id)
     this.store.forget(doc.id)
     doc.destroy()
+  }
+}
+
+/** `work`, or a rejection once `deadline` (epoch ms) passes first. */
+async function withDeadline<T> (work: Promise<T>, deadline: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new Error('the store did not answer before the shutdown deadline')) }, Math.max(0, deadline - Date.now()))
+  })
+  try {
+    return await Promise.race([work, late])
+  } finally {
+    clearTimeout(timer)
   }
 }

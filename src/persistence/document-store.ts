@@ -22,6 +22,13 @@ export interface AppendEntry {
   value: Uint8Array
 }
 
+export interface AppendOutcome {
+  /** Documents whose stored state vanished; none of their entries were written. */
+  lost: string[]
+}
+
+export const NOTHING_LOST: AppendOutcome = Object.freeze({ lost: [] }) as AppendOutcome
+
 export interface DocumentStore {
   readonly name: string
   open (): Promise<void>
@@ -29,8 +36,12 @@ export interface DocumentStore {
   /**
    * Appends updates of one or more documents in one atomic, durable write: when the promise
    * resolves, every entry survives a crash of this process; when it rejects, none is assumed to.
+   * A shared store may find that a document it held is gone (Redis flushed, evicted or expired its
+   * keys, or lost them in a failover): its entries are then not written, since they depend on
+   * content no longer stored, and the document is named in `lost` so that the caller writes the
+   * document's full state instead.
    */
-  append (entries: AppendEntry[]): Promise<void>
+  append (entries: AppendEntry[]): Promise<AppendOutcome>
   /**
    * Atomically replaces every entry up to and including `cursor` by `snapshot`, which must contain
    * (at least) all of them. Entries appended after `cursor` are kept.

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { ClassicLevel } from 'classic-level'
-import { DocumentDeletedError, type AppendEntry, type DocumentStore, type StoredDocument } from './document-store.js'
+import { DocumentDeletedError, NOTHING_LOST, type AppendEntry, type AppendOutcome, type DocumentStore, type StoredDocument } from './document-store.js'
 import { decodeEntryValue } from './entry-value.js'
 
 /**
@@ -49,8 +49,8 @@ export class LevelDbStore implements DocumentStore {
     return { updates, cursor: lastKey, bytes }
   }
 
-  async append (entries: AppendEntry[]): Promise<void> {
-    if (entries.length === 0) return
+  async append (entries: AppendEntry[]): Promise<AppendOutcome> {
+    if (entries.length === 0) return NOTHING_LOST
     // Usually every document's sequence is known already: skip the promises then.
     if (entries.some(entry => !this.nextSeq.has(entry.docId))) {
       await Promise.all(entries.map(entry => this.ensureSeq(entry.docId)))
@@ -67,6 +67,8 @@ export class LevelDbStore implements DocumentStore {
     }
     await batch.write({ sync: this.fsync })
     for (let i = 0; i < entries.length; i++) this.noteWritten(entries[i]!.docId, seqs[i]!)
+    // This process holds the directory's lock: nothing else removes a document's entries.
+    return NOTHING_LOST
   }
 
   /**

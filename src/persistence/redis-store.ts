@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis'
-import { DocumentDeletedError, type AppendEntry, type DocumentStore, type StoredDocument } from './document-store.js'
+import { DocumentDeletedError, NOTHING_LOST, type AppendEntry, type AppendOutcome, type DocumentStore, type StoredDocument } from './document-store.js'
 import { documentKeys } from '../redis/keys.js'
 import { decodeEntryValue } from './entry-value.js'
 
@@ -28,10 +28,15 @@ return 1
 /**
  * Appends one log entry and refreshes the document's expiry atomically in one command: every node
  * of a cluster writes every update, so the per-document cost of a flush (commands, ioredis
- * pipeline objects, promises) is paid once per node.
- *   KEYS[1] update stream   KEYS[2] snapshot hash   ARGV[1] entry value   ARGV[2] TTL seconds (0 = none)
+ * pipeline objects, promises) is paid once per node. Writes nothing and answers 0 when the node
+ * held stored state for the document and both keys are gone (the entry depends on content that is
+ * no longer stored: the node writes the full state instead), 2 when the document was deleted.
+ *   KEYS[1] update stream   KEYS[2] snapshot hash   KEYS[3] deletion tombstone
+ *   ARGV[1] entry value   ARGV[2] TTL seconds (0 = none)   ARGV[3] '1' if the node held stored state
  */
 const APPEND_SCRIPT = `
+if redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 redis.call('XADD', KEYS[1], '*', 'u', ARGV[1])
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
@@ -42,7 +47,7 @@ return 1
 `
 
 type RedisClient = Redis | Cluster
-type AppendCommand = (logKey: string, snapKey: string, value: Buffer, ttl: number) => Promise<number>
+type AppendCommand = (logKey: string, snapKey: string, tombstoneKey: string, value: Buffer, ttl: number, held: '0' | '1') => Promise<number>
 type CompactCommand = (snapKey: string, logKey: string, expected: string, snapshot: Buffer, cursor: string, minId: string, ttl: number) => Promise<number>
 
 /**
@@ -55,13 +60,15 @@ type CompactCommand = (snapKey: string, logKey: string, expected: string, snapsh
  */
 export class RedisStore implements DocumentStore {
   readonly name = 'redis'
+  /** Documents this node loaded with stored state or appended to: their keys must exist. */
+  private readonly held = new Set<string>()
 
   constructor (
     private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly ttlSeconds: number
   ) {
-    redis.defineCommand('collabAppend', { numberOfKeys: 2, lua: APPEND_SCRIPT })
+    redis.defineCommand('collabAppend', { numberOfKeys: 3, lua: APPEND_SCRIPT })
     redis.defineCommand('collabCompact', { numberOfKeys: 2, lua: COMPACT_SCRIPT })
   }
 
@@ -98,20 +105,31 @@ export class RedisStore implements DocumentStore {
       lastId = id.toString()
     }
     const cursor = updates.length === 0 ? null : `${snapCursor}|${lastId}`
+    if (updates.length > 0) this.held.add(docId)
+    else this.held.delete(docId)
     return { updates, cursor, bytes }
   }
 
-  async append (entries: AppendEntry[]): Promise<void> {
+  async append (entries: AppendEntry[]): Promise<AppendOutcome> {
     // One script call per document: its keys share a slot, while different documents may not.
     const appendCommand = (this.redis as unknown as { collabAppend: AppendCommand }).collabAppend
+    const lost = new Set<string>()
     await Promise.all(entries.map(async ({ docId, value }) => {
       const keys = documentKeys(this.prefix, docId)
-      await appendCommand.call(this.redis, keys.log, keys.snapshot, Buffer.from(value.buffer, value.byteOffset, value.byteLength), this.ttlSeconds)
+      const held = this.held.has(docId) ? '1' : '0'
+      const result = await appendCommand.call(this.redis, keys.log, keys.snapshot, keys.tombstone, Buffer.from(value.buffer, value.byteOffset, value.byteLength), this.ttlSeconds, held)
+      if (result === 0) lost.add(docId)
+      else if (result === 1 && !lost.has(docId)) this.held.add(docId)
     }))
+    // The next write of a lost document (its full state) starts its keys afresh.
+    for (const docId of lost) this.held.delete(docId)
+    return lost.size === 0 ? NOTHING_LOST : { lost: [...lost] }
   }
 
-  /** Nothing is kept per document: stream ids are assigned by Redis. */
-  forget (_docId: string): void {}
+  /** The document left this node: its keys are no longer this node's to watch. */
+  forget (docId: string): void {
+    this.held.delete(docId)
+  }
 
   /** Shared by every node: another node may have appended entries this one has not applied. */
   lastCursor (_docId: string): string | null {
@@ -127,6 +145,7 @@ export class RedisStore implements DocumentStore {
   }
 
   async delete (docId: string, tombstoneSeconds = 0): Promise<void> {
+    this.held.delete(docId)
     const keys = documentKeys(this.prefix, docId)
     const transaction = this.redis.multi().del(keys.snapshot).del(keys.log)
     if (tombstoneSeconds > 0) transaction.set(keys.tombstone, '1', 'EX', tombstoneSeconds)

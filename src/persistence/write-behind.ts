@@ -20,6 +20,11 @@ export interface AppendListener {
 export interface WriteBehindOptions {
   intervalMs: number
   retryMaxMs: number
+  /**
+   * A loaded document's full state, for a store that lost the document (see AppendOutcome); null
+   * when the document is not loaded here.
+   */
+  fullState?: (docId: string) => Uint8Array | null
 }
 
 /** A document's pending updates fill entries of about this size (more during a bulk upload). */
@@ -143,7 +148,8 @@ export class WriteBehind {
   private async write (entries: AppendEntry[]): Promise<void> {
     const started = performance.now()
     try {
-      await this.store.append(entries)
+      const { lost } = await this.store.append(entries)
+      if (lost.length > 0) await this.replaceLost(entries, lost)
       this.metrics?.storeFlushSeconds.observe((performance.now() - started) / 1000)
     } catch (err) {
       this.metrics?.storeErrors.labels('append').inc()
@@ -168,6 +174,30 @@ export class WriteBehind {
     this.lastError = null
     this.retryAt = 0
     this.listener?.appended(entries.map(e => e.docId))
+  }
+
+  /**
+   * The store lost documents whose entries it was given: what is written instead is each one's
+   * full state from memory, so that what is stored can be loaded on its own again. A document no
+   * longer loaded here is written with the entries it had (all that is left of it on this node).
+   * Within the same write: the flush that resolves has made its updates durable.
+   */
+  private async replaceLost (entries: AppendEntry[], lost: string[]): Promise<void> {
+    const replacements: AppendEntry[] = []
+    for (const docId of lost) {
+      const full = this.options.fullState?.(docId) ?? null
+      this.metrics?.storeErrors.labels('lost').inc()
+      this.log.warn({ docId, fromMemory: full !== null }, 'the store lost this document; writing its full state again')
+      if (full === null) {
+        for (const entry of entries) if (entry.docId === docId) replacements.push(entry)
+      } else {
+        const builder = new EntryBuilder(full.length)
+        builder.append(full)
+        replacements.push({ docId, value: builder.finish() })
+      }
+    }
+    const again = await this.store.append(replacements)
+    if (again.lost.length > 0) throw new Error(`the store lost documents again while they were rewritten: ${again.lost.join(', ')}`)
   }
 
   /** Puts failed entries back in front of anything that arrived meanwhile. */

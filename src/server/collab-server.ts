@@ -81,7 +81,12 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
 
   // Documents: store queue, the commit path, the registry.
   const compactor = new Compactor(store, { compactAfterEntries: config.compactAfterEntries }, log, metrics)
-  const writeBehind = new WriteBehind(store, { intervalMs: config.flushIntervalMs, retryMaxMs: config.storeRetryMaxMs }, log, metrics, compactor)
+  const writeBehind: WriteBehind = new WriteBehind(store, {
+    intervalMs: config.flushIntervalMs,
+    retryMaxMs: config.storeRetryMaxMs,
+    // Called only after a write, when the registry below exists.
+    fullState: (docId: string): Uint8Array | null => registry.get(docId)?.encodeFullState() ?? null
+  }, log, metrics, compactor)
   const peerLinks = cluster === null || clusterConfig === null
     ? null
     : new PeerLinks(cluster.pubsub, { nodeId: config.nodeId, keyPrefix: clusterConfig.keyPrefix, heartbeatMs: clusterConfig.heartbeatMs }, log, metrics)
@@ -101,7 +106,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     onLocalChange: webhook === null ? null : docId => webhook.noteChange(docId)
   })
   const lifecycle: DocumentLifecycle[] = peerLinks === null ? [changes] : [peerLinks, changes]
-  const registry = new DocumentRegistry(store, writeBehind, compactor, {
+  const registry: DocumentRegistry = new DocumentRegistry(store, writeBehind, compactor, {
     idleUnloadMs: config.docIdleUnloadMs,
     unloadRetryMs: config.storeRetryMaxMs
   }, log, lifecycle, metrics)

@@ -1,4 +1,4 @@
-import type { AppendEntry } from '../../src/persistence/document-store.js'
+import type { AppendEntry, AppendOutcome } from '../../src/persistence/document-store.js'
 import { LevelDbStore } from '../../src/persistence/leveldb-store.js'
 
 /** The real LevelDB store, whose appends fail while `failing` is set or wait while `held` is. */
@@ -7,10 +7,10 @@ export class FlakyStore extends LevelDbStore {
   attempts = 0
   held: Promise<void> | null = null
 
-  override async append (entries: AppendEntry[]): Promise<void> {
+  override async append (entries: AppendEntry[]): Promise<AppendOutcome> {
     this.attempts++
     if (this.held !== null) await this.held
     if (this.failing) throw new Error('disk on fire')
-    await super.append(entries)
+    return await super.append(entries)
   }
 }

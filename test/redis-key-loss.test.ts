@@ -1,0 +1,109 @@
+import { Redis } from 'ioredis'
+import t from 'tap'
+import { documentKeys } from '../src/redis/keys.js'
+import { stockProvider } from './helpers/providers.js'
+import { startRedis } from './helpers/redis.js'
+import { startTestServer, type TestServer } from './helpers/server.js'
+import { signToken } from './helpers/tokens.js'
+import { sleep, waitFor } from './helpers/wait.js'
+
+// Redis may lose a loaded document's keys (FLUSHALL, eviction under maxmemory, a failover that
+// drops unreplicated writes, an operator's DEL). The edits after that depend on content no longer
+// stored; the node that holds the document writes its full state from memory instead, so a
+// fresh node still loads every edit.
+
+const KEY_PREFIX = 'collab:'
+
+async function editTimes (count: number, from: number, push: (value: string) => void): Promise<void> {
+  for (let i = from; i < from + count; i++) {
+    push(`edit ${i}`)
+    if (i % 10 === 9) await sleep(20)
+  }
+}
+
+for (const [fault, lose] of [
+  ['FLUSHALL', async (redis: Redis) => { await redis.flushall() }],
+  ['DEL of the document\'s keys', async (redis: Redis, docId: string) => {
+    const keys = documentKeys(KEY_PREFIX, docId)
+    await redis.del(keys.log, keys.snapshot)
+  }]
+] as const) {
+  t.test(`${fault} while a stock client edits on two nodes: a fresh node loads every edit made before and after`, async t => {
+    const redisProcess = await startRedis()
+    t.teardown(redisProcess.cleanup)
+    const redis = new Redis(redisProcess.url)
+    t.teardown(() => { redis.disconnect() })
+    const env = { REDIS_URL: redisProcess.url, LOG_LEVEL: 'warn', DOC_IDLE_UNLOAD_MS: '60000' }
+    let nodes: TestServer[] = [
+      await startTestServer({ ...env, NODE_ID: 'loss-0' }),
+      await startTestServer({ ...env, NODE_ID: 'loss-1' })
+    ]
+    t.teardown(async () => { for (const node of nodes) await node.close() })
+    const docId = 'key-loss'
+    const people = await Promise.all(nodes.map(async (node, i) => {
+      const person = stockProvider('3.1.0', node.url, docId, { token: await signToken({ sub: `writer-${i}` }) })
+      await waitFor(() => person.provider.synced, `writer ${i} synced`)
+      return person
+    }))
+    const list = (i: number) => people[i]!.doc.getArray<string>('edits')
+    await editTimes(25, 0, value => list(0).push([value]))
+    await editTimes(25, 25, value => list(1).push([value]))
+    await waitFor(() => list(0).length === 50 && list(1).length === 50, 'both see the first 50')
+    await waitFor(async () => (await redis.xlen(documentKeys(KEY_PREFIX, docId).log)) > 0, 'stored')
+    await sleep(300)
+
+    await lose(redis, docId)
+    t.equal(await redis.exists(documentKeys(KEY_PREFIX, docId).log, documentKeys(KEY_PREFIX, docId).snapshot), 0, 'the document is gone from Redis')
+
+    await editTimes(25, 50, value => list(0).push([value]))
+    await editTimes(25, 75, value => list(1).push([value]))
+    await waitFor(() => list(0).length === 100 && list(1).length === 100, 'both see all 100')
+    await sleep(500) // the write-behind's next flushes
+
+    for (const person of people) { person.provider.destroy(); person.doc.destroy() }
+    for (const node of nodes) await node.close()
+    nodes = [await startTestServer({ ...env, NODE_ID: 'loss-fresh' })]
+    const fresh = stockProvider('3.1.0', nodes[0]!.url, docId, { token: await signToken({ sub: 'fresh' }) })
+    t.teardown(() => { fresh.provider.destroy(); fresh.doc.destroy() })
+    await waitFor(() => fresh.provider.synced, 'fresh client synced')
+    const edits = fresh.doc.getArray<string>('edits').toArray()
+    t.equal(edits.length, 100, 'every edit, before and after the loss, loads from the store')
+    t.equal(new Set(edits).size, 100, 'each once')
+  })
+}
+
+t.test('keys that expired while the document was loaded are written again from memory', async t => {
+  const redisProcess = await startRedis()
+  t.teardown(redisProcess.cleanup)
+  const redis = new Redis(redisProcess.url)
+  t.teardown(() => { redis.disconnect() })
+  const env = { REDIS_URL: redisProcess.url, LOG_LEVEL: 'warn' }
+  const node = await startTestServer({ ...env, NODE_ID: 'expiry-0' })
+  t.teardown(node.close)
+  const docId = 'expiring'
+  const writer = stockProvider('3.1.0', node.url, docId, { token: await signToken({ sub: 'writer' }) })
+  t.teardown(() => { writer.provider.destroy(); writer.doc.destroy() })
+  await waitFor(() => writer.provider.synced, 'synced')
+  writer.doc.getText('t').insert(0, 'before expiry. ')
+  const keys = documentKeys(KEY_PREFIX, docId)
+  await waitFor(async () => (await redis.exists(keys.log)) === 1, 'stored')
+  await sleep(200)
+  // What a TTL that ran out does.
+  await redis.pexpire(keys.log, 1)
+  await redis.pexpire(keys.snapshot, 1)
+  await sleep(50)
+  writer.doc.getText('t').insert(writer.doc.getText('t').length, 'after expiry.')
+  await sleep(500)
+  t.ok(node.logs.some(line => line.includes('the store lost this document')), 'the node noticed and said so')
+  const stored = await redis.xrangeBuffer(keys.log, '-', '+')
+  t.ok(stored.length >= 1, 'the document is stored again')
+  // What is stored loads on its own: with the first node gone, a new one reads only the store.
+  writer.provider.destroy()
+  await node.close()
+  const other = await startTestServer({ ...env, NODE_ID: 'expiry-reader' })
+  t.teardown(other.close)
+  const reader = stockProvider('3.1.0', other.url, 'expiring', { token: await signToken({ sub: 'reader' }) })
+  t.teardown(() => { reader.provider.destroy(); reader.doc.destroy() })
+  await waitFor(() => reader.provider.synced, 'reader synced')
+  await waitFor(() => reader.doc.getText('t').toString() === 'before expiry. after expiry.', 'the whole text')
+})
