@@ -173,7 +173,7 @@ t.test('write-behind keeps every update through failed writes and writes them on
   const { store } = await openTempLevelDb(t)
   let failures = 3
   const flaky: DocumentStore = Object.create(store, {
-    append: { value: async (entries: AppendEntry[]) => { if (failures-- > 0) throw new Error('disk full'); await store.append(entries) } }
+    append: { value: async (entries: AppendEntry[]) => { if (failures-- > 0) throw new Error('disk full'); return await store.append(entries) } }
   })
   const writeBehind = new WriteBehind(flaky, { intervalMs: 60_000, retryMaxMs: 1_000 }, createLogger('silent'))
   // 'bulk' spans several entries (the entry size is 256 KiB), so their order is put back as well.

@@ -45,7 +45,9 @@ class ServerYDoc extends Y.Doc {
 const DIFF_CACHE_ENTRIES = 16
 /** Cached diffs per document, in bytes; a diff larger than this is never cached. */
 const DIFF_CACHE_MAX_BYTES = 4 * 1024 * 1024
-const EMPTY_STATE_VECTOR_LENGTH = 1 // Y.encodeStateVector(new Y.Doc()) is [0]
+const EMPTY_STATE_VECTOR_LENGTH = 1
+/** A recording of chunks older than this no longer keeps others from starting one. */
+const RECORDING_MAX_MS = 60_000 // Y.encodeStateVector(new Y.Doc()) is [0]
 
 /** Bytes of cached diffs in every document of this process, bounded by `limit`. */
 export const diffCacheBudget = { used: 0, limit: 64 * 1024 * 1024 }
@@ -87,6 +89,12 @@ export class LiveDocument {
   private fullStateChunks: Uint8Array[] | null = null
   /** Counts transactions: chunks made while the document changed are not kept. */
   private version = 0
+  /**
+   * When the chunks of a fresh client began to be recorded (null: none is): one copy of the
+   * document at a time, however many fresh clients join at once. A recording whose connection
+   * closed is dropped with it; after a minute another may start.
+   */
+  private recordingSince: number | null = null
   private diffCache: Map<string, Uint8Array> | null = null
   private diffCacheBytes = 0
   /** Every present client's state as one awareness frame, until the next awareness update. */
@@ -232,10 +240,13 @@ export class LiveDocument {
     const fresh = stateVector.length === EMPTY_STATE_VECTOR_LENGTH && stateVector[0] === 0
     if (fresh && this.fullStateChunks !== null) return new ReplayedChunks(this.fullStateChunks, this.ydoc)
     const chunks = StateChunks.forStateVector(this.ydoc, stateVector, size)
-    if (!fresh) return chunks
+    const now = performance.now()
+    if (!fresh || (this.recordingSince !== null && now - this.recordingSince < RECORDING_MAX_MS)) return chunks
     // Every fresh client gets the same chunks: kept, if the document did not change meanwhile.
     const version = this.version
+    this.recordingSince = now
     return new RecordedChunks(chunks, recorded => {
+      this.recordingSince = null
       if (this.version === version && this.state !== 'unloaded') this.fullStateChunks = recorded
     })
   }
