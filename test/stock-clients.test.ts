@@ -19,8 +19,10 @@ interface Person {
   destroy: () => void
 }
 
-function join (version: 'v1' | 'v3', url: string, docId: string, token: string, name: string | null): Person {
-  const { doc, provider } = stockProvider(version === 'v1' ? '1.5.4' : '3.1.0', url, docId, { token })
+type Version = 'v1' | 'v3' | 'v4'
+
+function join (version: Version, url: string, docId: string, token: string, name: string | null): Person {
+  const { doc, provider } = stockProvider(version === 'v1' ? '1.5.4' : version === 'v4' ? '4.0.0-3' : '3.1.0', url, docId, { token })
   if (name === null) provider.awareness.setLocalState(null)
   else provider.awareness.setLocalStateField('user', name)
   let connected = false
@@ -34,17 +36,19 @@ function join (version: 'v1' | 'v3', url: string, docId: string, token: string, 
 
 const sees = (viewer: Person, of: Person): boolean => viewer.provider.awareness.getStates().has(of.doc.clientID)
 
-t.test('people alone in a document stay connected past the stock 30 s timer: writers, viewers, with and without presence, both provider versions', { timeout: 90_000 }, async t => {
+t.test('people alone in a document stay connected past the stock 30 s timer: writers, viewers, with and without presence, provider versions 1.5, 3.1 and 4.0', { timeout: 90_000 }, async t => {
   const ts = await startTestServer({ LOG_LEVEL: 'warn' })
   t.teardown(ts.close)
   const people = await Promise.all([
     ['v3', 'read-write', 'writer'],
     ['v3', 'read-only', null],
     ['v1', 'read-write', 'writer'],
-    ['v1', 'read-only', null]
+    ['v1', 'read-only', null],
+    ['v4', 'read-write', 'writer'],
+    ['v4', 'read-only', null]
   ].map(async ([version, access, name], i) => {
     const docId = `alone-${i}`
-    const person = join(version as 'v1' | 'v3', ts.url, docId, await signToken({ sub: `p${i}`, docs: { [docId]: access! } }), name ?? null)
+    const person = join(version as Version, ts.url, docId, await signToken({ sub: `p${i}`, docs: { [docId]: access! } }), name ?? null)
     await waitFor(() => person.provider.synced || person.provider.wsconnected, `person ${i} connected`)
     return person
   }))
