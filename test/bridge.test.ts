@@ -9,7 +9,7 @@ import { createLogger } from '../src/log/logger.js'
 import { Metrics } from '../src/metrics/metrics.js'
 import { PRESENCE_LIMITS } from './helpers/presence.js'
 import { MemoryPubSubHub, type MemoryPubSub } from './helpers/memory-pubsub.js'
-import { waitFor } from './helpers/wait.js'
+import { sleep, waitFor } from './helpers/wait.js'
 
 // The bridge's repair logic on its own: two nodes over an in-memory pub/sub that loses what a test
 // tells it to. End to end, over a real redis-server, test/cluster.test.ts covers the same.
@@ -20,6 +20,7 @@ interface Node {
   nodeId: string
   doc: LiveDocument
   pubsub: MemoryPubSub
+  links: PeerLinks
   changes: DocumentChanges
   metrics: Metrics
   stored: Uint8Array[]
@@ -38,7 +39,8 @@ async function startNode (t: Test, hub: MemoryPubSubHub, nodeId: string, docId =
   const stored: Uint8Array[] = []
   const store = { enqueue: (_docId: string, update: Uint8Array) => { stored.push(update.slice()) } }
   const localFanout = { publish: () => true }
-  const links = new PeerLinks(pubsub, { nodeId, keyPrefix: 'test:', heartbeatMs: HEARTBEAT_MS }, log, metrics)
+  const links = new PeerLinks(pubsub, { nodeId, keyPrefix: 'test:', heartbeatMs: HEARTBEAT_MS, echoTimeoutMs: 100, echoProbeMs: 200 }, log, metrics)
+  links.startWatchdog()
   const changes = new DocumentChanges({ localFanout, peers: links, store, metrics, presenceLimits: PRESENCE_LIMITS, onLocalChange: null })
   const deleted: string[] = []
   const revoked: string[] = []
@@ -58,6 +60,7 @@ async function startNode (t: Test, hub: MemoryPubSubHub, nodeId: string, docId =
     nodeId,
     doc,
     pubsub,
+    links,
     changes,
     metrics,
     stored,
@@ -140,6 +143,28 @@ t.test('an update too large for one pub/sub message crosses in parts; a lost par
   a.edit('!')
   await waitFor(() => b.text() === big + big + '!', 'b caught up after the lost part')
   t.ok(await counter(b, 'collab_bridge_gaps_total') >= 1, 'the loss was seen as a gap')
+})
+
+t.test('a subscription that silently vanished is found by its missing echo, renewed, and re-synced', async t => {
+  const hub = new MemoryPubSubHub()
+  const a = await startNode(t, hub, 'a')
+  const b = await startNode(t, hub, 'b')
+  await settle()
+  const channel = [...a.pubsub.channels].find(c => c.includes('{doc}'))!
+  t.ok(channel !== undefined, 'a is subscribed to the document\'s channel')
+  // What a Redis Cluster failover can do to a sharded subscription: gone, and nobody says so.
+  a.pubsub.channels.delete(channel)
+  b.edit('missed by a')
+  await sleep(50)
+  t.equal(a.text(), '', 'a missed it')
+  // a makes no edit: the idle probe finds the break, then a subscribes again and re-syncs.
+  await waitFor(async () => await counter(a, 'collab_bridge_broken_total') === 1, 'a noticed that its channel does not echo')
+  await waitFor(() => a.text() === 'missed by a', 'a subscribed again and re-synced what it missed')
+  t.ok(a.pubsub.channels.has(channel), 'subscribed again')
+  await waitFor(() => a.links.brokenDocuments() === 0, 'the document counts as working again')
+  a.edit(' and back')
+  await waitFor(() => b.text().includes(' and back') && b.text() === a.text(), 'edits cross both ways again')
+  t.equal(await counter(b, 'collab_bridge_broken_total'), 0, 'b\'s channel never broke')
 })
 
 t.test('a skipped sequence number makes the receiver ask for what it lacks', async t => {

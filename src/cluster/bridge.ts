@@ -75,7 +75,12 @@ export class ClusterBridge {
 
   private receive (channel: string, message: Buffer): void {
     let envelope = decodeEnvelope(message)
-    if (envelope !== null && envelope.t === EnvelopeKind.Part && envelope.n !== this.options.nodeId) {
+    if (envelope !== null && envelope.n === this.options.nodeId) {
+      // Our own message back: the document's channel works (PeerLinks' watchdog).
+      if (channel !== this.ownChannel) this.links.noteOwnEcho(envelope.d)
+      return
+    }
+    if (envelope !== null && envelope.t === EnvelopeKind.Part) {
       const whole = this.parts.add(envelope)
       if (whole === null) return
       envelope = decodeEnvelope(Buffer.from(whole.buffer, whole.byteOffset, whole.byteLength))
@@ -125,9 +130,6 @@ export class ClusterBridge {
         return
       case EnvelopeKind.Revoked:
         this.commands.accessRevokedByPeer(link.doc.id, envelope.u)
-        return
-      case EnvelopeKind.Part:
-        // Put together above; a part inside parts is refused there.
     }
   }
 

@@ -13,6 +13,12 @@ export interface PeerLinkOptions {
   keyPrefix: string
   /** A heartbeat follows a node's last message on a document this much later. */
   heartbeatMs: number
+  /**
+   * A document whose channel has not echoed this node's own message back for this long has no
+   * working bridge (default 3 s); one without traffic is probed every `echoProbeMs` (default 10 s).
+   */
+  echoTimeoutMs?: number
+  echoProbeMs?: number
 }
 
 /** One loaded document's link to the same document on the other nodes. */
@@ -28,6 +34,12 @@ export interface DocumentLink {
   readonly peerSeqs: Map<string, number>
   /** Awareness origin per peer node and user, standing for that user's clients there (kept by the bridge). */
   readonly remoteOwners: Map<string, AwarenessOwner>
+  /** Since when a message this node published on the channel has not come back to it (null: none). */
+  awaitingEchoSince: number | null
+  /** When the channel last echoed this node's own message. */
+  lastEchoAt: number
+  /** Since when the channel has been found not to work (null: it works). */
+  brokenSince: number | null
 }
 
 /**
@@ -39,6 +51,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   private readonly links = new Map<string, DocumentLink>()
   /** Numbers the series of parts of large envelopes (envelope-parts.ts). */
   private partSeries = 0
+  private watchdog: NodeJS.Timeout | null = null
 
   constructor (
     private readonly pubsub: PubSub,
@@ -67,7 +80,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   async beforeLoad (doc: LiveDocument): Promise<void> {
     if (this.links.get(doc.id)?.doc === doc) return
     const channel = documentKeys(this.options.keyPrefix, doc.id).channel
-    this.links.set(doc.id, { doc, channel, outSeq: 0, heartbeat: null, syncRequested: false, peerSeqs: new Map(), remoteOwners: new Map() })
+    this.links.set(doc.id, { doc, channel, outSeq: 0, heartbeat: null, syncRequested: false, peerSeqs: new Map(), remoteOwners: new Map(), awaitingEchoSince: null, lastEchoAt: performance.now(), brokenSince: null })
     try {
       await this.pubsub.subscribe(channel)
     } catch (err) {
@@ -136,10 +149,93 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   }
 
   async close (): Promise<void> {
+    this.stopWatchdog()
     for (const docId of [...this.links.keys()]) await this.afterUnload(docId)
   }
 
+  /**
+   * Redis echoes every message back to its publisher when it is subscribed to the channel: a
+   * channel that stops echoing has lost its subscription (a Redis Cluster failover or slot move
+   * can leave a sharded subscription on a shard that no longer owns the slot) or drops messages.
+   * The watchdog checks every document this way, subscribes again, and re-syncs once the echo is
+   * back; the client library's own resubscription is not taken on trust.
+   */
+  startWatchdog (): void {
+    if (this.watchdog !== null) return
+    this.watchdog = setInterval(() => { this.checkEchoes() }, Math.min(1_000, this.echoTimeoutMs))
+    this.watchdog.unref()
+  }
+
+  stopWatchdog (): void {
+    if (this.watchdog !== null) clearInterval(this.watchdog)
+    this.watchdog = null
+  }
+
+  /** The bridge received this node's own envelope on the document's channel. */
+  noteOwnEcho (docId: string): void {
+    const link = this.links.get(docId)
+    if (link === undefined) return
+    link.awaitingEchoSince = null
+    link.lastEchoAt = performance.now()
+    if (link.brokenSince !== null) {
+      this.log.info({ docId, brokenForMs: Math.round(link.lastEchoAt - link.brokenSince) }, 'bridge: the document\'s channel works again; re-syncing')
+      link.brokenSince = null
+      this.requestSync(link.doc)
+    }
+  }
+
+  /** Documents whose channel has not worked for at least `forMs`. */
+  brokenDocuments (forMs = 0): number {
+    const now = performance.now()
+    let broken = 0
+    for (const link of this.links.values()) if (link.brokenSince !== null && now - link.brokenSince >= forMs) broken++
+    return broken
+  }
+
+  private get echoTimeoutMs (): number {
+    return this.options.echoTimeoutMs ?? 3_000
+  }
+
+  private checkEchoes (): void {
+    // While pub/sub is down, nothing echoes; its reconnect re-syncs everything (the bridge).
+    if (!this.pubsub.connected) return
+    const now = performance.now()
+    for (const link of this.links.values()) {
+      if (link.awaitingEchoSince !== null && now - link.awaitingEchoSince >= this.echoTimeoutMs) {
+        if (link.brokenSince === null) {
+          link.brokenSince = now
+          this.metrics.bridgeBrokenDetected.inc()
+          this.log.warn({ docId: link.doc.id, channel: link.channel }, 'bridge: this node does not receive its own messages on the document\'s channel; subscribing again')
+        }
+        link.awaitingEchoSince = null
+        void this.resubscribe(link)
+      } else if (link.awaitingEchoSince === null && now - link.lastEchoAt >= (this.options.echoProbeMs ?? 10_000)) {
+        this.probe(link)
+      }
+    }
+    this.metrics.bridgeBrokenDocuments.set(this.brokenDocuments())
+  }
+
+  private async resubscribe (link: DocumentLink): Promise<void> {
+    try {
+      await this.pubsub.unsubscribe(link.channel)
+      if (this.links.get(link.doc.id) !== link) return
+      await this.pubsub.subscribe(link.channel)
+    } catch (err) {
+      this.log.warn({ docId: link.doc.id, err: (err as Error).message }, 'bridge: subscribing again failed; will retry')
+    }
+    if (this.links.get(link.doc.id) === link) this.probe(link)
+  }
+
+  /** A heartbeat with the current number: harmless to peers, and its echo proves the channel. */
+  private probe (link: DocumentLink): void {
+    this.send(link.channel, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: link.doc.id, s: link.outSeq })
+  }
+
   private send (channel: string, envelope: Envelope): void {
+    // Every message on a document's own channel comes back to this node if the channel works.
+    const link = this.links.get(envelope.d)
+    if (link !== undefined && link.channel === channel) link.awaitingEchoSince ??= performance.now()
     const encoded = encodeEnvelope(envelope)
     const parts = splitEnvelope(encoded, envelope, ++this.partSeries)
     if (parts === null) {

@@ -124,12 +124,14 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     revocations,
     peers: peerLinks,
     redisConnected: cluster === null ? null : () => cluster.pubsub.connected,
+    brokenBridges: peerLinks === null ? null : forMs => peerLinks.brokenDocuments(forMs),
     log
   })
 
   const bridge = peerLinks === null || cluster === null || clusterConfig === null
     ? null
     : new ClusterBridge({ nodeId: config.nodeId, keyPrefix: clusterConfig.keyPrefix, maxEnvelopeBytes: 2 * config.maxMessageBytes + config.limits.presence.maxBytesPerDocument }, cluster.pubsub, peerLinks, changes, writeBehind, operations, log, metrics)
+  peerLinks?.startWatchdog()
   try {
     await bridge?.start()
   } catch (err) {

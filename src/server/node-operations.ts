@@ -36,8 +36,13 @@ export interface NodeOperationsDependencies {
   /** Cluster mode: the other nodes, and whether Redis pub/sub is connected. Null on a single node. */
   peers: PeerNotices | null
   redisConnected: (() => boolean) | null
+  /** Cluster mode: documents whose bridge channel has not worked for at least `forMs`. */
+  brokenBridges: ((forMs: number) => number) | null
   log: Logger
 }
+
+/** How long a document's bridge may be broken before the node reports itself not ready. */
+const BRIDGE_BROKEN_NOT_READY_MS = 10_000
 
 /**
  * What an operator (the admin API, the readiness probe, shutdown) or another node can ask of this
@@ -105,6 +110,10 @@ export class NodeOperations implements PeerCommands {
       problems.push(`store unreachable: ${(err as Error).message}`)
     }
     if (redisConnected !== null && !redisConnected()) problems.push('redis pub/sub disconnected')
+    // A short break is repaired by the watchdog within seconds; one that lasts means edits do not
+    // cross between this node and the others: take the node out of rotation until it works.
+    const broken = this.deps.brokenBridges?.(BRIDGE_BROKEN_NOT_READY_MS) ?? 0
+    if (broken > 0) problems.push(`${broken} document${broken === 1 ? '' : 's'} without a working bridge to the other nodes`)
     const summary = problems.join('; ')
     if (summary !== this.lastProblems) {
       if (problems.length > 0) this.deps.log.warn({ problems }, 'not ready')
