@@ -218,9 +218,9 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
 
   private async resubscribe (link: DocumentLink): Promise<void> {
     try {
-      await this.pubsub.unsubscribe(link.channel)
-      if (this.links.get(link.doc.id) !== link) return
-      await this.pubsub.subscribe(link.channel)
+      await this.pubsub.resubscribe(link.channel)
+      // Unloaded meanwhile: its subscription must not outlive it.
+      if (this.links.get(link.doc.id) !== link) await this.pubsub.unsubscribe(link.channel).catch(() => {})
     } catch (err) {
       this.log.warn({ docId: link.doc.id, err: (err as Error).message }, 'bridge: subscribing again failed; will retry')
     }

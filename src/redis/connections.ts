@@ -19,6 +19,12 @@ export interface PubSub {
   onMessage (handler: (channel: string, message: Buffer) => void): void
   /** Called each time a connection (publisher or subscriber) is ready again after losing it. */
   onReconnect (handler: () => void): void
+  /**
+   * Subscribes to a channel again from scratch, for one found not to deliver: the old
+   * subscription is dropped whatever state its connection is in, and on Redis Cluster the slot map
+   * is read again first, so that the subscription goes to the shard that owns the slot now.
+   */
+  resubscribe (channel: string): Promise<void>
   readonly connected: boolean
 }
 
@@ -78,6 +84,7 @@ function classicPubSub (commands: Redis, subscriber: Redis): PubSub {
     subscribe: async channel => { await subscriber.subscribe(channel) },
     unsubscribe: async channel => { await subscriber.unsubscribe(channel) },
     publish: async (channel, message) => await commands.publish(channel, message),
+    refreshTopology: async () => {},
     messageEvent: 'messageBuffer'
   })
 }
@@ -88,6 +95,11 @@ function shardedPubSub (commands: Cluster, subscriber: Cluster): PubSub {
     subscribe: async channel => { await subscriber.ssubscribe(channel) },
     unsubscribe: async channel => { await subscriber.sunsubscribe(channel) },
     publish: async (channel, message) => await commands.spublish(channel, message),
+    // After a failover ioredis may keep a sharded subscription on the dead master's connection
+    // until it happens to refresh its slot map: refresh both clients' maps now.
+    refreshTopology: async () => {
+      await Promise.all([subscriber, commands].map(async client => { await new Promise<void>(resolve => { client.refreshSlotsCache(() => { resolve() }) }) }))
+    },
     messageEvent: 'smessageBuffer'
   })
 }
@@ -96,6 +108,7 @@ interface PubSubCommands {
   subscribe: (channel: string) => Promise<void>
   unsubscribe: (channel: string) => Promise<void>
   publish: (channel: string, message: Buffer) => Promise<unknown>
+  refreshTopology: () => Promise<void>
   messageEvent: 'messageBuffer' | 'smessageBuffer'
 }
 
@@ -103,6 +116,12 @@ function pubSubOver (commands: Redis | Cluster, subscriber: Redis | Cluster, ops
   return {
     subscribe: ops.subscribe,
     unsubscribe: ops.unsubscribe,
+    resubscribe: async channel => {
+      await ops.refreshTopology()
+      // The old subscription's connection may be closed: its unsubscribe failing changes nothing.
+      await ops.unsubscribe(channel).catch(() => {})
+      await ops.subscribe(channel)
+    },
     publish: (channel, message) => {
       if (commands.status !== 'ready') return false
       ops.publish(channel, message).catch(() => {})

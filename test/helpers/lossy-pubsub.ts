@@ -17,6 +17,7 @@ export class LossyPubSub {
   readonly wrap = (inner: PubSub): PubSub => ({
     subscribe: async channel => { await inner.subscribe(channel) },
     unsubscribe: async channel => { await inner.unsubscribe(channel) },
+    resubscribe: async channel => { await inner.resubscribe(channel) },
     publish: (channel, message) => {
       if (this.toDrop > 0 && this.match(message)) {
         this.toDrop--

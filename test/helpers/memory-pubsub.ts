@@ -37,6 +37,10 @@ export class MemoryPubSub implements PubSub {
     this.channels.delete(channel)
   }
 
+  async resubscribe (channel: string): Promise<void> {
+    this.channels.add(channel)
+  }
+
   publish (channel: string, message: Buffer): boolean {
     if (!this.connected) return false
     const copy = Buffer.from(message)

@@ -99,10 +99,10 @@ export interface RedisCluster {
   cleanup: () => Promise<void>
 }
 
-/** Three masters, no replicas, slots spread by redis-cli --cluster create. */
-export async function startRedisCluster (masters = 3): Promise<RedisCluster> {
+/** `masters` masters with `replicas` replicas each, slots spread by redis-cli --cluster create. */
+export async function startRedisCluster (masters = 3, replicas = 0): Promise<RedisCluster> {
   const ports: number[] = []
-  while (ports.length < masters) {
+  while (ports.length < masters * (1 + replicas)) {
     // Cluster bus ports are port + 10000: both must be free.
     const candidate = 20000 + Math.floor(Math.random() * 9000)
     if (!ports.includes(candidate) && await portPairFree(candidate)) ports.push(candidate)
@@ -111,9 +111,14 @@ export async function startRedisCluster (masters = 3): Promise<RedisCluster> {
   for (const port of ports) {
     nodes.push(await startRedis({ port, extraArgs: ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000'] }))
   }
-  const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map(p => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 })
+  const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map(p => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 })
   if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stdout} ${created.stderr}`)
   await waitFor(() => ports.every(p => /cluster_state:ok/.test(spawnSync('redis-cli', ['-p', String(p), 'cluster', 'info'], { encoding: 'utf8' }).stdout)), 'cluster state ok', 20_000)
+  // A replica can take over only once it has synced with its master.
+  const role = (p: number): string => spawnSync('redis-cli', ['-p', String(p), 'info', 'replication'], { encoding: 'utf8' }).stdout
+  if (replicas > 0) {
+    await waitFor(() => ports.filter(p => /role:slave/.test(role(p))).length === masters * replicas && ports.every(p => !/role:slave/.test(role(p)) || /master_link_status:up/.test(role(p))), 'replicas in sync', 30_000)
+  }
   return {
     nodes,
     nodeList: ports.map(p => `127.0.0.1:${p}`).join(','),

@@ -1,0 +1,109 @@
+import { spawnSync } from 'node:child_process'
+import t from 'tap'
+import { connectSynced, type TestClient } from './helpers/clients.js'
+import { startRedisCluster, type RedisProcess } from './helpers/redis.js'
+import { startTestServer, type TestServer } from './helpers/server.js'
+import { signToken } from './helpers/tokens.js'
+import { sleep, waitFor } from './helpers/wait.js'
+
+// A Redis Cluster of 3 masters with a replica each; two server nodes; clients on both writing
+// into documents on every shard. kill -9 of a master (twice, different masters): its replica
+// takes over, and every document's bridge works again, nothing lost.
+
+function cli (port: number, ...args: string[]): string {
+  return spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', timeout: 10_000 }).stdout
+}
+
+/** The port of the master that serves `slot` now. */
+function masterOf (ports: number[], slot: number): number | null {
+  for (const port of ports) {
+    const lines = cli(port, 'cluster', 'nodes').split('\n')
+    if (lines.length < 2) continue // not answering (killed): ask another
+    for (const line of lines) {
+      // id ip:port@bus flags master ping pong epoch state slot-ranges...
+      const fields = line.split(' ')
+      if (!fields[2]?.includes('master') || fields[2].includes('fail')) continue
+      const nodePort = Number(fields[1]?.split(':')[1]?.split('@')[0])
+      for (const range of fields.slice(8)) {
+        const [from, to] = range.split('-').map(Number)
+        if (from !== undefined && slot >= from && slot <= (to ?? from)) return nodePort
+      }
+    }
+    return null
+  }
+  return null
+}
+
+t.test('Redis Cluster failovers: every document keeps crossing between nodes, nothing lost', { timeout: 170_000 }, async t => {
+  const cluster = await startRedisCluster(3, 1)
+  t.teardown(cluster.cleanup)
+  const ports = cluster.nodes.map(n => n.port)
+  const env = { REDIS_CLUSTER_NODES: cluster.nodeList, LOG_LEVEL: process.env.FO_LOG ?? 'warn', BRIDGE_HEARTBEAT_MS: '200' }
+  const nodes: TestServer[] = [
+    await startTestServer({ ...env, NODE_ID: 'fo-0' }),
+    await startTestServer({ ...env, NODE_ID: 'fo-1' })
+  ]
+  t.teardown(async () => { for (const node of nodes) await node.close() })
+  if (process.env.FO_LOG !== undefined) t.teardown(() => { for (const node of nodes) console.error(node.logs.filter(l => /bridge|redis|subscri|lost|ready/.test(l)).slice(-60).join('\n')) })
+
+  // Two documents per master.
+  const byMaster = new Map<number, string[]>()
+  for (let i = 0; byMaster.size < 3 || [...byMaster.values()].some(d => d.length < 2); i++) {
+    const docId = `fo-doc-${i}`
+    const slot = Number(cli(ports[0]!, 'cluster', 'keyslot', docId).trim())
+    const master = masterOf(ports, slot)
+    if (master === null) continue
+    const docs = byMaster.get(master) ?? []
+    if (docs.length < 2) docs.push(docId)
+    byMaster.set(master, docs)
+    if (i > 500) throw new Error('could not spread documents over the shards')
+  }
+  const docIds = [...byMaster.values()].flat()
+  const token = await signToken({ sub: 'writer' })
+  const clients = new Map<string, TestClient[]>()
+  for (const docId of docIds) clients.set(docId, [await connectSynced(nodes[0]!.url, docId, token), await connectSynced(nodes[1]!.url, docId, token)])
+  t.teardown(() => { for (const pair of clients.values()) for (const c of pair) c.destroy() })
+
+  let n = 0
+  const writing = setInterval(() => {
+    for (const [docId, pair] of clients) pair[n % 2]!.doc.getArray<string>('log').push([`${docId}:${n}`])
+    n++
+  }, 100)
+  t.teardown(() => clearInterval(writing))
+  const converged = (): boolean => [...clients.values()].every(([a, b]) => a!.doc.getArray('log').length === b!.doc.getArray('log').length)
+
+  const killed = new Set<number>()
+  for (const round of [1, 2]) {
+    await sleep(1_500)
+    // A master not killed before, whose replica is alive.
+    const master = [...byMaster.keys()].find(port => !killed.has(port))!
+    killed.add(master)
+    const victim = cluster.nodes.find(node => node.port === master) as RedisProcess
+    await victim.stop('SIGKILL')
+    const alive = ports.filter(p => !killed.has(p))
+    // Until the others mark it failed, the cluster still looks fine: wait for a new owner.
+    const slotsOfVictim = (byMaster.get(master) ?? []).map(docId => Number(cli(alive[0]!, 'cluster', 'keyslot', docId).trim()))
+    await waitFor(() => slotsOfVictim.every(slot => { const owner = masterOf(alive, slot); return owner !== null && owner !== master }) &&
+      alive.every(p => /cluster_state:ok/.test(cli(p, 'cluster', 'info'))), `round ${round}: a replica took over`, 30_000)
+    t.pass(`round ${round}: master ${master} killed, replica promoted`)
+    // After the failover, an edit on each node reaches the other within 5 s, for every document.
+    await sleep(1_000)
+    for (const [docId, [a, b]] of clients) {
+      const mark = `${docId}:after-${round}`
+      a!.doc.getArray<string>('log').push([`${mark}:0`])
+      b!.doc.getArray<string>('log').push([`${mark}:1`])
+    }
+    await waitFor(() => [...clients].every(([docId, [a, b]]) =>
+      a!.doc.getArray<string>('log').toArray().includes(`${docId}:after-${round}:1`) &&
+      b!.doc.getArray<string>('log').toArray().includes(`${docId}:after-${round}:0`)), `round ${round}: edits cross both ways on every document`, 15_000)
+    t.pass(`round ${round}: every document crosses both ways after the failover`)
+  }
+  clearInterval(writing)
+  await waitFor(converged, 'every pair converged', 15_000)
+  for (const [docId, [a, b]] of clients) {
+    t.same(a!.doc.getArray('log').toJSON(), b!.doc.getArray('log').toJSON(), `${docId}: both nodes' clients hold the same document`)
+  }
+  for (const node of nodes) {
+    await waitFor(async () => (await node.server.readiness()).ready, 'ready again after the failovers', 15_000)
+  }
+})
