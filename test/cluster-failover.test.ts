@@ -107,3 +107,69 @@ t.test('Redis Cluster failovers: every document keeps crossing between nodes, no
     await waitFor(async () => (await node.server.readiness()).ready, 'ready again after the failovers', 15_000)
   }
 })
+
+t.test('Redis Cluster slot migration (redis-cli --cluster reshard) while clients edit: documents keep crossing, nothing lost', { timeout: 170_000 }, async t => {
+  const cluster = await startRedisCluster(3)
+  t.teardown(cluster.cleanup)
+  const ports = cluster.nodes.map(n => n.port)
+  const env = { REDIS_CLUSTER_NODES: cluster.nodeList, LOG_LEVEL: process.env.FO_LOG ?? 'warn', BRIDGE_HEARTBEAT_MS: '200' }
+  const nodes: TestServer[] = [
+    await startTestServer({ ...env, NODE_ID: 'mig-0' }),
+    await startTestServer({ ...env, NODE_ID: 'mig-1' })
+  ]
+  t.teardown(async () => { for (const node of nodes) await node.close() })
+
+  // The first 200 slots of one master move to another: documents in them move with them.
+  const lines = cli(ports[0]!, 'cluster', 'nodes').split('\n').filter(l => l.includes('master'))
+  const source = lines.map(l => l.split(' ')).find(f => f.slice(8).length > 0 && Number(f[8]!.split('-')[0]) > 0)!
+  const target = lines.map(l => l.split(' ')).find(f => f[0] !== source[0])!
+  const firstSlot = Number(source[8]!.split('-')[0])
+  const docIds: string[] = []
+  for (let i = 0; docIds.length < 3 && i < 20_000; i++) {
+    const slot = Number(cli(ports[0]!, 'cluster', 'keyslot', `mig-${i}`).trim())
+    if (slot >= firstSlot && slot < firstSlot + 200) docIds.push(`mig-${i}`)
+  }
+  t.equal(docIds.length, 3, 'three documents in the slots that move')
+  const token = await signToken({ sub: 'writer' })
+  const clients = new Map<string, TestClient[]>()
+  for (const docId of docIds) clients.set(docId, [await connectSynced(nodes[0]!.url, docId, token), await connectSynced(nodes[1]!.url, docId, token)])
+  t.teardown(() => { for (const pair of clients.values()) for (const c of pair) c.destroy() })
+  let n = 0
+  const writing = setInterval(() => {
+    for (const [docId, pair] of clients) pair[n % 2]!.doc.getArray<string>('log').push([`${docId}:${n}`])
+    n++
+  }, 50)
+  t.teardown(() => clearInterval(writing))
+  await sleep(1_000)
+
+  const sourcePort = Number(source[1]!.split(':')[1]!.split('@')[0])
+  const moved = spawnSync('redis-cli', ['--cluster', 'reshard', `127.0.0.1:${sourcePort}`, '--cluster-from', source[0]!, '--cluster-to', target[0]!, '--cluster-slots', '200', '--cluster-yes'], { encoding: 'utf8', timeout: 60_000 })
+  t.equal(moved.status, 0, 'the slots moved')
+  const targetPort = Number(target[1]!.split(':')[1]!.split('@')[0])
+  for (const docId of docIds) {
+    t.equal(masterOf(ports, Number(cli(ports[0]!, 'cluster', 'keyslot', docId).trim())), targetPort, `${docId} now lives on the other master`)
+  }
+  await sleep(1_000)
+  for (const [docId, [a, b]] of clients) {
+    a!.doc.getArray<string>('log').push([`${docId}:moved:0`])
+    b!.doc.getArray<string>('log').push([`${docId}:moved:1`])
+  }
+  await waitFor(() => [...clients].every(([docId, [a, b]]) =>
+    a!.doc.getArray<string>('log').toArray().includes(`${docId}:moved:1`) &&
+    b!.doc.getArray<string>('log').toArray().includes(`${docId}:moved:0`)), 'edits cross both ways after the move', 15_000)
+  clearInterval(writing)
+  await waitFor(() => [...clients.values()].every(([a, b]) => JSON.stringify(a!.doc.getArray('log').toJSON()) === JSON.stringify(b!.doc.getArray('log').toJSON())), 'converged', 15_000)
+  const expected = new Map([...clients].map(([docId, [a]]) => [docId, a!.doc.getArray('log').length]))
+  await sleep(500)
+  for (const pair of clients.values()) for (const c of pair) c.destroy()
+  clients.clear()
+  for (const node of nodes) await node.close()
+  nodes.length = 0
+  const fresh = await startTestServer({ ...env, NODE_ID: 'mig-fresh' })
+  nodes.push(fresh)
+  for (const [docId, length] of expected) {
+    const reader = await connectSynced(fresh.url, docId, token)
+    t.equal(reader.doc.getArray('log').length, length, `${docId}: a fresh node loads every edit from the moved slot`)
+    reader.destroy()
+  }
+})
