@@ -8,6 +8,8 @@ export interface InspectedDocument {
   connections: number
   awareness: number
   pendingWrite: boolean
+  /** Cluster mode: the document's channel to the other nodes does not work right now. */
+  bridgeBroken?: boolean
   /** Encoded size, when the server reports it. */
   bytes?: number
 }

@@ -202,7 +202,9 @@ function render (data: InspectResponse): void {
       h('td', { class: 'num' }, num(doc.connections)),
       h('td', { class: 'num' }, num(doc.awareness)),
       sizes ? h('td', { class: 'num' }, typeof doc.bytes === 'number' ? formatBytes(doc.bytes) : '—') : null,
-      h('td', {}, doc.pendingWrite ? badge('write pending', 'warn') : badge('stored', 'same'))))))
+      h('td', {},
+        doc.pendingWrite ? badge('write pending', 'warn') : badge('stored', 'same'),
+        doc.bridgeBroken === true ? badge('not reaching other nodes', 'bad') : null)))))
   byId('doc-count').textContent = `${num(docIds.size)} ${docIds.size === 1 ? 'document' : 'documents'} on ${num(nodes.length)} ${nodes.length === 1 ? 'node' : 'nodes'}`
   byId('updated').textContent = `updated ${formatTime(new Date(data.self.takenAt))} · via ${data.self.nodeId}`
 }

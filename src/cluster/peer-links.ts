@@ -184,6 +184,11 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     }
   }
 
+  /** Whether the document's channel does not work right now. */
+  isBroken (docId: string): boolean {
+    return this.links.get(docId)?.brokenSince != null
+  }
+
   /** Documents whose channel has not worked for at least `forMs`. */
   brokenDocuments (forMs = 0): number {
     const now = performance.now()

@@ -185,7 +185,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     metrics,
     connections,
     readiness: async () => await operations.readiness(),
-    redisConnected: cluster === null ? null : () => cluster.pubsub.connected
+    redisConnected: cluster === null ? null : () => cluster.pubsub.connected,
+    ...(peerLinks === null ? {} : { bridgeBroken: (docId: string) => peerLinks.isBroken(docId) })
   })
   const directory = cluster === null || clusterConfig === null
     ? null

@@ -12,8 +12,11 @@ export interface NodeSnapshot {
   /** Why the node is not ready (empty when it is): for admins only, /readyz says only the word. */
   problems: string[]
   connections: number
-  /** bytes: the document's encoded size, estimated (exact at load, plus every update since). */
-  documents: Array<{ docId: string, connections: number, awareness: number, bytes: number, pendingWrite: boolean }>
+  /**
+   * bytes: the document's encoded size, estimated (exact at load, plus every update since);
+   * bridgeBroken: its channel to the other nodes does not work right now (cluster mode).
+   */
+  documents: Array<{ docId: string, connections: number, awareness: number, bytes: number, pendingWrite: boolean, bridgeBroken: boolean }>
   messagesIn: number
   messagesOut: number
   bytesIn: number
@@ -32,6 +35,8 @@ export interface SnapshotSources {
   connections: { readonly size: number }
   readiness: () => Promise<{ ready: boolean, problems: string[] }>
   redisConnected: (() => boolean) | null
+  /** Cluster mode: whether a document's bridge channel is broken now. */
+  bridgeBroken?: (docId: string) => boolean
 }
 
 export async function takeNodeSnapshot (sources: SnapshotSources): Promise<NodeSnapshot> {
@@ -40,7 +45,8 @@ export async function takeNodeSnapshot (sources: SnapshotSources): Promise<NodeS
     connections: doc.refs,
     awareness: doc.awareness.getStates().size,
     bytes: doc.sizeEstimate,
-    pendingWrite: sources.writeBehind.hasPending(doc.id)
+    pendingWrite: sources.writeBehind.hasPending(doc.id),
+    bridgeBroken: sources.bridgeBroken?.(doc.id) ?? false
   }))
   const memory = process.memoryUsage()
   const readiness = await sources.readiness()
