@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { connectSynced, type TestClient } from './helpers/clients.js'
 import { startRedisCluster, type RedisProcess } from './helpers/redis.js'
 import { startTestServer, type TestServer } from './helpers/server.js'
@@ -34,6 +34,21 @@ function masterOf (ports: number[], slot: number): number | null {
   return null
 }
 
+/** A client per document on each node, taking turns appending to the document's log. */
+async function writersOnBothNodes (t: Test, nodes: TestServer[], docIds: string[], everyMs: number): Promise<{ clients: Map<string, TestClient[]>, writing: NodeJS.Timeout, token: string }> {
+  const token = await signToken({ sub: 'writer' })
+  const clients = new Map<string, TestClient[]>()
+  for (const docId of docIds) clients.set(docId, [await connectSynced(nodes[0]!.url, docId, token), await connectSynced(nodes[1]!.url, docId, token)])
+  t.teardown(() => { for (const pair of clients.values()) for (const c of pair) c.destroy() })
+  let n = 0
+  const writing = setInterval(() => {
+    for (const [docId, pair] of clients) pair[n % 2]!.doc.getArray<string>('log').push([`${docId}:${n}`])
+    n++
+  }, everyMs)
+  t.teardown(() => clearInterval(writing))
+  return { clients, writing, token }
+}
+
 t.test('Redis Cluster failovers: every document keeps crossing between nodes, nothing lost', { timeout: 170_000 }, async t => {
   const cluster = await startRedisCluster(3, 1)
   t.teardown(cluster.cleanup)
@@ -59,17 +74,7 @@ t.test('Redis Cluster failovers: every document keeps crossing between nodes, no
     if (i > 500) throw new Error('could not spread documents over the shards')
   }
   const docIds = [...byMaster.values()].flat()
-  const token = await signToken({ sub: 'writer' })
-  const clients = new Map<string, TestClient[]>()
-  for (const docId of docIds) clients.set(docId, [await connectSynced(nodes[0]!.url, docId, token), await connectSynced(nodes[1]!.url, docId, token)])
-  t.teardown(() => { for (const pair of clients.values()) for (const c of pair) c.destroy() })
-
-  let n = 0
-  const writing = setInterval(() => {
-    for (const [docId, pair] of clients) pair[n % 2]!.doc.getArray<string>('log').push([`${docId}:${n}`])
-    n++
-  }, 100)
-  t.teardown(() => clearInterval(writing))
+  const { clients, writing } = await writersOnBothNodes(t, nodes, docIds, 100)
   const converged = (): boolean => [...clients.values()].every(([a, b]) => a!.doc.getArray('log').length === b!.doc.getArray('log').length)
 
   const killed = new Set<number>()
@@ -130,16 +135,7 @@ t.test('Redis Cluster slot migration (redis-cli --cluster reshard) while clients
     if (slot >= firstSlot && slot < firstSlot + 200) docIds.push(`mig-${i}`)
   }
   t.equal(docIds.length, 3, 'three documents in the slots that move')
-  const token = await signToken({ sub: 'writer' })
-  const clients = new Map<string, TestClient[]>()
-  for (const docId of docIds) clients.set(docId, [await connectSynced(nodes[0]!.url, docId, token), await connectSynced(nodes[1]!.url, docId, token)])
-  t.teardown(() => { for (const pair of clients.values()) for (const c of pair) c.destroy() })
-  let n = 0
-  const writing = setInterval(() => {
-    for (const [docId, pair] of clients) pair[n % 2]!.doc.getArray<string>('log').push([`${docId}:${n}`])
-    n++
-  }, 50)
-  t.teardown(() => clearInterval(writing))
+  const { clients, writing, token } = await writersOnBothNodes(t, nodes, docIds, 50)
   await sleep(1_000)
 
   const sourcePort = Number(source[1]!.split(':')[1]!.split('@')[0])

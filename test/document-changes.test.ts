@@ -82,6 +82,30 @@ t.test('relay if-changed hands on nothing for a change that changes nothing; alw
   t.equal(r.local.length, 2, 'and relayed, as y-websocket does')
 })
 
+t.test('relay if-changed still hands on an update Yjs keeps pending: the one completing it later does not carry it', async t => {
+  const r = recorder(t)
+  const source = new Y.Doc()
+  source.getText('t').insert(0, 'first ')
+  const first = Y.encodeStateAsUpdate(source)
+  const before = Y.encodeStateVector(source)
+  source.getText('t').insert(6, 'second')
+  const second = Y.encodeStateAsUpdate(source, before)
+  // The second edit arrives first (an offline batch ahead of what it builds on): pending.
+  t.equal(r.changes.commit(r.doc, second, null, 'batch', null, 'if-changed'), true, 'handed on although nothing changed yet')
+  t.equal(r.local.length, 1, 'relayed to the local clients')
+  t.equal(r.stored.length, 1, 'and queued for the store')
+  t.equal(r.doc.ydoc.getText('t').toString(), '', 'pending on the server')
+  r.changes.commit(r.doc, first, null, 'batch', null, 'if-changed')
+  t.equal(r.doc.ydoc.getText('t').toString(), 'first second')
+  // A replica that received only what was handed on has everything too.
+  const replica = new Y.Doc()
+  for (const { frame } of r.local) Y.applyUpdate(replica, updateOf(frame))
+  t.equal(replica.getText('t').toString(), 'first second', 'every replica completes')
+  const restored = new Y.Doc()
+  for (const update of r.stored) Y.applyUpdate(restored, update)
+  t.equal(restored.getText('t').toString(), 'first second', 'and so does what was stored')
+})
+
 t.test('without a frame, one is encoded from the update and reaches every local client', async t => {
   const r = recorder(t, false)
   const update = textUpdate('encoded')

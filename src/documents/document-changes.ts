@@ -43,7 +43,7 @@ export interface UpdateQueue {
  * Whether a change that turned out to change nothing is still handed on. A client's update always
  * is (y-websocket relays what it receives; an update Yjs keeps pending for missing dependencies
  * may complete another replica); an offline batch or an admin write is only when it changed the
- * document, so a resend costs no fan-out and no store write.
+ * document or left something pending, so a resend costs no fan-out and no store write.
  */
 export type Relay = 'always' | 'if-changed'
 
@@ -112,6 +112,7 @@ export class DocumentChanges implements DocumentLifecycle {
     // Clients' updates (the only ones relayed always) are the ones the timing metrics describe.
     const sampled = relay === 'always' && this.metrics.sampleThis()
     const started = sampled ? performance.now() : 0
+    const { pendingStructs, pendingDs } = doc.ydoc.store
     let transaction
     try {
       transaction = doc.apply(update, origin)
@@ -119,7 +120,10 @@ export class DocumentChanges implements DocumentLifecycle {
       if (err instanceof UpdateRejectedError && err.partial !== null) this.distributeLocal(doc, err.partial, null, null, null)
       throw err
     }
-    if (relay === 'if-changed' && !changedBy(transaction)) return false
+    // An update Yjs kept pending changed nothing yet, but it must reach the store and the other
+    // replicas all the same: the update that completes it later carries none of its structs.
+    const leftPending = doc.ydoc.store.pendingStructs !== pendingStructs || doc.ydoc.store.pendingDs !== pendingDs
+    if (relay === 'if-changed' && !changedBy(transaction) && !leftPending) return false
     const applied = sampled ? performance.now() : 0
     this.distributeLocal(doc, update, frame, sender, transaction)
     if (sampled) {
