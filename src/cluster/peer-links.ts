@@ -6,7 +6,7 @@ import type { Metrics } from '../metrics/metrics.js'
 import type { PubSub } from '../redis/connections.js'
 import { documentKeys, nodeChannel } from '../redis/keys.js'
 import { encodeEnvelope, EnvelopeKind, type Envelope } from './envelope.js'
-import { splitEnvelope } from './envelope-parts.js'
+import { PART_BYTES, splitEnvelope } from './envelope-parts.js'
 
 export interface PeerLinkOptions {
   nodeId: string
@@ -106,14 +106,14 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   publishUpdate (doc: LiveDocument, frame: Uint8Array): void {
     const link = this.links.get(doc.id)
     if (link === undefined) return
-    this.send(link.channel, { t: EnvelopeKind.Update, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame, w: wallClockMs() })
+    this.sendOnLink(link, { t: EnvelopeKind.Update, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame, w: wallClockMs() })
     this.scheduleHeartbeat(link)
   }
 
   publishAwareness (doc: LiveDocument, frame: Uint8Array, userId: string | null): void {
     const link = this.links.get(doc.id)
     if (link === undefined) return
-    this.send(link.channel, { t: EnvelopeKind.Awareness, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame, ...(userId === null ? {} : { u: userId }) })
+    this.sendOnLink(link, { t: EnvelopeKind.Awareness, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame, ...(userId === null ? {} : { u: userId }) })
     this.scheduleHeartbeat(link)
   }
 
@@ -139,7 +139,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
       link.syncRequested = false
       if (this.links.get(doc.id) !== link || doc.state === 'unloaded') return
       this.metrics.bridgeSyncRequests.inc()
-      this.send(link.channel, { t: EnvelopeKind.SyncRequest, n: this.nodeId, d: doc.id, v: doc.encodeStateVector() })
+      this.sendOnLink(link, { t: EnvelopeKind.SyncRequest, n: this.nodeId, d: doc.id, v: doc.encodeStateVector() })
     })
   }
 
@@ -234,15 +234,18 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
 
   /** A heartbeat with the current number: harmless to peers, and its echo proves the channel. */
   private probe (link: DocumentLink): void {
-    this.send(link.channel, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: link.doc.id, s: link.outSeq })
+    this.sendOnLink(link, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: link.doc.id, s: link.outSeq })
+  }
+
+  /** Sends on the document's own channel, which echoes it back to this node if it works. */
+  private sendOnLink (link: DocumentLink, envelope: Envelope): void {
+    link.awaitingEchoSince ??= performance.now()
+    this.send(link.channel, envelope)
   }
 
   private send (channel: string, envelope: Envelope): void {
-    // Every message on a document's own channel comes back to this node if the channel works.
-    const link = this.links.get(envelope.d)
-    if (link !== undefined && link.channel === channel) link.awaitingEchoSince ??= performance.now()
     const encoded = encodeEnvelope(envelope)
-    const parts = splitEnvelope(encoded, envelope, ++this.partSeries)
+    const parts = encoded.length > PART_BYTES ? splitEnvelope(encoded, envelope, ++this.partSeries) : null
     if (parts === null) {
       this.publish(channel, encoded)
       return
@@ -263,7 +266,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     link.heartbeat = setTimeout(() => {
       link.heartbeat = null
       if (this.links.get(link.doc.id) !== link) return
-      this.send(link.channel, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: link.doc.id, s: link.outSeq })
+      this.sendOnLink(link, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: link.doc.id, s: link.outSeq })
     }, this.options.heartbeatMs)
     link.heartbeat.unref()
   }

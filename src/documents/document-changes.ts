@@ -112,7 +112,8 @@ export class DocumentChanges implements DocumentLifecycle {
     // Clients' updates (the only ones relayed always) are the ones the timing metrics describe.
     const sampled = relay === 'always' && this.metrics.sampleThis()
     const started = sampled ? performance.now() : 0
-    const { pendingStructs, pendingDs } = doc.ydoc.store
+    // Only an 'if-changed' commit asks whether the update was left pending (see below).
+    const pendingBefore = relay === 'if-changed' ? pendingOf(doc) : null
     let transaction
     try {
       transaction = doc.apply(update, origin)
@@ -122,8 +123,7 @@ export class DocumentChanges implements DocumentLifecycle {
     }
     // An update Yjs kept pending changed nothing yet, but it must reach the store and the other
     // replicas all the same: the update that completes it later carries none of its structs.
-    const leftPending = doc.ydoc.store.pendingStructs !== pendingStructs || doc.ydoc.store.pendingDs !== pendingDs
-    if (relay === 'if-changed' && !changedBy(transaction) && !leftPending) return false
+    if (pendingBefore !== null && !changedBy(transaction) && samePending(pendingBefore, pendingOf(doc))) return false
     const applied = sampled ? performance.now() : 0
     this.distributeLocal(doc, update, frame, sender, transaction)
     if (sampled) {
@@ -272,4 +272,13 @@ export class DocumentChanges implements DocumentLifecycle {
     this.fanout.publish(doc.topic, frame, true)
     this.metrics.sent(kind, frame.length)
   }
+}
+
+/** What Yjs holds pending in a document (it replaces these objects whenever they change). */
+function pendingOf (doc: LiveDocument): [unknown, unknown] {
+  return [doc.ydoc.store.pendingStructs, doc.ydoc.store.pendingDs]
+}
+
+function samePending (a: [unknown, unknown], b: [unknown, unknown]): boolean {
+  return a[0] === b[0] && a[1] === b[1]
 }

@@ -45,9 +45,14 @@ class ServerYDoc extends Y.Doc {
 const DIFF_CACHE_ENTRIES = 16
 /** Cached diffs per document, in bytes; a diff larger than this is never cached. */
 const DIFF_CACHE_MAX_BYTES = 4 * 1024 * 1024
-const EMPTY_STATE_VECTOR_LENGTH = 1
+const EMPTY_STATE_VECTOR_LENGTH = 1 // Y.encodeStateVector(new Y.Doc()) is [0]
 /** A recording of chunks older than this no longer keeps others from starting one. */
-const RECORDING_MAX_MS = 60_000 // Y.encodeStateVector(new Y.Doc()) is [0]
+const RECORDING_MAX_MS = 60_000
+
+/** The state vector of a client that has nothing yet: every fresh client's. */
+function isEmptyStateVector (stateVector: Uint8Array): boolean {
+  return stateVector.length === EMPTY_STATE_VECTOR_LENGTH && stateVector[0] === 0
+}
 
 /** Bytes of cached diffs in every document of this process, bounded by `limit`. */
 export const diffCacheBudget = { used: 0, limit: 64 * 1024 * 1024 }
@@ -175,8 +180,7 @@ export class LiveDocument {
 
   /** Sets the estimate to the exact encoded size (the encoding is cached for the next join). */
   private measureSize (): void {
-    this.fullStateCache ??= Y.encodeStateAsUpdate(this.ydoc)
-    this.sizeEstimate = this.fullStateCache.length
+    this.sizeEstimate = this.fullState().length
     this.sizeCheckedAt = this.sizeEstimate
     this.sizeMeasured = true
   }
@@ -186,10 +190,7 @@ export class LiveDocument {
    * the next change, so a storm of joins encodes the document once instead of once per join.
    */
   encodeStateAsUpdate (stateVector: Uint8Array): Uint8Array {
-    if (stateVector.length === EMPTY_STATE_VECTOR_LENGTH && stateVector[0] === 0) {
-      this.fullStateCache ??= Y.encodeStateAsUpdate(this.ydoc)
-      return this.fullStateCache
-    }
+    if (isEmptyStateVector(stateVector)) return this.fullState()
     // Clients that were in sync before a restart or a network blip come back with the same state
     // vector; answer them from one encoding, which matters most when the document holds pending
     // updates that every answer would otherwise merge again.
@@ -237,7 +238,7 @@ export class LiveDocument {
    */
   stateChunks (stateVector: Uint8Array, size: ChunkSize): ChunkSequence | null {
     if (this.sizeEstimate <= size.chunkBytes) return null
-    const fresh = stateVector.length === EMPTY_STATE_VECTOR_LENGTH && stateVector[0] === 0
+    const fresh = isEmptyStateVector(stateVector)
     if (fresh && this.fullStateChunks !== null) return new ReplayedChunks(this.fullStateChunks, this.ydoc)
     const chunks = StateChunks.forStateVector(this.ydoc, stateVector, size)
     const now = performance.now()
@@ -253,7 +254,11 @@ export class LiveDocument {
 
   /** The whole document as one update (cached until the next change), or null once unloaded. */
   encodeFullState (): Uint8Array | null {
-    if (this.state === 'unloaded') return null
+    return this.state === 'unloaded' ? null : this.fullState()
+  }
+
+  /** The whole document as one update, encoded once per change. */
+  private fullState (): Uint8Array {
     this.fullStateCache ??= Y.encodeStateAsUpdate(this.ydoc)
     return this.fullStateCache
   }

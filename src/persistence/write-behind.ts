@@ -148,7 +148,7 @@ export class WriteBehind {
   private async write (entries: AppendEntry[]): Promise<void> {
     const started = performance.now()
     try {
-      const lost = (await this.store.append(entries))?.lost ?? []
+      const { lost } = await this.store.append(entries)
       if (lost.length > 0) await this.replaceLost(entries, lost)
       this.metrics?.storeFlushSeconds.observe((performance.now() - started) / 1000)
     } catch (err) {

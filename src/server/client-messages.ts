@@ -88,16 +88,15 @@ export class ClientMessages {
         return
       }
       case 'sync-step1': {
-        let chunks
-        let missing: Uint8Array | null = null
+        // A large document in paced chunks, a small one in one message.
+        let answer
         try {
-          chunks = doc.stateChunks(message.stateVector, this.limits.chunks)
-          if (chunks === null) missing = doc.encodeStateAsUpdate(message.stateVector)
+          answer = doc.stateChunks(message.stateVector, this.limits.chunks) ?? doc.encodeStateAsUpdate(message.stateVector)
         } catch (err) {
           throw new MalformedMessageError(`invalid state vector: ${(err as Error).message}`)
         }
-        if (missing !== null) sendTo(ws, this.metrics, 'sync-step2', encodeSyncStep2(missing))
-        else if (chunks !== null) this.paced.send(conn, chunks, 'sync-step2')
+        if (answer instanceof Uint8Array) sendTo(ws, this.metrics, 'sync-step2', encodeSyncStep2(answer))
+        else this.paced.send(conn, answer, 'sync-step2')
         return
       }
       case 'awareness':
