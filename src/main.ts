@@ -3,6 +3,7 @@ import { signDevelopmentToken } from './auth/dev-token.js'
 import { ConfigError, loadConfig, type Config } from './config/config.js'
 import { withDotEnv } from './config/dotenv.js'
 import { createLogger } from './log/logger.js'
+import { DatabaseStartError, describeTarget } from './persistence/postgres-pool.js'
 import { startServer } from './server/collab-server.js'
 
 function readConfig (): Config {
@@ -49,10 +50,17 @@ async function main (): Promise<void> {
   try {
     server = await startServer(config, log)
   } catch (err) {
-    log.fatal({ err }, 'server failed to start')
+    if (err instanceof DatabaseStartError) {
+      // The operator's problem, not the program's: one line that says what to fix.
+      log.fatal({ problem: err.message }, 'server failed to start')
+      process.stderr.write(`startup error: ${err.message}\n`)
+    } else {
+      log.fatal({ err }, 'server failed to start')
+    }
     process.exit(1)
   }
-  log.info({ host: config.host, port: server.port, dataDir: config.dataDir, auth: config.auth.kind, authSource: authSource(config) }, 'listening')
+  const store = config.database !== null ? { store: 'postgres', database: describeTarget(config.database.url), schema: config.database.schema } : { store: config.cluster === null ? 'leveldb' : 'redis' }
+  log.info({ host: config.host, port: server.port, dataDir: config.dataDir, ...store, auth: config.auth.kind, authSource: authSource(config) }, 'listening')
   warnAboutWeakAuth(config, log)
 
   if (config.auth.kind === 'jwt-secret' && config.auth.generated) {

@@ -11,12 +11,7 @@ import { WriteBehind } from '../src/persistence/write-behind.js'
 import { createLogger } from '../src/log/logger.js'
 import { startRedis } from './helpers/redis.js'
 import { tempDir } from './helpers/server.js'
-
-function edit (label: string): Uint8Array {
-  const doc = new Y.Doc()
-  doc.getArray('items').push([label])
-  return Y.encodeStateAsUpdate(doc)
-}
+import { appendWhileCompacting, edit, itemsOf } from './helpers/store-contract.js'
 
 /** A LevelDB store in a fresh directory, closed and removed when the test ends. */
 async function openTempLevelDb (t: Test): Promise<{ store: LevelDbStore, dir: string }> {
@@ -26,44 +21,6 @@ async function openTempLevelDb (t: Test): Promise<{ store: LevelDbStore, dir: st
   await store.open()
   t.teardown(() => store.close())
   return { store, dir }
-}
-
-function itemsOf (updates: Uint8Array[]): string[] {
-  const doc = new Y.Doc()
-  for (const u of updates) Y.applyUpdate(doc, u)
-  return (doc.getArray('items').toJSON() as string[]).sort()
-}
-
-/**
- * Several writers append while compactions run from several "nodes" at once, each from its own
- * possibly stale load; nothing appended may ever disappear.
- */
-async function appendWhileCompacting (t: Test, writers: DocumentStore[]): Promise<void> {
-  const expected: string[] = []
-  let stop = false
-  const appenders = writers.map(async (store, w) => {
-    for (let i = 0; i < 60; i++) {
-      const label = `w${w}-${i}`
-      expected.push(label)
-      await store.append([{ docId: 'doc', value: encodeEntryValue([edit(label)]) }])
-    }
-  })
-  const compactors = writers.map(async store => {
-    while (!stop) {
-      const loaded = await store.load('doc')
-      if (loaded.cursor !== null && loaded.updates.length > 1) {
-        const merged = Y.mergeUpdates(loaded.updates)
-        await store.compact('doc', merged, loaded.cursor)
-      }
-      await new Promise(resolve => setImmediate(resolve))
-    }
-  })
-  await Promise.all(appenders)
-  stop = true
-  await Promise.all(compactors)
-  const final = await writers[0]!.load('doc')
-  t.same(itemsOf(final.updates), expected.sort(), 'every appended update survives concurrent compaction')
-  t.ok(final.updates.length < expected.length, `compaction reduced ${expected.length} entries to ${final.updates.length}`)
 }
 
 t.test('LevelDB store: append, load, compact, delete', async t => {

@@ -51,6 +51,17 @@ export interface ClusterConfig {
   heartbeatMs: number
 }
 
+/** DATABASE_URL: documents live in PostgreSQL (one node or a cluster). */
+export interface DatabaseConfig {
+  /** The connection string as given (TLS options such as sslmode in it); it may hold a password, so it is never logged. */
+  url: string
+  /** Where the server's tables live; created and upgraded at start. */
+  schema: string
+  poolSize: number
+  statementTimeoutMs: number
+  connectTimeoutMs: number
+}
+
 export interface LimitsConfig {
   /** Sustained messages per second per connection; bursts up to messagesBurst. */
   messagesPerSecond: number
@@ -106,6 +117,8 @@ export interface Config {
   nodeId: string
   /** Present when REDIS_URL or REDIS_CLUSTER_NODES is set: cluster mode. */
   cluster: ClusterConfig | null
+  /** Present when DATABASE_URL is set: documents are stored in PostgreSQL, not in DATA_DIR or Redis. */
+  database: DatabaseConfig | null
   /**
    * Development conveniences: the /dev/token endpoint (HS secrets only) and the playground by
    * default. On when no authentication is configured, or with DEV_MODE=true.
@@ -192,6 +205,7 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     auth,
     nodeId: read.string('NODE_ID', `${hostname()}-${randomBytes(4).toString('hex')}`),
     cluster: loadClusterConfig(read),
+    database: loadDatabaseConfig(read),
     devMode: false,
     playground: false,
     webhook: loadWebhookConfig(read)
@@ -200,6 +214,10 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     throw new ConfigError('Invalid NODE_ID: 1-64 characters from A-Z a-z 0-9 . _ : -')
   }
   checkSizeLimitsAgree(config)
+  if (config.database !== null && config.cluster !== null && config.cluster.docTtlSeconds > 0) {
+    // Redis holds no documents then: an expiry there would silently do nothing.
+    throw new ConfigError('Invalid DOC_TTL_SECONDS: it expires documents stored in Redis; with DATABASE_URL documents live in PostgreSQL and are kept until deleted, so leave DOC_TTL_SECONDS unset')
+  }
   if (config.limits.bytesBurst === 0) config.limits.bytesBurst = Math.max(config.maxMessageBytes * 2, config.limits.bytesPerSecond)
   if (config.limits.allowedOrigins !== null && config.limits.allowedOrigins.some(o => o !== '*' && !/^https?:\/\/[^/]+$/.test(o))) {
     throw new ConfigError('Invalid ALLOWED_ORIGINS: comma-separated origins like https://app.example.com (scheme and host, no path)')
@@ -312,6 +330,27 @@ function loadClusterConfig (read: EnvReader): ClusterConfig | null {
     docTtlSeconds: read.int('DOC_TTL_SECONDS', 0, 0, 10 * 365 * 24 * 3600),
     participantTtlSeconds: read.int('PARTICIPANT_TTL_SECONDS', 30, 3, 3600),
     heartbeatMs: read.int('BRIDGE_HEARTBEAT_MS', 1_000, 50, 60_000)
+  }
+}
+
+/** Schema names the server creates and quotes itself: plain lower-case identifiers only. */
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
+
+function loadDatabaseConfig (read: EnvReader): DatabaseConfig | null {
+  const url = read.optionalString('DATABASE_URL')
+  if (url === undefined) return null
+  if (!/^postgres(ql)?:\/\/./.test(url)) {
+    // Never echo the value: it usually holds a password.
+    throw new ConfigError('Invalid DATABASE_URL: expected postgres://user:password@host:port/database (TLS with ?sslmode=require or verify-full)')
+  }
+  const schema = read.string('DATABASE_SCHEMA', 'collab')
+  if (!SCHEMA_NAME.test(schema)) throw new ConfigError('Invalid DATABASE_SCHEMA: a lower-case identifier (a-z, 0-9, _; at most 63 characters, not starting with a digit)')
+  return {
+    url,
+    schema,
+    poolSize: read.int('DATABASE_POOL_SIZE', 10, 1, 1_000),
+    statementTimeoutMs: read.int('DATABASE_STATEMENT_TIMEOUT_MS', 30_000, 100, 3600_000),
+    connectTimeoutMs: read.int('DATABASE_CONNECT_TIMEOUT_MS', 5_000, 100, 120_000)
   }
 }
 

@@ -57,6 +57,16 @@ export class Metrics {
   readonly writeBehindPendingDocuments = new Gauge({ name: 'collab_write_behind_pending_documents', help: 'Documents with updates not yet in the store', registers: [this.registry] })
   readonly storeFlushSeconds = new Histogram({ name: 'collab_store_flush_seconds', help: 'Duration of one write-behind flush (one store write for all documents)', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5], registers: [this.registry] })
   readonly storeErrors = new Counter({ name: 'collab_store_errors_total', help: 'Failed store operations by operation (load, append, compact)', labelNames: ['operation'], registers: [this.registry] })
+  readonly databaseQuerySeconds = new Histogram({ name: 'collab_database_query_seconds', help: 'PostgreSQL store: duration of each query or transaction, by operation', labelNames: ['operation'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30], registers: [this.registry] })
+  readonly databaseErrors = new Counter({ name: 'collab_database_errors_total', help: 'PostgreSQL store: failed queries by operation', labelNames: ['operation'], registers: [this.registry] })
+
+  /** Pool gauges read at scrape time (PostgreSQL store only). */
+  watchDatabasePool (pool: { totalCount: number, idleCount: number, waitingCount: number }): void {
+    new Gauge({ name: 'collab_database_connections_in_use', help: 'PostgreSQL store: pool connections running a query', registers: [this.registry], collect () { this.set(pool.totalCount - pool.idleCount) } })
+    new Gauge({ name: 'collab_database_connections_idle', help: 'PostgreSQL store: open pool connections waiting for work', registers: [this.registry], collect () { this.set(pool.idleCount) } })
+    new Gauge({ name: 'collab_database_waiting_queries', help: 'PostgreSQL store: queries waiting for a free pool connection', registers: [this.registry], collect () { this.set(pool.waitingCount) } })
+  }
+
   readonly offlineBatches = new Counter({ name: 'collab_offline_batches_total', help: 'Offline batches by result (applied, already-applied, rejected, store-failed)', labelNames: ['result'], registers: [this.registry] })
 
   private readonly eventLoop: EventLoopMetrics | null = null

@@ -16,6 +16,8 @@ import { DocumentRegistry } from '../documents/registry.js'
 import { Metrics } from '../metrics/metrics.js'
 import type { DocumentStore } from '../persistence/document-store.js'
 import { LevelDbStore } from '../persistence/leveldb-store.js'
+import { DatabasePool } from '../persistence/postgres-pool.js'
+import { PostgresStore } from '../persistence/postgres-store.js'
 import { WriteBehind } from '../persistence/write-behind.js'
 import { registerPlaygroundRoutes } from '../playground/routes.js'
 import { CloseCode } from '../protocol/close-codes.js'
@@ -51,7 +53,7 @@ export interface CollabServer {
 }
 
 export interface ServerDependencies {
-  /** Overrides the store chosen by the configuration (LevelDB, or Redis in cluster mode). */
+  /** Overrides the store chosen by the configuration (PostgreSQL with DATABASE_URL, else LevelDB, or Redis in cluster mode). */
   store?: DocumentStore
   /** Cluster mode: wraps the Redis pub/sub the bridge uses (tests lose messages with it). */
   wrapPubSub?: (pubsub: PubSub) => PubSub
@@ -67,7 +69,9 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   const metrics = new Metrics()
   const clusterConfig = config.cluster
   const cluster = clusterConfig === null ? null : createClusterResources(clusterConfig, config.nodeId, log, deps.wrapPubSub)
-  const store = deps.store ?? cluster?.store ?? new LevelDbStore(config.dataDir)
+  const store = deps.store ?? (config.database !== null
+    ? new PostgresStore(new DatabasePool(config.database, metrics), config.database.schema)
+    : cluster?.store ?? new LevelDbStore(config.dataDir))
   const participants: ParticipantDirectory = cluster?.participants ?? new LocalParticipants(config.nodeId)
   await store.open()
   const verifier = await createVerifier(config)

@@ -1,0 +1,80 @@
+import type { DatabasePool } from './postgres-pool.js'
+
+/**
+ * The PostgreSQL schema, as an ordered list of migrations. A migration is never edited once
+ * released: a change is a new entry at the end. `{schema}` is replaced by the quoted schema name.
+ */
+const MIGRATIONS: ReadonlyArray<{ version: number, description: string, sql: string }> = [
+  {
+    version: 1,
+    description: 'documents and their update logs',
+    sql: `
+      -- One row per document ever written. last_seq only grows (a deleted document keeps its row),
+      -- so a sequence number is never reused and a stale compaction can never hit a newer entry.
+      CREATE TABLE {schema}.documents (
+        doc_id text PRIMARY KEY,
+        last_seq bigint NOT NULL DEFAULT 0,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        deleted_until timestamptz
+      );
+      -- The document's log: Yjs updates (entry-value.ts encoding); a compaction replaces a prefix
+      -- by one snapshot stored under the prefix's last sequence number.
+      CREATE TABLE {schema}.document_entries (
+        doc_id text NOT NULL,
+        seq bigint NOT NULL,
+        value bytea NOT NULL,
+        PRIMARY KEY (doc_id, seq)
+      );
+    `
+  }
+]
+
+export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version
+
+export function quoteIdentifier (name: string): string {
+  return `"${name.replace(/"/g, '""')}"`
+}
+
+/** Any number, the same on every node: they take turns at migrating. */
+const MIGRATION_LOCK_KEY = 0x636f6c6c // "coll"
+
+export interface MigrationResult {
+  from: number
+  to: number
+  applied: number[]
+}
+
+/**
+ * Creates the schema or brings it up to date, in one transaction under a transaction-level
+ * advisory lock: nodes starting at once against an empty database wait for each other, and the
+ * second finds everything done. A database whose schema is newer than this build refuses to start
+ * (this build would not know its tables).
+ */
+export async function migrate (db: DatabasePool, schema: string): Promise<MigrationResult> {
+  const quoted = quoteIdentifier(schema)
+  return await db.transaction('migrate', async client => {
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY])
+    // Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
+    // schema exists, and an operator may have created it for a user without that right.
+    const existing = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])
+    if (existing.rowCount === 0) await client.query(`CREATE SCHEMA ${quoted}`)
+    await client.query(`CREATE TABLE IF NOT EXISTS ${quoted}.schema_version (
+      version integer PRIMARY KEY,
+      description text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now()
+    )`)
+    const { rows } = await client.query<{ version: number | null }>(`SELECT max(version) AS version FROM ${quoted}.schema_version`)
+    const from = rows[0]?.version ?? 0
+    if (from > LATEST_SCHEMA_VERSION) {
+      throw new Error(`schema "${schema}" is at version ${from}, newer than this build knows (${LATEST_SCHEMA_VERSION}): run a newer build`)
+    }
+    const applied: number[] = []
+    for (const migration of MIGRATIONS) {
+      if (migration.version <= from) continue
+      await client.query(migration.sql.replaceAll('{schema}', quoted))
+      await client.query(`INSERT INTO ${quoted}.schema_version (version, description) VALUES ($1, $2)`, [migration.version, migration.description])
+      applied.push(migration.version)
+    }
+    return { from, to: Math.max(from, LATEST_SCHEMA_VERSION), applied }
+  })
+}

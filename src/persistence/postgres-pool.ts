@@ -1,0 +1,132 @@
+import pg from 'pg'
+import type { DatabaseConfig } from '../config/config.js'
+import type { Metrics } from '../metrics/metrics.js'
+
+/** What a failed start says about the database, in one line, without the password. */
+export class DatabaseStartError extends Error {}
+
+/** `database "collab" on db.internal:5432 as user "app"`: names the target for every error. */
+export function describeTarget (url: string): string {
+  try {
+    const parsed = new URL(url)
+    const socketHost = parsed.searchParams.get('host')
+    const where = parsed.hostname === '' && socketHost !== null ? `socket ${socketHost}` : `${parsed.hostname || 'localhost'}:${parsed.port || '5432'}`
+    const user = decodeURIComponent(parsed.username) || process.env.USER || '?'
+    const database = decodeURIComponent(parsed.pathname.slice(1)) || user
+    return `database "${database}" on ${where} as user "${user}"`
+  } catch {
+    return 'the database of DATABASE_URL'
+  }
+}
+
+interface PgError extends Error { code?: string }
+
+/** Errors worth waiting out at start (a database that is still starting, a network blip). */
+export function isConnectionError (err: unknown): boolean {
+  const code = (err as PgError).code
+  const message = (err as Error).message ?? ''
+  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'EAI_AGAIN' ||
+    code === '57P03' /* cannot_connect_now: starting up */ || /timeout|terminated unexpectedly|Connection terminated/i.test(message)
+}
+
+/** The operator's next step for the errors a start commonly meets. */
+export function explainDatabaseError (err: unknown): string {
+  const e = err as PgError
+  switch (e.code) {
+    case 'ECONNREFUSED': return 'connection refused: is PostgreSQL running and listening there?'
+    case 'ENOTFOUND': case 'EAI_AGAIN': return `host not found (${e.message})`
+    case '28P01': return 'password authentication failed: check the user and password in DATABASE_URL'
+    case '28000': return `not allowed to connect (${e.message}): check pg_hba.conf and the user in DATABASE_URL`
+    case '3D000': return `${e.message}: create it first (createdb) or fix the name in DATABASE_URL`
+    case '42501': return `missing permission (${e.message}): grant CREATE on the database, or create the schema beforehand and set DATABASE_SCHEMA to it`
+    default: return e.message
+  }
+}
+
+/** Operation names as labelled in the database metrics. */
+export type DatabaseOperation = 'load' | 'append' | 'compact' | 'delete' | 'ping' | 'migrate' | 'version'
+
+/**
+ * The node's connection pool. Every query goes through `query`, which times it and counts its
+ * failures for the metrics. A pool's idle connections can fail at any time (the database
+ * restarted): pg reports that as an 'error' event, which must be handled or the process would
+ * exit; the pool drops the connection and opens a new one for the next query.
+ */
+export class DatabasePool {
+  readonly pool: pg.Pool
+  readonly target: string
+
+  constructor (config: DatabaseConfig, private readonly metrics?: Metrics, applicationName = 'yjs-uws-collab') {
+    this.target = describeTarget(config.url)
+    this.pool = new pg.Pool({
+      connectionString: config.url,
+      max: config.poolSize,
+      connectionTimeoutMillis: config.connectTimeoutMs,
+      idleTimeoutMillis: 30_000,
+      // Bounded on the server (statement_timeout) and here (a database that stopped answering
+      // without closing the connection): a stuck query fails and the write-behind retries it.
+      statement_timeout: config.statementTimeoutMs,
+      query_timeout: config.statementTimeoutMs + 5_000,
+      application_name: applicationName,
+      keepAlive: true
+    })
+    this.pool.on('error', () => { /* an idle connection failed: the pool replaces it */ })
+    metrics?.watchDatabasePool(this.pool)
+  }
+
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow> (operation: DatabaseOperation, text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    const started = performance.now()
+    try {
+      return await this.pool.query<R>(text, values)
+    } catch (err) {
+      this.metrics?.databaseErrors.labels(operation).inc()
+      throw err
+    } finally {
+      this.metrics?.databaseQuerySeconds.labels(operation).observe((performance.now() - started) / 1000)
+    }
+  }
+
+  /** Runs `work` in one transaction on one connection; rolls back if it throws. */
+  async transaction<T> (operation: DatabaseOperation, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const started = performance.now()
+    let client: pg.PoolClient | null = null
+    try {
+      client = await this.pool.connect()
+      await client.query('BEGIN')
+      const result = await work(client)
+      await client.query('COMMIT')
+      return result
+    } catch (err) {
+      this.metrics?.databaseErrors.labels(operation).inc()
+      if (client !== null) await client.query('ROLLBACK').catch(() => {})
+      throw err
+    } finally {
+      client?.release()
+      this.metrics?.databaseQuerySeconds.labels(operation).observe((performance.now() - started) / 1000)
+    }
+  }
+
+  async close (): Promise<void> {
+    await this.pool.end()
+  }
+}
+
+/**
+ * Waits for the database at start: a database that is starting too (docker compose, a restart)
+ * gets until `deadlineMs`; errors that waiting cannot fix (credentials, a missing database,
+ * permissions) fail at once. Throws a DatabaseStartError naming the database and the problem.
+ */
+export async function connectAtStart (db: DatabasePool, deadlineMs: number): Promise<void> {
+  const deadline = Date.now() + deadlineMs
+  for (;;) {
+    try {
+      await db.pool.query('SELECT 1')
+      return
+    } catch (err) {
+      if (!isConnectionError(err) || Date.now() + 500 >= deadline) {
+        throw new DatabaseStartError(`cannot use ${db.target}: ${explainDatabaseError(err)}`)
+      }
+      await new Promise(resolve => setTimeout(resolve, 500))
+    }
+  }
+}

@@ -1,0 +1,171 @@
+import type pg from 'pg'
+import { DocumentDeletedError, NOTHING_LOST, type AppendEntry, type AppendOutcome, type DocumentStore, type StoredDocument } from './document-store.js'
+import { decodeEntryValue } from './entry-value.js'
+import { connectAtStart, DatabaseStartError, explainDatabaseError, type DatabasePool } from './postgres-pool.js'
+import { migrate, quoteIdentifier } from './postgres-migrations.js'
+
+/** Entries per INSERT statement (two parameters each; PostgreSQL allows 65535 per statement). */
+const ENTRIES_PER_STATEMENT = 1_000
+/** How long a start waits for a database that is not reachable yet. */
+const START_DEADLINE_MS = 9_000
+/** /readyz must notice a database that stopped answering within seconds. */
+const PING_TIMEOUT_MS = 2_000
+
+/**
+ * Documents in PostgreSQL (DATABASE_URL), for one node or for every node of a cluster. Tables (see
+ * postgres-migrations.ts): `documents` (one row per document: the last sequence number handed out
+ * and the deletion tombstone) and `document_entries` (the log: one row per entry, keyed by
+ * (doc_id, seq)).
+ *
+ * An append takes each document's row lock while it hands out sequence numbers, so the entries of
+ * one document commit in sequence order on every node: a load, one statement and so one snapshot,
+ * always sees a gap-free prefix of the log, and compaction can delete everything below the
+ * cursor it loaded. Locks are taken in document-id order, so two nodes flushing the same documents
+ * wait for each other instead of deadlocking.
+ *
+ * Cursor handed to compact(): the sequence number of the last entry loaded.
+ */
+export class PostgresStore implements DocumentStore {
+  readonly name = 'postgres'
+  private readonly documents: string
+  private readonly entries: string
+
+  constructor (private readonly db: DatabasePool, private readonly schema: string) {
+    const quoted = quoteIdentifier(schema)
+    this.documents = `${quoted}.documents`
+    this.entries = `${quoted}.document_entries`
+  }
+
+  /** Waits for the database (briefly), then creates or upgrades the schema. */
+  async open (): Promise<void> {
+    await connectAtStart(this.db, START_DEADLINE_MS)
+    try {
+      await migrate(this.db, this.schema)
+    } catch (err) {
+      throw new DatabaseStartError(`cannot set up schema "${this.schema}" in ${this.db.target}: ${explainDatabaseError(err)}`)
+    }
+  }
+
+  async load (docId: string): Promise<StoredDocument> {
+    // One statement, one snapshot: the tombstone and the log as of the same moment.
+    const { rows } = await this.db.query<{ seq: string | null, value: Buffer | null, deleted: boolean | null }>('load', `
+      SELECT NULL::bigint AS seq, NULL::bytea AS value, (deleted_until IS NOT NULL AND deleted_until > now()) AS deleted
+        FROM ${this.documents} WHERE doc_id = $1
+      UNION ALL
+      SELECT seq, value, NULL FROM ${this.entries} WHERE doc_id = $1
+      ORDER BY seq NULLS FIRST`, [docId])
+    const updates: Uint8Array[] = []
+    let bytes = 0
+    let cursor: string | null = null
+    for (const row of rows) {
+      if (row.seq === null) {
+        if (row.deleted === true) throw new DocumentDeletedError(docId)
+        continue
+      }
+      for (const update of decodeEntryValue(row.value!)) updates.push(update)
+      bytes += row.value!.length
+      cursor = row.seq
+    }
+    return { updates, cursor: updates.length === 0 ? null : cursor, bytes }
+  }
+
+  async append (entries: AppendEntry[]): Promise<AppendOutcome> {
+    if (entries.length === 0) return NOTHING_LOST
+    // Lock order is document-id order; within a document the entries keep theirs.
+    const ordered = entries.map((entry, index) => ({ entry, index }))
+      .sort((a, b) => a.entry.docId < b.entry.docId ? -1 : a.entry.docId > b.entry.docId ? 1 : a.index - b.index)
+      .map(({ entry }) => entry)
+    if (ordered.length <= ENTRIES_PER_STATEMENT) {
+      // One statement is one transaction and one round trip.
+      const [text, values] = this.appendStatement(ordered)
+      await this.db.query('append', text, values)
+      return NOTHING_LOST
+    }
+    // A document's entries may span two statements: the second one continues the numbering the
+    // first left in the same transaction.
+    await this.db.transaction('append', async client => {
+      for (let start = 0; start < ordered.length; start += ENTRIES_PER_STATEMENT) {
+        const [text, values] = this.appendStatement(ordered.slice(start, start + ENTRIES_PER_STATEMENT))
+        await client.query(text, values)
+      }
+    })
+    return NOTHING_LOST
+  }
+
+  /**
+   * Hands out the documents' next sequence numbers (skipping documents whose tombstone is still
+   * valid: their entries are not written) and inserts the entries, in one statement.
+   */
+  private appendStatement (entries: AppendEntry[]): [string, unknown[]] {
+    const values: unknown[] = []
+    const rows: string[] = []
+    for (let i = 0; i < entries.length; i++) {
+      const { docId, value } = entries[i]!
+      values.push(docId, Buffer.from(value.buffer, value.byteOffset, value.byteLength))
+      rows.push(`($${2 * i + 1}::text, $${2 * i + 2}::bytea, ${i})`)
+    }
+    const text = `
+      WITH input (doc_id, value, ord) AS (VALUES ${rows.join(', ')}),
+      counts AS (SELECT doc_id, count(*) AS n FROM input GROUP BY doc_id),
+      bumped AS (
+        INSERT INTO ${this.documents} AS d (doc_id, last_seq)
+        SELECT doc_id, n FROM counts ORDER BY doc_id
+        ON CONFLICT (doc_id) DO UPDATE SET last_seq = d.last_seq + EXCLUDED.last_seq, updated_at = now(), deleted_until = NULL
+          WHERE d.deleted_until IS NULL OR d.deleted_until <= now()
+        RETURNING d.doc_id, d.last_seq
+      )
+      INSERT INTO ${this.entries} (doc_id, seq, value)
+      SELECT i.doc_id, b.last_seq - c.n + row_number() OVER (PARTITION BY i.doc_id ORDER BY i.ord), i.value
+        FROM input i JOIN bumped b ON b.doc_id = i.doc_id JOIN counts c ON c.doc_id = i.doc_id`
+    return [text, values]
+  }
+
+  /**
+   * Replaces the entries up to `cursor` by the snapshot, stored under the cursor's sequence
+   * number, in one statement. If another node compacted past this cursor meanwhile, the entry is
+   * gone and nothing is changed (that node's snapshot already holds it all).
+   */
+  async compact (docId: string, snapshot: Uint8Array, cursor: string): Promise<void> {
+    await this.db.query('compact', `
+      WITH target AS (UPDATE ${this.entries} SET value = $3 WHERE doc_id = $1 AND seq = $2 RETURNING seq)
+      DELETE FROM ${this.entries} WHERE doc_id = $1 AND seq < $2 AND EXISTS (SELECT 1 FROM target)`,
+    [docId, cursor, Buffer.from(snapshot.buffer, snapshot.byteOffset, snapshot.byteLength)])
+  }
+
+  /** Shared by every node: another node may have appended entries this one has not applied. */
+  lastCursor (_docId: string): string | null {
+    return null
+  }
+
+  forget (_docId: string): void {
+    // Nothing is kept per document in this process.
+  }
+
+  async delete (docId: string, tombstoneSeconds = 0): Promise<void> {
+    await this.db.transaction('delete', async (client: pg.PoolClient) => {
+      // The row lock first: appends in flight finish before, later ones see the tombstone. The
+      // row stays (its last_seq is never reused).
+      await client.query(`
+        INSERT INTO ${this.documents} AS d (doc_id, deleted_until) VALUES ($1, CASE WHEN $2::integer > 0 THEN now() + $2::integer * interval '1 second' END)
+        ON CONFLICT (doc_id) DO UPDATE SET deleted_until = EXCLUDED.deleted_until, updated_at = now()`, [docId, tombstoneSeconds])
+      // A new statement: it sees entries committed while the lock was awaited.
+      await client.query(`DELETE FROM ${this.entries} WHERE doc_id = $1`, [docId])
+    })
+  }
+
+  async ping (): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await Promise.race([
+        this.db.query('ping', 'SELECT 1'),
+        new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`postgres did not answer within ${PING_TIMEOUT_MS} ms`)), PING_TIMEOUT_MS) })
+      ])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async close (): Promise<void> {
+    await this.db.close()
+  }
+}

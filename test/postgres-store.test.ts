@@ -1,0 +1,129 @@
+import t, { type Test } from 'tap'
+import * as Y from 'yjs'
+import type { DatabaseConfig } from '../src/config/config.js'
+import { createLogger } from '../src/log/logger.js'
+import { encodeEntryValue } from '../src/persistence/entry-value.js'
+import { LATEST_SCHEMA_VERSION, migrate } from '../src/persistence/postgres-migrations.js'
+import { DatabasePool } from '../src/persistence/postgres-pool.js'
+import { PostgresStore } from '../src/persistence/postgres-store.js'
+import { WriteBehind } from '../src/persistence/write-behind.js'
+import { createDatabase, startPostgres, type PostgresProcess } from './helpers/postgres.js'
+import { appendWhileCompacting, edit, itemsOf } from './helpers/store-contract.js'
+
+let server: PostgresProcess
+let databases = 0
+
+t.before(async () => { server = await startPostgres() })
+t.teardown(async () => { await server.cleanup() })
+
+function databaseConfig (url: string, overrides: Partial<DatabaseConfig> = {}): DatabaseConfig {
+  return { url, schema: 'collab', poolSize: 4, statementTimeoutMs: 10_000, connectTimeoutMs: 2_000, ...overrides }
+}
+
+/** `count` stores ("nodes") on one fresh database, opened (migrated) and closed at the end. */
+async function openStores (t: Test, count: number, overrides: Partial<DatabaseConfig> = {}): Promise<PostgresStore[]> {
+  const url = await createDatabase(server, `contract_${++databases}`)
+  const stores: PostgresStore[] = []
+  for (let i = 0; i < count; i++) {
+    const config = databaseConfig(url, overrides)
+    const store = new PostgresStore(new DatabasePool(config), config.schema)
+    await store.open()
+    stores.push(store)
+  }
+  t.teardown(async () => { for (const store of stores) await store.close().catch(() => {}) })
+  return stores
+}
+
+t.test('PostgreSQL store: append, load, compact, delete', async t => {
+  const [store] = await openStores(t, 1)
+  t.same(await store!.load('empty'), { updates: [], cursor: null, bytes: 0 })
+  await store!.append([{ docId: 'a', value: encodeEntryValue([edit('1')]) }, { docId: 'ab', value: encodeEntryValue([edit('x')]) }, { docId: 'a', value: encodeEntryValue([edit('2')]) }])
+  await store!.append([{ docId: 'a', value: encodeEntryValue([edit('3')]) }])
+  const a = await store!.load('a')
+  t.same(itemsOf(a.updates), ['1', '2', '3'], 'two entries of one document in one append, and a later one')
+  t.equal(a.cursor, '3', 'sequence numbers are per document')
+  t.same(itemsOf((await store!.load('ab')).updates), ['x'])
+  await store!.append([{ docId: 'many', value: encodeEntryValue([edit('p'), edit('q'), edit('r')]) }])
+  t.same(itemsOf((await store!.load('many')).updates), ['p', 'q', 'r'], 'an entry holding several updates reads back as all of them')
+  t.equal(store!.lastCursor('a'), null, 'a shared store never lets compaction skip reading the log')
+
+  await store!.compact('a', Y.mergeUpdates(a.updates), a.cursor!)
+  await store!.append([{ docId: 'a', value: encodeEntryValue([edit('4')]) }])
+  const compacted = await store!.load('a')
+  t.equal(compacted.updates.length, 2, 'snapshot plus the entry appended after it')
+  t.same(itemsOf(compacted.updates), ['1', '2', '3', '4'])
+  await store!.compact('a', Y.mergeUpdates([edit('stale')]), '2')
+  t.same(itemsOf((await store!.load('a')).updates), ['1', '2', '3', '4'], 'a compaction onto an entry already compacted away changes nothing')
+
+  await store!.delete('a')
+  t.same((await store!.load('a')).updates, [], 'deleted')
+  await store!.append([{ docId: 'a', value: encodeEntryValue([edit('again')]) }])
+  const again = await store!.load('a')
+  t.same(itemsOf(again.updates), ['again'], 'without a tombstone a deleted document can be written again')
+  t.ok(Number(again.cursor) > 4, 'with sequence numbers never reused')
+
+  await store!.delete('gone', 60)
+  await t.rejects(store!.load('gone'), { message: 'document gone was deleted' }, 'a tombstoned document cannot be loaded')
+  await store!.append([{ docId: 'gone', value: encodeEntryValue([edit('resurrect')]) }, { docId: 'b', value: encodeEntryValue([edit('b1')]) }])
+  await store!.delete('gone', 0)
+  t.same((await store!.load('gone')).updates, [], 'a write during the tombstone was not stored')
+  t.same(itemsOf((await store!.load('b')).updates), ['b1'], 'the other document of the same append was')
+  await store!.ping()
+})
+
+t.test('PostgreSQL store: three nodes append and compact at once without losing anything', async t => {
+  const stores = await openStores(t, 3)
+  await appendWhileCompacting(t, stores)
+})
+
+t.test('PostgreSQL store: one flush of 2,500 entries over 700 documents is one transaction, in order', async t => {
+  const [store, other] = await openStores(t, 2)
+  const entries = []
+  for (let i = 0; i < 2_500; i++) entries.push({ docId: `doc-${i % 700}`, value: encodeEntryValue([edit(`e${i}`)]) })
+  // Two nodes flushing the same documents at once: the document locks are taken in one order.
+  await Promise.all([store!.append(entries), other!.append(entries.slice().reverse())])
+  const loaded = await store!.load('doc-5')
+  t.same(itemsOf(loaded.updates), ['e1405', 'e2105', 'e5', 'e705'], 'every entry of the document')
+  t.equal(loaded.updates.length, 8, 'both nodes\' copies')
+  let total = 0
+  for (let d = 0; d < 700; d++) total += (await store!.load(`doc-${d}`)).updates.length
+  t.equal(total, 5_000, 'nothing lost, nothing doubled')
+})
+
+t.test('PostgreSQL store: writes while the database is down are kept and written when it is back', async t => {
+  const [store] = await openStores(t, 1)
+  const writeBehind = new WriteBehind(store!, { intervalMs: 60_000, retryMaxMs: 500 }, createLogger('silent'))
+  writeBehind.enqueue('w', edit('before'))
+  await writeBehind.flush()
+  await server.stop('SIGINT')
+  try {
+    writeBehind.enqueue('w', edit('during-1'))
+    await t.rejects(writeBehind.flush(), 'a write with the database down fails')
+    t.notOk(writeBehind.healthy)
+    await t.rejects(store!.ping(), 'ping fails')
+    writeBehind.enqueue('w', edit('during-2'))
+    writeBehind.enqueue('x', edit('x1'))
+  } finally {
+    await server.start()
+  }
+  await writeBehind.flush()
+  t.ok(writeBehind.healthy, 'the pool reconnects on its own')
+  t.same(itemsOf((await store!.load('w')).updates), ['before', 'during-1', 'during-2'])
+  t.same(itemsOf((await store!.load('x')).updates), ['x1'])
+})
+
+t.test('PostgreSQL schema: created in an empty database, re-running changes nothing, nodes starting at once do not collide', async t => {
+  const url = await createDatabase(server, 'migrations')
+  const pools = Array.from({ length: 4 }, () => new DatabasePool(databaseConfig(url, { schema: 'collab_m' })))
+  t.teardown(async () => { for (const pool of pools) await pool.close() })
+  const results = await Promise.all(pools.map(async pool => await migrate(pool, 'collab_m')))
+  t.equal(results.filter(r => r.applied.length > 0).length, 1, 'exactly one of four nodes starting at once applied the migrations')
+  t.ok(results.every(r => r.to === LATEST_SCHEMA_VERSION), 'all find the latest version')
+  const again = await migrate(pools[0]!, 'collab_m')
+  t.same(again, { from: LATEST_SCHEMA_VERSION, to: LATEST_SCHEMA_VERSION, applied: [] }, 're-running applies nothing')
+  const versions = await pools[0]!.pool.query('SELECT version FROM collab_m.schema_version ORDER BY version')
+  t.same(versions.rows.map(r => r.version), Array.from({ length: LATEST_SCHEMA_VERSION }, (_v, i) => i + 1), 'each version recorded once')
+
+  await pools[0]!.pool.query('INSERT INTO collab_m.schema_version (version, description) VALUES (999, \'from the future\')')
+  await t.rejects(migrate(pools[1]!, 'collab_m'), /version 999, newer than this build/, 'a schema newer than the build is refused')
+})
