@@ -1,7 +1,12 @@
 import t from 'tap'
 import { rmSync } from 'node:fs'
 import { connectSynced } from './helpers/clients.js'
+import type { DocumentStore } from '../src/persistence/document-store.js'
 import { LevelDbStore } from '../src/persistence/leveldb-store.js'
+import { DatabasePool } from '../src/persistence/postgres-pool.js'
+import { PostgresStore } from '../src/persistence/postgres-store.js'
+import type { TestEnv } from './helpers/env.js'
+import { createDatabase, startPostgres, type PostgresProcess } from './helpers/postgres.js'
 import { spawnServer } from './helpers/process.js'
 import { tempDir } from './helpers/server.js'
 import { signToken } from './helpers/tokens.js'
@@ -9,102 +14,131 @@ import { sleep, waitFor } from './helpers/wait.js'
 
 const FLUSH_INTERVAL_MS = 100
 
-t.test('content survives SIGTERM and restart on the same DATA_DIR', async t => {
-  const dataDir = tempDir()
-  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-  const env = { DATA_DIR: dataDir, FLUSH_INTERVAL_MS: '60000' } // only the shutdown flush can save it
-  const first = await spawnServer(env)
-  t.teardown(() => first.kill('SIGKILL'))
-  const token = await signToken()
-  const a = await connectSynced(first.url, 'durable', token)
-  for (let i = 0; i < 50; i++) a.doc.getText('t').insert(a.text().length, `line ${i}\n`)
-  a.doc.getMap('meta').set('title', 'kept')
-  const expected = a.text()
-  // Give the frames time to reach the server; nothing has been written yet (60 s interval).
-  await sleep(300)
-  const closed = new Promise<number>(resolve => a.provider.ws?.addEventListener('close', (e: any) => resolve(e.code)))
-  first.kill('SIGTERM')
-  t.equal(await first.exited, 0, 'exit code 0 after SIGTERM')
-  t.equal(await closed, 1001, 'clients closed with 1001 going away')
-  a.destroy()
+// The same guarantees with each store: the embedded one (a DATA_DIR) and PostgreSQL (a fresh
+// database of a server this test starts).
+let postgres: PostgresProcess | null = null
+let databases = 0
+t.teardown(async () => { await postgres?.cleanup() })
 
-  const second = await spawnServer(env)
-  t.teardown(() => second.kill('SIGKILL'))
-  const b = await connectSynced(second.url, 'durable', token)
-  t.teardown(() => b.destroy())
-  t.equal(b.text(), expected)
-  t.equal(b.doc.getMap('meta').get('title'), 'kept')
-  second.kill('SIGTERM')
-  await second.exited
-})
+interface StoreUnderTest {
+  name: string
+  /** The variables that select a fresh store of this kind, kept by both runs of a test. */
+  env: (dataDir: string) => Promise<TestEnv>
+  /** The store as the server would open it, to look at what was written. */
+  open: (env: TestEnv) => DocumentStore
+}
 
-t.test('content survives kill -9 once FLUSH_INTERVAL_MS has passed after the last edit', async t => {
-  const dataDir = tempDir()
-  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-  const env = { DATA_DIR: dataDir, FLUSH_INTERVAL_MS: String(FLUSH_INTERVAL_MS) }
-  const first = await spawnServer(env)
-  t.teardown(() => first.kill('SIGKILL'))
-  const token = await signToken()
-  const a = await connectSynced(first.url, 'crashy', token)
-  const b = await connectSynced(first.url, 'crashy', token)
-  for (let i = 0; i < 100; i++) {
-    a.doc.getArray('a').push([i])
-    b.doc.getArray('b').push([i])
+const STORES: StoreUnderTest[] = [
+  { name: 'embedded store', env: async dataDir => ({ DATA_DIR: dataDir }), open: env => new LevelDbStore(env.DATA_DIR!) },
+  {
+    name: 'PostgreSQL store',
+    env: async dataDir => {
+      postgres ??= await startPostgres()
+      return { DATA_DIR: dataDir, DATABASE_URL: await createDatabase(postgres, `durability_${++databases}`) }
+    },
+    open: env => new PostgresStore(new DatabasePool({ url: env.DATABASE_URL!, schema: 'collab', poolSize: 1, statementTimeoutMs: 10_000, connectTimeoutMs: 2_000 }), 'collab')
   }
-  await waitFor(() => a.doc.getArray('b').length === 100 && b.doc.getArray('a').length === 100, 'clients converged')
-  // The server applied everything (both clients saw each other's edits through it); now wait one
-  // flush interval plus margin for the write, then crash it.
-  await sleep(FLUSH_INTERVAL_MS * 3)
-  first.kill('SIGKILL')
-  t.equal(await first.exited, 'SIGKILL')
-  a.destroy(); b.destroy()
+]
 
-  const second = await spawnServer(env)
-  t.teardown(() => second.kill('SIGKILL'))
-  const c = await connectSynced(second.url, 'crashy', token)
-  t.teardown(() => c.destroy())
-  t.equal(c.doc.getArray('a').length, 100, 'all of a')
-  t.equal(c.doc.getArray('b').length, 100, 'all of b')
-  second.kill('SIGTERM')
-  t.equal(await second.exited, 0)
-})
+for (const kind of STORES) {
 
-t.test('compaction replaces the stored log by a snapshot without losing an edit, even at kill -9', async t => {
-  const dataDir = tempDir()
-  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-  const env = { DATA_DIR: dataDir, FLUSH_INTERVAL_MS: '20', COMPACT_AFTER_ENTRIES: '5' }
-  const first = await spawnServer(env)
-  t.teardown(() => first.kill('SIGKILL'))
-  const token = await signToken()
-  const a = await connectSynced(first.url, 'compacted', token)
-  const b = await connectSynced(first.url, 'compacted', token)
-  // Edits spread over many flushes: one log entry each, so compaction runs several times.
-  for (let i = 0; i < 40; i++) {
-    a.doc.getArray('a').push([i])
-    if (i % 4 === 0) a.doc.getArray('a').delete(0, 1)
-    await sleep(25)
-  }
-  await waitFor(() => b.doc.getArray('a').length === a.doc.getArray('a').length, 'b has every edit')
-  const expected = a.doc.getArray('a').toJSON()
-  await sleep(200)
-  first.kill('SIGKILL')
-  await first.exited
-  a.destroy(); b.destroy()
+  t.test(`${kind.name}: content survives SIGTERM and restart`, async t => {
+    const dataDir = tempDir()
+    t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+    const env = { ...await kind.env(dataDir), FLUSH_INTERVAL_MS: '60000' } // only the shutdown flush can save it
+    const first = await spawnServer(env)
+    t.teardown(() => first.kill('SIGKILL'))
+    const token = await signToken()
+    const a = await connectSynced(first.url, 'durable', token)
+    for (let i = 0; i < 50; i++) a.doc.getText('t').insert(a.text().length, `line ${i}\n`)
+    a.doc.getMap('meta').set('title', 'kept')
+    const expected = a.text()
+    // Give the frames time to reach the server; nothing has been written yet (60 s interval).
+    await sleep(300)
+    const closed = new Promise<number>(resolve => a.provider.ws?.addEventListener('close', (e: any) => resolve(e.code)))
+    first.kill('SIGTERM')
+    t.equal(await first.exited, 0, 'exit code 0 after SIGTERM')
+    t.equal(await closed, 1001, 'clients closed with 1001 going away')
+    a.destroy()
 
-  const store = new LevelDbStore(dataDir)
-  await store.open()
-  const stored = await store.load('compacted')
-  await store.close()
-  t.ok(stored.updates.length < 10, `the log was compacted (${stored.updates.length} entries for ~40 flushes)`)
+    const second = await spawnServer(env)
+    t.teardown(() => second.kill('SIGKILL'))
+    const b = await connectSynced(second.url, 'durable', token)
+    t.teardown(() => b.destroy())
+    t.equal(b.text(), expected)
+    t.equal(b.doc.getMap('meta').get('title'), 'kept')
+    second.kill('SIGTERM')
+    await second.exited
+  })
 
-  const second = await spawnServer(env)
-  t.teardown(() => second.kill('SIGKILL'))
-  const c = await connectSynced(second.url, 'compacted', token)
-  t.teardown(() => c.destroy())
-  t.same(c.doc.getArray('a').toJSON(), expected, 'every edit and deletion survived')
-  second.kill('SIGTERM')
-  await second.exited
-})
+  t.test(`${kind.name}: content survives kill -9 once FLUSH_INTERVAL_MS has passed after the last edit`, async t => {
+    const dataDir = tempDir()
+    t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+    const env = { ...await kind.env(dataDir), FLUSH_INTERVAL_MS: String(FLUSH_INTERVAL_MS) }
+    const first = await spawnServer(env)
+    t.teardown(() => first.kill('SIGKILL'))
+    const token = await signToken()
+    const a = await connectSynced(first.url, 'crashy', token)
+    const b = await connectSynced(first.url, 'crashy', token)
+    for (let i = 0; i < 100; i++) {
+      a.doc.getArray('a').push([i])
+      b.doc.getArray('b').push([i])
+    }
+    await waitFor(() => a.doc.getArray('b').length === 100 && b.doc.getArray('a').length === 100, 'clients converged')
+    // The server applied everything (both clients saw each other's edits through it); now wait one
+    // flush interval plus margin for the write, then crash it.
+    await sleep(FLUSH_INTERVAL_MS * 3)
+    first.kill('SIGKILL')
+    t.equal(await first.exited, 'SIGKILL')
+    a.destroy(); b.destroy()
+
+    const second = await spawnServer(env)
+    t.teardown(() => second.kill('SIGKILL'))
+    const c = await connectSynced(second.url, 'crashy', token)
+    t.teardown(() => c.destroy())
+    t.equal(c.doc.getArray('a').length, 100, 'all of a')
+    t.equal(c.doc.getArray('b').length, 100, 'all of b')
+    second.kill('SIGTERM')
+    t.equal(await second.exited, 0)
+  })
+
+  t.test(`${kind.name}: compaction replaces the stored log by a snapshot without losing an edit, even at kill -9`, async t => {
+    const dataDir = tempDir()
+    t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+    const env = { ...await kind.env(dataDir), FLUSH_INTERVAL_MS: '20', COMPACT_AFTER_ENTRIES: '5' }
+    const first = await spawnServer(env)
+    t.teardown(() => first.kill('SIGKILL'))
+    const token = await signToken()
+    const a = await connectSynced(first.url, 'compacted', token)
+    const b = await connectSynced(first.url, 'compacted', token)
+    // Edits spread over many flushes: one log entry each, so compaction runs several times.
+    for (let i = 0; i < 40; i++) {
+      a.doc.getArray('a').push([i])
+      if (i % 4 === 0) a.doc.getArray('a').delete(0, 1)
+      await sleep(25)
+    }
+    await waitFor(() => b.doc.getArray('a').length === a.doc.getArray('a').length, 'b has every edit')
+    const expected = a.doc.getArray('a').toJSON()
+    await sleep(200)
+    first.kill('SIGKILL')
+    await first.exited
+    a.destroy(); b.destroy()
+
+    const store = kind.open(env)
+    await store.open()
+    const stored = await store.load('compacted')
+    await store.close()
+    t.ok(stored.updates.length < 10, `the log was compacted (${stored.updates.length} entries for ~40 flushes)`)
+
+    const second = await spawnServer(env)
+    t.teardown(() => second.kill('SIGKILL'))
+    const c = await connectSynced(second.url, 'compacted', token)
+    t.teardown(() => c.destroy())
+    t.same(c.doc.getArray('a').toJSON(), expected, 'every edit and deletion survived')
+    second.kill('SIGTERM')
+    await second.exited
+  })
+}
 
 t.test('a bad configuration value stops the process with one line naming it', async t => {
   await t.rejects(spawnServer({ PORT: 'eighty' }), /configuration error: Invalid PORT/)

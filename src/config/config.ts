@@ -296,7 +296,7 @@ function hostPorts (name: string, value: string): Array<{ host: string; port: nu
   return parsed
 }
 
-function loadClusterConfig (read: EnvReader): ClusterConfig | null {
+export function loadClusterConfig (read: EnvReader): ClusterConfig | null {
   const url = read.optionalString('REDIS_URL')
   const nodes = read.optionalString('REDIS_CLUSTER_NODES')
   const sentinels = read.optionalString('REDIS_SENTINELS')
@@ -336,7 +336,7 @@ function loadClusterConfig (read: EnvReader): ClusterConfig | null {
 /** Schema names the server creates and quotes itself: plain lower-case identifiers only. */
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
 
-function loadDatabaseConfig (read: EnvReader): DatabaseConfig | null {
+export function loadDatabaseConfig (read: EnvReader): DatabaseConfig | null {
   const url = read.optionalString('DATABASE_URL')
   if (url === undefined) return null
   if (!/^postgres(ql)?:\/\/./.test(url)) {

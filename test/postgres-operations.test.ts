@@ -1,0 +1,119 @@
+import { spawn } from 'node:child_process'
+import { rmSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { freePort } from './helpers/ports.js'
+import { createDatabase, POSTGRES_PASSWORD, startPostgres, type PostgresProcess } from './helpers/postgres.js'
+import { runUntilExit, spawnServer } from './helpers/process.js'
+import { stockProvider } from './helpers/providers.js'
+import { startRedis } from './helpers/redis.js'
+import { tempDir } from './helpers/server.js'
+import { signToken, TEST_SECRET } from './helpers/tokens.js'
+import { waitFor } from './helpers/wait.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+let server: PostgresProcess
+
+t.before(async () => {
+  server = await startPostgres()
+  await server.sql('CREATE DATABASE locked')
+  await server.sql(`CREATE ROLE limited LOGIN PASSWORD '${POSTGRES_PASSWORD}'`)
+  await server.sql('REVOKE CREATE ON DATABASE locked FROM PUBLIC')
+})
+t.teardown(async () => { await server.cleanup() })
+
+/** Runs one of src/tools/ with the given variables; resolves with its exit code and output. */
+async function runTool (tool: string, env: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', `src/tools/${tool}.ts`], { cwd: ROOT, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  proc.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
+  proc.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+  const code = await new Promise<number | null>(resolve => proc.on('exit', resolve))
+  return { code, stdout, stderr }
+}
+
+t.test('a start that cannot use the database exits within 15 s with one line naming the database and the problem', async t => {
+  const deadPort = await freePort()
+  const cases = [
+    { name: 'unreachable', url: `postgres://postgres:${POSTGRES_PASSWORD}@127.0.0.1:${deadPort}/postgres`, problem: /database "postgres" on 127\.0\.0\.1:\d+ as user "postgres": connection refused/ },
+    { name: 'bad password', url: server.urlFor({ password: 'wrong-password-123' }), problem: /password authentication failed/ },
+    { name: 'missing database', url: server.urlFor({ database: 'nosuchdb' }), problem: /database "nosuchdb".*does not exist: create it first/ },
+    { name: 'no permission to create the schema', url: server.urlFor({ database: 'locked', user: 'limited' }), problem: /cannot set up schema "collab" in database "locked".*as user "limited": missing permission/ }
+  ]
+  for (const c of cases) {
+    const dataDir = tempDir()
+    t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+    const started = Date.now()
+    const { code, stdout, stderr } = await runUntilExit({ DATA_DIR: dataDir, DATABASE_URL: c.url }, 20_000)
+    const seconds = (Date.now() - started) / 1000
+    t.equal(code, 1, `${c.name}: exit code 1`)
+    t.ok(seconds < 15, `${c.name}: exited after ${seconds.toFixed(1)} s`)
+    const lines = stderr.split('\n').filter(line => line.startsWith('startup error: '))
+    t.equal(lines.length, 1, `${c.name}: one line on stderr`)
+    t.match(lines[0], c.problem, `${c.name}: ${lines[0]}`)
+    t.notMatch(stdout + stderr, /wrong-password-123|collab-test-password/, `${c.name}: the password is never printed`)
+    t.notMatch(stderr, /\n\s+at /, `${c.name}: no stack trace`)
+  }
+})
+
+t.test('npm run migrate creates the schema of an empty database and a second run changes nothing', async t => {
+  const url = await createDatabase(server, 'migrate_tool')
+  const first = await runTool('migrate', { DATABASE_URL: url, DATABASE_SCHEMA: 'collab_tool' })
+  t.equal(first.code, 0, first.stderr)
+  t.match(first.stdout, /schema "collab_tool" in database "migrate_tool" on 127\.0\.0\.1:\d+ as user "postgres": version 0 -> 1 \(applied 1\)/)
+  const second = await runTool('migrate', { DATABASE_URL: url, DATABASE_SCHEMA: 'collab_tool' })
+  t.equal(second.code, 0)
+  t.match(second.stdout, /version 1 -> 1 \(already up to date\)/)
+  const missing = await runTool('migrate', {})
+  t.equal(missing.code, 2)
+  t.match(missing.stderr, /DATABASE_URL is not set/)
+  const denied = await runTool('migrate', { DATABASE_URL: server.urlFor({ database: 'locked', user: 'limited' }) })
+  t.equal(denied.code, 1)
+  t.match(denied.stderr, /migration failed for schema "collab" in database "locked".*missing permission/)
+})
+
+t.test('copy-redis-to-postgres moves every document out of Redis; nodes on PostgreSQL serve them after Redis is wiped', async t => {
+  const redis = await startRedis()
+  t.teardown(redis.cleanup)
+  const dataDir = tempDir()
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const token = await signToken({ sub: 'mover' })
+  const onRedis = await spawnServer({ DATA_DIR: dataDir, REDIS_URL: redis.url, FLUSH_INTERVAL_MS: '50' })
+  t.teardown(() => onRedis.kill('SIGKILL'))
+  const docs = ['copy-a', 'copy-b', 'copy-c']
+  for (const [i, docId] of docs.entries()) {
+    const person = stockProvider('3.1.0', onRedis.url, docId, { token })
+    await waitFor(() => person.provider.synced, `${docId} synced`)
+    for (let n = 0; n <= i * 20; n++) person.doc.getArray<string>('items').push([`${docId}-${n}`])
+    person.doc.getText('title').insert(0, `Title of ${docId}`)
+    await waitFor(() => onRedis.output.join('').length > 0, 'running')
+    await new Promise(resolve => setTimeout(resolve, 300))
+    person.provider.destroy(); person.doc.destroy()
+  }
+  onRedis.kill('SIGTERM')
+  t.equal(await onRedis.exited, 0, 'the Redis-store node stopped cleanly')
+
+  const url = await createDatabase(server, 'copy_target')
+  const copy = await runTool('copy-redis-to-postgres', { DATABASE_URL: url, REDIS_URL: redis.url })
+  t.equal(copy.code, 0, copy.stderr)
+  t.match(copy.stdout, /copied 3 documents \(\d+ bytes\) from redis \(prefix "collab:"\) to schema "collab" in database "copy_target".*every copy verified/)
+  const again = await runTool('copy-redis-to-postgres', { DATABASE_URL: url, REDIS_URL: redis.url })
+  t.equal(again.code, 0, 'running it again is harmless')
+
+  const wipe = new Redis(redis.url)
+  await wipe.flushall()
+  wipe.disconnect()
+  const onPostgres = await spawnServer({ DATA_DIR: dataDir, REDIS_URL: redis.url, DATABASE_URL: url, JWT_SECRET: TEST_SECRET })
+  t.teardown(() => onPostgres.kill('SIGKILL'))
+  for (const [i, docId] of docs.entries()) {
+    const reader = stockProvider('3.1.0', onPostgres.url, docId, { token })
+    await waitFor(() => reader.provider.synced, `${docId} synced from PostgreSQL`)
+    t.equal(reader.doc.getArray('items').length, i * 20 + 1, `${docId}: every item, each once`)
+    t.equal(reader.doc.getText('title').toString(), `Title of ${docId}`)
+    reader.provider.destroy(); reader.doc.destroy()
+  }
+  onPostgres.kill('SIGTERM')
+  t.equal(await onPostgres.exited, 0)
+})
