@@ -153,3 +153,37 @@ t.test('write-behind keeps every update through failed writes and writes them on
   t.same(itemsOf((await store.load('c')).updates), ['c1'])
   t.same((await store.load('bulk')).updates.map(u => itemsOf([u])[0]!.split(':')[0]), ['b1', 'b2'], 'in their original order')
 })
+
+t.test('write-behind: while the store fails, a document\'s pending updates stay bounded by its size, and none is lost', async t => {
+  const { store } = await openTempLevelDb(t)
+  let down = true
+  const outage: DocumentStore = Object.create(store, {
+    append: { value: async (entries: AppendEntry[]) => { if (down) throw new Error('database unreachable'); return await store.append(entries) } }
+  })
+  const source = new Y.Doc()
+  const writeBehind = new WriteBehind(outage, { intervalMs: 60_000, retryMaxMs: 1_000, fullState: () => Y.encodeStateAsUpdate(source) }, createLogger('silent'))
+  const text = source.getText('t')
+  const type = (chars: string): void => {
+    const sv = Y.encodeStateVector(source)
+    text.insert(text.length, chars)
+    writeBehind.enqueue('typed', Y.encodeStateAsUpdate(source, sv))
+  }
+  type('first')
+  await t.rejects(writeBehind.flush(), /database unreachable/)
+  // Someone keeps typing and deleting through a long outage: far more update bytes than content.
+  let peak = 0
+  let typed = 0
+  for (let i = 0; i < 12_000; i++) {
+    typed += 1_000
+    type(`${i}:${'x'.repeat(1_000)}`)
+    if (i % 2 === 0) text.delete(text.length - 1_005, 900)
+    peak = Math.max(peak, writeBehind.pendingBytes)
+  }
+  const full = Y.encodeStateAsUpdate(source).length
+  t.ok(peak < 8 * 1024 * 1024 + 2 * full + 64 * 1024, `pending peaked at ${(peak / 1048576).toFixed(1)} MiB for ${(typed / 1048576).toFixed(1)} MiB typed (deletions make the updates far larger) and a ${(full / 1048576).toFixed(1)} MiB document`)
+  down = false
+  await writeBehind.flush()
+  const restored = new Y.Doc()
+  for (const update of (await store.load('typed')).updates) Y.applyUpdate(restored, update)
+  t.equal(restored.getText('t').toString(), text.toString(), 'the stored document is the whole document')
+})

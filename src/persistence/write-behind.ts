@@ -10,6 +10,8 @@ interface Pending {
   current: EntryBuilder | null
   /** Bytes pending (updates, or whole entries put back after a failed write), for the metrics. */
   bytes: number
+  /** Size of the full state that last replaced this document's pending updates (0: never). */
+  collapsedBytes: number
 }
 
 /** Told which documents' entries were durably appended (compaction counts them). */
@@ -29,6 +31,12 @@ export interface WriteBehindOptions {
 
 /** A document's pending updates fill entries of about this size (more during a bulk upload). */
 const ENTRY_MAX_BYTES = 256 * 1024
+/**
+ * While the store fails, a document whose pending updates pass this (or twice its full state) has
+ * them replaced by its full state, which contains them all: memory stays bounded by the documents'
+ * size however long the outage lasts, and no edit is dropped.
+ */
+export const COLLAPSE_PENDING_ABOVE_BYTES = 8 * 1024 * 1024
 
 /**
  * Collects each document's updates in memory and appends them to the store every `intervalMs`, one
@@ -67,9 +75,10 @@ export class WriteBehind {
   enqueue (docId: string, update: Uint8Array): void {
     let entry = this.pending.get(docId)
     if (entry === undefined) {
-      entry = { values: [], current: null, bytes: 0 }
+      entry = { values: [], current: null, bytes: 0, collapsedBytes: 0 }
       this.pending.set(docId, entry)
     }
+    if (this.consecutiveFailures > 0 && entry.bytes + update.length > Math.max(COLLAPSE_PENDING_ABOVE_BYTES, 2 * entry.collapsedBytes) && this.collapse(docId, entry)) return
     if (entry.current !== null && entry.current.byteLength + update.length > ENTRY_MAX_BYTES) {
       entry.values.push(entry.current.finish())
       entry.current = null
@@ -77,6 +86,23 @@ export class WriteBehind {
     entry.current ??= new EntryBuilder(update.length)
     entry.current.append(update)
     entry.bytes += update.length
+  }
+
+  /**
+   * Replaces the document's pending updates by its full state (which holds `update` too: the
+   * commit path applies an update before it queues it). False when the document is not loaded.
+   */
+  private collapse (docId: string, entry: Pending): boolean {
+    const full = this.options.fullState?.(docId) ?? null
+    if (full === null) return false
+    const builder = new EntryBuilder(full.length)
+    builder.append(full)
+    entry.values = [builder.finish()]
+    entry.current = null
+    entry.bytes = full.length
+    entry.collapsedBytes = full.length
+    this.log.debug({ docId, bytes: full.length }, 'store unavailable: pending updates replaced by the document\'s full state')
+    return true
   }
 
   /** Drops a deleted document's unwritten updates. */
@@ -206,7 +232,7 @@ export class WriteBehind {
       const { docId, value } = entries[i]!
       const newer = this.pending.get(docId)
       if (newer === undefined) {
-        this.pending.set(docId, { values: [value], current: null, bytes: value.length })
+        this.pending.set(docId, { values: [value], current: null, bytes: value.length, collapsedBytes: 0 })
       } else {
         newer.values.unshift(value)
         newer.bytes += value.length
