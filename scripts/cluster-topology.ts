@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort } from './free-port.js'
+import { startPostgres } from './postgres-server.js'
 import { SERVER_NODE_FLAGS } from './server-node-flags.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -36,6 +37,8 @@ export interface LocalClusterOptions {
   port?: number
   /** Environment for every node (JWT_SECRET etc.). */
   env?: Record<string, string>
+  /** Start a PostgreSQL server too and keep the documents in it (CLUSTER_POSTGRES=true). */
+  postgres?: boolean
   /** Node entry point; defaults to the built server (npm run build). */
   entry?: string[]
   log?: (line: string) => void
@@ -114,6 +117,10 @@ export async function startLocalCluster (options: LocalClusterOptions = {}): Pro
     }))
   }
 
+  // Documents in PostgreSQL (Redis then carries only the bridge, participants and presence).
+  const postgres = options.postgres === true ? await startPostgres() : null
+  const databaseEnv: Record<string, string> = postgres === null ? {} : { DATABASE_URL: postgres.url }
+  if (postgres !== null) log(`PostgreSQL ${postgres.url.replace(/:[^:@/]+@/, ':***@')}`)
   const redisPort = await freePort()
   const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--dir', dir], { stdio: 'ignore' })
   void track(redis)
@@ -125,7 +132,7 @@ export async function startLocalCluster (options: LocalClusterOptions = {}): Pro
     const node = nodes[index]!
     const proc = spawn(process.execPath, entry, {
       cwd: ROOT,
-      env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...options.env, PORT: String(node.port), NODE_ID: node.nodeId, REDIS_URL: `redis://127.0.0.1:${redisPort}` },
+      env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...databaseEnv, ...options.env, PORT: String(node.port), NODE_ID: node.nodeId, REDIS_URL: `redis://127.0.0.1:${redisPort}` },
       stdio: ['ignore', 'inherit', 'inherit']
     })
     node.proc = proc
@@ -153,6 +160,7 @@ export async function startLocalCluster (options: LocalClusterOptions = {}): Pro
     for (const child of children) child.kill('SIGKILL')
     await waitForChildren(5_000)
     rmSync(dir, { recursive: true, force: true })
+    await postgres?.cleanup()
   }
   let haproxy: ChildProcess
   let port: number

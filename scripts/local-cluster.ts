@@ -1,6 +1,7 @@
 /**
  * `npm run cluster`: redis-server, three server nodes and HAProxy on this machine, the same
- * topology as docker-compose.yml, without Docker. Ctrl-C stops everything cleanly.
+ * topology as docker-compose.yml, without Docker; CLUSTER_POSTGRES=true adds a PostgreSQL server that
+ * holds the documents. Ctrl-C stops everything cleanly.
  */
 import { randomBytes } from 'node:crypto'
 import { SignJWT } from 'jose'
@@ -16,6 +17,7 @@ const cluster = await startLocalCluster({
   port,
   nodes: Number(process.env.CLUSTER_NODES ?? 3),
   env: { JWT_SECRET: secret, PLAYGROUND: process.env.PLAYGROUND ?? (generated ? 'true' : 'false') },
+  postgres: process.env.CLUSTER_POSTGRES === 'true',
   log: line => process.stderr.write(`[cluster] ${line}\n`)
 })
 const sign = async (subject: string, claims: Record<string, unknown> = {}): Promise<string> => await new SignJWT(claims)
@@ -24,7 +26,7 @@ const token = await sign('dev-user')
 const adminToken = await sign('dev-admin', { admin: true })
 process.stderr.write([
   '',
-  `Cluster ready: ws://127.0.0.1:${cluster.port}/ws/document/{docId}?token=...  (HAProxy in front of ${cluster.nodes.length} nodes, Redis on ${cluster.redisPort})`,
+  `Cluster ready: ws://127.0.0.1:${cluster.port}/ws/document/{docId}?token=...  (HAProxy in front of ${cluster.nodes.length} nodes, Redis on ${cluster.redisPort}${process.env.CLUSTER_POSTGRES === 'true' ? ', documents in PostgreSQL' : ''})`,
   ...cluster.nodes.map(n => `  ${n.nodeId}: http://127.0.0.1:${n.port}`),
   ...(generated
     ? [
