@@ -36,6 +36,8 @@ flags:
                        tsx src, or a given built entry point (experiments)
   --baseline REV       also measure commit REV of ours (built like HEAD), reported as 'baseline', with
                        ours ÷ baseline ratios: a before/after comparison in one run
+  --postgres           steady: also measure ours with the PostgreSQL store (a PostgreSQL server started on
+                       loopback), reported as 'ours-postgres', with ours-postgres ÷ ours ratios
   --env KEY=VALUE      extra environment for our server (repeatable)
   --cpu-prof           profile our server (node --cpu-prof); profiles go to bench/results/profiles/
   --node-flags="..."   extra node flags for the servers, e.g. --node-flags="--heapsnapshot-signal=SIGUSR2"
@@ -68,6 +70,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; repeat: 
       repeat: { type: 'string' },
       mb: { type: 'string' },
       upload: { type: 'boolean', default: false },
+      postgres: { type: 'boolean', default: false },
       'chunk-kb': { type: 'string' },
       joiners: { type: 'string' },
       nodes: { type: 'string' },
@@ -121,6 +124,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; repeat: 
     quietWait: num('quiet-wait', values['quiet-wait']),
     mb: num('mb', values.mb),
     upload: values.upload,
+    postgres: values.postgres,
     chunkKb: num('chunk-kb', values['chunk-kb']),
     joiners: num('joiners', values.joiners),
     nodes: values.nodes?.split(',').map(Number).filter(n => Number.isInteger(n) && n >= 1)
@@ -184,7 +188,7 @@ async function main (): Promise<void> {
       const message = (err as Error).message
       log(`  ERROR: ${message}`)
       runs.push({
-        target: plan.kind === 'ours' && plan.nodes > 1 ? `ours-${plan.nodes}-nodes` : plan.kind,
+        target: plan.kind === 'ours' && plan.nodes > 1 ? `ours-${plan.nodes}-nodes` : plan.store === 'postgres' ? `${plan.kind}-postgres` : plan.kind,
         version: plan.kind === 'ours' ? binary.commit.slice(0, 10) : referenceVersion(),
         metrics: {},
         details: {},

@@ -5,6 +5,7 @@ import {
   type OursBinary, type OursBuild, type RedisProcess, type ServerKind, type ServerProcess
 } from './servers.js'
 import type { Endpoint } from './wsraw.js'
+import { createDatabase, startPostgres } from '../../scripts/postgres-server.js'
 
 export interface Target {
   /** 'ours', 'reference', 'ours-2-nodes', ... */
@@ -71,7 +72,21 @@ function makeTarget (name: string, kind: ServerKind, nodes: ServerProcess[], red
   }
 }
 
-export async function startTarget (kind: ServerKind, options: TargetOptions, nodeCount = 1): Promise<Target> {
+export async function startTarget (kind: ServerKind, options: TargetOptions, nodeCount = 1, store?: 'postgres'): Promise<Target> {
+  if (store === 'postgres') {
+    if (nodeCount !== 1 || kind === 'reference') throw new Error('the PostgreSQL store is measured on one node of ours')
+    // On the same machine, as the issue asks: its CPU is reported apart from the server's.
+    const postgres = await startPostgres()
+    try {
+      const url = await createDatabase(postgres, 'bench')
+      const target = await startTarget(kind, { ...options, env: { ...options.env, DATABASE_URL: url } }, 1)
+      const stop = target.stop
+      return { ...target, name: `${target.name}-postgres`, stop: async () => { await stop(); await postgres.cleanup() } }
+    } catch (err) {
+      await postgres.cleanup()
+      throw err
+    }
+  }
   if (kind === 'reference') {
     if (nodeCount !== 1) throw new Error('the reference server has no cluster mode')
     const node = await startReference({ nodeFlags: options.nodeFlags })

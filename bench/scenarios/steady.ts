@@ -7,6 +7,7 @@ import { checkConsistency, measureStep, measureStepUndisturbed, setupLoad, type 
 import { GeneratorPool } from '../lib/pool.js'
 import type { TargetRun } from '../lib/result.js'
 import { waitForQuiet } from '../lib/proc.js'
+import { flushFigures, scrapeFlushes } from '../lib/store-flushes.js'
 import { startTarget, type Target } from '../lib/target.js'
 import { defaultPlan, type Flags, type Scenario, type ScenarioContext } from './types.js'
 
@@ -42,11 +43,11 @@ export function stepNotes (step: StepResult): string[] {
 }
 
 /** Starts the target and a generator pool, runs `body`, always cleans both up. */
-export async function withTarget<T> (ctx: ScenarioContext, kind: ServerKind, nodes: number, body: (target: Target, pool: GeneratorPool) => Promise<T>, workers = 2 + (ctx.flags.workers ?? 2), env: Record<string, string> = {}): Promise<T> {
+export async function withTarget<T> (ctx: ScenarioContext, kind: ServerKind, nodes: number, body: (target: Target, pool: GeneratorPool) => Promise<T>, workers = 2 + (ctx.flags.workers ?? 2), env: Record<string, string> = {}, store?: 'postgres'): Promise<T> {
   // Figures from a busy machine are not comparable: wait (bounded) for other work to finish.
   const busy = await waitForQuiet(25, (ctx.flags.quietWait ?? 120) * 1000, pct => ctx.log(`  waiting for a quiet machine (${Math.round(pct)} % busy)`))
   if (busy > 25) ctx.log(`  machine still ${Math.round(busy)} % busy: measuring anyway, figures may be disturbed`)
-  const target = await startTarget(kind, { ...ctx.targetOptions, env: { ...env, ...ctx.targetOptions.env } }, nodes)
+  const target = await startTarget(kind, { ...ctx.targetOptions, env: { ...env, ...ctx.targetOptions.env } }, nodes, store)
   ctx.log(`${target.name} (${target.version}) on port${target.nodes.length > 1 ? 's' : ''} ${target.nodes.map(n => n.port).join(', ')}`)
   let pool: GeneratorPool | null = null
   try {
@@ -58,14 +59,16 @@ export async function withTarget<T> (ctx: ScenarioContext, kind: ServerKind, nod
   }
 }
 
-export async function runSteadyOn (ctx: ScenarioContext, kind: ServerKind, nodes: number, shape: SteadyShape, docPrefix: string): Promise<TargetRun> {
+export async function runSteadyOn (ctx: ScenarioContext, kind: ServerKind, nodes: number, shape: SteadyShape, docPrefix: string, store?: 'postgres'): Promise<TargetRun> {
   const flags = ctx.flags
   return await withTarget(ctx, kind, nodes, async (target, pool) => {
     const layout: LoadLayout = { docs: shape.docs, clientsPerDoc: shape.clients, docPrefix }
     const session = await setupLoad(pool, target, layout, flags.concurrency ?? 200)
     ctx.log(`  ${session.connect.ok}/${session.connect.attempted} clients synced in ${session.connect.wallMs} ms`)
     if (nodes > 1) await probeCrossNode(ctx, session)
+    const flushesBefore = kind === 'reference' ? null : await scrapeFlushes(target.nodes[0]!.port)
     const step = await measureStepUndisturbed(session, shape.rate, (flags.warmup ?? 2) * 1000, (flags.duration ?? 30) * 1000, ctx.log)
+    const flushes = flushesBefore === null ? {} : flushFigures(flushesBefore, await scrapeFlushes(target.nodes[0]!.port))
     const consistency = await checkConsistency(session)
     ctx.log(`  delivered ${step.deliveredPerS}/s (ratio ${step.deliveryRatio}), p50 ${step.latencyMs.p50} ms, p99 ${step.latencyMs.p99} ms, ` +
       `server CPU ${step.serverCpu.pctOfCore} % (${step.serverCpu.userPer1k} s user + ${step.serverCpu.systemPer1k} s sys per 1k), consistency ${consistency.ok ? 'ok' : 'FAILED'}`)
@@ -74,12 +77,12 @@ export async function runSteadyOn (ctx: ScenarioContext, kind: ServerKind, nodes
     return {
       target: target.name,
       version: target.version,
-      metrics: { ...stepMetrics(step), consistency_ok: consistency.ok ? 1 : 0 },
+      metrics: { ...stepMetrics(step), ...flushes, consistency_ok: consistency.ok ? 1 : 0 },
       details: { shape, connect: session.connect, step, consistency },
       notes,
       generatorBound: step.generator.bound
     }
-  })
+  }, undefined, {}, store)
 }
 
 /**
@@ -99,7 +102,8 @@ async function probeCrossNode (ctx: ScenarioContext, session: Awaited<ReturnType
 const STEADY_METRICS = [
   'latency_p50_ms', 'latency_p95_ms', 'latency_p99_ms', 'latency_max_ms',
   'sink_latency_p50_ms', 'sink_latency_p99_ms', 'sink_latency_max_ms', 'delivered_per_s', 'delivery_ratio',
-  'cpu_user_s_per_1k', 'cpu_system_s_per_1k', 'cpu_total_s_per_1k', 'server_cpu_pct', 'rss_mb'
+  'cpu_user_s_per_1k', 'cpu_system_s_per_1k', 'cpu_total_s_per_1k', 'server_cpu_pct', 'rss_mb',
+  'store_flushes_per_s', 'store_flush_mean_ms', 'store_flush_p99_ms'
 ]
 
 export function steadyScenario (name: string, preset: SteadyShape | null): Scenario {
@@ -113,7 +117,7 @@ export function steadyScenario (name: string, preset: SteadyShape | null): Scena
     title: preset === null ? 'Steady load (custom shape)' : `Steady load: ${preset.docs} docs x ${preset.clients} clients @ ${preset.rate}/s`,
     params: flags => ({ ...shape(flags), durationS: flags.duration ?? 30, warmupS: flags.warmup ?? 2, sinkWorkers: flags.workers ?? 2 }),
     plan: defaultPlan,
-    run: async (ctx, plan) => await runSteadyOn(ctx, plan.kind, plan.nodes, shape(ctx.flags), 'steady'),
+    run: async (ctx, plan) => await runSteadyOn(ctx, plan.kind, plan.nodes, shape(ctx.flags), 'steady', plan.store),
     compare: runs => compareOursReference(runs, STEADY_METRICS, {
       cpu_user_s_per_1k: { kind: 'max', ratio: 0.5, text: '<= 0.5x reference' },
       cpu_total_s_per_1k: { kind: 'max', ratio: 1, text: '<= 1x reference' }

@@ -28,6 +28,8 @@ export interface Flags {
   settle?: number
   /** Seconds to wait at most for a quiet machine before each server's run. */
   quietWait?: number
+  /** --postgres: also measure ours with the PostgreSQL store (a server the bench starts), as 'ours-postgres'. */
+  postgres?: boolean
 }
 
 export interface ScenarioContext {
@@ -39,6 +41,8 @@ export interface ScenarioContext {
 export interface TargetPlan {
   kind: ServerKind
   nodes: number
+  /** Where our server keeps documents: its embedded store unless 'postgres'. */
+  store?: 'postgres'
 }
 
 export interface Scenario {
@@ -55,6 +59,7 @@ export interface Scenario {
 export function defaultPlan (flags: Flags): TargetPlan[] {
   if (flags.only !== undefined) return [{ kind: flags.only, nodes: 1 }]
   const plans: TargetPlan[] = [{ kind: 'ours', nodes: 1 }]
+  if (flags.postgres === true) plans.push({ kind: 'ours', nodes: 1, store: 'postgres' })
   if (flags.baseline !== undefined) plans.push({ kind: 'baseline', nodes: 1 })
   if (flags.compare) plans.push({ kind: 'reference', nodes: 1 })
   return plans
