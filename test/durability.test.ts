@@ -1,12 +1,7 @@
 import t from 'tap'
 import { rmSync } from 'node:fs'
 import { connectSynced } from './helpers/clients.js'
-import type { DocumentStore } from '../src/persistence/document-store.js'
-import { LevelDbStore } from '../src/persistence/leveldb-store.js'
-import { DatabasePool } from '../src/persistence/postgres-pool.js'
-import { PostgresStore } from '../src/persistence/postgres-store.js'
-import type { TestEnv } from './helpers/env.js'
-import { createDatabase, startPostgres, type PostgresProcess } from './helpers/postgres.js'
+import { STORE_KINDS, stopStoreServers } from './helpers/store-kinds.js'
 import { spawnServer } from './helpers/process.js'
 import { tempDir } from './helpers/server.js'
 import { signToken } from './helpers/tokens.js'
@@ -14,34 +9,9 @@ import { sleep, waitFor } from './helpers/wait.js'
 
 const FLUSH_INTERVAL_MS = 100
 
-// The same guarantees with each store: the embedded one (a DATA_DIR) and PostgreSQL (a fresh
-// database of a server this test starts).
-let postgres: PostgresProcess | null = null
-let databases = 0
-t.teardown(async () => { await postgres?.cleanup() })
+t.teardown(stopStoreServers)
 
-interface StoreUnderTest {
-  name: string
-  /** The variables that select a fresh store of this kind, kept by both runs of a test. */
-  env: (dataDir: string) => Promise<TestEnv>
-  /** The store as the server would open it, to look at what was written. */
-  open: (env: TestEnv) => DocumentStore
-}
-
-const STORES: StoreUnderTest[] = [
-  { name: 'embedded store', env: async dataDir => ({ DATA_DIR: dataDir }), open: env => new LevelDbStore(env.DATA_DIR!) },
-  {
-    name: 'PostgreSQL store',
-    env: async dataDir => {
-      postgres ??= await startPostgres()
-      return { DATA_DIR: dataDir, DATABASE_URL: await createDatabase(postgres, `durability_${++databases}`) }
-    },
-    open: env => new PostgresStore(new DatabasePool({ url: env.DATABASE_URL!, schema: 'collab', poolSize: 1, statementTimeoutMs: 10_000, connectTimeoutMs: 2_000 }), 'collab')
-  }
-]
-
-for (const kind of STORES) {
-
+for (const kind of STORE_KINDS) {
   t.test(`${kind.name}: content survives SIGTERM and restart`, async t => {
     const dataDir = tempDir()
     t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))

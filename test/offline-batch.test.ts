@@ -12,49 +12,55 @@ import { spawnServer } from './helpers/process.js'
 import { rawClient } from './helpers/raw-socket.js'
 import { startRedis } from './helpers/redis.js'
 import { startTestServer, tempDir } from './helpers/server.js'
+import { STORE_KINDS, stopStoreServers } from './helpers/store-kinds.js'
 import { signToken } from './helpers/tokens.js'
 import { sleep, waitFor } from './helpers/wait.js'
 
-t.test('ten clients edit offline, reconnect at once, get durable acks; kill -9 and restart keeps every edit', async t => {
-  const dataDir = tempDir()
-  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-  // A one-minute write-behind interval: only the acknowledgement's own write can make edits durable.
-  const env = { DATA_DIR: dataDir, FLUSH_INTERVAL_MS: '60000' }
-  const server = await spawnServer(env)
-  t.teardown(() => server.kill('SIGKILL'))
-  const token = await signToken()
-  const clients: BatchTestClient[] = []
-  for (let i = 0; i < 10; i++) clients.push(connectBatchClient(server.url, 'offline-doc', token))
-  t.teardown(() => clients.forEach(c => c.destroy()))
-  await Promise.all(clients.map(async c => await waitSynced(c)))
+t.teardown(stopStoreServers)
 
-  clients.forEach(c => c.provider.disconnect())
-  clients.forEach((c, i) => {
-    for (let k = 0; k < 300; k++) c.doc.getArray('edits').push([`${i}:${k}`])
-    c.doc.getText('t').insert(0, `client ${i} was offline. `)
+for (const kind of STORE_KINDS) {
+  t.test(`${kind.name}: ten clients edit offline, reconnect at once, get durable acks; kill -9 and restart keeps every edit`, async t => {
+    const dataDir = tempDir()
+    t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+    // A one-minute write-behind interval: only the acknowledgement's own write (a commit in
+    // PostgreSQL, an fsync of LevelDB) can make edits durable.
+    const env = { ...await kind.env(dataDir), FLUSH_INTERVAL_MS: '60000' }
+    const server = await spawnServer(env)
+    t.teardown(() => server.kill('SIGKILL'))
+    const token = await signToken()
+    const clients: BatchTestClient[] = []
+    for (let i = 0; i < 10; i++) clients.push(connectBatchClient(server.url, 'offline-doc', token))
+    t.teardown(() => clients.forEach(c => c.destroy()))
+    await Promise.all(clients.map(async c => await waitSynced(c)))
+
+    clients.forEach(c => c.provider.disconnect())
+    clients.forEach((c, i) => {
+      for (let k = 0; k < 300; k++) c.doc.getArray('edits').push([`${i}:${k}`])
+      c.doc.getText('t').insert(0, `client ${i} was offline. `)
+    })
+    t.ok(clients.every(c => c.batches.recordedUpdates === 301), 'every offline edit was recorded')
+
+    const acks = clients.map(async c => await new Promise<number>(resolve => { c.batches.onAck(ack => resolve(ack.outcome)) }))
+    clients.forEach(c => c.provider.connect())
+    const outcomes = await Promise.all(acks)
+    t.equal(outcomes.length, 10, 'every client received its acknowledgement')
+    await waitFor(() => clients.every(c => c.doc.getArray('edits').length === 3000), 'all converge')
+    const reference = JSON.stringify(clients[0]!.doc.getArray('edits').toJSON())
+    t.ok(clients.every(c => JSON.stringify(c.doc.getArray('edits').toJSON()) === reference), 'identical everywhere')
+
+    server.kill('SIGKILL')
+    await server.exited
+    clients.forEach(c => c.destroy())
+    const restarted = await spawnServer(env)
+    t.teardown(() => restarted.kill('SIGKILL'))
+    const reader = await connectSynced(restarted.url, 'offline-doc', token)
+    t.teardown(() => reader.destroy())
+    t.equal(reader.doc.getArray('edits').length, 3000, 'every acknowledged edit survived kill -9')
+    t.equal(reader.text().split('was offline').length - 1, 10)
+    restarted.kill('SIGTERM')
+    await restarted.exited
   })
-  t.ok(clients.every(c => c.batches.recordedUpdates === 301), 'every offline edit was recorded')
-
-  const acks = clients.map(async c => await new Promise<number>(resolve => { c.batches.onAck(ack => resolve(ack.outcome)) }))
-  clients.forEach(c => c.provider.connect())
-  const outcomes = await Promise.all(acks)
-  t.equal(outcomes.length, 10, 'every client received its acknowledgement')
-  await waitFor(() => clients.every(c => c.doc.getArray('edits').length === 3000), 'all converge')
-  const reference = JSON.stringify(clients[0]!.doc.getArray('edits').toJSON())
-  t.ok(clients.every(c => JSON.stringify(c.doc.getArray('edits').toJSON()) === reference), 'identical everywhere')
-
-  server.kill('SIGKILL')
-  await server.exited
-  clients.forEach(c => c.destroy())
-  const restarted = await spawnServer(env)
-  t.teardown(() => restarted.kill('SIGKILL'))
-  const reader = await connectSynced(restarted.url, 'offline-doc', token)
-  t.teardown(() => reader.destroy())
-  t.equal(reader.doc.getArray('edits').length, 3000, 'every acknowledged edit survived kill -9')
-  t.equal(reader.text().split('was offline').length - 1, 10)
-  restarted.kill('SIGTERM')
-  await restarted.exited
-})
+}
 
 t.test('a batch with one corrupt update is rejected whole; the document is unchanged', async t => {
   const ts = await startTestServer()
