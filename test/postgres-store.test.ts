@@ -8,7 +8,7 @@ import { DatabasePool } from '../src/persistence/postgres-pool.js'
 import { PostgresStore } from '../src/persistence/postgres-store.js'
 import { WriteBehind } from '../src/persistence/write-behind.js'
 import { createDatabase, startPostgres, type PostgresProcess } from './helpers/postgres.js'
-import { appendWhileCompacting, edit, itemsOf } from './helpers/store-contract.js'
+import { appendWhileCompacting, edit, itemsOf, versionContract } from './helpers/store-contract.js'
 
 let server: PostgresProcess
 let databases = 0
@@ -74,6 +74,11 @@ t.test('PostgreSQL store: append, load, compact, delete', async t => {
 t.test('PostgreSQL store: three nodes append and compact at once without losing anything', async t => {
   const stores = await openStores(t, 3)
   await appendWhileCompacting(t, stores)
+})
+
+t.test('PostgreSQL store: versions', async t => {
+  const [store] = await openStores(t, 1)
+  await versionContract(t, store!)
 })
 
 t.test('PostgreSQL store: one flush of 2,500 entries over 700 documents is one transaction, in order', async t => {

@@ -11,7 +11,7 @@ import { WriteBehind } from '../src/persistence/write-behind.js'
 import { createLogger } from '../src/log/logger.js'
 import { startRedis } from './helpers/redis.js'
 import { tempDir } from './helpers/server.js'
-import { appendWhileCompacting, edit, itemsOf } from './helpers/store-contract.js'
+import { appendWhileCompacting, edit, itemsOf, versionContract } from './helpers/store-contract.js'
 
 /** A LevelDB store in a fresh directory, closed and removed when the test ends. */
 async function openTempLevelDb (t: Test): Promise<{ store: LevelDbStore, dir: string }> {
@@ -92,6 +92,19 @@ t.test('Redis store: many nodes append and compact at once without losing anythi
   t.equal(stores[0]!.lastCursor('doc'), null, 'a shared store never lets compaction skip reading the log')
   await stores[0]!.delete('doc')
   t.same((await stores[1]!.load('doc')).updates, [])
+})
+
+t.test('LevelDB store: versions', async t => {
+  const { store } = await openTempLevelDb(t)
+  await versionContract(t, store)
+})
+
+t.test('Redis store: versions', async t => {
+  const redis = await startRedis()
+  t.teardown(redis.cleanup)
+  const client = new Redis(redis.url)
+  t.teardown(() => client.disconnect())
+  await versionContract(t, new RedisStore(client, 'test:', 0))
 })
 
 t.test('Redis store: DOC_TTL_SECONDS expires untouched documents; 0 keeps them', async t => {

@@ -29,7 +29,39 @@ export interface AppendOutcome {
 
 export const NOTHING_LOST: AppendOutcome = Object.freeze({ lost: [] }) as AppendOutcome
 
-export interface DocumentStore {
+/** Why a version was taken (README "Version history"). */
+export type VersionReason = 'auto' | 'named' | 'before-restore' | 'before-offline-merge'
+
+/** What is listed of a version; its state (one Yjs update) is read separately. */
+export interface VersionMeta {
+  /** Unique per document, sorts by creation time (versions/version-id.ts). */
+  id: string
+  /** ISO 8601. */
+  createdAt: string
+  reason: VersionReason
+  /** Given for named versions, null otherwise. */
+  label: string | null
+  /** Size of the version's state. */
+  bytes: number
+  /** Verified user ids whose edits went into the document since the previous version. */
+  authors: string[]
+}
+
+/**
+ * Version history of documents, in the same store as the documents. A version is written with its
+ * state atomically (a crash never leaves a listed version whose state cannot be read) and durably
+ * (once the promise resolves, it survives a crash of this process).
+ */
+export interface VersionStore {
+  saveVersion (docId: string, meta: VersionMeta, state: Uint8Array): Promise<void>
+  /** Newest first; `before`: only versions whose id sorts before it (paging). */
+  listVersions (docId: string, options: { limit: number, before?: string }): Promise<VersionMeta[]>
+  /** The version's state, or null when there is no such version. */
+  loadVersion (docId: string, id: string): Promise<Uint8Array | null>
+  deleteVersions (docId: string, ids: string[]): Promise<void>
+}
+
+export interface DocumentStore extends VersionStore {
   readonly name: string
   open (): Promise<void>
   load (docId: string): Promise<StoredDocument>
@@ -63,7 +95,7 @@ export interface DocumentStore {
    */
   forget (docId: string): void
   /**
-   * Removes every entry of the document. With `tombstoneSeconds`, loads of the document fail with
+   * Removes every entry and every version of the document. With `tombstoneSeconds`, loads of the document fail with
    * DocumentDeletedError for that long, so clients reconnecting right away cannot resurrect it.
    */
   delete (docId: string, tombstoneSeconds?: number): Promise<void>

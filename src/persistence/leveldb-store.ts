@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { ClassicLevel } from 'classic-level'
-import { DocumentDeletedError, NOTHING_LOST, type AppendEntry, type AppendOutcome, type DocumentStore, type StoredDocument } from './document-store.js'
+import { DocumentDeletedError, NOTHING_LOST, type AppendEntry, type AppendOutcome, type DocumentStore, type StoredDocument, type VersionMeta } from './document-store.js'
+import { decodeVersionMeta, encodeVersionMeta } from './version-meta.js'
 import { decodeEntryValue } from './entry-value.js'
 
 /**
@@ -9,7 +10,8 @@ import { decodeEntryValue } from './entry-value.js'
  * would let the write-behind batcher believe a failed write had succeeded.
  *
  * Layout: one key per log entry, `u\0{docId}\0{seq}` with seq as fixed-width hex so keys sort by
- * sequence; values as in entry-value.ts. Document ids never contain \0 (see documents/document-id.ts),
+ * sequence; values as in entry-value.ts. Versions: `vm\0{docId}\0{id}` (metadata, JSON) and
+ * `vs\0{docId}\0{id}` (state), written in one batch. Document ids never contain \0 (see documents/document-id.ts),
  * so ranges cannot overlap.
  * This process owns the directory (LevelDB holds a lock), so sequence numbers live in memory.
  */
@@ -109,7 +111,40 @@ export class LevelDbStore implements DocumentStore {
     }
   }
 
+  async saveVersion (docId: string, meta: VersionMeta, state: Uint8Array): Promise<void> {
+    // One batch: the metadata is never listed without its state.
+    await this.db.batch([
+      { type: 'put', key: versionKey('vs', docId, meta.id), value: state },
+      { type: 'put', key: versionKey('vm', docId, meta.id), value: new TextEncoder().encode(encodeVersionMeta(meta)) }
+    ], { sync: this.fsync })
+  }
+
+  async listVersions (docId: string, options: { limit: number, before?: string }): Promise<VersionMeta[]> {
+    const range = versionRange('vm', docId)
+    const metas: VersionMeta[] = []
+    const upper = options.before === undefined ? range.lt : versionKey('vm', docId, options.before)
+    for await (const value of this.db.values({ gte: range.gte, lt: upper, reverse: true, limit: options.limit })) {
+      metas.push(decodeVersionMeta(new TextDecoder().decode(value)))
+    }
+    return metas
+  }
+
+  async loadVersion (docId: string, id: string): Promise<Uint8Array | null> {
+    return (await this.db.get(versionKey('vs', docId, id))) ?? null
+  }
+
+  async deleteVersions (docId: string, ids: string[]): Promise<void> {
+    if (ids.length === 0) return
+    // Metadata first in the batch order does not matter: the batch is atomic.
+    await this.db.batch(ids.flatMap(id => [
+      { type: 'del' as const, key: versionKey('vm', docId, id) },
+      { type: 'del' as const, key: versionKey('vs', docId, id) }
+    ]), { sync: this.fsync })
+  }
+
   async delete (docId: string, tombstoneSeconds = 0): Promise<void> {
+    await this.db.clear(versionRange('vm', docId))
+    await this.db.clear(versionRange('vs', docId))
     await this.db.clear(docRange(docId))
     this.lastWritten.delete(docId)
     if (tombstoneSeconds > 0) {
@@ -159,6 +194,14 @@ function seqOf (key: string): number {
 
 function tombstoneKey (docId: string): string {
   return `t\0${docId}`
+}
+
+function versionKey (kind: 'vm' | 'vs', docId: string, id: string): string {
+  return `${kind}\0${docId}\0${id}`
+}
+
+function versionRange (kind: 'vm' | 'vs', docId: string): { gte: string; lt: string } {
+  return { gte: `${kind}\0${docId}\0`, lt: `${kind}\0${docId}\x01` }
 }
 
 function docRange (docId: string): { gte: string; lt: string } {

@@ -26,6 +26,24 @@ const MIGRATIONS: ReadonlyArray<{ version: number, description: string, sql: str
         PRIMARY KEY (doc_id, seq)
       );
     `
+  },
+  {
+    version: 2,
+    description: 'version history',
+    sql: `
+      -- A version is one row: its metadata and its state are written (and listed) together.
+      CREATE TABLE {schema}.document_versions (
+        doc_id text NOT NULL,
+        id text NOT NULL,
+        created_at timestamptz NOT NULL,
+        reason text NOT NULL,
+        label text,
+        bytes integer NOT NULL,
+        authors text[] NOT NULL DEFAULT '{}',
+        state bytea NOT NULL,
+        PRIMARY KEY (doc_id, id)
+      );
+    `
   }
 ]
 

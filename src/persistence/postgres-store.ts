@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import { DocumentDeletedError, NOTHING_LOST, type AppendEntry, type AppendOutcome, type DocumentStore, type StoredDocument } from './document-store.js'
+import { DocumentDeletedError, NOTHING_LOST, type AppendEntry, type AppendOutcome, type DocumentStore, type StoredDocument, type VersionMeta, type VersionReason } from './document-store.js'
 import { decodeEntryValue } from './entry-value.js'
 import { connectAtStart, DatabaseStartError, explainDatabaseError, type DatabasePool } from './postgres-pool.js'
 import { migrate, quoteIdentifier } from './postgres-migrations.js'
@@ -29,11 +29,13 @@ export class PostgresStore implements DocumentStore {
   readonly name = 'postgres'
   private readonly documents: string
   private readonly entries: string
+  private readonly versions: string
 
   constructor (private readonly db: DatabasePool, private readonly schema: string) {
     const quoted = quoteIdentifier(schema)
     this.documents = `${quoted}.documents`
     this.entries = `${quoted}.document_entries`
+    this.versions = `${quoted}.document_versions`
   }
 
   /** Waits for the database (briefly), then creates or upgrades the schema. */
@@ -141,6 +143,28 @@ export class PostgresStore implements DocumentStore {
     // Nothing is kept per document in this process.
   }
 
+  async saveVersion (docId: string, meta: VersionMeta, state: Uint8Array): Promise<void> {
+    await this.db.query('version', `INSERT INTO ${this.versions} (doc_id, id, created_at, reason, label, bytes, authors, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [docId, meta.id, meta.createdAt, meta.reason, meta.label, meta.bytes, meta.authors, Buffer.from(state.buffer, state.byteOffset, state.byteLength)])
+  }
+
+  async listVersions (docId: string, options: { limit: number, before?: string }): Promise<VersionMeta[]> {
+    const { rows } = await this.db.query<{ id: string, created_at: Date, reason: VersionReason, label: string | null, bytes: number, authors: string[] }>('version', `
+      SELECT id, created_at, reason, label, bytes, authors FROM ${this.versions}
+       WHERE doc_id = $1 AND ($2::text IS NULL OR id < $2) ORDER BY id DESC LIMIT $3`, [docId, options.before ?? null, options.limit])
+    return rows.map(row => ({ id: row.id, createdAt: row.created_at.toISOString(), reason: row.reason, label: row.label, bytes: row.bytes, authors: row.authors }))
+  }
+
+  async loadVersion (docId: string, id: string): Promise<Uint8Array | null> {
+    const { rows } = await this.db.query<{ state: Buffer }>('version', `SELECT state FROM ${this.versions} WHERE doc_id = $1 AND id = $2`, [docId, id])
+    return rows[0]?.state ?? null
+  }
+
+  async deleteVersions (docId: string, ids: string[]): Promise<void> {
+    if (ids.length === 0) return
+    await this.db.query('version', `DELETE FROM ${this.versions} WHERE doc_id = $1 AND id = ANY($2::text[])`, [docId, ids])
+  }
+
   async delete (docId: string, tombstoneSeconds = 0): Promise<void> {
     await this.db.transaction('delete', async (client: pg.PoolClient) => {
       // The row lock first: appends in flight finish before, later ones see the tombstone. The
@@ -150,6 +174,7 @@ export class PostgresStore implements DocumentStore {
         ON CONFLICT (doc_id) DO UPDATE SET deleted_until = EXCLUDED.deleted_until, updated_at = now()`, [docId, tombstoneSeconds])
       // A new statement: it sees entries committed while the lock was awaited.
       await client.query(`DELETE FROM ${this.entries} WHERE doc_id = $1`, [docId])
+      await client.query(`DELETE FROM ${this.versions} WHERE doc_id = $1`, [docId])
     })
   }
 

@@ -1,5 +1,6 @@
 import type { Cluster, Redis } from 'ioredis'
-import { DocumentDeletedError, NOTHING_LOST, type AppendEntry, type AppendOutcome, type DocumentStore, type StoredDocument } from './document-store.js'
+import { DocumentDeletedError, NOTHING_LOST, type AppendEntry, type AppendOutcome, type DocumentStore, type StoredDocument, type VersionMeta } from './document-store.js'
+import { decodeVersionMeta, encodeVersionMeta } from './version-meta.js'
 import { documentKeys } from '../redis/keys.js'
 import { decodeEntryValue } from './entry-value.js'
 
@@ -55,6 +56,8 @@ type CompactCommand = (snapKey: string, logKey: string, expected: string, snapsh
  * Redis Cluster slot and one MULTI or script can cover them):
  *   {prefix}{docId}:log   a stream of log entries (field "u", values as in entry-value.ts); XADD ids order them
  *   {prefix}{docId}:snap  a hash {data: merged snapshot, cursor: last stream id it absorbed}
+ *   {prefix}{docId}:versions, :version-meta, :version-state   version ids (sorted set), their
+ *                         metadata and states (hashes), written together in one MULTI
  * Any number of nodes append concurrently (XADD never overwrites); compaction is a script.
  * Cursor format handed to compact(): "<snapshot cursor>|<last stream id read>".
  */
@@ -81,7 +84,10 @@ export class RedisStore implements DocumentStore {
     const keys = documentKeys(this.prefix, docId)
     // One MULTI: a compaction between reading the snapshot and the stream would lose entries.
     const transaction = this.redis.multi().hgetallBuffer(keys.snapshot).xrangeBuffer(keys.log, '-', '+').exists(keys.tombstone)
-    if (this.ttlSeconds > 0) transaction.expire(keys.snapshot, this.ttlSeconds).expire(keys.log, this.ttlSeconds)
+    if (this.ttlSeconds > 0) {
+      transaction.expire(keys.snapshot, this.ttlSeconds).expire(keys.log, this.ttlSeconds)
+        .expire(keys.versions, this.ttlSeconds).expire(keys.versionMeta, this.ttlSeconds).expire(keys.versionState, this.ttlSeconds)
+    }
     const results = await transaction.exec()
     if (results === null) throw new Error('redis transaction aborted')
     for (const [err] of results) if (err !== null) throw err
@@ -144,10 +150,39 @@ export class RedisStore implements DocumentStore {
     await compactCommand.call(this.redis, keys.snapshot, keys.log, expected, Buffer.from(snapshot), lastId, nextStreamId(lastId), this.ttlSeconds)
   }
 
+  async saveVersion (docId: string, meta: VersionMeta, state: Uint8Array): Promise<void> {
+    const keys = documentKeys(this.prefix, docId)
+    // One MULTI: the id is never listed without its metadata and state.
+    const transaction = this.redis.multi()
+      .hset(keys.versionState, meta.id, Buffer.from(state.buffer, state.byteOffset, state.byteLength))
+      .hset(keys.versionMeta, meta.id, encodeVersionMeta(meta))
+      .zadd(keys.versions, 0, meta.id)
+    if (this.ttlSeconds > 0) transaction.expire(keys.versions, this.ttlSeconds).expire(keys.versionMeta, this.ttlSeconds).expire(keys.versionState, this.ttlSeconds)
+    await execAll(transaction)
+  }
+
+  async listVersions (docId: string, options: { limit: number, before?: string }): Promise<VersionMeta[]> {
+    const keys = documentKeys(this.prefix, docId)
+    const ids = await this.redis.zrevrangebylex(keys.versions, options.before === undefined ? '+' : `(${options.before}`, '-', 'LIMIT', 0, options.limit)
+    if (ids.length === 0) return []
+    const metas = await this.redis.hmget(keys.versionMeta, ...ids)
+    return metas.filter((m): m is string => m !== null).map(decodeVersionMeta)
+  }
+
+  async loadVersion (docId: string, id: string): Promise<Uint8Array | null> {
+    return await this.redis.hgetBuffer(documentKeys(this.prefix, docId).versionState, id)
+  }
+
+  async deleteVersions (docId: string, ids: string[]): Promise<void> {
+    if (ids.length === 0) return
+    const keys = documentKeys(this.prefix, docId)
+    await execAll(this.redis.multi().zrem(keys.versions, ...ids).hdel(keys.versionMeta, ...ids).hdel(keys.versionState, ...ids))
+  }
+
   async delete (docId: string, tombstoneSeconds = 0): Promise<void> {
     this.held.delete(docId)
     const keys = documentKeys(this.prefix, docId)
-    const transaction = this.redis.multi().del(keys.snapshot).del(keys.log)
+    const transaction = this.redis.multi().del(keys.snapshot).del(keys.log).del(keys.versions).del(keys.versionMeta).del(keys.versionState)
     if (tombstoneSeconds > 0) transaction.set(keys.tombstone, '1', 'EX', tombstoneSeconds)
     await transaction.exec()
   }
@@ -160,6 +195,13 @@ export class RedisStore implements DocumentStore {
   async close (): Promise<void> {
     // The connection is owned (and closed) by the cluster module.
   }
+}
+
+/** Runs a MULTI and throws the first command error (ioredis reports them per command). */
+async function execAll (transaction: ReturnType<RedisClient['multi']>): Promise<void> {
+  const results = await transaction.exec()
+  if (results === null) throw new Error('redis transaction aborted')
+  for (const [err] of results) if (err !== null) throw err
 }
 
 function splitCursor (cursor: string): [string, string] {

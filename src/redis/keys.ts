@@ -7,6 +7,12 @@ export function documentKeys (prefix: string, docId: string): {
   log: string
   snapshot: string
   tombstone: string
+  /** Version ids (a sorted set, all scores 0, read by lexicographic range) */
+  versions: string
+  /** Version id to metadata JSON (a hash). */
+  versionMeta: string
+  /** Version id to state (a hash). */
+  versionState: string
   channel: string
   participantNodes: string
   participants: (nodeId: string) => string
@@ -17,6 +23,9 @@ export function documentKeys (prefix: string, docId: string): {
     log: `${base}:log`,
     snapshot: `${base}:snap`,
     tombstone: `${base}:deleted`,
+    versions: `${base}:versions`,
+    versionMeta: `${base}:version-meta`,
+    versionState: `${base}:version-state`,
     channel: `${base}:bridge`,
     participantNodes: `${base}:participant-nodes`,
     participants: nodeId => `${base}:participants:${nodeId}`,
