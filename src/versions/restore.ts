@@ -1,0 +1,83 @@
+import * as Y from 'yjs'
+
+type Kind = 'map' | 'text' | 'xml' | 'array'
+
+/** The kind of a top-level type read from its content (the server never learns what clients declared). */
+function kindOf (type: Y.AbstractType<any>): Kind | null {
+  let item = type._start
+  if (item === null) return type._map.size > 0 ? 'map' : null
+  while (item !== null) {
+    const content = item.content
+    if (content instanceof Y.ContentString || content instanceof Y.ContentFormat || content instanceof Y.ContentEmbed) return 'text'
+    if (content instanceof Y.ContentType) {
+      const inner = content.type
+      if (inner instanceof Y.XmlElement || inner instanceof Y.XmlText) return 'xml'
+    }
+    item = item.right
+  }
+  return 'array'
+}
+
+function typed (doc: Y.Doc, name: string, kind: Kind): Y.AbstractType<any> {
+  switch (kind) {
+    case 'map': return doc.getMap(name)
+    case 'text': return doc.getText(name)
+    case 'xml': return doc.getXmlFragment(name)
+    case 'array': return doc.getArray(name)
+  }
+}
+
+/** A shared type's content as a fresh copy that can be inserted elsewhere; plain values as they are. */
+function copyOf (value: unknown): unknown {
+  return value instanceof Y.AbstractType ? value.clone() : value
+}
+
+/**
+ * The update that makes `current`'s content equal to the version's, as a change on top of
+ * `current` (so every client receives it as an ordinary edit, and edits made meanwhile merge with
+ * it): each top-level type the version holds gets the version's content, each one it lacks is
+ * emptied. Map keys whose value did not change are left alone. Works on copies; `current` is not
+ * changed.
+ */
+export function restoreUpdate (current: Y.Doc, versionState: Uint8Array): Uint8Array {
+  const target = new Y.Doc()
+  Y.applyUpdate(target, versionState)
+  const work = new Y.Doc({ gc: true })
+  Y.applyUpdate(work, Y.encodeStateAsUpdate(current))
+  const before = Y.encodeStateVector(work)
+  const names = new Set([...work.share.keys(), ...target.share.keys()])
+  const targetKinds = new Map<string, Kind | null>()
+  for (const name of target.share.keys()) targetKinds.set(name, kindOf(target.share.get(name)!))
+  const workKinds = new Map<string, Kind | null>()
+  for (const name of work.share.keys()) workKinds.set(name, kindOf(work.share.get(name)!))
+  work.transact(() => {
+    for (const name of names) {
+      const kind = targetKinds.get(name) ?? workKinds.get(name) ?? null
+      if (kind === null) continue // empty in both
+      const into = typed(work, name, kind)
+      const from = targetKinds.has(name) ? typed(target, name, kind) : null
+      if (into instanceof Y.Text) {
+        into.delete(0, into.length)
+        if (from instanceof Y.Text) into.applyDelta(from.toDelta())
+      } else if (into instanceof Y.Map) {
+        const source = from instanceof Y.Map ? from : new Y.Map()
+        for (const key of [...into.keys()]) if (!source.has(key)) into.delete(key)
+        for (const [key, value] of source.entries()) {
+          const existing = into.get(key)
+          const same = !(value instanceof Y.AbstractType) && !(existing instanceof Y.AbstractType) && JSON.stringify(existing) === JSON.stringify(value)
+          if (!same) into.set(key, copyOf(value))
+        }
+      } else if (into instanceof Y.XmlFragment) {
+        into.delete(0, into.length)
+        if (from instanceof Y.XmlFragment) into.insert(0, from.toArray().map(node => node.clone()) as Array<Y.XmlElement | Y.XmlText>)
+      } else if (into instanceof Y.Array) {
+        into.delete(0, into.length)
+        if (from instanceof Y.Array) into.insert(0, from.toArray().map(copyOf))
+      }
+    }
+  })
+  const update = Y.encodeStateAsUpdate(work, before)
+  work.destroy()
+  target.destroy()
+  return update
+}

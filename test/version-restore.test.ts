@@ -1,0 +1,78 @@
+import t from 'tap'
+import * as Y from 'yjs'
+import { restoreUpdate } from '../src/versions/restore.js'
+
+/** Every top-level type of a client's document, read with the types the client declared. */
+function view (doc: Y.Doc): Record<string, unknown> {
+  return {
+    text: doc.getText('text').toDelta(),
+    map: doc.getMap('map').toJSON(),
+    list: doc.getArray('list').toJSON(),
+    prose: doc.getXmlFragment('prose').toString(),
+    later: doc.getArray('later').toJSON()
+  }
+}
+
+function build (): Y.Doc {
+  const doc = new Y.Doc()
+  doc.getText('text').insert(0, 'Hello bold world', {})
+  doc.getText('text').format(6, 4, { bold: true })
+  doc.getMap('map').set('title', 'Plan')
+  doc.getMap('map').set('count', 3)
+  const nested = new Y.Map<unknown>()
+  nested.set('inner', 'kept')
+  doc.getMap('map').set('nested', nested)
+  const item = new Y.Map<unknown>()
+  item.set('done', false)
+  doc.getArray('list').push(['a', item, 'c'])
+  const paragraph = new Y.XmlElement('paragraph')
+  paragraph.insert(0, [new Y.XmlText('first paragraph')])
+  doc.getXmlFragment('prose').insert(0, [paragraph])
+  return doc
+}
+
+t.test('a restore gives every type the version\'s content, as one change on top of the current document', async t => {
+  const client = build()
+  const version = Y.encodeStateAsUpdate(client)
+  const expected = view(client)
+  // Someone else rewrites everything afterwards, and adds a type the version lacks.
+  client.getText('text').delete(0, 5)
+  client.getText('text').insert(0, 'Bye', { italic: true })
+  client.getMap('map').set('title', 'Other')
+  client.getMap('map').delete('count')
+  client.getMap('map').set('extra', 1);
+  (client.getMap('map').get('nested') as Y.Map<unknown>).set('inner', 'changed')
+  client.getArray('list').delete(0, 1)
+  client.getArray('list').push(['d']);
+  (client.getXmlFragment('prose').get(0) as Y.XmlElement).insert(0, [new Y.XmlText('intro ')])
+  client.getArray('later').push(['added after the version'])
+
+  // The server's copy has no declared types, as on a real node.
+  const server = new Y.Doc()
+  Y.applyUpdate(server, Y.encodeStateAsUpdate(client))
+  const update = restoreUpdate(server, version)
+  Y.applyUpdate(client, update)
+  t.same(view(client), { ...expected, later: [] }, 'every type as in the version; a type the version lacks is emptied')
+  const other = new Y.Doc()
+  Y.applyUpdate(other, Y.encodeStateAsUpdate(server))
+  Y.applyUpdate(other, update)
+  t.same(view(other), view(client), 'any replica that applies it gets the same')
+
+  // An edit made concurrently with the restore stays.
+  const concurrent = build()
+  const concurrentVersion = Y.encodeStateAsUpdate(concurrent)
+  concurrent.getMap('map').set('title', 'Changed')
+  const base = new Y.Doc()
+  Y.applyUpdate(base, Y.encodeStateAsUpdate(concurrent))
+  const restore = restoreUpdate(base, concurrentVersion)
+  concurrent.getMap('map').set('note', 'written while the restore travelled')
+  Y.applyUpdate(concurrent, restore)
+  t.equal(concurrent.getMap('map').get('title'), 'Plan', 'restored')
+  t.equal(concurrent.getMap('map').get('note'), 'written while the restore travelled', 'a concurrent edit is kept')
+
+  const unchanged = new Y.Doc()
+  Y.applyUpdate(unchanged, version)
+  const noop = restoreUpdate(unchanged, Y.encodeStateAsUpdate(unchanged))
+  Y.applyUpdate(unchanged, noop)
+  t.same(view(unchanged), expected, 'restoring the current content keeps it')
+})
