@@ -51,6 +51,15 @@ export interface ClusterConfig {
   heartbeatMs: number
 }
 
+/** Version history: when versions are taken and how long they are kept. */
+export interface VersionsConfig {
+  idleMs: number
+  maxIntervalMs: number
+  keepAllMs: number
+  retentionMs: number
+  maxBytesPerDocument: number
+}
+
 /** DATABASE_URL: documents live in PostgreSQL (one node or a cluster). */
 export interface DatabaseConfig {
   /** The connection string as given (TLS options such as sslmode in it); it may hold a password, so it is never logged. */
@@ -119,6 +128,7 @@ export interface Config {
   cluster: ClusterConfig | null
   /** Present when DATABASE_URL is set: documents are stored in PostgreSQL, not in DATA_DIR or Redis. */
   database: DatabaseConfig | null
+  versions: VersionsConfig
   /**
    * Development conveniences: the /dev/token endpoint (HS secrets only) and the playground by
    * default. On when no authentication is configured, or with DEV_MODE=true.
@@ -206,6 +216,14 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     nodeId: read.string('NODE_ID', `${hostname()}-${randomBytes(4).toString('hex')}`),
     cluster: loadClusterConfig(read),
     database: loadDatabaseConfig(read),
+    versions: {
+      idleMs: read.int('VERSION_IDLE_SECONDS', 60, 1, 24 * 3600) * 1000,
+      maxIntervalMs: read.int('VERSION_MAX_INTERVAL_SECONDS', 600, 1, 7 * 24 * 3600) * 1000,
+      keepAllMs: read.int('VERSION_KEEP_ALL_HOURS', 24, 0, 24 * 365) * 3600_000,
+      retentionMs: read.int('VERSION_RETENTION_DAYS', 30, 1, 3650) * 24 * 3600_000,
+      // Eight full copies of the largest document allowed (512 MiB when documents are unbounded).
+      maxBytesPerDocument: read.int('VERSION_MAX_BYTES_PER_DOCUMENT', 8 * (maxDocumentBytes === 0 ? 64 * 1024 * 1024 : maxDocumentBytes), 1024, Number.MAX_SAFE_INTEGER)
+    },
     devMode: false,
     playground: false,
     webhook: loadWebhookConfig(read)

@@ -65,8 +65,8 @@ export interface DocumentChangesOptions {
   presenceGraceMs?: number
   /** Told of an error while removing presence after its grace period (nothing else can be). */
   onPresenceError?: (doc: LiveDocument, err: unknown) => void
-  /** Called after each change made on this node (not for peers' changes); webhooks use it. */
-  onLocalChange: ((docId: string) => void) | null
+  /** Called after each change made on this node (not for peers' changes) with its origin; webhooks and version history use it. */
+  onLocalChange: ((docId: string, origin: unknown) => void) | null
 }
 
 /**
@@ -87,7 +87,7 @@ export class DocumentChanges implements DocumentLifecycle {
   private readonly presenceLimits: PresenceLimits
   private readonly presenceGraceMs: number
   private readonly onPresenceError: (doc: LiveDocument, err: unknown) => void
-  private readonly onLocalChange: ((docId: string) => void) | null
+  private readonly onLocalChange: ((docId: string, origin: unknown) => void) | null
 
   constructor (options: DocumentChangesOptions) {
     this.fanout = options.localFanout
@@ -246,7 +246,7 @@ export class DocumentChanges implements DocumentLifecycle {
     }
     this.peers?.publishUpdate(doc, message)
     this.store.enqueue(doc.id, update)
-    this.onLocalChange?.(doc.id)
+    this.onLocalChange?.(doc.id, transaction?.origin ?? null)
   }
 
   private distributeFromPeer (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, transaction: Transaction | null): void {

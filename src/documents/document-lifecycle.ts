@@ -10,6 +10,8 @@ export interface DocumentLifecycle {
   beforeLoad?: (doc: LiveDocument) => Promise<void>
   /** The document is live: loaded and about to be handed to whoever waited for it. */
   afterLoad?: (doc: LiveDocument) => void
+  /** The document is about to leave memory after its last flush (not when deleted); it is still readable. */
+  beforeUnload?: (doc: LiveDocument) => Promise<void>
   /** The document left memory (unloaded, deleted, or its load failed after this observer's beforeLoad). */
   afterUnload?: (docId: string) => Promise<void>
 }

@@ -176,6 +176,9 @@ export class DocumentRegistry {
       if (doc.refs === 0 && !this.closing) this.scheduleUnload(doc, this.options.unloadRetryMs)
       return
     }
+    for (const observer of this.lifecycle) {
+      await observer.beforeUnload?.(doc).catch(err => this.log.warn({ docId: doc.id, err }, 'before-unload hook failed'))
+    }
     // A client may have joined while the flush was running: it keeps the document alive.
     if (doc.refs > 0 || this.closing) {
       doc.state = 'live'

@@ -67,6 +67,8 @@ export class Metrics {
     new Gauge({ name: 'collab_database_waiting_queries', help: 'PostgreSQL store: queries waiting for a free pool connection', registers: [this.registry], collect () { this.set(pool.waitingCount) } })
   }
 
+  readonly versionsCreated = new Counter({ name: 'collab_versions_created_total', help: 'Document versions taken, by reason (auto, named, before-restore, before-offline-merge)', labelNames: ['reason'], registers: [this.registry] })
+  readonly versionsDeleted = new Counter({ name: 'collab_versions_deleted_total', help: 'Document versions deleted by retention or the API', registers: [this.registry] })
   readonly offlineBatches = new Counter({ name: 'collab_offline_batches_total', help: 'Offline batches by result (applied, already-applied, rejected, store-failed)', labelNames: ['result'], registers: [this.registry] })
 
   private readonly eventLoop: EventLoopMetrics | null = null

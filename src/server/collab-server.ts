@@ -28,7 +28,7 @@ import { AddressRateLimit } from './address-rate-limit.js'
 import { registerAdminRoutes } from './admin-routes.js'
 import { ClientMessages } from './client-messages.js'
 import { ConnectionTable } from './connection-table.js'
-import type { Connection } from './connection.js'
+import { Connection } from './connection.js'
 import { ExpirySchedule } from './expiry-schedule.js'
 import { registerHttpRoutes, registerNotFound } from './http-routes.js'
 import { NodeOperations, type Readiness } from './node-operations.js'
@@ -39,6 +39,8 @@ import { chunkSizeFor, PacedLargeUpdates, PacedSends } from './paced-sends.js'
 import { closeExpiredConnection, documentSocketBehavior } from './socket-handlers.js'
 import { handleUpgrade } from './upgrade.js'
 import { KeepAlive } from './keep-alive.js'
+import { registerVersionRoutes } from './version-routes.js'
+import { VersionHistory } from '../versions/version-history.js'
 
 export interface CollabServer {
   readonly port: number
@@ -107,9 +109,18 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     presenceLimits: config.limits.presence,
     presenceGraceMs: config.limits.presenceGraceMs,
     onPresenceError: (doc, err) => { log.error({ err, docId: doc.id }, 'presence of a closed connection could not be removed') },
-    onLocalChange: webhook === null ? null : docId => webhook.noteChange(docId)
+    onLocalChange: (docId, origin) => {
+      webhook?.noteChange(docId)
+      // Authors are the verified users of the connections whose edits changed the document.
+      versions.noteChange(docId, origin instanceof Connection ? origin.userId : null)
+    }
   })
-  const lifecycle: DocumentLifecycle[] = peerLinks === null ? [changes] : [peerLinks, changes]
+  const versions: VersionHistory = new VersionHistory(store, {
+    idleMs: config.versions.idleMs,
+    maxIntervalMs: config.versions.maxIntervalMs,
+    retention: { keepAllMs: config.versions.keepAllMs, hourlyUntilMs: VERSION_HOURLY_FOR_MS, retentionMs: config.versions.retentionMs, maxBytesPerDocument: config.versions.maxBytesPerDocument }
+  }, docId => registry.get(docId)?.encodeFullState() ?? null, log, metrics)
+  const lifecycle: DocumentLifecycle[] = peerLinks === null ? [changes, versions] : [peerLinks, changes, versions]
   const registry: DocumentRegistry = new DocumentRegistry(store, writeBehind, compactor, {
     idleUnloadMs: config.docIdleUnloadMs,
     unloadRetryMs: config.storeRetryMaxMs
@@ -218,6 +229,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     maxBodyBytes: config.maxMessageBytes,
     snapshot: async () => await clusterSnapshot(snapshotSelf, directory)
   })
+  registerVersionRoutes(app, { verifier, revocations, registry, store, versions, changes, writeBehind, requestsPerAddress: upgradesPerAddress })
   registerPlaygroundRoutes(app, {
     playground: config.playground,
     devSecret: config.devMode && config.auth.kind === 'jwt-secret' && config.auth.generated ? config.auth.secret : null,
@@ -236,6 +248,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   const port = uWS.us_socket_local_port(listenSocket as unknown as uWS.us_socket)
   writeBehind.start()
   keepAlive.start()
+  versions.start()
 
   let closed: Promise<void> | null = null
   return {
@@ -253,6 +266,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
         uWS.us_listen_socket_close(listenSocket)
         connections.closeAll(CloseCode.GoingAway, 'server shutting down')
         keepAlive.stop()
+        versions.stop()
         writeBehind.stop()
         try {
           await registry.closeAll(Date.now() + config.shutdownTimeoutMs)
@@ -276,3 +290,5 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
 
 /** How long a deleted document refuses to load again (HTTP 410), so live clients cannot resurrect it. */
 const DELETE_TOMBSTONE_SECONDS = 60
+/** After VERSION_KEEP_ALL_HOURS, one version per hour is kept for this long, then one per day. */
+const VERSION_HOURLY_FOR_MS = 7 * 24 * 3600_000

@@ -1,0 +1,183 @@
+import type { HttpResponse, TemplatedApp } from 'uWebSockets.js'
+import { AuthError, type Principal, type TokenVerifier } from '../auth/principal.js'
+import type { Revocations } from '../auth/revocations.js'
+import type { DocumentChanges } from '../documents/document-changes.js'
+import { validateDocumentId } from '../documents/document-id.js'
+import { documentToJson } from '../documents/document-json.js'
+import type { LiveDocument } from '../documents/live-document.js'
+import type { DocumentRegistry } from '../documents/registry.js'
+import { BodyTooLargeError, bearerToken, readBody, remoteAddress, sendBinary, sendJson, trackAbort } from '../http/http-util.js'
+import { DocumentDeletedError, type DocumentStore } from '../persistence/document-store.js'
+import type { WriteBehind } from '../persistence/write-behind.js'
+import { restoreUpdate } from '../versions/restore.js'
+import { isVersionId } from '../versions/version-id.js'
+import type { VersionHistory } from '../versions/version-history.js'
+import type { AddressRateLimit } from './address-rate-limit.js'
+
+export interface VersionRouteContext {
+  verifier: TokenVerifier
+  revocations: Revocations
+  registry: DocumentRegistry
+  store: DocumentStore
+  versions: VersionHistory
+  changes: DocumentChanges
+  writeBehind: WriteBehind
+  requestsPerAddress: AddressRateLimit
+}
+
+/** What a route needs of the caller's token for the document (README "Version history"). */
+type Need = 'read' | 'write' | 'admin'
+
+const MAX_LABEL_LENGTH = 200
+const MAX_LIST_LIMIT = 1_000
+const MAX_REQUEST_BODY_BYTES = 16 * 1024
+
+class HttpError extends Error {
+  constructor (readonly status: number, readonly code: string, message: string) { super(message) }
+}
+
+interface Request {
+  docId: string
+  versionId: string | null
+  query: URLSearchParams
+  body: Uint8Array | null
+}
+
+type Handler = (res: HttpResponse, request: Request, principal: Principal, abort: { readonly aborted: boolean }) => Promise<void>
+
+/**
+ * The version history API: /documents/{docId}/versions... with `Authorization: Bearer`. The
+ * document's own rules decide, as for the WebSocket: read access lists and reads, write access
+ * creates and restores, an admin token may also delete; a revoked user is refused. Works on any
+ * node, for documents nobody has open (they are loaded for the request and released after).
+ */
+export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteContext): void {
+  const route = (method: 'get' | 'post' | 'del', pattern: string, need: Need, handler: Handler, options: { body?: boolean } = {}): void => {
+    app[method](pattern, (res, req) => {
+      const docId = req.getParameter(0) ?? ''
+      const versionId = pattern.includes(':versionId') ? req.getParameter(1) ?? '' : null
+      const query = new URLSearchParams(req.getQuery() ?? '')
+      // The header only: a token in the query string would end up in proxies' logs.
+      const token = bearerToken(req)
+      const address = remoteAddress(res)
+      const abort = trackAbort(res)
+      const body = options.body === true ? readBody(res, MAX_REQUEST_BODY_BYTES) : null
+      body?.catch(() => {})
+      void (async () => {
+        try {
+          const problem = validateDocumentId(docId)
+          if (problem !== null) throw new HttpError(400, 'invalid_document_id', problem)
+          if (versionId !== null && !isVersionId(versionId)) throw new HttpError(400, 'invalid_version_id', 'a version id is 1-64 characters of A-Z a-z 0-9 _ -')
+          if (!ctx.requestsPerAddress.allow(address)) throw new HttpError(429, 'too_many_requests', 'too many requests from this address, retry later')
+          const principal = await ctx.verifier.verify(token)
+          await authorize(ctx, principal, docId, need)
+          await handler(res, { docId, versionId, query, body: body === null ? null : await body }, principal, abort)
+        } catch (err) {
+          if (abort.aborted) return
+          if (err instanceof HttpError) sendJson(res, err.status, { error: err.code, message: err.message }, err.status === 429 ? { 'retry-after': '1' } : {})
+          else if (err instanceof AuthError) sendJson(res, err.reason === 'unavailable' ? 503 : 401, { error: `token_${err.reason}`, message: err.message })
+          else if (err instanceof BodyTooLargeError) sendJson(res, 413, { error: 'too_large', message: err.message })
+          else if (err instanceof DocumentDeletedError) sendJson(res, 410, { error: 'document_deleted', message: err.message })
+          else sendJson(res, 503, { error: 'unavailable', message: 'version history unavailable, retry later' })
+        }
+      })()
+    })
+  }
+
+  route('get', '/documents/:docId/versions', 'read', async (res, { docId, query }, _principal, abort) => {
+    const limit = Math.min(MAX_LIST_LIMIT, positiveInt(query.get('limit'), 100))
+    const before = query.get('before')
+    if (before !== null && !isVersionId(before)) throw new HttpError(400, 'invalid_version_id', 'before must be a version id')
+    const versions = await ctx.store.listVersions(docId, before === null ? { limit } : { limit, before })
+    if (versions.length === 0 && before === null && !await exists(ctx, docId)) throw notFound('document')
+    if (!abort.aborted) sendJson(res, 200, { docId, versions })
+  })
+
+  route('post', '/documents/:docId/versions', 'write', async (res, { docId, body }, _principal, abort) => {
+    const label = parseLabel(body)
+    if (!await exists(ctx, docId)) throw notFound('document')
+    const meta = await withDocument(ctx, docId, async doc => await ctx.versions.create(docId, 'named', label, doc.encodeFullState()!))
+    if (!abort.aborted) sendJson(res, 201, meta)
+  }, { body: true })
+
+  route('get', '/documents/:docId/versions/:versionId', 'read', async (res, { docId, versionId }, _principal, abort) => {
+    const state = await ctx.store.loadVersion(docId, versionId!)
+    if (state === null) throw notFound('version')
+    if (!abort.aborted) sendBinary(res, state)
+  })
+
+  route('get', '/documents/:docId/versions/:versionId/json', 'read', async (res, { docId, versionId }, _principal, abort) => {
+    const state = await ctx.store.loadVersion(docId, versionId!)
+    if (state === null) throw notFound('version')
+    if (!abort.aborted) sendJson(res, 200, documentToJson(state))
+  })
+
+  route('post', '/documents/:docId/versions/:versionId/restore', 'write', async (res, { docId, versionId }, principal, abort) => {
+    const state = await ctx.store.loadVersion(docId, versionId!)
+    if (state === null) throw notFound('version')
+    const result = await withDocument(ctx, docId, async doc => {
+      // Undoable: restoring this version puts back what the document held just before.
+      const before = await ctx.versions.create(docId, 'before-restore', null, doc.encodeFullState()!)
+      if (ctx.changes.commit(doc, restoreUpdate(doc.ydoc, state), null, 'restore', null, 'if-changed')) ctx.versions.noteChange(docId, principal.userId)
+      await ctx.writeBehind.flush([docId])
+      return { restoredFrom: versionId, beforeRestore: before.id }
+    })
+    if (!abort.aborted) sendJson(res, 200, result)
+  })
+
+  route('del', '/documents/:docId/versions/:versionId', 'admin', async (res, { docId, versionId }, _principal, abort) => {
+    if (await ctx.store.loadVersion(docId, versionId!) === null) throw notFound('version')
+    await ctx.versions.delete(docId, versionId!)
+    if (!abort.aborted) res.cork(() => { res.writeStatus('204 No Content').end() })
+  })
+}
+
+/** The same rules as the WebSocket upgrade: the token's access to the document, and no revocation. */
+async function authorize (ctx: VersionRouteContext, principal: Principal, docId: string, need: Need): Promise<void> {
+  if (principal.admin) return
+  if (need === 'admin') throw new HttpError(403, 'forbidden', 'an admin token is required to delete versions')
+  const access = principal.policy.accessFor(docId)
+  if (access === 'none') throw new HttpError(403, 'forbidden', 'token does not grant access to this document')
+  if (need === 'write' && access !== 'read-write') throw new HttpError(403, 'forbidden', 'token grants read-only access to this document')
+  if (await ctx.revocations.isRevoked(docId, principal.userId)) throw new HttpError(403, 'access_revoked', 'access to this document was revoked')
+}
+
+/** A document exists once it was written: it is loaded here, or the store holds content of it. */
+async function exists (ctx: VersionRouteContext, docId: string): Promise<boolean> {
+  if (ctx.registry.get(docId) !== undefined) return true
+  return (await ctx.store.load(docId)).updates.length > 0
+}
+
+async function withDocument<T> (ctx: VersionRouteContext, docId: string, use: (doc: LiveDocument) => Promise<T>): Promise<T> {
+  const doc = await ctx.registry.acquire(docId)
+  try {
+    return await use(doc)
+  } finally {
+    ctx.registry.release(doc)
+  }
+}
+
+function parseLabel (body: Uint8Array | null): string {
+  let value: unknown
+  try {
+    value = JSON.parse(new TextDecoder().decode(body ?? new Uint8Array()))
+  } catch {
+    throw new HttpError(400, 'invalid_json', 'body must be JSON {"label": "..."}')
+  }
+  const label = (value as { label?: unknown } | null)?.label
+  if (typeof label !== 'string' || label.trim() === '' || label.length > MAX_LABEL_LENGTH) {
+    throw new HttpError(400, 'invalid_label', `label must be a non-empty string of at most ${MAX_LABEL_LENGTH} characters`)
+  }
+  return label.trim()
+}
+
+function positiveInt (value: string | null, fallback: number): number {
+  if (value === null) return fallback
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1) throw new HttpError(400, 'invalid_limit', 'limit must be a positive whole number')
+  return n
+}
+
+function notFound (what: 'document' | 'version'): HttpError {
+  return new HttpError(404, `${what}_not_found`, `no such ${what}`)
+}

@@ -1,0 +1,144 @@
+import type { Logger } from 'pino'
+import type { DocumentLifecycle } from '../documents/document-lifecycle.js'
+import type { LiveDocument } from '../documents/live-document.js'
+import type { Metrics } from '../metrics/metrics.js'
+import type { VersionMeta, VersionReason, VersionStore } from '../persistence/document-store.js'
+import { versionsToDrop, type RetentionPolicy } from './retention.js'
+import { newVersionId } from './version-id.js'
+
+export interface VersionHistoryOptions {
+  /** An automatic version is taken once a changed document has been quiet this long. */
+  idleMs: number
+  /** ... and at least this often while it keeps changing. */
+  maxIntervalMs: number
+  retention: RetentionPolicy
+}
+
+/** Changes of a document since its last version. */
+interface Unversioned {
+  firstChangeAt: number
+  lastChangeAt: number
+  /** Verified user ids of the connections whose edits changed it. */
+  authors: Set<string>
+}
+
+/** Retention reads at most this many versions of a document (the policy keeps far fewer). */
+const RETENTION_SCAN_LIMIT = 100_000
+
+/**
+ * Takes and keeps a document's versions: automatically when a changed document pauses (or keeps
+ * changing for too long), on request, and before a restore; each one with the authors of the
+ * changes since the previous one. One sweep timer for all documents, not one per document. A
+ * document unloaded with changes not yet versioned gets its version before it leaves memory.
+ */
+export class VersionHistory implements DocumentLifecycle {
+  private readonly unversioned = new Map<string, Unversioned>()
+  private timer: NodeJS.Timeout | null = null
+
+  constructor (
+    private readonly store: VersionStore,
+    private readonly options: VersionHistoryOptions,
+    /** A loaded document's full state (null when it is not loaded here). */
+    private readonly stateOf: (docId: string) => Uint8Array | null,
+    private readonly log: Logger,
+    private readonly metrics?: Metrics
+  ) {}
+
+  /** A change made on this node (by `author`, when a verified user made it) changed the document. */
+  noteChange (docId: string, author: string | null): void {
+    const now = Date.now()
+    let entry = this.unversioned.get(docId)
+    if (entry === undefined) {
+      entry = { firstChangeAt: now, lastChangeAt: now, authors: new Set() }
+      this.unversioned.set(docId, entry)
+    }
+    entry.lastChangeAt = now
+    if (author !== null) entry.authors.add(author)
+  }
+
+  start (): void {
+    if (this.timer !== null) return
+    this.timer = setInterval(() => { this.sweep() }, Math.max(100, Math.min(1_000, this.options.idleMs / 2)))
+    this.timer.unref()
+  }
+
+  stop (): void {
+    if (this.timer !== null) clearInterval(this.timer)
+    this.timer = null
+  }
+
+  /** Takes a version of the given state now; the authors are those of the changes since the last one. */
+  async create (docId: string, reason: VersionReason, label: string | null, state: Uint8Array): Promise<VersionMeta> {
+    const pending = this.unversioned.get(docId)
+    this.unversioned.delete(docId)
+    const now = Date.now()
+    const meta: VersionMeta = { id: newVersionId(now), createdAt: new Date(now).toISOString(), reason, label, bytes: state.length, authors: [...(pending?.authors ?? [])].sort() }
+    try {
+      await this.store.saveVersion(docId, meta, state)
+    } catch (err) {
+      // Not taken: the changes still wait for a version, with their authors.
+      if (pending !== undefined) this.restorePending(docId, pending)
+      throw err
+    }
+    this.metrics?.versionsCreated.labels(reason).inc()
+    this.log.debug({ docId, versionId: meta.id, reason, bytes: meta.bytes }, 'version taken')
+    void this.applyRetention(docId)
+    return meta
+  }
+
+  async delete (docId: string, versionId: string): Promise<void> {
+    await this.store.deleteVersions(docId, [versionId])
+    this.metrics?.versionsDeleted.inc()
+  }
+
+  /** Drops what the retention policy no longer keeps. */
+  async applyRetention (docId: string, now = Date.now()): Promise<void> {
+    try {
+      const versions = await this.store.listVersions(docId, { limit: RETENTION_SCAN_LIMIT })
+      const drop = versionsToDrop(versions, now, this.options.retention)
+      if (drop.length === 0) return
+      await this.store.deleteVersions(docId, drop)
+      this.metrics?.versionsDeleted.inc(drop.length)
+    } catch (err) {
+      this.log.warn({ docId, err }, 'version retention failed; will apply at the next version')
+    }
+  }
+
+  async beforeUnload (doc: LiveDocument): Promise<void> {
+    if (this.unversioned.has(doc.id)) await this.takeAutomatic(doc.id)
+  }
+
+  async afterUnload (docId: string): Promise<void> {
+    this.unversioned.delete(docId)
+  }
+
+  private sweep (): void {
+    const now = Date.now()
+    for (const [docId, entry] of this.unversioned) {
+      if (now - entry.lastChangeAt >= this.options.idleMs || now - entry.firstChangeAt >= this.options.maxIntervalMs) void this.takeAutomatic(docId)
+    }
+  }
+
+  private async takeAutomatic (docId: string): Promise<void> {
+    const state = this.stateOf(docId)
+    if (state === null) {
+      this.unversioned.delete(docId)
+      return
+    }
+    try {
+      await this.create(docId, 'auto', null, state)
+    } catch (err) {
+      this.log.warn({ docId, err }, 'automatic version failed; will retry')
+    }
+  }
+
+  private restorePending (docId: string, pending: Unversioned): void {
+    const newer = this.unversioned.get(docId)
+    if (newer === undefined) {
+      this.unversioned.set(docId, pending)
+      return
+    }
+    newer.firstChangeAt = Math.min(newer.firstChangeAt, pending.firstChangeAt)
+    for (const author of pending.authors) newer.authors.add(author)
+  }
+}

@@ -1,0 +1,233 @@
+import { rmSync } from 'node:fs'
+import t, { type Test } from 'tap'
+import * as Y from 'yjs'
+import { spawnServer } from './helpers/process.js'
+import { stockProvider } from './helpers/providers.js'
+import { startRedis } from './helpers/redis.js'
+import { startTestServer, tempDir, type TestServer } from './helpers/server.js'
+import { signToken } from './helpers/tokens.js'
+import { sleep, waitFor } from './helpers/wait.js'
+
+interface Meta { id: string, createdAt: string, reason: string, label: string | null, bytes: number, authors: string[] }
+
+/** One HTTP call of the version API with a bearer token; the body parsed when it is JSON. */
+async function api (port: number, method: string, path: string, token: string | null, body?: unknown): Promise<{ status: number, json: any, bytes: Uint8Array }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method,
+    headers: { ...(token === null ? {} : { authorization: `Bearer ${token}` }), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) })
+  })
+  const bytes = new Uint8Array(await res.arrayBuffer())
+  let json: any = null
+  if ((res.headers.get('content-type') ?? '').includes('json')) json = JSON.parse(new TextDecoder().decode(bytes))
+  return { status: res.status, json, bytes }
+}
+
+async function writer (t: Test, server: { url: string }, docId: string, sub: string): Promise<{ doc: Y.Doc, provider: { synced: boolean } }> {
+  const person = stockProvider('3.1.0', server.url, docId, { token: await signToken({ sub }) })
+  t.teardown(() => { person.provider.destroy(); person.doc.destroy() })
+  await waitFor(() => person.provider.synced, `${sub} synced`)
+  return person
+}
+
+const ENV = { VERSION_IDLE_SECONDS: '1', VERSION_MAX_INTERVAL_SECONDS: '3', DOC_IDLE_UNLOAD_MS: '60000' }
+
+t.test('automatic versions: one after editing pauses, with its authors, none for a document that did not change', async t => {
+  const node = await startTestServer(ENV)
+  t.teardown(node.close)
+  const token = await signToken({ sub: 'reader' })
+  const alice = await writer(t, node, 'auto-doc', 'alice')
+  const bob = await writer(t, node, 'auto-doc', 'bob')
+  alice.doc.getText('text').insert(0, 'Hello ')
+  bob.doc.getText('text').insert(0, 'World')
+  await waitFor(async () => (await api(node.port, 'GET', '/documents/auto-doc/versions', token)).json?.versions?.length === 1, 'a version after the pause', 5_000)
+  const [first] = (await api(node.port, 'GET', '/documents/auto-doc/versions', token)).json.versions as Meta[]
+  t.equal(first!.reason, 'auto')
+  t.same(first!.authors, ['alice', 'bob'], 'the verified users who edited')
+  t.ok(first!.bytes > 0 && Date.parse(first!.createdAt) > Date.now() - 10_000)
+  await sleep(2_500)
+  t.equal((await api(node.port, 'GET', '/documents/auto-doc/versions', token)).json.versions.length, 1, 'no new version while nothing changed')
+
+  // Continuous editing: at least one version every VERSION_MAX_INTERVAL_SECONDS.
+  const started = Date.now()
+  while (Date.now() - started < 4_000) {
+    alice.doc.getText('text').insert(0, '.')
+    await sleep(200)
+  }
+  const during = (await api(node.port, 'GET', '/documents/auto-doc/versions', token)).json.versions as Meta[]
+  t.ok(during.length >= 2, `a version during 4 s of continuous editing (${during.length} in all)`)
+  t.same(during[0]!.authors, ['alice'], 'only who edited since the previous version')
+
+  const quiet = await writer(t, node, 'quiet-doc', 'carol')
+  quiet.doc.getMap('m').set('k', 1)
+  await waitFor(async () => (await api(node.port, 'GET', '/documents/quiet-doc/versions', token)).json?.versions?.length === 1, 'quiet-doc versioned once')
+  const reader = await writer(t, node, 'quiet-doc', 'dave') // joins and reads only
+  await sleep(2_500)
+  t.ok(reader.provider.synced)
+  t.equal((await api(node.port, 'GET', '/documents/quiet-doc/versions', token)).json.versions.length, 1, 'reading a document takes no version')
+})
+
+t.test('named versions, listing, paging, state and JSON; errors for bad ids, unknown documents and versions', async t => {
+  const node = await startTestServer(ENV)
+  t.teardown(node.close)
+  const token = await signToken({ sub: 'editor' })
+  const person = await writer(t, node, 'named-doc', 'editor')
+  person.doc.getText('text').insert(0, 'First draft')
+  person.doc.getMap('meta').set('title', 'Draft')
+  await sleep(200)
+  const created = await api(node.port, 'POST', '/documents/named-doc/versions', token, { label: 'First draft' })
+  t.equal(created.status, 201)
+  t.match(created.json, { reason: 'named', label: 'First draft', authors: ['editor'] })
+  person.doc.getText('text').insert(0, 'Second: ')
+  await sleep(200)
+  const second = await api(node.port, 'POST', '/documents/named-doc/versions', token, { label: 'Second' })
+  const list = await api(node.port, 'GET', '/documents/named-doc/versions', token)
+  t.same(list.json.versions.map((v: Meta) => v.id), [second.json.id, created.json.id], 'newest first')
+  t.equal(list.json.docId, 'named-doc')
+  const paged = await api(node.port, 'GET', `/documents/named-doc/versions?limit=1&before=${second.json.id as string}`, token)
+  t.same(paged.json.versions.map((v: Meta) => v.id), [created.json.id], 'before= pages to older versions')
+  t.equal((await api(node.port, 'GET', '/documents/named-doc/versions?limit=1', token)).json.versions.length, 1)
+
+  const state = await api(node.port, 'GET', `/documents/named-doc/versions/${created.json.id as string}`, token)
+  t.equal(state.status, 200)
+  const copy = new Y.Doc()
+  Y.applyUpdate(copy, state.bytes)
+  t.equal(copy.getText('text').toString(), 'First draft', 'the state is one Yjs update')
+  const json = await api(node.port, 'GET', `/documents/named-doc/versions/${created.json.id as string}/json`, token)
+  t.same(json.json, { text: 'First draft', meta: { title: 'Draft' } }, 'JSON in the shape of the admin API')
+
+  t.equal((await api(node.port, 'GET', '/documents/named-doc/versions/not..valid', token)).status, 400, 'malformed id')
+  t.equal((await api(node.port, 'GET', `/documents/named-doc/versions/${'x'.repeat(65)}`, token)).status, 400, 'too long')
+  t.equal((await api(node.port, 'GET', '/documents/named-doc/versions/000000000missing', token)).status, 404, 'unknown version')
+  const never = await api(node.port, 'GET', '/documents/never-written/versions', token)
+  t.equal(never.status, 404, 'a document that was never written')
+  t.equal(never.json.error, 'document_not_found')
+  t.equal((await api(node.port, 'POST', '/documents/named-doc/versions', token, { label: '' })).status, 400, 'empty label')
+  t.equal((await api(node.port, 'POST', '/documents/named-doc/versions', token, { label: 'x'.repeat(201) })).status, 400, 'label too long')
+})
+
+t.test('authorization follows the document\'s own rules', async t => {
+  const node = await startTestServer(ENV)
+  t.teardown(node.close)
+  const person = await writer(t, node, 'guarded', 'owner')
+  person.doc.getText('text').insert(0, 'content')
+  await sleep(200)
+  const owner = await signToken({ sub: 'owner' })
+  const version = (await api(node.port, 'POST', '/documents/guarded/versions', owner, { label: 'v' })).json as Meta
+  const readOnly = await signToken({ sub: 'viewer', docs: { guarded: 'read-only' } })
+  const other = await signToken({ sub: 'stranger', docs: { 'other-doc': 'read-write' } })
+  const admin = await signToken({ sub: 'admin', extra: { admin: true } })
+  t.equal((await api(node.port, 'GET', '/documents/guarded/versions', null)).status, 401, 'no token')
+  t.equal((await api(node.port, 'GET', '/documents/guarded/versions', 'not-a-jwt')).status, 401, 'bad token')
+  t.equal((await api(node.port, 'GET', '/documents/guarded/versions', readOnly)).status, 200, 'read-only may list')
+  t.equal((await api(node.port, 'GET', `/documents/guarded/versions/${version.id}`, readOnly)).status, 200, 'and read')
+  t.equal((await api(node.port, 'POST', `/documents/guarded/versions/${version.id}/restore`, readOnly)).status, 403, 'but not restore')
+  t.equal((await api(node.port, 'POST', '/documents/guarded/versions', readOnly, { label: 'x' })).status, 403, 'nor create')
+  t.equal((await api(node.port, 'GET', '/documents/guarded/versions', other)).status, 403, 'another document\'s token')
+  t.equal((await api(node.port, 'DELETE', `/documents/guarded/versions/${version.id}`, owner)).status, 403, 'delete needs admin')
+  const revoke = await fetch(`http://127.0.0.1:${node.port}/admin/revocations`, { method: 'POST', headers: { authorization: `Bearer ${admin}` }, body: JSON.stringify({ docId: 'guarded', userId: 'viewer' }) })
+  t.equal(revoke.status, 200)
+  t.equal((await api(node.port, 'GET', '/documents/guarded/versions', readOnly)).status, 403, 'a revoked user is refused')
+  t.equal((await api(node.port, 'GET', `/documents/guarded/versions?token=${owner}`, null)).status, 401, 'a token in the query string is not accepted')
+  t.equal((await api(node.port, 'DELETE', `/documents/guarded/versions/${version.id}`, admin)).status, 204, 'admin deletes')
+  t.equal((await api(node.port, 'GET', `/documents/guarded/versions/${version.id}`, owner)).status, 404, 'gone')
+})
+
+/** Builds every kind of shared type a front end uses, in one client's document. */
+function fill (doc: Y.Doc, round: string): void {
+  doc.transact(() => {
+    const text = doc.getText('text')
+    text.delete(0, text.length)
+    text.insert(0, `${round} text, partly bold`)
+    text.format(0, round.length, { bold: true })
+    doc.getMap('map').set('round', round)
+    const nested = new Y.Map<unknown>()
+    nested.set('inner', round)
+    doc.getMap('map').set('nested', nested)
+    const list = doc.getArray('list')
+    list.delete(0, list.length)
+    list.push([`${round}-a`, `${round}-b`])
+    const prose = doc.getXmlFragment('prose')
+    prose.delete(0, prose.length)
+    const paragraph = new Y.XmlElement('paragraph')
+    paragraph.insert(0, [new Y.XmlText(`${round} paragraph`)])
+    prose.insert(0, [paragraph])
+  })
+}
+
+function view (doc: Y.Doc): unknown {
+  return { text: doc.getText('text').toDelta(), map: doc.getMap('map').toJSON(), list: doc.getArray('list').toJSON(), prose: doc.getXmlFragment('prose').toString() }
+}
+
+for (const mode of ['one node', 'two nodes over Redis'] as const) {
+  t.test(`${mode}: a restore reaches every client live while others edit, and the before-restore version undoes it`, async t => {
+    let nodes: TestServer[]
+    if (mode === 'one node') {
+      nodes = [await startTestServer(ENV)]
+    } else {
+      const redis = await startRedis()
+      t.teardown(redis.cleanup)
+      nodes = [await startTestServer({ ...ENV, REDIS_URL: redis.url, NODE_ID: 'v-1' }), await startTestServer({ ...ENV, REDIS_URL: redis.url, NODE_ID: 'v-2' })]
+    }
+    t.teardown(async () => { for (const n of nodes) await n.close() })
+    const a = await writer(t, nodes[0]!, 'restored', 'alice')
+    const b = await writer(t, nodes[nodes.length - 1]!, 'restored', 'bob')
+    const token = await signToken({ sub: 'alice' })
+    fill(a.doc, 'original')
+    await waitFor(() => JSON.stringify(view(b.doc)) === JSON.stringify(view(a.doc)), 'b has the original')
+    const original = view(a.doc)
+    const version = (await api(nodes[0]!.port, 'POST', '/documents/restored/versions', token, { label: 'original' })).json as Meta
+    fill(b.doc, 'rewritten')
+    b.doc.getArray('extra').push(['not in the version'])
+    await waitFor(() => JSON.stringify(view(a.doc)) === JSON.stringify(view(b.doc)), 'a has the rewrite')
+    const rewritten = view(a.doc)
+
+    // Both keep editing an unrelated part while the restore happens (on the other node in a cluster).
+    let editing = true
+    const edits = (async () => { for (let i = 0; editing; i++) { a.doc.getMap('side').set(`a${i}`, i); b.doc.getMap('side').set(`b${i}`, i); await sleep(20) } })()
+    await sleep(100)
+    const restored = await api(nodes[nodes.length - 1]!.port, 'POST', `/documents/restored/versions/${version.id}/restore`, token)
+    t.equal(restored.status, 200)
+    t.equal(restored.json.restoredFrom, version.id)
+    await sleep(200)
+    editing = false
+    await edits
+    for (const [name, person] of [['a', a], ['b', b]] as const) {
+      await waitFor(() => JSON.stringify(view(person.doc)) === JSON.stringify(original), `${name} sees the restored version without reconnecting`)
+    }
+    t.same(a.doc.getArray('extra').toJSON(), [], 'a type the version lacks is emptied')
+    t.equal(a.doc.getMap('side').size, b.doc.getMap('side').size, 'the concurrent edits stay, on both')
+    t.ok(a.doc.getMap('side').size > 4)
+    const serverJson = await fetch(`http://127.0.0.1:${nodes[0]!.port}/admin/documents/restored/json`, { headers: { authorization: `Bearer ${await signToken({ sub: 'admin', extra: { admin: true } })}` } })
+    t.match(await serverJson.json(), { text: 'original text, partly bold', map: { round: 'original', nested: { inner: 'original' } }, list: ['original-a', 'original-b'] }, 'the server holds it too')
+
+    const undo = await api(nodes[0]!.port, 'POST', `/documents/restored/versions/${restored.json.beforeRestore as string}/restore`, token)
+    t.equal(undo.status, 200)
+    await waitFor(() => JSON.stringify(view(b.doc)) === JSON.stringify(rewritten), 'restoring the before-restore version brings the rewrite back')
+    const reasons = ((await api(nodes[0]!.port, 'GET', '/documents/restored/versions', token)).json.versions as Meta[]).map(v => v.reason)
+    t.ok(reasons.filter(r => r === 'before-restore').length === 2 && reasons.includes('named'), `reasons listed: ${reasons.join(', ')}`)
+  })
+}
+
+t.test('a version listed before kill -9 is readable after the restart', async t => {
+  const dataDir = tempDir()
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const env = { ...ENV, DATA_DIR: dataDir }
+  const first = await spawnServer(env)
+  t.teardown(() => first.kill('SIGKILL'))
+  const person = await writer(t, first, 'crash-doc', 'editor')
+  person.doc.getText('text').insert(0, 'kept through a crash')
+  await sleep(200)
+  const token = await signToken({ sub: 'editor' })
+  const version = (await api(first.port, 'POST', '/documents/crash-doc/versions', token, { label: 'before the crash' })).json as Meta
+  t.equal((await api(first.port, 'GET', '/documents/crash-doc/versions', token)).json.versions[0].id, version.id, 'listed')
+  first.kill('SIGKILL')
+  await first.exited
+  const second = await spawnServer(env)
+  t.teardown(() => second.kill('SIGKILL'))
+  const state = await api(second.port, 'GET', `/documents/crash-doc/versions/${version.id}`, token)
+  t.equal(state.status, 200)
+  const copy = new Y.Doc()
+  Y.applyUpdate(copy, state.bytes)
+  t.equal(copy.getText('text').toString(), 'kept through a crash')
+})
