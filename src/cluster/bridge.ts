@@ -64,7 +64,7 @@ export class ClusterBridge {
         this.log.error({ err, channel }, 'bridge message handling failed')
       }
     })
-    this.pubsub.onReconnect(() => this.resyncAll('redis reconnected'))
+    this.pubsub.onReconnect(reason => { this.resyncAll(reason) })
     await this.pubsub.subscribe(this.ownChannel)
   }
 

@@ -17,8 +17,14 @@ export interface PubSub {
   /** Fire and forget; false when the connection is down and the message was not sent. */
   publish (channel: string, message: Buffer): boolean
   onMessage (handler: (channel: string, message: Buffer) => void): void
-  /** Called each time a connection (publisher or subscriber) is ready again after losing it. */
-  onReconnect (handler: () => void): void
+  /**
+   * Called each time a connection (publisher or subscriber) is ready again after losing it, and on
+   * Redis Cluster each time a refreshed slot map shows other masters than before (a failover, in
+   * which the promoted replica may lack the last writes its master acknowledged, or a new shard):
+   * a Cluster client stays ready through a failover of one shard, so no reconnect would tell.
+   * The handler is told which of the two happened.
+   */
+  onReconnect (handler: (reason: string) => void): void
   /**
    * Subscribes to a channel again from scratch, for one found not to deliver: the old
    * subscription is dropped whatever state its connection is in, and on Redis Cluster the slot map
@@ -100,7 +106,24 @@ function shardedPubSub (commands: Cluster, subscriber: Cluster): PubSub {
     refreshTopology: async () => {
       await Promise.all([subscriber, commands].map(async client => { await new Promise<void>(resolve => { client.refreshSlotsCache(() => { resolve() }) }) }))
     },
+    onMastersChanged: handler => { onMastersChanged(commands, handler) },
     messageEvent: 'smessageBuffer'
+  })
+}
+
+/**
+ * Calls `handler` after a slot-map refresh that shows a different set of masters than the last
+ * one. ioredis refreshes the map when a command meets a dead master or a MOVED reply, and when the
+ * bridge's watchdog finds a channel silent (refreshTopology), so a failover is seen soon after the
+ * promotion, by the first write or the first probe that goes to the shard.
+ */
+function onMastersChanged (cluster: Cluster, handler: () => void): void {
+  const masters = (): string => cluster.nodes('master').map(node => `${node.options.host ?? ''}:${node.options.port ?? ''}`).sort().join(',')
+  let known: string | null = null
+  cluster.on('refresh', () => {
+    const now = masters()
+    if (known !== null && now !== known) handler()
+    known = now
   })
 }
 
@@ -109,6 +132,8 @@ interface PubSubCommands {
   unsubscribe: (channel: string) => Promise<void>
   publish: (channel: string, message: Buffer) => Promise<unknown>
   refreshTopology: () => Promise<void>
+  /** Redis Cluster: calls the handler when a failover (or a new shard) changed the masters. */
+  onMastersChanged?: (handler: () => void) => void
   messageEvent: 'messageBuffer' | 'smessageBuffer'
 }
 
@@ -128,7 +153,11 @@ function pubSubOver (commands: Redis | Cluster, subscriber: Redis | Cluster, ops
       return true
     },
     onMessage: handler => { subscriber.on(ops.messageEvent, (channel: Buffer, message: Buffer) => handler(channel.toString(), message)) },
-    onReconnect: handler => { onReadyAgain(subscriber, handler); onReadyAgain(commands, handler) },
+    onReconnect: handler => {
+      onReadyAgain(subscriber, () => { handler('redis reconnected') })
+      onReadyAgain(commands, () => { handler('redis reconnected') })
+      ops.onMastersChanged?.(() => { handler('redis cluster masters changed') })
+    },
     get connected () { return commands.status === 'ready' && subscriber.status === 'ready' }
   }
 }

@@ -25,7 +25,7 @@ export class MemoryPubSub implements PubSub {
   readonly channels = new Set<string>()
   connected = true
   private readonly handlers: Array<(channel: string, message: Buffer) => void> = []
-  private readonly reconnectHandlers: Array<() => void> = []
+  private readonly reconnectHandlers: Array<(reason: string) => void> = []
 
   constructor (private readonly hub: MemoryPubSubHub) {}
 
@@ -52,14 +52,14 @@ export class MemoryPubSub implements PubSub {
     this.handlers.push(handler)
   }
 
-  onReconnect (handler: () => void): void {
+  onReconnect (handler: (reason: string) => void): void {
     this.reconnectHandlers.push(handler)
   }
 
   /** A lost and restored connection: what was published meanwhile is gone. */
   reconnect (): void {
     this.connected = true
-    for (const handler of this.reconnectHandlers) handler()
+    for (const handler of this.reconnectHandlers) handler('redis reconnected')
   }
 
   receive (channel: string, message: Buffer): void {

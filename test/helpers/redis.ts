@@ -3,6 +3,7 @@ import { rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tempDir } from './server.js'
 import { freePort } from './ports.js'
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js'
 import { sleep, waitFor } from './wait.js'
 
 export interface RedisProcess {
@@ -134,13 +135,22 @@ export interface SentinelSetup {
   sentinels: string
   /** The address the sentinel currently reports as master. */
   masterPort: () => number
+  /**
+   * The proxy the replica replicates through (`replicationThroughProxy`), whose `partition()`
+   * stops replication while master and replica both carry on as if nothing happened; else null.
+   */
+  replicationLink: TcpProxy | null
   cleanup: () => Promise<void>
 }
 
-/** A master, one replica and one sentinel (quorum 1) that fails over a second after the master dies. */
-export async function startSentinelSetup (): Promise<SentinelSetup> {
+/**
+ * A master, one replica and one sentinel (quorum 1) that fails over a second after the master dies;
+ * `replicationThroughProxy`: the replica reaches its master through a TCP proxy the test can cut.
+ */
+export async function startSentinelSetup (options: { replicationThroughProxy?: boolean } = {}): Promise<SentinelSetup> {
   const master = await startRedis()
-  const replica = await startRedis({ extraArgs: ['--replicaof', '127.0.0.1', String(master.port)] })
+  const replicationLink = options.replicationThroughProxy === true ? await startTcpProxy(master.port) : null
+  const replica = await startRedis({ extraArgs: ['--replicaof', '127.0.0.1', String(replicationLink?.port ?? master.port)] })
   const sentinelPort = await freePort()
   const dir = tempDir('collab-sentinel-')
   const conf = `${dir}/sentinel.conf`
@@ -165,16 +175,30 @@ export async function startSentinelSetup (): Promise<SentinelSetup> {
   await waitFor(() => masterPort() === master.port, 'sentinel monitoring the master', 10_000)
   // The replica must have caught up before anyone relies on a failover.
   await waitFor(() => /master_link_status:up/.test(spawnSync('redis-cli', ['-p', String(replica.port), 'info', 'replication'], { encoding: 'utf8' }).stdout), 'replica in sync', 10_000)
+  // The sentinel learns of replicas from the master's INFO, read every 10 s: one that connected
+  // after the sentinel's first read would be unknown to it, and a failover would find no replica.
+  // A reset makes it read the master again now.
+  const sentinelCli = (...args: string[]): string => spawnSync('redis-cli', ['-p', String(sentinelPort), 'sentinel', ...args], { encoding: 'utf8' }).stdout
+  const knowsReplica = (): boolean => {
+    const lines = sentinelCli('replicas', 'mymaster').split('\n').map(line => line.trim())
+    const port = lines.indexOf('port')
+    const flags = lines.indexOf('flags')
+    return port >= 0 && lines[port + 1] === String(replica.port) && flags >= 0 && lines[flags + 1] === 'slave'
+  }
+  if (!knowsReplica()) sentinelCli('reset', 'mymaster')
+  await waitFor(knowsReplica, 'sentinel knows the replica', 10_000)
   return {
     master,
     replica,
     sentinelPort,
     sentinels: `127.0.0.1:${sentinelPort}`,
     masterPort,
+    replicationLink,
     cleanup: async () => {
       await stopProcess(sentinel, 'SIGKILL')
       await master.cleanup()
       await replica.cleanup()
+      await replicationLink?.close()
       rmSync(dir, { recursive: true, force: true })
     }
   }
