@@ -1,5 +1,7 @@
 import { Redis } from 'ioredis'
 import t from 'tap'
+import { EntryBuilder } from '../src/persistence/entry-value.js'
+import { RedisStore } from '../src/persistence/redis-store.js'
 import { documentKeys } from '../src/redis/keys.js'
 import { stockProvider } from './helpers/providers.js'
 import { startRedis } from './helpers/redis.js'
@@ -72,6 +74,75 @@ for (const [fault, lose] of [
   })
 }
 
+t.test('eviction under maxmemory (allkeys-lru) while a stock client edits on two nodes: a fresh node loads every edit made before and after', async t => {
+  const redisProcess = await startRedis({ extraArgs: ['--maxmemory-policy', 'allkeys-lru'] })
+  t.teardown(redisProcess.cleanup)
+  const redis = new Redis(redisProcess.url)
+  t.teardown(() => { redis.disconnect() })
+  const env = { REDIS_URL: redisProcess.url, LOG_LEVEL: 'warn', DOC_IDLE_UNLOAD_MS: '60000' }
+  let nodes: TestServer[] = [
+    await startTestServer({ ...env, NODE_ID: 'evict-0' }),
+    await startTestServer({ ...env, NODE_ID: 'evict-1' })
+  ]
+  t.teardown(async () => { for (const node of nodes) await node.close() })
+  const docId = 'evicted'
+  const keys = documentKeys(KEY_PREFIX, docId)
+  const people = await Promise.all(nodes.map(async (node, i) => {
+    const person = stockProvider('3.1.0', node.url, docId, { token: await signToken({ sub: `writer-${i}` }) })
+    await waitFor(() => person.provider.synced, `writer ${i} synced`)
+    return person
+  }))
+  const list = (i: number) => people[i]!.doc.getArray<string>('edits')
+  await editTimes(25, 0, value => list(0).push([value]))
+  await editTimes(25, 25, value => list(1).push([value]))
+  await waitFor(() => list(0).length === 50 && list(1).length === 50, 'both see the first 50')
+  await waitFor(async () => (await redis.xlen(keys.log)) > 0, 'stored')
+
+  // Redis's LRU clock counts whole seconds: once the document's keys have been idle for 2 s, every
+  // filler key written from now on is younger, and allkeys-lru takes the document's keys first
+  // among any it samples.
+  await waitFor(async () => Number(await redis.object('IDLETIME', keys.log)) >= 2, 'the document\'s keys idle for 2 s', 10_000)
+  const memory = await redis.info('memory')
+  const used = Number(/used_memory:(\d+)/.exec(memory)![1])
+  await redis.config('SET', 'maxmemory', String(used + 2 * 1024 * 1024))
+  const filler = 'x'.repeat(1024)
+  let written = 0
+  const fillDeadline = Date.now() + 15_000
+  while (await redis.exists(keys.log, keys.snapshot) > 0) {
+    if (Date.now() > fillDeadline || written >= 200_000) throw new Error(`the document's keys survived ${written} filler keys`)
+    const batch = redis.pipeline()
+    for (let i = 0; i < 200; i++) batch.set(`filler:${written++}`, filler)
+    await batch.exec()
+  }
+  const evicted = Number(/evicted_keys:(\d+)/.exec(await redis.info('stats'))![1])
+  t.ok(evicted > 0, `Redis evicted ${evicted} keys, the document's among them, after ${written} filler keys`)
+  t.equal(await redis.exists(keys.log, keys.snapshot), 0, 'the document is gone from Redis')
+  // Pressure off before anyone writes again: the nodes' writes must not be evicted in turn.
+  await redis.config('SET', 'maxmemory', '0')
+  for (let cursor = '0'; ;) {
+    const [next, found] = await redis.scan(cursor, 'MATCH', 'filler:*', 'COUNT', 1000)
+    if (found.length > 0) await redis.unlink(...found)
+    cursor = next
+    if (cursor === '0') break
+  }
+
+  await editTimes(25, 50, value => list(0).push([value]))
+  await editTimes(25, 75, value => list(1).push([value]))
+  await waitFor(() => list(0).length === 100 && list(1).length === 100, 'both see all 100')
+  await sleep(500) // the write-behind's next flushes
+  t.ok(nodes.some(node => node.logs.some(line => line.includes('the store lost this document'))), 'a node found the keys gone and wrote the full state')
+
+  for (const person of people) { person.provider.destroy(); person.doc.destroy() }
+  for (const node of nodes) await node.close()
+  nodes = [await startTestServer({ ...env, NODE_ID: 'evict-fresh' })]
+  const fresh = stockProvider('3.1.0', nodes[0]!.url, docId, { token: await signToken({ sub: 'fresh' }) })
+  t.teardown(() => { fresh.provider.destroy(); fresh.doc.destroy() })
+  await waitFor(() => fresh.provider.synced, 'fresh client synced')
+  const edits = fresh.doc.getArray<string>('edits').toArray()
+  t.equal(edits.length, 100, 'every edit, before and after the eviction, loads from the store')
+  t.equal(new Set(edits).size, 100, 'each once')
+})
+
 t.test('keys that expired while the document was loaded are written again from memory', async t => {
   const redisProcess = await startRedis()
   t.teardown(redisProcess.cleanup)
@@ -107,3 +178,56 @@ t.test('keys that expired while the document was loaded are written again from m
   await waitFor(() => reader.provider.synced, 'reader synced')
   await waitFor(() => reader.doc.getText('t').toString() === 'before expiry. after expiry.', 'the whole text')
 })
+
+// Known gaps in RedisStore, reported rather than fixed here (src/persistence is being changed
+// elsewhere). Each runs and its last assertion is a todo: it reports "not ok # TODO" without
+// failing the suite; remove the todo with the fix.
+
+function entry (update: Uint8Array): Uint8Array {
+  const builder = new EntryBuilder(update.length)
+  builder.append(update)
+  return builder.finish()
+}
+
+// In Redis mode Compactor.compact reads the document with store.load, and RedisStore.load forgets
+// that the node held the document when it finds nothing stored. If the keys are lost between the
+// append that triggers a compaction and that load, the next append finds the node no longer
+// holding the document, writes its entry on top of nothing and reports no loss: the store keeps
+// only edits that depend on content it no longer has.
+t.test('a load between the loss of the keys and the next append (the compactor\'s) does not hide the loss', async t => {
+  const redisProcess = await startRedis()
+  t.teardown(redisProcess.cleanup)
+  const redis = new Redis(redisProcess.url)
+  t.teardown(() => { redis.disconnect() })
+  const store = new RedisStore(redis, KEY_PREFIX, 0)
+  await store.load('held')
+  t.same(await store.append([{ docId: 'held', value: entry(new Uint8Array([1, 2, 3])) }]), { lost: [] }, 'stored')
+  await redis.flushall()
+  await store.load('held') // what Compactor.compact does after the append that triggered it
+  t.same(await store.append([{ docId: 'held', value: entry(new Uint8Array([4, 5, 6])) }]), { lost: ['held'] }, 'the next append reports the document lost', { todo: 'RedisStore.load forgets `held` when it finds nothing stored' })
+})
+
+// The append script finds a loss only when the log and the snapshot are both gone. Eviction takes
+// keys one at a time, and under allkeys-lru a compacted document's snapshot (written only by
+// compactions) is idler than its log (written by every append): with the snapshot alone gone the
+// log's entries depend on content no longer stored, and with the log alone gone so do the next
+// ones. A fresh node then loads nothing of what the snapshot held (seen end to end: 0 of 68 edits
+// when the snapshot alone was deleted and the document unloaded before its next compaction).
+for (const lose of ['snapshot', 'log'] as const) {
+  t.test(`only the ${lose} of a compacted document lost: the next append reports the loss`, async t => {
+    const redisProcess = await startRedis()
+    t.teardown(redisProcess.cleanup)
+    const redis = new Redis(redisProcess.url)
+    t.teardown(() => { redis.disconnect() })
+    const store = new RedisStore(redis, KEY_PREFIX, 0)
+    const keys = documentKeys(KEY_PREFIX, 'partial')
+    await store.load('partial')
+    await store.append([{ docId: 'partial', value: entry(new Uint8Array([1, 2, 3])) }])
+    const stored = await store.load('partial')
+    await store.compact('partial', new Uint8Array([1, 2, 3]), stored.cursor!)
+    await store.append([{ docId: 'partial', value: entry(new Uint8Array([4, 5, 6])) }])
+    t.equal(await redis.exists(keys.snapshot, keys.log), 2, 'a snapshot and a log')
+    await redis.del(lose === 'snapshot' ? keys.snapshot : keys.log)
+    t.same(await store.append([{ docId: 'partial', value: entry(new Uint8Array([7, 8, 9])) }]), { lost: ['partial'] }, 'the next append reports the document lost', { todo: 'APPEND_SCRIPT answers 0 only when both keys are gone' })
+  })
+}
