@@ -231,3 +231,22 @@ t.test('a version listed before kill -9 is readable after the restart', async t 
   Y.applyUpdate(copy, state.bytes)
   t.equal(copy.getText('text').toString(), 'kept through a crash')
 })
+
+t.test('two nodes: each automatic version is taken once per document, with the authors of both nodes', async t => {
+  const redis = await startRedis()
+  t.teardown(redis.cleanup)
+  const nodes = [await startTestServer({ ...ENV, REDIS_URL: redis.url, NODE_ID: 'auto-1' }), await startTestServer({ ...ENV, REDIS_URL: redis.url, NODE_ID: 'auto-2' })]
+  t.teardown(async () => { for (const n of nodes) await n.close() })
+  const token = await signToken({ sub: 'auditor' })
+  const alice = await writer(t, nodes[0]!, 'shared-doc', 'alice')
+  const bob = await writer(t, nodes[1]!, 'shared-doc', 'bob')
+  for (let round = 0; round < 3; round++) {
+    alice.doc.getArray('log').push([`alice ${round}`])
+    bob.doc.getArray('log').push([`bob ${round}`])
+    await waitFor(async () => (await api(nodes[1]!.port, 'GET', '/documents/shared-doc/versions', token)).json?.versions?.length === round + 1, `version ${round + 1}`, 5_000)
+    await sleep(1_500) // longer than the idle time: a duplicate would have appeared by now
+    const versions = (await api(nodes[0]!.port, 'GET', '/documents/shared-doc/versions', token)).json.versions as Meta[]
+    t.equal(versions.length, round + 1, `round ${round}: one version for both nodes' edits`)
+    t.same(versions[0]!.authors, ['alice', 'bob'], `round ${round}: authors from both nodes`)
+  }
+})

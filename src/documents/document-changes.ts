@@ -67,6 +67,8 @@ export interface DocumentChangesOptions {
   onPresenceError?: (doc: LiveDocument, err: unknown) => void
   /** Called after each change made on this node (not for peers' changes) with its origin; webhooks and version history use it. */
   onLocalChange: ((docId: string, origin: unknown) => void) | null
+  /** Called after each change a peer node made (version history keeps the same timing on every node). */
+  onPeerChange?: ((docId: string) => void) | null
 }
 
 /**
@@ -88,6 +90,7 @@ export class DocumentChanges implements DocumentLifecycle {
   private readonly presenceGraceMs: number
   private readonly onPresenceError: (doc: LiveDocument, err: unknown) => void
   private readonly onLocalChange: ((docId: string, origin: unknown) => void) | null
+  private readonly onPeerChange: ((docId: string) => void) | null
 
   constructor (options: DocumentChangesOptions) {
     this.fanout = options.localFanout
@@ -99,6 +102,7 @@ export class DocumentChanges implements DocumentLifecycle {
     this.presenceGraceMs = options.presenceGraceMs ?? 0
     this.onPresenceError = options.onPresenceError ?? (() => {})
     this.onLocalChange = options.onLocalChange
+    this.onPeerChange = options.onPeerChange ?? null
   }
 
   /**
@@ -253,6 +257,7 @@ export class DocumentChanges implements DocumentLifecycle {
     const message = frame ?? encodeSyncUpdate(update)
     if (!this.fannedOutLarge(doc, message, transaction, null)) this.publishToAll(doc, 'sync-update', message)
     this.store.enqueue(doc.id, update)
+    this.onPeerChange?.(doc.id)
   }
 
   /**

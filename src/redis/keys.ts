@@ -13,6 +13,10 @@ export function documentKeys (prefix: string, docId: string): {
   versionMeta: string
   /** Version id to state (a hash). */
   versionState: string
+  /** The node taking the document's next automatic version (a string with an expiry). */
+  versionClaim: string
+  /** Authors of changes not yet in a version, from every node (a set). */
+  versionAuthors: string
   channel: string
   participantNodes: string
   participants: (nodeId: string) => string
@@ -26,6 +30,8 @@ export function documentKeys (prefix: string, docId: string): {
     versions: `${base}:versions`,
     versionMeta: `${base}:version-meta`,
     versionState: `${base}:version-state`,
+    versionClaim: `${base}:version-claim`,
+    versionAuthors: `${base}:version-authors`,
     channel: `${base}:bridge`,
     participantNodes: `${base}:participant-nodes`,
     participants: nodeId => `${base}:participants:${nodeId}`,

@@ -41,6 +41,8 @@ import { handleUpgrade } from './upgrade.js'
 import { KeepAlive } from './keep-alive.js'
 import { registerVersionRoutes } from './version-routes.js'
 import { VersionHistory } from '../versions/version-history.js'
+import { SINGLE_NODE_CLAIMS } from '../versions/version-claims.js'
+import { RedisVersionClaims } from '../cluster/redis-version-claims.js'
 
 export interface CollabServer {
   readonly port: number
@@ -113,13 +115,16 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
       webhook?.noteChange(docId)
       // Authors are the verified users of the connections whose edits changed the document.
       versions.noteChange(docId, origin instanceof Connection ? origin.userId : null)
-    }
+    },
+    onPeerChange: docId => { versions.notePeerChange(docId) }
   })
   const versions: VersionHistory = new VersionHistory(store, {
     idleMs: config.versions.idleMs,
     maxIntervalMs: config.versions.maxIntervalMs,
     retention: { keepAllMs: config.versions.keepAllMs, hourlyUntilMs: VERSION_HOURLY_FOR_MS, retentionMs: config.versions.retentionMs, maxBytesPerDocument: config.versions.maxBytesPerDocument }
-  }, docId => registry.get(docId)?.encodeFullState() ?? null, log, metrics)
+  }, docId => registry.get(docId)?.encodeFullState() ?? null, log, metrics, cluster === null || clusterConfig === null
+    ? SINGLE_NODE_CLAIMS
+    : new RedisVersionClaims(cluster.connections.commands, clusterConfig.keyPrefix, config.nodeId, Math.max(3600, 2 * config.versions.maxIntervalMs / 1000)))
   const lifecycle: DocumentLifecycle[] = peerLinks === null ? [changes, versions] : [peerLinks, changes, versions]
   const registry: DocumentRegistry = new DocumentRegistry(store, writeBehind, compactor, {
     idleUnloadMs: config.docIdleUnloadMs,

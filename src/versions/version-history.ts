@@ -4,6 +4,7 @@ import type { LiveDocument } from '../documents/live-document.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { VersionMeta, VersionReason, VersionStore } from '../persistence/document-store.js'
 import { versionsToDrop, type RetentionPolicy } from './retention.js'
+import { SINGLE_NODE_CLAIMS, type VersionClaims } from './version-claims.js'
 import { newVersionId } from './version-id.js'
 
 export interface VersionHistoryOptions {
@@ -33,6 +34,8 @@ const RETENTION_SCAN_LIMIT = 100_000
  */
 export class VersionHistory implements DocumentLifecycle {
   private readonly unversioned = new Map<string, Unversioned>()
+  /** Documents whose automatic version is being decided or written. */
+  private readonly taking = new Set<string>()
   private timer: NodeJS.Timeout | null = null
 
   constructor (
@@ -41,19 +44,26 @@ export class VersionHistory implements DocumentLifecycle {
     /** A loaded document's full state (null when it is not loaded here). */
     private readonly stateOf: (docId: string) => Uint8Array | null,
     private readonly log: Logger,
-    private readonly metrics?: Metrics
+    private readonly metrics?: Metrics,
+    private readonly claims: VersionClaims = SINGLE_NODE_CLAIMS
   ) {}
 
   /** A change made on this node (by `author`, when a verified user made it) changed the document. */
   noteChange (docId: string, author: string | null): void {
-    const now = Date.now()
-    let entry = this.unversioned.get(docId)
-    if (entry === undefined) {
-      entry = { firstChangeAt: now, lastChangeAt: now, authors: new Set() }
-      this.unversioned.set(docId, entry)
+    const entry = this.touch(docId)
+    if (author !== null && !entry.authors.has(author)) {
+      entry.authors.add(author)
+      // Whichever node takes the version names this author too.
+      this.claims.addAuthors(docId, [author]).catch(err => { this.log.debug({ docId, err }, 'version author not recorded for the other nodes') })
     }
-    entry.lastChangeAt = now
-    if (author !== null) entry.authors.add(author)
+  }
+
+  /**
+   * A peer's change reached this node: every node holding the document keeps the same timing, so
+   * they decide together and the claim picks one of them.
+   */
+  notePeerChange (docId: string): void {
+    this.touch(docId)
   }
 
   start (): void {
@@ -71,8 +81,15 @@ export class VersionHistory implements DocumentLifecycle {
   async create (docId: string, reason: VersionReason, label: string | null, state: Uint8Array): Promise<VersionMeta> {
     const pending = this.unversioned.get(docId)
     this.unversioned.delete(docId)
+    const authors = new Set(pending?.authors ?? [])
+    try {
+      for (const author of await this.claims.takeAuthors(docId)) authors.add(author)
+      if (reason !== 'auto') await this.claims.mark(docId, this.options.idleMs)
+    } catch (err) {
+      this.log.debug({ docId, err }, 'other nodes\' version authors unavailable')
+    }
     const now = Date.now()
-    const meta: VersionMeta = { id: newVersionId(now), createdAt: new Date(now).toISOString(), reason, label, bytes: state.length, authors: [...(pending?.authors ?? [])].sort() }
+    const meta: VersionMeta = { id: newVersionId(now), createdAt: new Date(now).toISOString(), reason, label, bytes: state.length, authors: [...authors].sort() }
     try {
       await this.store.saveVersion(docId, meta, state)
     } catch (err) {
@@ -120,16 +137,39 @@ export class VersionHistory implements DocumentLifecycle {
   }
 
   private async takeAutomatic (docId: string): Promise<void> {
-    const state = this.stateOf(docId)
-    if (state === null) {
-      this.unversioned.delete(docId)
-      return
-    }
+    if (this.taking.has(docId)) return
+    this.taking.add(docId)
     try {
+      const entry = this.unversioned.get(docId)
+      const seen = entry?.lastChangeAt
+      if (!await this.claims.claim(docId, this.options.idleMs)) {
+        // Another node takes this one (it holds the same changes); later changes wait for the next.
+        if (this.unversioned.get(docId)?.lastChangeAt === seen) this.unversioned.delete(docId)
+        return
+      }
+      // Read after the claim: the version holds every change this node had until now.
+      const state = this.stateOf(docId)
+      if (state === null) {
+        this.unversioned.delete(docId)
+        return
+      }
       await this.create(docId, 'auto', null, state)
     } catch (err) {
       this.log.warn({ docId, err }, 'automatic version failed; will retry')
+    } finally {
+      this.taking.delete(docId)
     }
+  }
+
+  private touch (docId: string): Unversioned {
+    const now = Date.now()
+    let entry = this.unversioned.get(docId)
+    if (entry === undefined) {
+      entry = { firstChangeAt: now, lastChangeAt: now, authors: new Set() }
+      this.unversioned.set(docId, entry)
+    }
+    entry.lastChangeAt = now
+    return entry
   }
 
   private restorePending (docId: string, pending: Unversioned): void {
