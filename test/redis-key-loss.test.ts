@@ -179,9 +179,7 @@ t.test('keys that expired while the document was loaded are written again from m
   await waitFor(() => reader.doc.getText('t').toString() === 'before expiry. after expiry.', 'the whole text')
 })
 
-// Known gaps in RedisStore, reported rather than fixed here (src/persistence is being changed
-// elsewhere). Each runs and its last assertion is a todo: it reports "not ok # TODO" without
-// failing the suite; remove the todo with the fix.
+// Losses a first version of the store did not notice, one key or one load at a time.
 
 function entry (update: Uint8Array): Uint8Array {
   const builder = new EntryBuilder(update.length)
@@ -189,11 +187,9 @@ function entry (update: Uint8Array): Uint8Array {
   return builder.finish()
 }
 
-// In Redis mode Compactor.compact reads the document with store.load, and RedisStore.load forgets
-// that the node held the document when it finds nothing stored. If the keys are lost between the
-// append that triggers a compaction and that load, the next append finds the node no longer
-// holding the document, writes its entry on top of nothing and reports no loss: the store keeps
-// only edits that depend on content it no longer has.
+// In Redis mode Compactor.compact reads the document with store.load. If the keys are lost between
+// the append that triggers a compaction and that load, the load must not make the node forget it
+// held the document, or the next append would write on top of nothing and report no loss.
 t.test('a load between the loss of the keys and the next append (the compactor\'s) does not hide the loss', async t => {
   const redisProcess = await startRedis()
   t.teardown(redisProcess.cleanup)
@@ -204,15 +200,13 @@ t.test('a load between the loss of the keys and the next append (the compactor\'
   t.same(await store.append([{ docId: 'held', value: entry(new Uint8Array([1, 2, 3])) }]), { lost: [] }, 'stored')
   await redis.flushall()
   await store.load('held') // what Compactor.compact does after the append that triggered it
-  t.same(await store.append([{ docId: 'held', value: entry(new Uint8Array([4, 5, 6])) }]), { lost: ['held'] }, 'the next append reports the document lost', { todo: 'RedisStore.load forgets `held` when it finds nothing stored' })
+  t.same(await store.append([{ docId: 'held', value: entry(new Uint8Array([4, 5, 6])) }]), { lost: ['held'] }, 'the next append reports the document lost')
 })
 
-// The append script finds a loss only when the log and the snapshot are both gone. Eviction takes
-// keys one at a time, and under allkeys-lru a compacted document's snapshot (written only by
-// compactions) is idler than its log (written by every append): with the snapshot alone gone the
-// log's entries depend on content no longer stored, and with the log alone gone so do the next
-// ones. A fresh node then loads nothing of what the snapshot held (seen end to end: 0 of 68 edits
-// when the snapshot alone was deleted and the document unloaded before its next compaction).
+// Eviction takes keys one at a time, and under allkeys-lru a compacted document's snapshot (written
+// only by compactions) is idler than its log (written by every append): with the snapshot alone
+// gone the log's entries depend on content no longer stored, and with the log alone gone so do the
+// next ones (seen end to end before the fix: a fresh node loaded 0 of 68 edits).
 for (const lose of ['snapshot', 'log'] as const) {
   t.test(`only the ${lose} of a compacted document lost: the next append reports the loss`, async t => {
     const redisProcess = await startRedis()
@@ -228,6 +222,6 @@ for (const lose of ['snapshot', 'log'] as const) {
     await store.append([{ docId: 'partial', value: entry(new Uint8Array([4, 5, 6])) }])
     t.equal(await redis.exists(keys.snapshot, keys.log), 2, 'a snapshot and a log')
     await redis.del(lose === 'snapshot' ? keys.snapshot : keys.log)
-    t.same(await store.append([{ docId: 'partial', value: entry(new Uint8Array([7, 8, 9])) }]), { lost: ['partial'] }, 'the next append reports the document lost', { todo: 'APPEND_SCRIPT answers 0 only when both keys are gone' })
+    t.same(await store.append([{ docId: 'partial', value: entry(new Uint8Array([7, 8, 9])) }]), { lost: ['partial'] }, 'the next append reports the document lost')
   })
 }

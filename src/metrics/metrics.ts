@@ -56,7 +56,7 @@ export class Metrics {
   readonly writeBehindPendingBytes = new Gauge({ name: 'collab_write_behind_pending_bytes', help: 'Update bytes applied but not yet in the store', registers: [this.registry] })
   readonly writeBehindPendingDocuments = new Gauge({ name: 'collab_write_behind_pending_documents', help: 'Documents with updates not yet in the store', registers: [this.registry] })
   readonly storeFlushSeconds = new Histogram({ name: 'collab_store_flush_seconds', help: 'Duration of one write-behind flush (one store write for all documents)', buckets: [0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1, 5], registers: [this.registry] })
-  readonly storeErrors = new Counter({ name: 'collab_store_errors_total', help: 'Failed store operations by operation (load, append, compact)', labelNames: ['operation'], registers: [this.registry] })
+  readonly storeErrors = new Counter({ name: 'collab_store_errors_total', help: 'Failed store operations by operation (load, append, compact; lost: the store lost a loaded document, whose full state was written again)', labelNames: ['operation'], registers: [this.registry] })
   readonly databaseQuerySeconds = new Histogram({ name: 'collab_database_query_seconds', help: 'PostgreSQL store: duration of each query or transaction, by operation', labelNames: ['operation'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30], registers: [this.registry] })
   readonly databaseErrors = new Counter({ name: 'collab_database_errors_total', help: 'PostgreSQL store: failed queries by operation', labelNames: ['operation'], registers: [this.registry] })
 

@@ -30,14 +30,21 @@ return 1
  * Appends one log entry and refreshes the document's expiry atomically in one command: every node
  * of a cluster writes every update, so the per-document cost of a flush (commands, ioredis
  * pipeline objects, promises) is paid once per node. Writes nothing and answers 0 when the node
- * held stored state for the document and both keys are gone (the entry depends on content that is
- * no longer stored: the node writes the full state instead), 2 when the document was deleted.
+ * held stored state for the document and it is gone (the entry depends on content that is no
+ * longer stored: the node writes the full state instead), 2 when the document was deleted. Gone
+ * means the stream key is missing (trimming never removes it: only a flush, an eviction, an expiry
+ * or a DEL does) or, for a node that saw a snapshot, the snapshot is missing (eviction takes keys
+ * one at a time).
  *   KEYS[1] update stream   KEYS[2] snapshot hash   KEYS[3] deletion tombstone
  *   ARGV[1] entry value   ARGV[2] TTL seconds (0 = none)   ARGV[3] '1' if the node held stored state
+ *   ARGV[4] '1' if the node saw a snapshot of the document
  */
 const APPEND_SCRIPT = `
 if redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
-if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+if ARGV[3] == '1' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+  if ARGV[4] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+end
 redis.call('XADD', KEYS[1], '*', 'u', ARGV[1])
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
@@ -48,7 +55,7 @@ return 1
 `
 
 type RedisClient = Redis | Cluster
-type AppendCommand = (logKey: string, snapKey: string, tombstoneKey: string, value: Buffer, ttl: number, held: '0' | '1') => Promise<number>
+type AppendCommand = (logKey: string, snapKey: string, tombstoneKey: string, value: Buffer, ttl: number, held: '0' | '1', snapshotSeen: '0' | '1') => Promise<number>
 type CompactCommand = (snapKey: string, logKey: string, expected: string, snapshot: Buffer, cursor: string, minId: string, ttl: number) => Promise<number>
 
 /**
@@ -65,6 +72,8 @@ export class RedisStore implements DocumentStore {
   readonly name = 'redis'
   /** Documents this node loaded with stored state or appended to: their keys must exist. */
   private readonly held = new Set<string>()
+  /** Held documents of which this node saw a snapshot (loaded or compacted): it must exist. */
+  private readonly snapshotSeen = new Set<string>()
 
   constructor (
     private readonly redis: RedisClient,
@@ -111,8 +120,10 @@ export class RedisStore implements DocumentStore {
       lastId = id.toString()
     }
     const cursor = updates.length === 0 ? null : `${snapCursor}|${lastId}`
+    // Never un-held here: the compactor loads too, and a load that finds the keys gone must leave
+    // the next append to report the loss.
     if (updates.length > 0) this.held.add(docId)
-    else this.held.delete(docId)
+    if (snap.data !== undefined && snap.data.length > 0) this.snapshotSeen.add(docId)
     return { updates, cursor, bytes }
   }
 
@@ -123,18 +134,20 @@ export class RedisStore implements DocumentStore {
     await Promise.all(entries.map(async ({ docId, value }) => {
       const keys = documentKeys(this.prefix, docId)
       const held = this.held.has(docId) ? '1' : '0'
-      const result = await appendCommand.call(this.redis, keys.log, keys.snapshot, keys.tombstone, Buffer.from(value.buffer, value.byteOffset, value.byteLength), this.ttlSeconds, held)
+      const snapshotSeen = this.snapshotSeen.has(docId) ? '1' : '0'
+      const result = await appendCommand.call(this.redis, keys.log, keys.snapshot, keys.tombstone, Buffer.from(value.buffer, value.byteOffset, value.byteLength), this.ttlSeconds, held, snapshotSeen)
       if (result === 0) lost.add(docId)
       else if (result === 1 && !lost.has(docId)) this.held.add(docId)
     }))
     // The next write of a lost document (its full state) starts its keys afresh.
-    for (const docId of lost) this.held.delete(docId)
+    for (const docId of lost) { this.held.delete(docId); this.snapshotSeen.delete(docId) }
     return lost.size === 0 ? NOTHING_LOST : { lost: [...lost] }
   }
 
   /** The document left this node: its keys are no longer this node's to watch. */
   forget (docId: string): void {
     this.held.delete(docId)
+    this.snapshotSeen.delete(docId)
   }
 
   /** Shared by every node: another node may have appended entries this one has not applied. */
@@ -147,7 +160,8 @@ export class RedisStore implements DocumentStore {
     if (lastId === '' || lastId === expected) return // nothing in the stream to absorb
     const keys = documentKeys(this.prefix, docId)
     const compactCommand = (this.redis as unknown as { collabCompact: CompactCommand }).collabCompact
-    await compactCommand.call(this.redis, keys.snapshot, keys.log, expected, Buffer.from(snapshot), lastId, nextStreamId(lastId), this.ttlSeconds)
+    const written = await compactCommand.call(this.redis, keys.snapshot, keys.log, expected, Buffer.from(snapshot), lastId, nextStreamId(lastId), this.ttlSeconds)
+    if (written === 1) this.snapshotSeen.add(docId)
   }
 
   async saveVersion (docId: string, meta: VersionMeta, state: Uint8Array): Promise<void> {
@@ -181,6 +195,7 @@ export class RedisStore implements DocumentStore {
 
   async delete (docId: string, tombstoneSeconds = 0): Promise<void> {
     this.held.delete(docId)
+    this.snapshotSeen.delete(docId)
     const keys = documentKeys(this.prefix, docId)
     const transaction = this.redis.multi().del(keys.snapshot).del(keys.log).del(keys.versions).del(keys.versionMeta).del(keys.versionState)
     if (tombstoneSeconds > 0) transaction.set(keys.tombstone, '1', 'EX', tombstoneSeconds)
