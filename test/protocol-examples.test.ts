@@ -41,7 +41,9 @@ t.test('the hex examples in protocol.md match the encoders', async t => {
     'permission denied': encodePermissionDenied('read-only access: updates are not accepted'),
     'query-awareness': new Uint8Array([3]),
     'offline batch `b1` with the insert': encodeOfflineBatch({ batchId: 'b1', updates: [update] }),
-    'batch ack `b1`, applied, before `00`, after `01 01 02`': encodeBatchAck({ batchId: 'b1', outcome: 0, stateVectorBefore: emptyStateVector, stateVectorAfter: stateVector }),
+    'batch ack `b1`, applied, before `00`, after `01 01 02`, no version': encodeBatchAck({ batchId: 'b1', outcome: 0, stateVectorBefore: emptyStateVector, stateVectorAfter: stateVector, versionId: '' }),
+    'batch ack `b1`, applied, before `00`, after `01 01 02`, version `v7`': encodeBatchAck({ batchId: 'b1', outcome: 0, stateVectorBefore: emptyStateVector, stateVectorAfter: stateVector, versionId: 'v7' }),
+    'offline batch `b1` with the insert, synced at `00`': encodeOfflineBatch({ batchId: 'b1', updates: [update], syncedStateVector: emptyStateVector }),
     'error for `b1`, code 1, `bad`': encodeExtensionError({ batchId: 'b1', code: 1, message: 'bad' })
   }
   const documented = documentedExamples()

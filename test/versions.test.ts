@@ -1,6 +1,8 @@
 import { rmSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import * as Y from 'yjs'
+import { connectBatchClient } from './helpers/batch-clients.js'
+import { waitSynced } from './helpers/clients.js'
 import { spawnServer } from './helpers/process.js'
 import { stockProvider } from './helpers/providers.js'
 import { startRedis } from './helpers/redis.js'
@@ -249,4 +251,43 @@ t.test('two nodes: each automatic version is taken once per document, with the a
     t.equal(versions.length, round + 1, `round ${round}: one version for both nodes' edits`)
     t.same(versions[0]!.authors, ['alice', 'bob'], `round ${round}: authors from both nodes`)
   }
+})
+
+t.test('an offline merge into a document others changed takes a before-offline-merge version, whose id the ack carries', async t => {
+  const node = await startTestServer(ENV)
+  t.teardown(node.close)
+  const token = await signToken({ sub: 'traveller' })
+  const traveller = connectBatchClient(node.url, 'merged-doc', token)
+  t.teardown(() => traveller.destroy())
+  const colleague = await writer(t, node, 'merged-doc', 'colleague')
+  await waitSynced(traveller)
+  traveller.doc.getText('t').insert(0, 'Shared start. ')
+  await waitFor(() => colleague.doc.getText('t').toString() === 'Shared start. ', 'colleague sees it')
+  await sleep(1_500) // the automatic version of that is taken; what follows is the merge's own
+
+  traveller.provider.disconnect()
+  colleague.doc.getText('t').insert(colleague.doc.getText('t').length, 'Colleague wrote this meanwhile. ')
+  await sleep(100)
+  traveller.doc.getText('t').insert(0, 'Written on the train. ')
+  const ack = new Promise<{ versionId: string }>(resolve => { traveller.batches.onAck(a => resolve(a)) })
+  traveller.provider.connect()
+  const { versionId } = await ack
+  t.ok(versionId !== '', `the ack names the version taken before the merge (${versionId})`)
+  const versions = (await api(node.port, 'GET', '/documents/merged-doc/versions', token)).json.versions as Meta[]
+  const merge = versions.find(v => v.id === versionId)
+  t.equal(merge?.reason, 'before-offline-merge')
+  t.same(merge?.authors, ['colleague'], 'the authors of what the merge met, not the traveller')
+  const before = await api(node.port, 'GET', `/documents/merged-doc/versions/${versionId}/json`, token)
+  t.same(before.json, { t: 'Shared start. Colleague wrote this meanwhile. ' }, 'the document as it was right before the merge')
+  await waitFor(() => colleague.doc.getText('t').toString().includes('train'), 'the merge reached the colleague')
+
+  // Offline again, but nobody else wrote meanwhile: nothing was overwritten, no version needed.
+  await sleep(1_500)
+  traveller.provider.disconnect()
+  traveller.doc.getText('t').insert(0, 'Alone. ')
+  const second = new Promise<{ versionId: string }>(resolve => { traveller.batches.onAck(a => resolve(a)) })
+  traveller.provider.connect()
+  t.equal((await second).versionId, '', 'no version when the document gained nothing from others')
+  const after = (await api(node.port, 'GET', '/documents/merged-doc/versions', token)).json.versions as Meta[]
+  t.equal(after.filter(v => v.reason === 'before-offline-merge').length, 1, 'still one before-offline-merge version')
 })

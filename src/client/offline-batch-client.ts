@@ -71,6 +71,8 @@ const WS_OPEN = 1
  */
 export class OfflineBatchClient {
   private recorded: Uint8Array[] = []
+  /** The document's state vector when the connection was last lost (sent with recorded edits). */
+  private syncedStateVector: Uint8Array | undefined
   private readonly pending: PendingBatch[] = []
   private readonly ackListeners = new Set<(ack: BatchAck) => void>()
   private readonly options: Required<OfflineBatchOptions>
@@ -79,6 +81,7 @@ export class OfflineBatchClient {
   }
 
   private readonly onStatus: StatusHandler = event => {
+    if (event.status === 'disconnected' && this.recorded.length === 0) this.syncedStateVector = Y.encodeStateVector(this.provider.doc)
     if (event.status === 'connected') {
       for (const batch of this.pending) batch.sent = false
       if (this.options.autoSend && this.recorded.length > 0) void this.sendRecorded().catch(() => {})
@@ -120,7 +123,7 @@ export class OfflineBatchClient {
     if (this.recorded.length === 0) return null
     const updates = this.recorded
     this.recorded = []
-    return await this.send(updates)
+    return await this.send(updates, randomBatchId(), this.syncedStateVector)
   }
 
   /**
@@ -128,9 +131,9 @@ export class OfflineBatchClient {
    * acknowledgement of the last one, once every one is acknowledged: then they are all durable.
    * Rejects with BatchRejectedError if the server refuses a batch for good.
    */
-  async send (updates: Uint8Array[], batchId = randomBatchId()): Promise<BatchAck> {
+  async send (updates: Uint8Array[], batchId = randomBatchId(), syncedStateVector?: Uint8Array): Promise<BatchAck> {
     const groups = this.split(updates)
-    const acks = await Promise.all(groups.map(async (group, i) => await this.enqueue(groups.length === 1 ? batchId : `${batchId}.${i}`, group)))
+    const acks = await Promise.all(groups.map(async (group, i) => await this.enqueue(groups.length === 1 ? batchId : `${batchId}.${i}`, group, syncedStateVector)))
     return acks[acks.length - 1]!
   }
 
@@ -146,9 +149,10 @@ export class OfflineBatchClient {
     return byteRuns(updates, this.options.maxBatchBytes)
   }
 
-  private async enqueue (batchId: string, updates: Uint8Array[]): Promise<BatchAck> {
+  private async enqueue (batchId: string, updates: Uint8Array[], syncedStateVector?: Uint8Array): Promise<BatchAck> {
     return await new Promise<BatchAck>((resolve, reject) => {
-      this.pending.push({ batchId, frame: encodeOfflineBatch({ batchId, updates }), resolve, reject, sent: false })
+      const frame = encodeOfflineBatch(syncedStateVector === undefined ? { batchId, updates } : { batchId, updates, syncedStateVector })
+      this.pending.push({ batchId, frame, resolve, reject, sent: false })
       this.pump()
     })
   }

@@ -51,6 +51,11 @@ export const MAX_BATCH_ID_LENGTH = 128
 export interface OfflineBatch {
   batchId: string
   updates: Uint8Array[]
+  /**
+   * Optional: the state vector the client's document had when it last lost its connection. When
+   * the server's document gained nothing from others since, the merge needs no version first.
+   */
+  syncedStateVector?: Uint8Array
 }
 
 export interface BatchAck {
@@ -58,6 +63,8 @@ export interface BatchAck {
   outcome: BatchOutcomeValue
   stateVectorBefore: Uint8Array
   stateVectorAfter: Uint8Array
+  /** The `before-offline-merge` version taken (or reused) for this merge; '' when none was needed. */
+  versionId: string
 }
 
 export interface ExtensionError {
@@ -72,6 +79,7 @@ export function encodeOfflineBatch (batch: OfflineBatch): Uint8Array {
   encoding.writeVarString(encoder, batch.batchId)
   encoding.writeVarUint(encoder, batch.updates.length)
   for (const update of batch.updates) encoding.writeVarUint8Array(encoder, update)
+  if (batch.syncedStateVector !== undefined) encoding.writeVarUint8Array(encoder, batch.syncedStateVector)
   return encoding.toUint8Array(encoder)
 }
 
@@ -87,8 +95,9 @@ export function readOfflineBatchBody (decoder: decoding.Decoder, maxUpdates: num
   if (count > maxUpdates) throw new BatchTooLargeError(batchId, `batch has ${count} updates, at most ${maxUpdates} are accepted`)
   const updates: Uint8Array[] = []
   for (let i = 0; i < count; i++) updates.push(decoding.readVarUint8Array(decoder))
+  const syncedStateVector = decoding.hasContent(decoder) ? decoding.readVarUint8Array(decoder) : undefined
   if (decoding.hasContent(decoder)) throw new Error('trailing bytes after offline batch')
-  return { batchId, updates }
+  return syncedStateVector === undefined ? { batchId, updates } : { batchId, updates, syncedStateVector }
 }
 
 export class BatchTooLargeError extends Error {
@@ -104,6 +113,8 @@ export function encodeBatchAck (ack: BatchAck): Uint8Array {
   encoding.writeVarUint(encoder, ack.outcome)
   encoding.writeVarUint8Array(encoder, ack.stateVectorBefore)
   encoding.writeVarUint8Array(encoder, ack.stateVectorAfter)
+  // Last, so that a client reading only the fields before it is unaffected.
+  encoding.writeVarString(encoder, ack.versionId)
   return encoding.toUint8Array(encoder)
 }
 
@@ -112,7 +123,9 @@ export function readBatchAckBody (decoder: decoding.Decoder): BatchAck {
   const outcome = decoding.readVarUint(decoder) as BatchOutcomeValue
   const stateVectorBefore = decoding.readVarUint8Array(decoder)
   const stateVectorAfter = decoding.readVarUint8Array(decoder)
-  return { batchId, outcome, stateVectorBefore, stateVectorAfter }
+  // Servers before version history send no version id.
+  const versionId = decoding.hasContent(decoder) ? decoding.readVarString(decoder) : ''
+  return { batchId, outcome, stateVectorBefore, stateVectorAfter, versionId }
 }
 
 export function encodeExtensionError (error: ExtensionError): Uint8Array {

@@ -1,5 +1,6 @@
 import type { DocumentChanges } from '../documents/document-changes.js'
-import { UpdateRejectedError } from '../documents/live-document.js'
+import type { Transaction } from 'yjs'
+import { changedBy, UpdateRejectedError, type LiveDocument } from '../documents/live-document.js'
 import type { ChunkSize } from '../documents/state-chunks.js'
 import type { Metrics } from '../metrics/metrics.js'
 import {
@@ -14,6 +15,7 @@ import {
 import { sendTo, type ClientSocket, type Connection } from './connection.js'
 import type { OfflineBatches } from './offline-batch.js'
 import type { PacedSends } from './paced-sends.js'
+import type { VersionHistory } from '../versions/version-history.js'
 
 export interface ClientMessageLimits {
   /** Updates that would grow a document past this many bytes are refused (0 = no limit). */
@@ -35,8 +37,26 @@ export class ClientMessages {
     private readonly offlineBatches: OfflineBatches,
     private readonly paced: PacedSends,
     private readonly limits: ClientMessageLimits,
-    private readonly metrics: Metrics
+    private readonly metrics: Metrics,
+    private readonly versions: VersionHistory | null = null
   ) {}
+
+  /** A returning client's sync step 2, with a before-offline-merge version when it changes the document. */
+  private commitOfflineMerge (doc: LiveDocument, update: Uint8Array, forward: Uint8Array, ws: ClientSocket, conn: Connection, versions: VersionHistory): void {
+    const versionAfter = versions.planOfflineMerge(doc, conn.clientStateVector)
+    let changed = false
+    const observe = (transaction: Transaction): void => { changed ||= changedBy(transaction) }
+    doc.ydoc.on('afterTransaction', observe)
+    try {
+      this.changes.commit(doc, update, forward, conn, ws, 'always')
+    } catch (err) {
+      if (err instanceof UpdateRejectedError) throw new MalformedMessageError(`update rejected: ${err.message}`)
+      throw err
+    } finally {
+      doc.ydoc.off('afterTransaction', observe)
+      versionAfter(changed).catch(err => { conn.log.warn({ err: (err as Error).message }, 'version before an offline merge not taken') })
+    }
+  }
 
   /** What a connection receives first: the server's state vector (writers only) and who is present. */
   greet (ws: ClientSocket, conn: Connection): void {
@@ -79,6 +99,12 @@ export class ClientMessages {
           return
         }
         const forward = message.kind === 'sync-update' ? frame : step2FrameAsUpdateFrame(frame)
+        // A client of the offline-batch extension that comes back brings its offline edits in this
+        // sync step 2 (the stock provider sends them before the batch): that is the merge.
+        if (message.kind === 'sync-step2' && conn.offlineBatches && this.versions !== null) {
+          this.commitOfflineMerge(doc, message.update, forward, ws, conn, this.versions)
+          return
+        }
         try {
           this.changes.commit(doc, message.update, forward, conn, ws, 'always')
         } catch (err) {
@@ -88,6 +114,7 @@ export class ClientMessages {
         return
       }
       case 'sync-step1': {
+        if (conn.offlineBatches) conn.clientStateVector = message.stateVector.slice()
         // A large document in paced chunks, a small one in one message.
         let answer
         try {

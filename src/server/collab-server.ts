@@ -165,8 +165,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     maxUpdates: config.offlineBatchMaxUpdates,
     maxBytes: config.offlineBatchMaxBytes,
     maxDocumentBytes: config.limits.maxDocumentBytes
-  }, metrics)
-  const clientMessages = new ClientMessages(changes, offlineBatches, paced, { maxDocumentBytes: config.limits.maxDocumentBytes, chunks: chunkSize }, metrics)
+  }, metrics, versions)
+  const clientMessages = new ClientMessages(changes, offlineBatches, paced, { maxDocumentBytes: config.limits.maxDocumentBytes, chunks: chunkSize }, metrics, versions)
   const upgradesPerAddress = new AddressRateLimit({
     perSecond: config.limits.upgradesPerSecondPerAddress,
     burst: config.limits.upgradeBurstPerAddress,

@@ -45,6 +45,11 @@ export class Connection implements TokenBuckets {
   readonly doc: LiveDocument
   /** Opted in to offline batches: only then does it send or receive extension messages. */
   readonly offlineBatches: boolean
+  /**
+   * Offline-batch clients: the state vector of the client's last sync step 1 (what its document
+   * held when it came back), to tell whether its merge overwrote anyone's newer work.
+   */
+  clientStateVector: Uint8Array | undefined = undefined
   readonly expiresAt: number | undefined
   /** Set by the close handler: the socket must not be used after that. */
   closed = false

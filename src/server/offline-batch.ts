@@ -14,6 +14,7 @@ import {
   type ExtensionErrorCodeValue
 } from '../protocol/extensions.js'
 import { MalformedMessageError } from '../protocol/messages.js'
+import type { VersionHistory } from '../versions/version-history.js'
 import { sendTo, type ClientSocket, type Connection } from './connection.js'
 
 export interface BatchLimits {
@@ -36,7 +37,9 @@ export class OfflineBatches {
     private readonly changes: DocumentChanges,
     private readonly writeBehind: WriteBehind,
     private readonly limits: BatchLimits,
-    private readonly metrics: Metrics
+    private readonly metrics: Metrics,
+    /** Takes a version before a merge that changes the document (FR-CS-011). */
+    private readonly versions: VersionHistory | null = null
   ) {}
 
   /**
@@ -91,10 +94,12 @@ export class OfflineBatches {
       return
     }
     const stateVectorBefore = doc.encodeStateVector()
+    const versionAfter = this.versions?.planOfflineMerge(doc, batch.syncedStateVector) ?? null
     let changed: boolean
     try {
       changed = this.changes.commit(doc, merged, null, conn, ws, 'if-changed')
     } catch (err) {
+      void versionAfter?.(false)
       // The part Yjs integrated before failing (if any) was committed like any other change.
       this.sendError(ws, conn, batchId, ExtensionErrorCode.MalformedBatch, 'the batch failed to apply')
       throw new MalformedMessageError(`offline batch failed to apply: ${(err as Error).message}`)
@@ -103,11 +108,17 @@ export class OfflineBatches {
 
     // The acknowledgement promises durability: write now (everything pending for this document,
     // which includes the batch or the earlier copy of its content), and wait for the store.
-    const durable = this.writeBehind.flush([doc.id]).then((): BatchAck => ({
+    // The version of what the document was before it; a version that cannot be written does not
+    // hold back the acknowledgement of a durable merge (its id is then empty).
+    const versionId = versionAfter === null
+      ? Promise.resolve('')
+      : versionAfter(changed).catch(err => { conn.log.warn({ batchId, err: (err as Error).message }, 'version before an offline merge not taken'); return '' })
+    const durable = Promise.all([this.writeBehind.flush([doc.id]), versionId]).then(([, id]): BatchAck => ({
       batchId,
       outcome: changed ? BatchOutcome.Applied : BatchOutcome.AlreadyApplied,
       stateVectorBefore,
-      stateVectorAfter
+      stateVectorAfter,
+      versionId: id
     }))
     remember(doc.batches, key, durable)
     durable.then(ack => {

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino'
+import * as Y from 'yjs'
 import type { DocumentLifecycle } from '../documents/document-lifecycle.js'
 import type { LiveDocument } from '../documents/live-document.js'
 import type { Metrics } from '../metrics/metrics.js'
@@ -23,6 +24,18 @@ interface Unversioned {
   authors: Set<string>
 }
 
+/** Whether a document with state vector `current` holds anything a client at `synced` has not seen. */
+function gainedSince (current: Uint8Array, synced: Uint8Array): boolean {
+  let seen: Map<number, number>
+  try {
+    seen = Y.decodeStateVector(synced)
+  } catch {
+    return true // unreadable: assume the worst, take the version
+  }
+  for (const [client, clock] of Y.decodeStateVector(current)) if ((seen.get(client) ?? 0) < clock) return true
+  return false
+}
+
 /** Retention reads at most this many versions of a document (the policy keeps far fewer). */
 const RETENTION_SCAN_LIMIT = 100_000
 
@@ -34,6 +47,8 @@ const RETENTION_SCAN_LIMIT = 100_000
  */
 export class VersionHistory implements DocumentLifecycle {
   private readonly unversioned = new Map<string, Unversioned>()
+  /** Each document's last before-offline-merge version, reused within VERSION_IDLE_SECONDS. */
+  private readonly lastMergeVersion = new Map<string, { id: string, at: number }>()
   /** Documents whose automatic version is being decided or written. */
   private readonly taking = new Set<string>()
   private timer: NodeJS.Timeout | null = null
@@ -78,9 +93,7 @@ export class VersionHistory implements DocumentLifecycle {
   }
 
   /** Takes a version of the given state now; the authors are those of the changes since the last one. */
-  async create (docId: string, reason: VersionReason, label: string | null, state: Uint8Array): Promise<VersionMeta> {
-    const pending = this.unversioned.get(docId)
-    this.unversioned.delete(docId)
+  async create (docId: string, reason: VersionReason, label: string | null, state: Uint8Array, pending = this.detach(docId)): Promise<VersionMeta> {
     const authors = new Set(pending?.authors ?? [])
     try {
       for (const author of await this.claims.takeAuthors(docId)) authors.add(author)
@@ -101,6 +114,33 @@ export class VersionHistory implements DocumentLifecycle {
     this.log.debug({ docId, versionId: meta.id, reason, bytes: meta.bytes }, 'version taken')
     void this.applyRetention(docId)
     return meta
+  }
+
+  /**
+   * Called right before an offline batch is merged into `doc`. Returns what to call once the merge
+   * is done: it takes a before-offline-merge version of the document as it was before (if the
+   * merge changed it), or reuses the one taken for this document within VERSION_IDLE_SECONDS, and
+   * resolves with its id, or '' when none was needed: the merge changed nothing (and none was
+   * taken lately), or the client's `syncedStateVector` shows the document gained nothing from
+   * others since the client left.
+   */
+  planOfflineMerge (doc: LiveDocument, syncedStateVector: Uint8Array | undefined): (changed: boolean) => Promise<string> {
+    if (syncedStateVector !== undefined && !gainedSince(doc.encodeStateVector(), syncedStateVector)) return async () => ''
+    const recent = this.lastMergeVersion.get(doc.id)
+    // The batch usually follows the sync step 2 that already merged its edits: it gets that version.
+    if (recent !== undefined && Date.now() - recent.at < this.options.idleMs) return async () => recent.id
+    // The state and the authors as they are before the merge; the batch's author is the next version's.
+    const state = doc.encodeFullState()
+    const pending = this.detach(doc.id)
+    return async changed => {
+      if (!changed || state === null) {
+        if (pending !== undefined) this.restorePending(doc.id, pending)
+        return ''
+      }
+      const meta = await this.create(doc.id, 'before-offline-merge', null, state, pending)
+      this.lastMergeVersion.set(doc.id, { id: meta.id, at: Date.now() })
+      return meta.id
+    }
   }
 
   async delete (docId: string, versionId: string): Promise<void> {
@@ -127,6 +167,7 @@ export class VersionHistory implements DocumentLifecycle {
 
   async afterUnload (docId: string): Promise<void> {
     this.unversioned.delete(docId)
+    this.lastMergeVersion.delete(docId)
   }
 
   private sweep (): void {
@@ -159,6 +200,12 @@ export class VersionHistory implements DocumentLifecycle {
     } finally {
       this.taking.delete(docId)
     }
+  }
+
+  private detach (docId: string): Unversioned | undefined {
+    const pending = this.unversioned.get(docId)
+    this.unversioned.delete(docId)
+    return pending
   }
 
   private touch (docId: string): Unversioned {
