@@ -10,6 +10,7 @@ import { BodyTooLargeError, bearerToken, readBody, remoteAddress, sendBinary, se
 import { DocumentDeletedError, type DocumentStore } from '../persistence/document-store.js'
 import type { WriteBehind } from '../persistence/write-behind.js'
 import { restoreUpdate } from '../versions/restore.js'
+import { diffStates } from '../versions/version-diff.js'
 import { isVersionId } from '../versions/version-id.js'
 import type { VersionHistory } from '../versions/version-history.js'
 import type { AddressRateLimit } from './address-rate-limit.js'
@@ -110,6 +111,18 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
     const state = await ctx.store.loadVersion(docId, versionId!)
     if (state === null) throw notFound('version')
     if (!abort.aborted) sendJson(res, 200, documentToJson(state))
+  })
+
+  route('get', '/documents/:docId/versions/:versionId/diff', 'read', async (res, { docId, versionId, query }, _principal, abort) => {
+    const to = query.get('to') ?? 'current'
+    if (to !== 'current' && !isVersionId(to)) throw new HttpError(400, 'invalid_version_id', 'to must be a version id or "current"')
+    const from = await ctx.store.loadVersion(docId, versionId!)
+    if (from === null) throw notFound('version')
+    const target = to === 'current'
+      ? await withDocument(ctx, docId, async doc => doc.encodeFullState()!)
+      : await ctx.store.loadVersion(docId, to)
+    if (target === null) throw notFound('version')
+    if (!abort.aborted) sendJson(res, 200, { docId, from: versionId, to, types: diffStates(from, target) })
   })
 
   route('post', '/documents/:docId/versions/:versionId/restore', 'write', async (res, { docId, versionId }, principal, abort) => {
