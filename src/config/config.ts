@@ -232,6 +232,9 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     throw new ConfigError('Invalid NODE_ID: 1-64 characters from A-Z a-z 0-9 . _ : -')
   }
   checkSizeLimitsAgree(config)
+  if (config.versions.maxIntervalMs < config.versions.idleMs) {
+    throw new ConfigError('Invalid VERSION_MAX_INTERVAL_SECONDS: must be at least VERSION_IDLE_SECONDS (a version every pause, and at least this often while editing goes on)')
+  }
   if (config.database !== null && config.cluster !== null && config.cluster.docTtlSeconds > 0) {
     // Redis holds no documents then: an expiry there would silently do nothing.
     throw new ConfigError('Invalid DOC_TTL_SECONDS: it expires documents stored in Redis; with DATABASE_URL documents live in PostgreSQL and are kept until deleted, so leave DOC_TTL_SECONDS unset')

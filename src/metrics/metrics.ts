@@ -69,6 +69,8 @@ export class Metrics {
 
   readonly versionsCreated = new Counter({ name: 'collab_versions_created_total', help: 'Document versions taken, by reason (auto, named, before-restore, before-offline-merge)', labelNames: ['reason'], registers: [this.registry] })
   readonly versionsDeleted = new Counter({ name: 'collab_versions_deleted_total', help: 'Document versions deleted by retention or the API', registers: [this.registry] })
+  readonly versionBytesWritten = new Counter({ name: 'collab_version_bytes_written_total', help: 'Bytes of version state this node wrote to the store', registers: [this.registry] })
+  readonly versionBytesDeleted = new Counter({ name: 'collab_version_bytes_deleted_total', help: 'Bytes of version state this node deleted (retention, API); written minus deleted, summed over nodes, is what versions hold in the store', registers: [this.registry] })
   readonly offlineBatches = new Counter({ name: 'collab_offline_batches_total', help: 'Offline batches by result (applied, already-applied, rejected, store-failed)', labelNames: ['result'], registers: [this.registry] })
 
   private readonly eventLoop: EventLoopMetrics | null = null

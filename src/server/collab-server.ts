@@ -14,7 +14,7 @@ import type { DocumentLifecycle } from '../documents/document-lifecycle.js'
 import { LocalParticipants, type ParticipantDirectory } from '../documents/participants.js'
 import { DocumentRegistry } from '../documents/registry.js'
 import { Metrics } from '../metrics/metrics.js'
-import type { DocumentStore } from '../persistence/document-store.js'
+import type { DocumentStore, VersionMeta } from '../persistence/document-store.js'
 import { LevelDbStore } from '../persistence/leveldb-store.js'
 import { DatabasePool } from '../persistence/postgres-pool.js'
 import { PostgresStore } from '../persistence/postgres-store.js'
@@ -121,7 +121,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   const versions: VersionHistory = new VersionHistory(store, {
     idleMs: config.versions.idleMs,
     maxIntervalMs: config.versions.maxIntervalMs,
-    retention: { keepAllMs: config.versions.keepAllMs, hourlyUntilMs: VERSION_HOURLY_FOR_MS, retentionMs: config.versions.retentionMs, maxBytesPerDocument: config.versions.maxBytesPerDocument }
+    retention: { keepAllMs: config.versions.keepAllMs, hourlyUntilMs: VERSION_HOURLY_FOR_MS, retentionMs: config.versions.retentionMs, maxBytesPerDocument: config.versions.maxBytesPerDocument },
+    ...(webhook === null ? {} : { onCreated: (docId: string, meta: VersionMeta) => { webhook.noteVersion(docId, meta) } })
   }, docId => registry.get(docId)?.encodeFullState() ?? null, log, metrics, cluster === null || clusterConfig === null
     ? SINGLE_NODE_CLAIMS
     : new RedisVersionClaims(cluster.connections.commands, clusterConfig.keyPrefix, config.nodeId, Math.max(3600, 2 * config.versions.maxIntervalMs / 1000)))

@@ -139,8 +139,9 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
   })
 
   route('del', '/documents/:docId/versions/:versionId', 'admin', async (res, { docId, versionId }, _principal, abort) => {
-    if (await ctx.store.loadVersion(docId, versionId!) === null) throw notFound('version')
-    await ctx.versions.delete(docId, versionId!)
+    const state = await ctx.store.loadVersion(docId, versionId!)
+    if (state === null) throw notFound('version')
+    await ctx.versions.delete(docId, versionId!, state.length)
     if (!abort.aborted) res.cork(() => { res.writeStatus('204 No Content').end() })
   })
 }

@@ -14,6 +14,8 @@ export interface VersionHistoryOptions {
   /** ... and at least this often while it keeps changing. */
   maxIntervalMs: number
   retention: RetentionPolicy
+  /** Told of every version this node took (the change webhook). */
+  onCreated?: (docId: string, meta: VersionMeta) => void
 }
 
 /** Changes of a document since its last version. */
@@ -111,6 +113,8 @@ export class VersionHistory implements DocumentLifecycle {
       throw err
     }
     this.metrics?.versionsCreated.labels(reason).inc()
+    this.metrics?.versionBytesWritten.inc(meta.bytes)
+    this.options.onCreated?.(docId, meta)
     this.log.debug({ docId, versionId: meta.id, reason, bytes: meta.bytes }, 'version taken')
     void this.applyRetention(docId)
     return meta
@@ -143,9 +147,10 @@ export class VersionHistory implements DocumentLifecycle {
     }
   }
 
-  async delete (docId: string, versionId: string): Promise<void> {
+  async delete (docId: string, versionId: string, bytes: number): Promise<void> {
     await this.store.deleteVersions(docId, [versionId])
     this.metrics?.versionsDeleted.inc()
+    this.metrics?.versionBytesDeleted.inc(bytes)
   }
 
   /** Drops what the retention policy no longer keeps. */
@@ -156,6 +161,7 @@ export class VersionHistory implements DocumentLifecycle {
       if (drop.length === 0) return
       await this.store.deleteVersions(docId, drop)
       this.metrics?.versionsDeleted.inc(drop.length)
+      this.metrics?.versionBytesDeleted.inc(versions.filter(v => drop.includes(v.id)).reduce((sum, v) => sum + v.bytes, 0))
     } catch (err) {
       this.log.warn({ docId, err }, 'version retention failed; will apply at the next version')
     }

@@ -24,7 +24,7 @@ interface PendingChange {
  * does; delivery runs on timers and never blocks an update.
  *
  * In cluster mode each node reports the changes its own clients (or its admin API) made, so one
- * change is reported once, not once per node.
+ * change is reported once, not once per node; a version is reported by the node that took it.
  */
 export class ChangeWebhook {
   private readonly pending = new Map<string, PendingChange>()
@@ -44,6 +44,14 @@ export class ChangeWebhook {
     change.timer = setTimeout(() => this.deliver(docId, change), this.options.debounceMs)
     change.timer.unref()
     this.pending.set(docId, change)
+  }
+
+  /** A version of the document was taken (README "Version history"): delivered at once, not debounced. */
+  noteVersion (docId: string, version: { id: string, createdAt: string, reason: string, label: string | null, bytes: number, authors: string[] }): void {
+    if (this.stopped) return
+    const body = JSON.stringify({ event: 'document.version.created', docId, nodeId: this.options.nodeId, version })
+    const delivery = this.send(body, docId, 'document.version.created').finally(() => this.inFlight.delete(delivery))
+    this.inFlight.add(delivery)
   }
 
   /** Sends what is pending now and waits (bounded) for deliveries in flight; for shutdown. */
@@ -68,11 +76,11 @@ export class ChangeWebhook {
       firstChangeAt: new Date(change.firstChangeAt).toISOString(),
       lastChangeAt: new Date(change.lastChangeAt).toISOString()
     })
-    const delivery = this.send(body, docId).finally(() => this.inFlight.delete(delivery))
+    const delivery = this.send(body, docId, 'document.changed').finally(() => this.inFlight.delete(delivery))
     this.inFlight.add(delivery)
   }
 
-  private async send (body: string, docId: string): Promise<void> {
+  private async send (body: string, docId: string, event: string): Promise<void> {
     const deliveryId = randomUUID()
     for (let attempt = 1; attempt <= this.options.maxAttempts; attempt++) {
       const timestamp = String(Math.floor(Date.now() / 1000))
@@ -82,7 +90,7 @@ export class ChangeWebhook {
           method: 'POST',
           headers: {
             'content-type': 'application/json',
-            'x-collab-event': 'document.changed',
+            'x-collab-event': event,
             'x-collab-delivery': deliveryId,
             'x-collab-timestamp': timestamp,
             'x-collab-signature': `sha256=${signature}`
