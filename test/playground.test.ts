@@ -321,3 +321,51 @@ t.test('browser: a hostile presence state cannot style or break the people list'
   t.same(alice.errors, [], 'no errors on the page')
   mallory.ws.close()
 })
+
+t.test('browser: the history panel saves a version, previews what changed since, and restores it for everyone', { skip, timeout: 90_000 }, async t => {
+  const server = await startTestServer({ JWT_SECRET: undefined, NODE_ID: 'node-1', LOG_LEVEL: 'warn' })
+  t.teardown(server.close)
+  const browser = await launchBrowser()
+  t.teardown(browser.close)
+  const alice = await openPlayground(browser.browser, base(server), { doc: 'history-notes', user: 'Alice', color: '#4f46e5' })
+  const bob = await openPlayground(browser.browser, base(server), { doc: 'history-notes', user: 'Bob', color: '#e11d48' })
+  const first = 'Plan: ship on Friday\nOwner: Alice\n'
+  await alice.type(first)
+  await waitFor(async () => await bob.text() === first, 'Bob has the first draft')
+
+  await alice.page.locator('[data-testid=version-label]').fill('First draft')
+  await alice.page.locator('[data-testid=save-version]').click()
+  const saved = alice.page.locator('[data-testid=versions] li[data-reason=named]', { hasText: 'First draft' })
+  await saved.waitFor()
+  t.match(await saved.textContent(), /First draft.*Named · alice/s, 'listed with its label, reason and author')
+
+  // Bob rewrites part of it; his page lists the version too (it polls).
+  await bob.page.locator('.cm-content').click()
+  await bob.page.keyboard.press('Control+Home')
+  await bob.page.keyboard.press('Shift+End')
+  await bob.page.keyboard.type('Plan: ship on Monday', { delay: 10 })
+  await waitFor(async () => (await alice.text()).startsWith('Plan: ship on Monday'), 'Alice sees Bob\'s change')
+  await bob.page.locator('[data-testid=versions] li', { hasText: 'First draft' }).waitFor({ timeout: 10_000 })
+
+  await saved.click()
+  const preview = alice.page.locator('[data-testid=preview-text]')
+  await preview.locator('del').first().waitFor()
+  t.match(await preview.locator('del').allTextContents(), ['Friday'], 'what the version had that is gone since')
+  t.match((await preview.locator('ins').allTextContents()).join(''), /Monday/, 'what was added since')
+  t.match(await preview.innerText(), /Owner: Alice/, 'with the unchanged text around it')
+  saveArtifact('playground-history.png', await alice.page.screenshot({ fullPage: true }))
+
+  await alice.page.locator('[data-testid=restore-version]').click()
+  await waitFor(async () => await alice.text() === first && await bob.text() === first, 'both editors show the restored version, without a reload')
+  await alice.page.locator('[data-testid=versions] li[data-reason=before-restore]').waitFor()
+  t.equal(await alice.status(), 'synced', 'still connected')
+  t.same(alice.errors, [])
+  t.same(bob.errors, [])
+
+  // The inspector lists the document's versions.
+  const inspector = await browser.browser.newPage({ viewport: { width: 1280, height: 800 } })
+  await inspector.goto(`${base(server)}/inspect`)
+  await inspector.locator('[data-testid=documents] tr[data-doc="history-notes"]').click()
+  await inspector.locator('[data-testid=doc-versions] tr[data-reason=before-restore]').waitFor()
+  t.match(await inspector.locator('[data-testid=doc-versions] tr[data-reason=named]').textContent(), /First draft/)
+})

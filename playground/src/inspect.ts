@@ -48,7 +48,33 @@ byId<HTMLFormElement>('token-form').addEventListener('submit', event => {
   if (value === '') return
   token = value
   sessionStorage.setItem(TOKEN_KEY, value)
-  void refresh()
+  function withClick (row: HTMLElement, onClick: () => void): HTMLElement {
+  row.addEventListener('click', onClick)
+  return row
+}
+
+interface VersionRow { id: string, createdAt: string, reason: string, label: string | null, bytes: number, authors: string[] }
+
+/** A document's versions, from the version API (an admin token may read any document's). */
+async function showVersions (docId: string): Promise<void> {
+  byId('versions-card').hidden = false
+  byId('versions-doc').textContent = docId
+  const body = byId('doc-versions').querySelector('tbody')!
+  const res = await fetch(`/documents/${encodeURIComponent(docId)}/versions?limit=100`, { headers: { authorization: `Bearer ${token ?? ''}` }, cache: 'no-store' })
+  const versions = res.ok ? ((await res.json()) as { versions: VersionRow[] }).versions : []
+  byId('versions-count').textContent = res.ok || res.status === 404 ? `${num(versions.length)} ${versions.length === 1 ? 'version' : 'versions'}` : `unavailable (${res.status})`
+  body.replaceChildren(...(versions.length === 0
+    ? [h('tr', {}, h('td', { class: 'empty muted', colspan: 6 }, 'No versions yet.'))]
+    : versions.map(v => h('tr', { 'data-version-id': v.id, 'data-reason': v.reason },
+      h('td', {}, `${new Date(v.createdAt).toLocaleDateString()} ${formatTime(new Date(v.createdAt))}`),
+      h('td', {}, badge(v.reason, v.reason === 'named' ? 'ok' : 'same')),
+      h('td', {}, v.label ?? ''),
+      h('td', { class: 'small' }, v.authors.join(', ')),
+      h('td', { class: 'num' }, formatBytes(v.bytes)),
+      h('td', { class: 'mono muted small' }, v.id)))))
+}
+
+void refresh()
 })
 byId('dev-token').addEventListener('click', () => {
   void useDevToken().then(async () => { await refresh() }, (err: unknown) => askForToken((err as Error).message))
@@ -60,7 +86,33 @@ function schedule (): void {
   if (timer !== null) clearTimeout(timer)
   timer = null
   const every = Number(intervalSelect.value)
-  if (every > 0) timer = setTimeout(() => { void refresh() }, every)
+  if (every > 0) timer = setTimeout(() => { function withClick (row: HTMLElement, onClick: () => void): HTMLElement {
+  row.addEventListener('click', onClick)
+  return row
+}
+
+interface VersionRow { id: string, createdAt: string, reason: string, label: string | null, bytes: number, authors: string[] }
+
+/** A document's versions, from the version API (an admin token may read any document's). */
+async function showVersions (docId: string): Promise<void> {
+  byId('versions-card').hidden = false
+  byId('versions-doc').textContent = docId
+  const body = byId('doc-versions').querySelector('tbody')!
+  const res = await fetch(`/documents/${encodeURIComponent(docId)}/versions?limit=100`, { headers: { authorization: `Bearer ${token ?? ''}` }, cache: 'no-store' })
+  const versions = res.ok ? ((await res.json()) as { versions: VersionRow[] }).versions : []
+  byId('versions-count').textContent = res.ok || res.status === 404 ? `${num(versions.length)} ${versions.length === 1 ? 'version' : 'versions'}` : `unavailable (${res.status})`
+  body.replaceChildren(...(versions.length === 0
+    ? [h('tr', {}, h('td', { class: 'empty muted', colspan: 6 }, 'No versions yet.'))]
+    : versions.map(v => h('tr', { 'data-version-id': v.id, 'data-reason': v.reason },
+      h('td', {}, `${new Date(v.createdAt).toLocaleDateString()} ${formatTime(new Date(v.createdAt))}`),
+      h('td', {}, badge(v.reason, v.reason === 'named' ? 'ok' : 'same')),
+      h('td', {}, v.label ?? ''),
+      h('td', { class: 'small' }, v.authors.join(', ')),
+      h('td', { class: 'num' }, formatBytes(v.bytes)),
+      h('td', { class: 'mono muted small' }, v.id)))))
+}
+
+void refresh() }, every)
   else setStatus('paused', 'Paused')
 }
 
@@ -196,7 +248,7 @@ function render (data: InspectResponse): void {
   table.querySelectorAll('th')[4]!.hidden = !sizes
   table.querySelector('tbody')!.replaceChildren(...(rows.length === 0
     ? [h('tr', {}, h('td', { class: 'empty muted', colspan: sizes ? 6 : 5 }, 'No document is loaded. Open the playground to create one.'))]
-    : rows.map(({ node, doc }) => h('tr', { 'data-doc': doc.docId, 'data-node': node.nodeId },
+    : rows.map(({ node, doc }) => withClick(h('tr', { 'data-doc': doc.docId, 'data-node': node.nodeId, class: 'clickable', title: 'Show its versions' },
       h('td', { class: 'mono' }, doc.docId),
       h('td', { class: 'mono muted' }, node.nodeId),
       h('td', { class: 'num' }, num(doc.connections)),
@@ -204,9 +256,35 @@ function render (data: InspectResponse): void {
       sizes ? h('td', { class: 'num' }, typeof doc.bytes === 'number' ? formatBytes(doc.bytes) : '—') : null,
       h('td', {},
         doc.pendingWrite ? badge('write pending', 'warn') : badge('stored', 'same'),
-        doc.bridgeBroken === true ? badge('not reaching other nodes', 'bad') : null)))))
+        doc.bridgeBroken === true ? badge('not reaching other nodes', 'bad') : null)), () => { void showVersions(doc.docId) }))))
   byId('doc-count').textContent = `${num(docIds.size)} ${docIds.size === 1 ? 'document' : 'documents'} on ${num(nodes.length)} ${nodes.length === 1 ? 'node' : 'nodes'}`
   byId('updated').textContent = `updated ${formatTime(new Date(data.self.takenAt))} · via ${data.self.nodeId}`
+}
+
+function withClick (row: HTMLElement, onClick: () => void): HTMLElement {
+  row.addEventListener('click', onClick)
+  return row
+}
+
+interface VersionRow { id: string, createdAt: string, reason: string, label: string | null, bytes: number, authors: string[] }
+
+/** A document's versions, from the version API (an admin token may read any document's). */
+async function showVersions (docId: string): Promise<void> {
+  byId('versions-card').hidden = false
+  byId('versions-doc').textContent = docId
+  const body = byId('doc-versions').querySelector('tbody')!
+  const res = await fetch(`/documents/${encodeURIComponent(docId)}/versions?limit=100`, { headers: { authorization: `Bearer ${token ?? ''}` }, cache: 'no-store' })
+  const versions = res.ok ? ((await res.json()) as { versions: VersionRow[] }).versions : []
+  byId('versions-count').textContent = res.ok || res.status === 404 ? `${num(versions.length)} ${versions.length === 1 ? 'version' : 'versions'}` : `unavailable (${res.status})`
+  body.replaceChildren(...(versions.length === 0
+    ? [h('tr', {}, h('td', { class: 'empty muted', colspan: 6 }, 'No versions yet.'))]
+    : versions.map(v => h('tr', { 'data-version-id': v.id, 'data-reason': v.reason },
+      h('td', {}, `${new Date(v.createdAt).toLocaleDateString()} ${formatTime(new Date(v.createdAt))}`),
+      h('td', {}, badge(v.reason, v.reason === 'named' ? 'ok' : 'same')),
+      h('td', {}, v.label ?? ''),
+      h('td', { class: 'small' }, v.authors.join(', ')),
+      h('td', { class: 'num' }, formatBytes(v.bytes)),
+      h('td', { class: 'mono muted small' }, v.id)))))
 }
 
 void refresh()

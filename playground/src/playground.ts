@@ -12,6 +12,7 @@ import { WebsocketProvider } from 'y-websocket'
 import * as Y from 'yjs'
 import { BatchOutcome, BatchRejectedError, OFFLINE_BATCH_PARAMS, OfflineBatchClient, type BatchAck, type ProviderLike } from '../../src/client/index.js'
 import { byId, fetchDevToken, formatTime, h, hashParams, serverConfig, setStatus } from './common.js'
+import { HistoryPanel } from './history.js'
 
 /** The shared text the editor edits: connect your own client to `ydoc.getText('codemirror')`. */
 const TEXT_NAME = 'codemirror'
@@ -69,6 +70,7 @@ interface Session {
 let session: Session | null = null
 let offline = false
 
+const historyPanel = new HistoryPanel(() => token, TEXT_NAME, () => session?.ytext.toString() ?? '')
 const editorHost = byId('editor')
 const docInput = byId<HTMLInputElement>('doc-input')
 const nameInput = byId<HTMLInputElement>('user-name')
@@ -260,6 +262,7 @@ async function openDocument (docId: string): Promise<void> {
     })
   })
 
+  historyPanel.open(docId)
   const s: Session = {
     docId,
     ydoc,
