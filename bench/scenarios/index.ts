@@ -3,6 +3,7 @@ import { crossNodeScenario } from './cross-node.js'
 import { largeDocScenario } from './large-doc.js'
 import { rampScenario } from './ramp.js'
 import { steadyScenario } from './steady.js'
+import { versionsScenario } from './versions.js'
 import type { Scenario } from './types.js'
 
 const list: Scenario[] = [
@@ -15,7 +16,8 @@ const list: Scenario[] = [
   idleMemoryScenario,
   connectionStormScenario,
   largeDocScenario,
-  crossNodeScenario
+  crossNodeScenario,
+  versionsScenario
 ]
 
 export const SCENARIOS: Record<string, Scenario> = Object.fromEntries(list.map(s => [s.name, s]))
