@@ -117,3 +117,22 @@ t.test('copy-redis-to-postgres moves every document out of Redis; nodes on Postg
   onPostgres.kill('SIGTERM')
   t.equal(await onPostgres.exited, 0)
 })
+
+t.test('two nodes starting at once against an empty database both come up on one schema, and report the pool in /metrics', async t => {
+  const url = await createDatabase(server, 'simultaneous')
+  const dirs = [tempDir(), tempDir()]
+  t.teardown(() => { for (const dir of dirs) rmSync(dir, { recursive: true, force: true }) })
+  const nodes = await Promise.all(dirs.map(async (dir, i) => await spawnServer({ DATA_DIR: dir, DATABASE_URL: url, NODE_ID: `simul-${i}` })))
+  t.teardown(() => { for (const node of nodes) node.kill('SIGKILL') })
+  for (const node of nodes) t.equal((await fetch(`http://127.0.0.1:${node.port}/readyz`)).status, 200, 'ready')
+  const check = new (await import('pg')).default.Client({ connectionString: url })
+  await check.connect()
+  t.teardown(async () => { await check.end() })
+  const applied = await check.query('SELECT version FROM collab.schema_version ORDER BY version')
+  t.same(applied.rows.map(r => r.version), [1, 2], 'each migration applied once')
+  const metrics = await (await fetch(`http://127.0.0.1:${nodes[0]!.port}/metrics`)).text()
+  t.match(metrics, /collab_database_connections_idle \d+/)
+  t.match(metrics, /collab_database_connections_in_use \d+/)
+  t.match(metrics, /collab_database_waiting_queries 0/)
+  t.match(metrics, /collab_database_query_seconds_count\{operation="ping"\} \d+/, 'query latency by operation')
+})

@@ -299,3 +299,29 @@ t.test('an offline merge into a document others changed takes a before-offline-m
   const after = (await api(node.port, 'GET', '/documents/merged-doc/versions', token)).json.versions as Meta[]
   t.equal(after.filter(v => v.reason === 'before-offline-merge').length, 1, 'still one before-offline-merge version')
 })
+
+t.test('retention: the byte cap drops the oldest automatic versions, never a named one', async t => {
+  const node = await startTestServer({ ...ENV, VERSION_MAX_BYTES_PER_DOCUMENT: '2500' })
+  t.teardown(node.close)
+  const token = await signToken({ sub: 'editor' })
+  const person = await writer(t, node, 'capped', 'editor')
+  const text = person.doc.getText('t')
+  text.insert(0, 'x'.repeat(600))
+  await sleep(200)
+  const named = (await api(node.port, 'POST', '/documents/capped/versions', token, { label: 'keep me' })).json as Meta
+  const autos: string[] = []
+  for (let i = 0; i < 4; i++) {
+    text.insert(text.length, String(i).repeat(50))
+    await waitFor(async () => ((await api(node.port, 'GET', '/documents/capped/versions', token)).json.versions as Meta[]).some(v => v.reason === 'auto' && !autos.includes(v.id)), `automatic version ${i + 1}`, 5_000)
+    const newest = ((await api(node.port, 'GET', '/documents/capped/versions', token)).json.versions as Meta[]).find(v => v.reason === 'auto' && !autos.includes(v.id))!
+    autos.push(newest.id)
+  }
+  await sleep(300)
+  const kept = (await api(node.port, 'GET', '/documents/capped/versions', token)).json.versions as Meta[]
+  const bytes = kept.reduce((sum, v) => sum + v.bytes, 0)
+  t.ok(bytes <= 2500, `versions hold ${bytes} bytes, at most the cap`)
+  t.ok(kept.some(v => v.id === named.id), 'the named version stays')
+  t.ok(kept.some(v => v.id === autos[3]), 'the newest automatic version stays')
+  t.notOk(kept.some(v => v.id === autos[0]), 'the oldest automatic version went first')
+  t.ok(kept.length < 5, `${kept.length} of 5 versions kept`)
+})

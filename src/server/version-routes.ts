@@ -97,7 +97,11 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
   route('post', '/documents/:docId/versions', 'write', async (res, { docId, body }, _principal, abort) => {
     const label = parseLabel(body)
     if (!await exists(ctx, docId)) throw notFound('document')
-    const meta = await withDocument(ctx, docId, async doc => await ctx.versions.create(docId, 'named', label, doc.encodeFullState()!))
+    const meta = await withDocument(ctx, docId, async doc => {
+      const state = doc.encodeFullState()!
+      await yieldToOthers()
+      return await ctx.versions.create(docId, 'named', label, state)
+    })
     if (!abort.aborted) sendJson(res, 201, meta)
   }, { body: true })
 
@@ -169,6 +173,10 @@ async function withDocument<T> (ctx: VersionRouteContext, docId: string, use: (d
   } finally {
     ctx.registry.release(doc)
   }
+}
+
+async function yieldToOthers (): Promise<void> {
+  await new Promise(resolve => setImmediate(resolve))
 }
 
 function parseLabel (body: Uint8Array | null): string {
