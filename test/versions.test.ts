@@ -240,6 +240,16 @@ t.test('a version listed before kill -9 is readable after the restart', async t 
   const copy = new Y.Doc()
   Y.applyUpdate(copy, state.bytes)
   t.equal(copy.getText('text').toString(), 'kept through a crash')
+
+  // Nobody has the document open on this node: a restore loads it, changes it and stores it.
+  const later = await writer(t, second, 'crash-doc', 'editor')
+  later.doc.getText('text').insert(0, 'after the restart: ')
+  await sleep(300)
+  later.provider.destroy()
+  await sleep(500)
+  t.equal((await api(second.port, 'POST', `/documents/crash-doc/versions/${version.id}/restore`, token)).status, 200, 'restore of a document nobody has open')
+  const reader = await writer(t, second, 'crash-doc', 'reader')
+  t.equal(reader.doc.getText('text').toString(), 'kept through a crash', 'stored as restored')
 })
 
 t.test('two nodes: each automatic version is taken once per document, with the authors of both nodes', async t => {
