@@ -25,7 +25,7 @@ async function api (port: number, method: string, path: string, token: string | 
   return { status: res.status, json, bytes }
 }
 
-async function writer (t: Test, server: { url: string }, docId: string, sub: string): Promise<{ doc: Y.Doc, provider: { synced: boolean } }> {
+async function writer (t: Test, server: { url: string }, docId: string, sub: string): Promise<{ doc: Y.Doc, provider: { synced: boolean, destroy: () => void } }> {
   const person = stockProvider('3.1.0', server.url, docId, { token: await signToken({ sub }) })
   t.teardown(() => { person.provider.destroy(); person.doc.destroy() })
   await waitFor(() => person.provider.synced, `${sub} synced`)
