@@ -48,33 +48,7 @@ byId<HTMLFormElement>('token-form').addEventListener('submit', event => {
   if (value === '') return
   token = value
   sessionStorage.setItem(TOKEN_KEY, value)
-  function withClick (row: HTMLElement, onClick: () => void): HTMLElement {
-  row.addEventListener('click', onClick)
-  return row
-}
-
-interface VersionRow { id: string, createdAt: string, reason: string, label: string | null, bytes: number, authors: string[] }
-
-/** A document's versions, from the version API (an admin token may read any document's). */
-async function showVersions (docId: string): Promise<void> {
-  byId('versions-card').hidden = false
-  byId('versions-doc').textContent = docId
-  const body = byId('doc-versions').querySelector('tbody')!
-  const res = await fetch(`/documents/${encodeURIComponent(docId)}/versions?limit=100`, { headers: { authorization: `Bearer ${token ?? ''}` }, cache: 'no-store' })
-  const versions = res.ok ? ((await res.json()) as { versions: VersionRow[] }).versions : []
-  byId('versions-count').textContent = res.ok || res.status === 404 ? `${num(versions.length)} ${versions.length === 1 ? 'version' : 'versions'}` : `unavailable (${res.status})`
-  body.replaceChildren(...(versions.length === 0
-    ? [h('tr', {}, h('td', { class: 'empty muted', colspan: 6 }, 'No versions yet.'))]
-    : versions.map(v => h('tr', { 'data-version-id': v.id, 'data-reason': v.reason },
-      h('td', {}, `${new Date(v.createdAt).toLocaleDateString()} ${formatTime(new Date(v.createdAt))}`),
-      h('td', {}, badge(v.reason, v.reason === 'named' ? 'ok' : 'same')),
-      h('td', {}, v.label ?? ''),
-      h('td', { class: 'small' }, v.authors.join(', ')),
-      h('td', { class: 'num' }, formatBytes(v.bytes)),
-      h('td', { class: 'mono muted small' }, v.id)))))
-}
-
-void refresh()
+  void refresh()
 })
 byId('dev-token').addEventListener('click', () => {
   void useDevToken().then(async () => { await refresh() }, (err: unknown) => askForToken((err as Error).message))
@@ -86,33 +60,7 @@ function schedule (): void {
   if (timer !== null) clearTimeout(timer)
   timer = null
   const every = Number(intervalSelect.value)
-  if (every > 0) timer = setTimeout(() => { function withClick (row: HTMLElement, onClick: () => void): HTMLElement {
-  row.addEventListener('click', onClick)
-  return row
-}
-
-interface VersionRow { id: string, createdAt: string, reason: string, label: string | null, bytes: number, authors: string[] }
-
-/** A document's versions, from the version API (an admin token may read any document's). */
-async function showVersions (docId: string): Promise<void> {
-  byId('versions-card').hidden = false
-  byId('versions-doc').textContent = docId
-  const body = byId('doc-versions').querySelector('tbody')!
-  const res = await fetch(`/documents/${encodeURIComponent(docId)}/versions?limit=100`, { headers: { authorization: `Bearer ${token ?? ''}` }, cache: 'no-store' })
-  const versions = res.ok ? ((await res.json()) as { versions: VersionRow[] }).versions : []
-  byId('versions-count').textContent = res.ok || res.status === 404 ? `${num(versions.length)} ${versions.length === 1 ? 'version' : 'versions'}` : `unavailable (${res.status})`
-  body.replaceChildren(...(versions.length === 0
-    ? [h('tr', {}, h('td', { class: 'empty muted', colspan: 6 }, 'No versions yet.'))]
-    : versions.map(v => h('tr', { 'data-version-id': v.id, 'data-reason': v.reason },
-      h('td', {}, `${new Date(v.createdAt).toLocaleDateString()} ${formatTime(new Date(v.createdAt))}`),
-      h('td', {}, badge(v.reason, v.reason === 'named' ? 'ok' : 'same')),
-      h('td', {}, v.label ?? ''),
-      h('td', { class: 'small' }, v.authors.join(', ')),
-      h('td', { class: 'num' }, formatBytes(v.bytes)),
-      h('td', { class: 'mono muted small' }, v.id)))))
-}
-
-void refresh() }, every)
+  if (every > 0) timer = setTimeout(() => { void refresh() }, every)
   else setStatus('paused', 'Paused')
 }
 

@@ -12,17 +12,21 @@ export function documentToJson (state: Uint8Array): Record<string, unknown> {
   const result: Record<string, unknown> = {}
   for (const name of [...copy.share.keys()]) {
     const type = copy.share.get(name)!
-    result[name] = readType(copy, name, kindOf(type))
+    result[name] = readType(copy, name, contentKind(type) ?? 'array')
   }
   copy.destroy()
   return result
 }
 
-type Kind = 'map' | 'text' | 'xml' | 'array'
+export type ContentKind = 'map' | 'text' | 'xml' | 'array'
 
-function kindOf (type: Y.AbstractType<any>): Kind {
+/**
+ * What kind of shared type a top-level type is, read from its content (see above); null when it
+ * holds nothing that tells (an empty type).
+ */
+export function contentKind (type: Y.AbstractType<any>): ContentKind | null {
   let item = type._start
-  if (item === null) return type._map.size > 0 ? 'map' : 'array'
+  if (item === null) return type._map.size > 0 ? 'map' : null
   while (item !== null) {
     const content = item.content
     if (content instanceof Y.ContentString || content instanceof Y.ContentFormat || content instanceof Y.ContentEmbed) return 'text'
@@ -35,7 +39,7 @@ function kindOf (type: Y.AbstractType<any>): Kind {
   return 'array'
 }
 
-function readType (doc: Y.Doc, name: string, kind: Kind): unknown {
+function readType (doc: Y.Doc, name: string, kind: ContentKind): unknown {
   switch (kind) {
     case 'map': return doc.getMap(name).toJSON()
     case 'text': return doc.getText(name).toString()

@@ -1,22 +1,7 @@
 import * as Y from 'yjs'
+import { contentKind as kindOf, type ContentKind } from '../documents/document-json.js'
 
-type Kind = 'map' | 'text' | 'xml' | 'array'
-
-/** The kind of a top-level type read from its content (the server never learns what clients declared). */
-function kindOf (type: Y.AbstractType<any>): Kind | null {
-  let item = type._start
-  if (item === null) return type._map.size > 0 ? 'map' : null
-  while (item !== null) {
-    const content = item.content
-    if (content instanceof Y.ContentString || content instanceof Y.ContentFormat || content instanceof Y.ContentEmbed) return 'text'
-    if (content instanceof Y.ContentType) {
-      const inner = content.type
-      if (inner instanceof Y.XmlElement || inner instanceof Y.XmlText) return 'xml'
-    }
-    item = item.right
-  }
-  return 'array'
-}
+type Kind = ContentKind
 
 function typed (doc: Y.Doc, name: string, kind: Kind): Y.AbstractType<any> {
   switch (kind) {

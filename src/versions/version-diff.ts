@@ -1,4 +1,5 @@
 import * as Y from 'yjs'
+import { contentKind } from '../documents/document-json.js'
 
 /** One run of inserted or deleted content: text for Y.Text and XML text, values for Y.Array. */
 export interface SequenceChange {
@@ -58,16 +59,7 @@ function docOf (state: Uint8Array): Y.Doc {
 }
 
 function kindOf (type: Y.AbstractType<any> | undefined): Kind | null {
-  if (type === undefined) return null
-  let item = type._start
-  if (item === null) return type._map.size > 0 ? 'map' : null
-  while (item !== null) {
-    const content = item.content
-    if (content instanceof Y.ContentString || content instanceof Y.ContentFormat || content instanceof Y.ContentEmbed) return 'text'
-    if (content instanceof Y.ContentType && (content.type instanceof Y.XmlElement || content.type instanceof Y.XmlText)) return 'xml'
-    item = item.right
-  }
-  return 'array'
+  return type === undefined ? null : contentKind(type)
 }
 
 function visible (snapshot: Y.Snapshot, client: number, clock: number): boolean {
