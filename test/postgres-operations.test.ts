@@ -92,13 +92,16 @@ t.test('copy-redis-to-postgres moves every document out of Redis; nodes on Postg
     await new Promise(resolve => setTimeout(resolve, 300))
     person.provider.destroy(); person.doc.destroy()
   }
+  const named = await fetch(`http://127.0.0.1:${onRedis.port}/documents/copy-a/versions`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: JSON.stringify({ label: 'moved along' }) })
+  t.equal(named.status, 201, 'a version to move too')
+  const versionId = (await named.json() as { id: string }).id
   onRedis.kill('SIGTERM')
   t.equal(await onRedis.exited, 0, 'the Redis-store node stopped cleanly')
 
   const url = await createDatabase(server, 'copy_target')
   const copy = await runTool('copy-redis-to-postgres', { DATABASE_URL: url, REDIS_URL: redis.url })
   t.equal(copy.code, 0, copy.stderr)
-  t.match(copy.stdout, /copied 3 documents \(\d+ bytes\) from redis \(prefix "collab:"\) to schema "collab" in database "copy_target".*every copy verified/)
+  t.match(copy.stdout, /copied 3 documents \(\d+ bytes\) and 1 versions from redis \(prefix "collab:"\) to schema "collab" in database "copy_target".*every copy verified/)
   const again = await runTool('copy-redis-to-postgres', { DATABASE_URL: url, REDIS_URL: redis.url })
   t.equal(again.code, 0, 'running it again is harmless')
 
@@ -114,6 +117,8 @@ t.test('copy-redis-to-postgres moves every document out of Redis; nodes on Postg
     t.equal(reader.doc.getText('title').toString(), `Title of ${docId}`)
     reader.provider.destroy(); reader.doc.destroy()
   }
+  const listed = await (await fetch(`http://127.0.0.1:${onPostgres.port}/documents/copy-a/versions`, { headers: { authorization: `Bearer ${token}` } })).json() as { versions: Array<{ id: string, label: string }> }
+  t.same(listed.versions.map(v => [v.id, v.label]), [[versionId, 'moved along']], 'the version history moved with its ids, once')
   onPostgres.kill('SIGTERM')
   t.equal(await onPostgres.exited, 0)
 })

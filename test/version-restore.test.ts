@@ -76,3 +76,26 @@ t.test('a restore gives every type the version\'s content, as one change on top 
   Y.applyUpdate(unchanged, noop)
   t.same(view(unchanged), expected, 'restoring the current content keeps it')
 })
+
+t.test('a restore copies shared types embedded in text (a Y.XmlText holding elements, a Y.Text embedding a Y.Map)', async t => {
+  const client = new Y.Doc()
+  const slate = client.get('content', Y.XmlText) as Y.XmlText
+  const paragraph = new Y.XmlText()
+  paragraph.insert(0, 'hello para')
+  slate.insertEmbed(0, paragraph)
+  const rich = client.getText('rich')
+  rich.insert(0, 'before ')
+  const card = new Y.Map<unknown>()
+  card.set('kind', 'card')
+  rich.insertEmbed(rich.length, card)
+  const version = Y.encodeStateAsUpdate(client)
+  const expected = { content: slate.toDelta().map((op: { insert: unknown }) => op.insert instanceof Y.AbstractType ? op.insert.toString() : op.insert), rich: rich.toDelta().map((op: { insert: unknown }) => op.insert instanceof Y.AbstractType ? op.insert.toJSON() : op.insert) }
+  slate.delete(0, slate.length)
+  rich.delete(0, rich.length)
+  rich.insert(0, 'gone')
+  const server = new Y.Doc()
+  Y.applyUpdate(server, Y.encodeStateAsUpdate(client))
+  Y.applyUpdate(client, restoreUpdate(server, version))
+  const after = { content: slate.toDelta().map((op: { insert: unknown }) => op.insert instanceof Y.AbstractType ? op.insert.toString() : op.insert), rich: rich.toDelta().map((op: { insert: unknown }) => op.insert instanceof Y.AbstractType ? op.insert.toJSON() : op.insert) }
+  t.same(after, expected, 'embedded types restored with their content')
+})

@@ -335,3 +335,31 @@ t.test('retention: the byte cap drops the oldest automatic versions, never a nam
   t.notOk(kept.some(v => v.id === autos[0]), 'the oldest automatic version went first')
   t.ok(kept.length < 5, `${kept.length} of 5 versions kept`)
 })
+
+t.test('limits: named versions may fill half the byte cap, diffs are bounded, a restore may not outgrow MAX_DOCUMENT_BYTES', async t => {
+  const node = await startTestServer({ ...ENV, VERSION_MAX_BYTES_PER_DOCUMENT: '4000', VERSION_DIFF_MAX_BYTES: '2048', MAX_DOCUMENT_BYTES: '3000' })
+  t.teardown(node.close)
+  const token = await signToken({ sub: 'editor' })
+  const person = await writer(t, node, 'limited', 'editor')
+  person.doc.getText('t').insert(0, 'y'.repeat(900))
+  await sleep(200)
+  const first = await api(node.port, 'POST', '/documents/limited/versions', token, { label: 'one' })
+  t.equal(first.status, 201)
+  t.equal((await api(node.port, 'POST', '/documents/limited/versions', token, { label: 'two' })).status, 201)
+  const third = await api(node.port, 'POST', '/documents/limited/versions', token, { label: 'three' })
+  t.equal(third.status, 409, 'a third named version would hold more than half the cap')
+  t.equal(third.json.error, 'version_history_full')
+  t.equal((await api(node.port, 'GET', '/documents/limited/versions', token)).json.versions.length, 2, 'nothing was added')
+
+  person.doc.getText('t').insert(0, 'z'.repeat(1200))
+  await sleep(200)
+  const diff = await api(node.port, 'GET', `/documents/limited/versions/${first.json.id as string}/diff`, token)
+  t.equal(diff.status, 413, 'a diff of two states over VERSION_DIFF_MAX_BYTES is refused')
+  t.match(diff.json.message, /VERSION_DIFF_MAX_BYTES/)
+
+  // The restore re-inserts the version's 900 characters next to the 2,100 there: past 3,000 bytes.
+  const restore = await api(node.port, 'POST', `/documents/limited/versions/${first.json.id as string}/restore`, token)
+  t.equal(restore.status, 413, `a restore that would outgrow MAX_DOCUMENT_BYTES is refused (${JSON.stringify(restore.json)})`)
+  t.equal(restore.json.error, 'document_too_large')
+  t.equal((await api(node.port, 'GET', '/documents/limited/versions', token)).json.versions.filter((v: Meta) => v.reason === 'before-restore').length, 0, 'and takes no before-restore version')
+})

@@ -31,6 +31,14 @@ export class RedisVersionClaims implements VersionClaims {
     await this.redis.multi().sadd(key, ...authors).expire(key, this.authorsTtlSeconds).exec()
   }
 
+  async lockRestore (docId: string, ttlMs: number): Promise<boolean> {
+    return await this.redis.set(documentKeys(this.prefix, docId).restoreLock, this.nodeId, 'PX', ttlMs, 'NX') === 'OK'
+  }
+
+  async unlockRestore (docId: string): Promise<void> {
+    await this.redis.del(documentKeys(this.prefix, docId).restoreLock)
+  }
+
   async takeAuthors (docId: string): Promise<string[]> {
     const key = documentKeys(this.prefix, docId).versionAuthors
     const results = await this.redis.multi().smembers(key).del(key).exec()

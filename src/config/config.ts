@@ -58,6 +58,8 @@ export interface VersionsConfig {
   keepAllMs: number
   retentionMs: number
   maxBytesPerDocument: number
+  /** Diffs of two states larger than this together are refused (they run on the event loop). */
+  maxDiffBytes: number
 }
 
 /** DATABASE_URL: documents live in PostgreSQL (one node or a cluster). */
@@ -222,7 +224,9 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
       keepAllMs: read.int('VERSION_KEEP_ALL_HOURS', 24, 0, 24 * 365) * 3600_000,
       retentionMs: read.int('VERSION_RETENTION_DAYS', 30, 1, 3650) * 24 * 3600_000,
       // Eight full copies of the largest document allowed (512 MiB when documents are unbounded).
-      maxBytesPerDocument: read.int('VERSION_MAX_BYTES_PER_DOCUMENT', 8 * (maxDocumentBytes === 0 ? 64 * 1024 * 1024 : maxDocumentBytes), 1024, Number.MAX_SAFE_INTEGER)
+      maxBytesPerDocument: read.int('VERSION_MAX_BYTES_PER_DOCUMENT', 8 * (maxDocumentBytes === 0 ? 64 * 1024 * 1024 : maxDocumentBytes), 1024, Number.MAX_SAFE_INTEGER),
+      // A diff walks every character of both states on the event loop (about 0.5 s per MiB).
+      maxDiffBytes: read.int('VERSION_DIFF_MAX_BYTES', 2 * 1024 * 1024, 1024, 1024 * 1024 * 1024)
     },
     devMode: false,
     playground: false,

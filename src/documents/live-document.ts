@@ -94,6 +94,11 @@ export class LiveDocument {
   private fullStateChunks: Uint8Array[] | null = null
   /** Counts transactions: chunks made while the document changed are not kept. */
   private version = 0
+
+  /** Changes with every transaction: tells whether the document changed between two moments. */
+  get changeCounter (): number {
+    return this.version
+  }
   /**
    * When the chunks of a fresh client began to be recorded (null: none is): one copy of the
    * document at a time, however many fresh clients join at once. A recording whose connection

@@ -65,6 +65,8 @@ export interface DocumentStore extends VersionStore {
   readonly name: string
   open (): Promise<void>
   load (docId: string): Promise<StoredDocument>
+  /** Whether the store holds any content of the document, without reading it. */
+  exists (docId: string): Promise<boolean>
   /**
    * Appends updates of one or more documents in one atomic, durable write: when the promise
    * resolves, every entry survives a crash of this process; when it rejects, none is assumed to.

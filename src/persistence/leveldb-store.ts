@@ -51,6 +51,10 @@ export class LevelDbStore implements DocumentStore {
     return { updates, cursor: lastKey, bytes }
   }
 
+  async exists (docId: string): Promise<boolean> {
+    return (await this.db.keys({ ...docRange(docId), limit: 1 }).all()).length > 0
+  }
+
   async append (entries: AppendEntry[]): Promise<AppendOutcome> {
     if (entries.length === 0) return NOTHING_LOST
     // Usually every document's sequence is known already: skip the promises then.

@@ -71,6 +71,11 @@ export class PostgresStore implements DocumentStore {
     return { updates, cursor: updates.length === 0 ? null : cursor, bytes }
   }
 
+  async exists (docId: string): Promise<boolean> {
+    const { rows } = await this.db.query<{ found: boolean }>('load', `SELECT EXISTS (SELECT 1 FROM ${this.entries} WHERE doc_id = $1) AS found`, [docId])
+    return rows[0]?.found === true
+  }
+
   async append (entries: AppendEntry[]): Promise<AppendOutcome> {
     if (entries.length === 0) return NOTHING_LOST
     // Lock order is document-id order; within a document the entries keep theirs.
@@ -144,7 +149,7 @@ export class PostgresStore implements DocumentStore {
   }
 
   async saveVersion (docId: string, meta: VersionMeta, state: Uint8Array): Promise<void> {
-    await this.db.query('version', `INSERT INTO ${this.versions} (doc_id, id, created_at, reason, label, bytes, authors, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    await this.db.query('version', `INSERT INTO ${this.versions} (doc_id, id, created_at, reason, label, bytes, authors, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (doc_id, id) DO NOTHING`,
       [docId, meta.id, meta.createdAt, meta.reason, meta.label, meta.bytes, meta.authors, Buffer.from(state.buffer, state.byteOffset, state.byteLength)])
   }
 

@@ -127,6 +127,11 @@ export class RedisStore implements DocumentStore {
     return { updates, cursor, bytes }
   }
 
+  async exists (docId: string): Promise<boolean> {
+    const keys = documentKeys(this.prefix, docId)
+    return await this.redis.exists(keys.log, keys.snapshot) > 0
+  }
+
   async append (entries: AppendEntry[]): Promise<AppendOutcome> {
     // One script call per document: its keys share a slot, while different documents may not.
     const appendCommand = (this.redis as unknown as { collabAppend: AppendCommand }).collabAppend

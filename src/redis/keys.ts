@@ -17,6 +17,8 @@ export function documentKeys (prefix: string, docId: string): {
   versionClaim: string
   /** Authors of changes not yet in a version, from every node (a set). */
   versionAuthors: string
+  /** Held by the node restoring the document (a string with an expiry). */
+  restoreLock: string
   channel: string
   participantNodes: string
   participants: (nodeId: string) => string
@@ -32,6 +34,7 @@ export function documentKeys (prefix: string, docId: string): {
     versionState: `${base}:version-state`,
     versionClaim: `${base}:version-claim`,
     versionAuthors: `${base}:version-authors`,
+    restoreLock: `${base}:restore-lock`,
     channel: `${base}:bridge`,
     participantNodes: `${base}:participant-nodes`,
     participants: nodeId => `${base}:participants:${nodeId}`,

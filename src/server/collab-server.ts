@@ -41,7 +41,7 @@ import { handleUpgrade } from './upgrade.js'
 import { KeepAlive } from './keep-alive.js'
 import { registerVersionRoutes } from './version-routes.js'
 import { VersionHistory } from '../versions/version-history.js'
-import { SINGLE_NODE_CLAIMS } from '../versions/version-claims.js'
+import { singleNodeClaims } from '../versions/version-claims.js'
 import { RedisVersionClaims } from '../cluster/redis-version-claims.js'
 
 export interface CollabServer {
@@ -124,7 +124,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     retention: { keepAllMs: config.versions.keepAllMs, hourlyUntilMs: VERSION_HOURLY_FOR_MS, retentionMs: config.versions.retentionMs, maxBytesPerDocument: config.versions.maxBytesPerDocument },
     ...(webhook === null ? {} : { onCreated: (docId: string, meta: VersionMeta) => { webhook.noteVersion(docId, meta) } })
   }, docId => registry.get(docId)?.encodeFullState() ?? null, log, metrics, cluster === null || clusterConfig === null
-    ? SINGLE_NODE_CLAIMS
+    ? singleNodeClaims()
     : new RedisVersionClaims(cluster.connections.commands, clusterConfig.keyPrefix, config.nodeId, Math.max(3600, 2 * config.versions.maxIntervalMs / 1000)))
   const lifecycle: DocumentLifecycle[] = peerLinks === null ? [changes, versions] : [peerLinks, changes, versions]
   const registry: DocumentRegistry = new DocumentRegistry(store, writeBehind, compactor, {
@@ -235,7 +235,19 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     maxBodyBytes: config.maxMessageBytes,
     snapshot: async () => await clusterSnapshot(snapshotSelf, directory)
   })
-  registerVersionRoutes(app, { verifier, revocations, registry, store, versions, changes, writeBehind, requestsPerAddress: upgradesPerAddress })
+  registerVersionRoutes(app, {
+    verifier,
+    revocations,
+    registry,
+    store,
+    versions,
+    changes,
+    writeBehind,
+    requestsPerAddress: upgradesPerAddress,
+    log,
+    maxDocumentBytes: config.limits.maxDocumentBytes,
+    maxDiffBytes: config.versions.maxDiffBytes
+  })
   registerPlaygroundRoutes(app, {
     playground: config.playground,
     devSecret: config.devMode && config.auth.kind === 'jwt-secret' && config.auth.generated ? config.auth.secret : null,

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino'
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { AuthError, type Principal, type TokenVerifier } from '../auth/principal.js'
 import type { Revocations } from '../auth/revocations.js'
@@ -12,7 +13,7 @@ import type { WriteBehind } from '../persistence/write-behind.js'
 import { restoreUpdate } from '../versions/restore.js'
 import { diffStates } from '../versions/version-diff.js'
 import { isVersionId } from '../versions/version-id.js'
-import type { VersionHistory } from '../versions/version-history.js'
+import { VersionHistoryFullError, type VersionHistory } from '../versions/version-history.js'
 import type { AddressRateLimit } from './address-rate-limit.js'
 
 export interface VersionRouteContext {
@@ -24,6 +25,11 @@ export interface VersionRouteContext {
   changes: DocumentChanges
   writeBehind: WriteBehind
   requestsPerAddress: AddressRateLimit
+  log: Logger
+  /** Restores never grow a document past this (0: no limit). */
+  maxDocumentBytes: number
+  /** Diffs of larger pairs of states are refused with 413. */
+  maxDiffBytes: number
 }
 
 /** What a route needs of the caller's token for the document (README "Version history"). */
@@ -32,6 +38,8 @@ type Need = 'read' | 'write' | 'admin'
 const MAX_LABEL_LENGTH = 200
 const MAX_LIST_LIMIT = 1_000
 const MAX_REQUEST_BODY_BYTES = 16 * 1024
+/** Diffs computed at once on one node (each holds the event loop while it runs). */
+const MAX_CONCURRENT_DIFFS = 1
 
 class HttpError extends Error {
   constructor (readonly status: number, readonly code: string, message: string) { super(message) }
@@ -53,6 +61,7 @@ type Handler = (res: HttpResponse, request: Request, principal: Principal, abort
  * node, for documents nobody has open (they are loaded for the request and released after).
  */
 export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteContext): void {
+  let diffsRunning = 0
   const route = (method: 'get' | 'post' | 'del', pattern: string, need: Need, handler: Handler, options: { body?: boolean } = {}): void => {
     app[method](pattern, (res, req) => {
       const docId = req.getParameter(0) ?? ''
@@ -69,8 +78,9 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
           const problem = validateDocumentId(docId)
           if (problem !== null) throw new HttpError(400, 'invalid_document_id', problem)
           if (versionId !== null && !isVersionId(versionId)) throw new HttpError(400, 'invalid_version_id', 'a version id is 1-64 characters of A-Z a-z 0-9 _ -')
-          if (!ctx.requestsPerAddress.allow(address)) throw new HttpError(429, 'too_many_requests', 'too many requests from this address, retry later')
-          const principal = await ctx.verifier.verify(token)
+          // The same per-address bounds as the upgrade: one host cannot take every token check.
+          if (!ctx.requestsPerAddress.allow(address) || !ctx.requestsPerAddress.enter(address)) throw new HttpError(429, 'too_many_requests', 'too many requests from this address, retry later')
+          const principal = await ctx.verifier.verify(token).finally(() => ctx.requestsPerAddress.leave(address))
           await authorize(ctx, principal, docId, need)
           await handler(res, { docId, versionId, query, body: body === null ? null : await body }, principal, abort)
         } catch (err) {
@@ -79,7 +89,12 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
           else if (err instanceof AuthError) sendJson(res, err.reason === 'unavailable' ? 503 : 401, { error: `token_${err.reason}`, message: err.message })
           else if (err instanceof BodyTooLargeError) sendJson(res, 413, { error: 'too_large', message: err.message })
           else if (err instanceof DocumentDeletedError) sendJson(res, 410, { error: 'document_deleted', message: err.message })
-          else sendJson(res, 503, { error: 'unavailable', message: 'version history unavailable, retry later' })
+          else if (err instanceof VersionHistoryFullError) sendJson(res, 409, { error: 'version_history_full', message: err.message })
+          else if (isStoreFailure(err)) sendJson(res, 503, { error: 'unavailable', message: 'version history unavailable, retry later' })
+          else {
+            ctx.log.error({ err, docId, versionId }, 'version request failed')
+            sendJson(res, 500, { error: 'internal', message: 'the request failed; see the server log' })
+          }
         }
       })()
     })
@@ -120,25 +135,46 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
   route('get', '/documents/:docId/versions/:versionId/diff', 'read', async (res, { docId, versionId, query }, _principal, abort) => {
     const to = query.get('to') ?? 'current'
     if (to !== 'current' && !isVersionId(to)) throw new HttpError(400, 'invalid_version_id', 'to must be a version id or "current"')
-    const from = await ctx.store.loadVersion(docId, versionId!)
-    if (from === null) throw notFound('version')
-    const target = to === 'current'
-      ? await withDocument(ctx, docId, async doc => doc.encodeFullState()!)
-      : await ctx.store.loadVersion(docId, to)
-    if (target === null) throw notFound('version')
-    if (!abort.aborted) sendJson(res, 200, { docId, from: versionId, to, types: diffStates(from, target) })
+    if (diffsRunning >= MAX_CONCURRENT_DIFFS) throw new HttpError(429, 'too_many_requests', 'a diff is being computed on this node; retry in a moment')
+    diffsRunning++
+    try {
+      const from = await ctx.store.loadVersion(docId, versionId!)
+      if (from === null) throw notFound('version')
+      const target = to === 'current'
+        ? await withDocument(ctx, docId, async doc => doc.encodeFullState()!)
+        : await ctx.store.loadVersion(docId, to)
+      if (target === null) throw notFound('version')
+      // The diff walks every unit of both states on the event loop: bounded, so that one reader
+      // cannot stall every client of the node.
+      if (from.length + target.length > ctx.maxDiffBytes) throw new HttpError(413, 'too_large', `the two states hold ${from.length + target.length} bytes; diffs are computed up to ${ctx.maxDiffBytes} (VERSION_DIFF_MAX_BYTES)`)
+      if (!abort.aborted) sendJson(res, 200, { docId, from: versionId, to, types: diffStates(from, target) })
+    } finally {
+      diffsRunning--
+    }
   })
 
   route('post', '/documents/:docId/versions/:versionId/restore', 'write', async (res, { docId, versionId }, principal, abort) => {
     const state = await ctx.store.loadVersion(docId, versionId!)
     if (state === null) throw notFound('version')
+    // One restore of a document at a time in the whole cluster: two computed from the same state on
+    // two nodes would both insert the version's content.
+    if (!await ctx.versions.lockRestore(docId)) throw new HttpError(409, 'restore_in_progress', 'another restore of this document is in progress; retry in a moment')
     const result = await withDocument(ctx, docId, async doc => {
+      // Computed first: a restore that cannot be made takes no before-restore version.
+      const computedAt = doc.changeCounter
+      const update = restoreUpdate(doc.ydoc, state)
+      if (doc.wouldExceed(update.length, ctx.maxDocumentBytes)) throw new HttpError(413, 'document_too_large', `restoring would grow the document past MAX_DOCUMENT_BYTES (${ctx.maxDocumentBytes})`)
+      // Each step of a large restore holds the event loop: let other clients' messages in between.
+      await yieldToOthers()
       // Undoable: restoring this version puts back what the document held just before.
       const before = await ctx.versions.create(docId, 'before-restore', null, doc.encodeFullState()!)
-      if (ctx.changes.commit(doc, restoreUpdate(doc.ydoc, state), null, 'restore', null, 'if-changed')) ctx.versions.noteChange(docId, principal.userId)
+      await yieldToOthers()
+      // Computed again if the document changed meanwhile: a restore starts from what it replaces.
+      const change = doc.changeCounter === computedAt ? update : restoreUpdate(doc.ydoc, state)
+      if (ctx.changes.commit(doc, change, null, 'restore', null, 'if-changed')) ctx.versions.noteChange(docId, principal.userId)
       await ctx.writeBehind.flush([docId])
       return { restoredFrom: versionId, beforeRestore: before.id }
-    })
+    }).finally(() => { void ctx.versions.unlockRestore(docId) })
     if (!abort.aborted) sendJson(res, 200, result)
   })
 
@@ -163,7 +199,7 @@ async function authorize (ctx: VersionRouteContext, principal: Principal, docId:
 /** A document exists once it was written: it is loaded here, or the store holds content of it. */
 async function exists (ctx: VersionRouteContext, docId: string): Promise<boolean> {
   if (ctx.registry.get(docId) !== undefined) return true
-  return (await ctx.store.load(docId)).updates.length > 0
+  return await ctx.store.exists(docId)
 }
 
 async function withDocument<T> (ctx: VersionRouteContext, docId: string, use: (doc: LiveDocument) => Promise<T>): Promise<T> {
@@ -173,6 +209,12 @@ async function withDocument<T> (ctx: VersionRouteContext, docId: string, use: (d
   } finally {
     ctx.registry.release(doc)
   }
+}
+
+/** Errors of the store (unreachable, timed out): a retry may succeed. */
+function isStoreFailure (err: unknown): boolean {
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'string' || /redis|connect|timeout|terminated|unavailable|closed/i.test((err as Error).message ?? '')
 }
 
 async function yieldToOthers (): Promise<void> {

@@ -11,7 +11,8 @@ import { fail, toolConfig } from './tool-env.js'
 
 // `npm run copy-redis-to-postgres`: copies every document the Redis store holds (REDIS_URL,
 // REDIS_CLUSTER_NODES or REDIS_SENTINELS, REDIS_KEY_PREFIX) into the PostgreSQL store of
-// DATABASE_URL, one merged snapshot per document, and checks each copy by reading it back. Run it
+// DATABASE_URL, one merged snapshot per document with its version history, and checks each copy by
+// reading it back. Run it
 // with the nodes stopped, then start them with DATABASE_URL set. Running it again is harmless:
 // Yjs updates are idempotent, so a document copied twice holds the same content.
 
@@ -53,6 +54,7 @@ const target = new PostgresStore(db, database.schema)
 let copied = 0
 let skipped = 0
 let bytes = 0
+let versions = 0
 try {
   await connectAtStart(db, 9_000)
   await migrate(db, database.schema)
@@ -77,9 +79,16 @@ try {
       if (!expected.equals(found)) throw new Error(`document ${docId}: the copy read back differs from Redis's`)
       bytes += state.length
       copied++
+      // Versions keep their ids, so a second run finds them already there.
+      for (const meta of await source.listVersions(docId, { limit: 1_000_000 })) {
+        const versionState = await source.loadVersion(docId, meta.id)
+        if (versionState === null) continue
+        await target.saveVersion(docId, meta, versionState)
+        versions++
+      }
     }
   }
-  process.stdout.write(`copied ${copied} documents (${bytes} bytes) from redis (prefix "${cluster.keyPrefix}") to schema "${database.schema}" in ${describeTarget(database.url)}; ${skipped} deleted documents skipped; every copy verified\n`)
+  process.stdout.write(`copied ${copied} documents (${bytes} bytes) and ${versions} versions from redis (prefix "${cluster.keyPrefix}") to schema "${database.schema}" in ${describeTarget(database.url)}; ${skipped} deleted documents skipped; every copy verified\n`)
 } catch (err) {
   fail(`copy failed after ${copied} documents: ${(err as Error).message}`)
 } finally {

@@ -43,7 +43,9 @@ export function restoreUpdate (current: Y.Doc, versionState: Uint8Array): Uint8A
       const from = targetKinds.has(name) ? typed(target, name, kind) : null
       if (into instanceof Y.Text) {
         into.delete(0, into.length)
-        if (from instanceof Y.Text) into.applyDelta(from.toDelta())
+        // Embedded shared types (a Y.XmlText holding elements, as slate-yjs stores documents) are
+        // inserted as copies: an integrated type cannot be inserted twice.
+        if (from instanceof Y.Text) into.applyDelta((from.toDelta() as Array<{ insert?: unknown }>).map(op => op.insert instanceof Y.AbstractType ? { ...op, insert: op.insert.clone() } : op))
       } else if (into instanceof Y.Map) {
         const source = from instanceof Y.Map ? from : new Y.Map()
         for (const key of [...into.keys()]) if (!source.has(key)) into.delete(key)

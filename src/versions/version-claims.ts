@@ -16,12 +16,24 @@ export interface VersionClaims {
   addAuthors (docId: string, authors: string[]): Promise<void>
   /** The authors recorded by every node since the last version, emptied. */
   takeAuthors (docId: string): Promise<string[]>
+  /** True for the one caller that may restore the document now (until unlock or `ttlMs`). */
+  lockRestore (docId: string, ttlMs: number): Promise<boolean>
+  unlockRestore (docId: string): Promise<void>
 }
 
 /** One node: every claim is its own, and the authors it knows are all there are. */
-export const SINGLE_NODE_CLAIMS: VersionClaims = {
-  claim: async () => true,
-  mark: async () => {},
-  addAuthors: async () => {},
-  takeAuthors: async () => []
+export function singleNodeClaims (): VersionClaims {
+  const restoring = new Set<string>()
+  return {
+    claim: async () => true,
+    mark: async () => {},
+    addAuthors: async () => {},
+    takeAuthors: async () => [],
+    lockRestore: async docId => {
+      if (restoring.has(docId)) return false
+      restoring.add(docId)
+      return true
+    },
+    unlockRestore: async docId => { restoring.delete(docId) }
+  }
 }

@@ -5,7 +5,7 @@ import type { LiveDocument } from '../documents/live-document.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { VersionMeta, VersionReason, VersionStore } from '../persistence/document-store.js'
 import { versionsToDrop, type RetentionPolicy } from './retention.js'
-import { SINGLE_NODE_CLAIMS, type VersionClaims } from './version-claims.js'
+import { singleNodeClaims, type VersionClaims } from './version-claims.js'
 import { newVersionId } from './version-id.js'
 
 export interface VersionHistoryOptions {
@@ -38,6 +38,12 @@ function gainedSince (current: Uint8Array, synced: Uint8Array): boolean {
   return false
 }
 
+/** A named version would take more than named versions may hold. */
+export class VersionHistoryFullError extends Error {}
+
+/** A restore lock outlives a node that died holding it by at most this long. */
+const RESTORE_LOCK_MS = 60_000
+
 /** Retention reads at most this many versions of a document (the policy keeps far fewer). */
 const RETENTION_SCAN_LIMIT = 100_000
 
@@ -62,7 +68,7 @@ export class VersionHistory implements DocumentLifecycle {
     private readonly stateOf: (docId: string) => Uint8Array | null,
     private readonly log: Logger,
     private readonly metrics?: Metrics,
-    private readonly claims: VersionClaims = SINGLE_NODE_CLAIMS
+    private readonly claims: VersionClaims = singleNodeClaims()
   ) {}
 
   /** A change made on this node (by `author`, when a verified user made it) changed the document. */
@@ -96,6 +102,14 @@ export class VersionHistory implements DocumentLifecycle {
 
   /** Takes a version of the given state now; the authors are those of the changes since the last one. */
   async create (docId: string, reason: VersionReason, label: string | null, state: Uint8Array, pending = this.detach(docId)): Promise<VersionMeta> {
+    if (reason === 'named') {
+      try {
+        await this.checkNamedRoom(docId, state.length)
+      } catch (err) {
+        if (pending !== undefined) this.restorePending(docId, pending)
+        throw err
+      }
+    }
     const authors = new Set(pending?.authors ?? [])
     try {
       for (const author of await this.claims.takeAuthors(docId)) authors.add(author)
@@ -116,7 +130,7 @@ export class VersionHistory implements DocumentLifecycle {
     this.metrics?.versionBytesWritten.inc(meta.bytes)
     this.options.onCreated?.(docId, meta)
     this.log.debug({ docId, versionId: meta.id, reason, bytes: meta.bytes }, 'version taken')
-    void this.applyRetention(docId)
+    void this.applyRetention(docId, now, meta.id)
     return meta
   }
 
@@ -147,6 +161,26 @@ export class VersionHistory implements DocumentLifecycle {
     }
   }
 
+  /**
+   * Named versions are never dropped by retention, so they alone may not fill the document's
+   * share (or they would push out every other version, and fill the store at a writer's will).
+   */
+  private async checkNamedRoom (docId: string, bytes: number): Promise<void> {
+    const versions = await this.store.listVersions(docId, { limit: RETENTION_SCAN_LIMIT })
+    const named = versions.filter(v => v.reason === 'named').reduce((sum, v) => sum + v.bytes, 0)
+    const room = this.options.retention.maxBytesPerDocument / 2
+    if (named + bytes > room) throw new VersionHistoryFullError(`named versions of this document would hold ${named + bytes} bytes, more than half of VERSION_MAX_BYTES_PER_DOCUMENT (${this.options.retention.maxBytesPerDocument}); delete some first`)
+  }
+
+  /** A restore may run (no other one of this document is running, on any node). */
+  async lockRestore (docId: string): Promise<boolean> {
+    return await this.claims.lockRestore(docId, RESTORE_LOCK_MS)
+  }
+
+  async unlockRestore (docId: string): Promise<void> {
+    await this.claims.unlockRestore(docId).catch(err => { this.log.warn({ docId, err }, 'restore lock not released; it expires by itself') })
+  }
+
   async delete (docId: string, versionId: string, bytes: number): Promise<void> {
     await this.store.deleteVersions(docId, [versionId])
     this.metrics?.versionsDeleted.inc()
@@ -154,10 +188,11 @@ export class VersionHistory implements DocumentLifecycle {
   }
 
   /** Drops what the retention policy no longer keeps. */
-  async applyRetention (docId: string, now = Date.now()): Promise<void> {
+  async applyRetention (docId: string, now = Date.now(), keep?: string): Promise<void> {
     try {
       const versions = await this.store.listVersions(docId, { limit: RETENTION_SCAN_LIMIT })
-      const drop = versionsToDrop(versions, now, this.options.retention)
+      // The version just taken stays whatever the cap says: its id was handed out.
+      const drop = versionsToDrop(versions, now, this.options.retention).filter(id => id !== keep)
       if (drop.length === 0) return
       await this.store.deleteVersions(docId, drop)
       this.metrics?.versionsDeleted.inc(drop.length)
@@ -190,8 +225,11 @@ export class VersionHistory implements DocumentLifecycle {
       const entry = this.unversioned.get(docId)
       const seen = entry?.lastChangeAt
       if (!await this.claims.claim(docId, this.options.idleMs)) {
-        // Another node takes this one (it holds the same changes); later changes wait for the next.
-        if (this.unversioned.get(docId)?.lastChangeAt === seen) this.unversioned.delete(docId)
+        // Another node takes this one (it holds the same changes); later changes wait for the next,
+        // counted from now, as on the node that took it.
+        const current = this.unversioned.get(docId)
+        if (current?.lastChangeAt === seen) this.unversioned.delete(docId)
+        else if (current !== undefined) current.firstChangeAt = Date.now()
         return
       }
       // Read after the claim: the version holds every change this node had until now.
