@@ -43,6 +43,12 @@ export class HistoryPanel {
   async refresh (): Promise<void> {
     const docId = this.docId
     if (docId === null) return
+    // A document nobody wrote yet has no history, and the API answers 404 for it (which a browser
+    // reports as a failed resource): ask once there is content.
+    if (this.currentText() === '' && byId('versions').querySelector('li[data-version-id]') === null) {
+      this.render([])
+      return
+    }
     const res = await this.call('GET', `/documents/${docId}/versions?limit=50`)
     if (docId !== this.docId || res === null) return
     // A document nobody wrote yet has no history (404): an empty list.
