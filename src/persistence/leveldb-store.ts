@@ -116,6 +116,9 @@ export class LevelDbStore implements DocumentStore {
   }
 
   async saveVersion (docId: string, meta: VersionMeta, state: Uint8Array): Promise<void> {
+    // Not for a document deleted meanwhile: its content must not come back through a version.
+    const tombstone = await this.db.get(tombstoneKey(docId))
+    if (tombstone !== undefined && Number(new TextDecoder().decode(tombstone)) > Date.now()) throw new DocumentDeletedError(docId)
     // One batch: the metadata is never listed without its state. A chained batch: the array form
     // copies and re-validates every value, a long pause for a large document's state.
     const batch = this.db.batch()

@@ -149,8 +149,19 @@ export class PostgresStore implements DocumentStore {
   }
 
   async saveVersion (docId: string, meta: VersionMeta, state: Uint8Array): Promise<void> {
-    await this.db.query('version', `INSERT INTO ${this.versions} (doc_id, id, created_at, reason, label, bytes, authors, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (doc_id, id) DO NOTHING`,
-      [docId, meta.id, meta.createdAt, meta.reason, meta.label, meta.bytes, meta.authors, Buffer.from(state.buffer, state.byteOffset, state.byteLength)])
+    // Not for a document deleted meanwhile: its content must not come back through a version.
+    const { rowCount } = await this.db.query('version', `
+      INSERT INTO ${this.versions} (doc_id, id, created_at, reason, label, bytes, authors, state)
+      SELECT $1, $2, $3, $4, $5, $6, $7, $8
+       WHERE NOT EXISTS (SELECT 1 FROM ${this.documents} WHERE doc_id = $1 AND deleted_until IS NOT NULL AND deleted_until > now())
+      ON CONFLICT (doc_id, id) DO NOTHING`,
+    [docId, meta.id, meta.createdAt, meta.reason, meta.label, meta.bytes, meta.authors, Buffer.from(state.buffer, state.byteOffset, state.byteLength)])
+    if (rowCount === 0 && await this.deleted(docId)) throw new DocumentDeletedError(docId)
+  }
+
+  private async deleted (docId: string): Promise<boolean> {
+    const { rows } = await this.db.query<{ deleted: boolean }>('version', `SELECT EXISTS (SELECT 1 FROM ${this.documents} WHERE doc_id = $1 AND deleted_until IS NOT NULL AND deleted_until > now()) AS deleted`, [docId])
+    return rows[0]?.deleted === true
   }
 
   async listVersions (docId: string, options: { limit: number, before?: string }): Promise<VersionMeta[]> {

@@ -54,8 +54,29 @@ end
 return 1
 `
 
+/**
+ * Writes a version (its state, metadata and id) in one script, unless the document was deleted:
+ * a version still being taken while the document is deleted must not bring its content back.
+ *   KEYS[1] version states   KEYS[2] version metadata   KEYS[3] version ids   KEYS[4] tombstone
+ *   ARGV[1] id   ARGV[2] state   ARGV[3] metadata JSON   ARGV[4] TTL seconds (0 = none)
+ */
+const SAVE_VERSION_SCRIPT = `
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('EXPIRE', KEYS[3], ttl)
+end
+return 1
+`
+
 type RedisClient = Redis | Cluster
 type AppendCommand = (logKey: string, snapKey: string, tombstoneKey: string, value: Buffer, ttl: number, held: '0' | '1', snapshotSeen: '0' | '1') => Promise<number>
+type SaveVersionCommand = (stateKey: string, metaKey: string, idsKey: string, tombstoneKey: string, id: string, state: Buffer, meta: string, ttl: number) => Promise<number>
 type CompactCommand = (snapKey: string, logKey: string, expected: string, snapshot: Buffer, cursor: string, minId: string, ttl: number) => Promise<number>
 
 /**
@@ -82,6 +103,7 @@ export class RedisStore implements DocumentStore {
   ) {
     redis.defineCommand('collabAppend', { numberOfKeys: 3, lua: APPEND_SCRIPT })
     redis.defineCommand('collabCompact', { numberOfKeys: 2, lua: COMPACT_SCRIPT })
+    redis.defineCommand('collabSaveVersion', { numberOfKeys: 4, lua: SAVE_VERSION_SCRIPT })
   }
 
   async open (): Promise<void> {
@@ -171,13 +193,10 @@ export class RedisStore implements DocumentStore {
 
   async saveVersion (docId: string, meta: VersionMeta, state: Uint8Array): Promise<void> {
     const keys = documentKeys(this.prefix, docId)
-    // One MULTI: the id is never listed without its metadata and state.
-    const transaction = this.redis.multi()
-      .hset(keys.versionState, meta.id, Buffer.from(state.buffer, state.byteOffset, state.byteLength))
-      .hset(keys.versionMeta, meta.id, encodeVersionMeta(meta))
-      .zadd(keys.versions, 0, meta.id)
-    if (this.ttlSeconds > 0) transaction.expire(keys.versions, this.ttlSeconds).expire(keys.versionMeta, this.ttlSeconds).expire(keys.versionState, this.ttlSeconds)
-    await execAll(transaction)
+    // One script: the id is never listed without its metadata and state.
+    const save = (this.redis as unknown as { collabSaveVersion: SaveVersionCommand }).collabSaveVersion
+    const written = await save.call(this.redis, keys.versionState, keys.versionMeta, keys.versions, keys.tombstone, meta.id, Buffer.from(state.buffer, state.byteOffset, state.byteLength), encodeVersionMeta(meta), this.ttlSeconds)
+    if (written === 0) throw new DocumentDeletedError(docId)
   }
 
   async listVersions (docId: string, options: { limit: number, before?: string }): Promise<VersionMeta[]> {

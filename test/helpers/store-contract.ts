@@ -78,4 +78,7 @@ export async function versionContract (t: Test, store: DocumentStore, docId = 'v
   t.same(await store.listVersions(docId, { limit: 10 }), [], 'deleting the document deletes its versions')
   t.equal(await store.loadVersion(docId, metas[1]!.id), null)
   t.equal((await store.listVersions(`${docId}-other`, { limit: 10 })).length, 1, 'another document\'s versions stay')
+  await store.delete(`${docId}-gone`, 60)
+  await t.rejects(store.saveVersion(`${docId}-gone`, { ...metas[0]!, bytes: 1 }, edit('late')), { message: `document ${docId}-gone was deleted` }, 'a version of a document deleted meanwhile is not written')
+  t.same(await store.listVersions(`${docId}-gone`, { limit: 10 }), [])
 }
