@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { EntryBuilder } from '../src/persistence/entry-value.js'
 import { RedisStore } from '../src/persistence/redis-store.js'
 import { documentKeys } from '../src/redis/keys.js'
@@ -23,15 +23,49 @@ async function editTimes (count: number, from: number, push: (value: string) => 
   }
 }
 
+/**
+ * Fills Redis under `maxmemory` with allkeys-lru until the document's keys are evicted, then takes
+ * the pressure off before anyone writes again (the nodes' writes must not be evicted in turn).
+ */
+async function evict (redis: Redis, docId: string, t: Test): Promise<void> {
+  const keys = documentKeys(KEY_PREFIX, docId)
+  // Redis's LRU clock counts whole seconds: once the document's keys have been idle for 2 s, every
+  // filler key written from now on is younger, and allkeys-lru takes the document's keys first
+  // among any it samples.
+  await waitFor(async () => Number(await redis.object('IDLETIME', keys.log)) >= 2, 'the document\'s keys idle for 2 s', 10_000)
+  const used = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1])
+  await redis.config('SET', 'maxmemory', String(used + 2 * 1024 * 1024))
+  const filler = 'x'.repeat(1024)
+  let written = 0
+  const fillDeadline = Date.now() + 15_000
+  while (await redis.exists(keys.log, keys.snapshot) > 0) {
+    if (Date.now() > fillDeadline || written >= 200_000) throw new Error(`the document's keys survived ${written} filler keys`)
+    const batch = redis.pipeline()
+    for (let i = 0; i < 200; i++) batch.set(`filler:${written++}`, filler)
+    await batch.exec()
+  }
+  const evicted = Number(/evicted_keys:(\d+)/.exec(await redis.info('stats'))![1])
+  t.ok(evicted > 0, `Redis evicted ${evicted} keys, the document's among them, after ${written} filler keys`)
+  await redis.config('SET', 'maxmemory', '0')
+  for (let cursor = '0'; ;) {
+    const [next, found] = await redis.scan(cursor, 'MATCH', 'filler:*', 'COUNT', 1000)
+    if (found.length > 0) await redis.unlink(...found)
+    cursor = next
+    if (cursor === '0') break
+  }
+}
+
 for (const [fault, lose] of [
-  ['FLUSHALL', async (redis: Redis) => { await redis.flushall() }],
-  ['DEL of the document\'s keys', async (redis: Redis, docId: string) => {
+  ['FLUSHALL', async (redis: Redis, _docId: string, _t: Test) => { await redis.flushall() }],
+  ['DEL of the document\'s keys', async (redis: Redis, docId: string, _t: Test) => {
     const keys = documentKeys(KEY_PREFIX, docId)
     await redis.del(keys.log, keys.snapshot)
-  }]
+  }],
+  ['eviction under maxmemory (allkeys-lru)', evict]
 ] as const) {
   t.test(`${fault} while a stock client edits on two nodes: a fresh node loads every edit made before and after`, async t => {
-    const redisProcess = await startRedis()
+    // allkeys-lru acts only once a test sets maxmemory (the eviction variant).
+    const redisProcess = await startRedis({ extraArgs: ['--maxmemory-policy', 'allkeys-lru'] })
     t.teardown(redisProcess.cleanup)
     const redis = new Redis(redisProcess.url)
     t.teardown(() => { redis.disconnect() })
@@ -54,13 +88,14 @@ for (const [fault, lose] of [
     await waitFor(async () => (await redis.xlen(documentKeys(KEY_PREFIX, docId).log)) > 0, 'stored')
     await sleep(300)
 
-    await lose(redis, docId)
+    await lose(redis, docId, t)
     t.equal(await redis.exists(documentKeys(KEY_PREFIX, docId).log, documentKeys(KEY_PREFIX, docId).snapshot), 0, 'the document is gone from Redis')
 
     await editTimes(25, 50, value => list(0).push([value]))
     await editTimes(25, 75, value => list(1).push([value]))
     await waitFor(() => list(0).length === 100 && list(1).length === 100, 'both see all 100')
     await sleep(500) // the write-behind's next flushes
+    t.ok(nodes.some(node => node.logs.some(line => line.includes('the store lost this document'))), 'a node found the keys gone and wrote the full state')
 
     for (const person of people) { person.provider.destroy(); person.doc.destroy() }
     for (const node of nodes) await node.close()
@@ -73,75 +108,6 @@ for (const [fault, lose] of [
     t.equal(new Set(edits).size, 100, 'each once')
   })
 }
-
-t.test('eviction under maxmemory (allkeys-lru) while a stock client edits on two nodes: a fresh node loads every edit made before and after', async t => {
-  const redisProcess = await startRedis({ extraArgs: ['--maxmemory-policy', 'allkeys-lru'] })
-  t.teardown(redisProcess.cleanup)
-  const redis = new Redis(redisProcess.url)
-  t.teardown(() => { redis.disconnect() })
-  const env = { REDIS_URL: redisProcess.url, LOG_LEVEL: 'warn', DOC_IDLE_UNLOAD_MS: '60000' }
-  let nodes: TestServer[] = [
-    await startTestServer({ ...env, NODE_ID: 'evict-0' }),
-    await startTestServer({ ...env, NODE_ID: 'evict-1' })
-  ]
-  t.teardown(async () => { for (const node of nodes) await node.close() })
-  const docId = 'evicted'
-  const keys = documentKeys(KEY_PREFIX, docId)
-  const people = await Promise.all(nodes.map(async (node, i) => {
-    const person = stockProvider('3.1.0', node.url, docId, { token: await signToken({ sub: `writer-${i}` }) })
-    await waitFor(() => person.provider.synced, `writer ${i} synced`)
-    return person
-  }))
-  const list = (i: number) => people[i]!.doc.getArray<string>('edits')
-  await editTimes(25, 0, value => list(0).push([value]))
-  await editTimes(25, 25, value => list(1).push([value]))
-  await waitFor(() => list(0).length === 50 && list(1).length === 50, 'both see the first 50')
-  await waitFor(async () => (await redis.xlen(keys.log)) > 0, 'stored')
-
-  // Redis's LRU clock counts whole seconds: once the document's keys have been idle for 2 s, every
-  // filler key written from now on is younger, and allkeys-lru takes the document's keys first
-  // among any it samples.
-  await waitFor(async () => Number(await redis.object('IDLETIME', keys.log)) >= 2, 'the document\'s keys idle for 2 s', 10_000)
-  const memory = await redis.info('memory')
-  const used = Number(/used_memory:(\d+)/.exec(memory)![1])
-  await redis.config('SET', 'maxmemory', String(used + 2 * 1024 * 1024))
-  const filler = 'x'.repeat(1024)
-  let written = 0
-  const fillDeadline = Date.now() + 15_000
-  while (await redis.exists(keys.log, keys.snapshot) > 0) {
-    if (Date.now() > fillDeadline || written >= 200_000) throw new Error(`the document's keys survived ${written} filler keys`)
-    const batch = redis.pipeline()
-    for (let i = 0; i < 200; i++) batch.set(`filler:${written++}`, filler)
-    await batch.exec()
-  }
-  const evicted = Number(/evicted_keys:(\d+)/.exec(await redis.info('stats'))![1])
-  t.ok(evicted > 0, `Redis evicted ${evicted} keys, the document's among them, after ${written} filler keys`)
-  t.equal(await redis.exists(keys.log, keys.snapshot), 0, 'the document is gone from Redis')
-  // Pressure off before anyone writes again: the nodes' writes must not be evicted in turn.
-  await redis.config('SET', 'maxmemory', '0')
-  for (let cursor = '0'; ;) {
-    const [next, found] = await redis.scan(cursor, 'MATCH', 'filler:*', 'COUNT', 1000)
-    if (found.length > 0) await redis.unlink(...found)
-    cursor = next
-    if (cursor === '0') break
-  }
-
-  await editTimes(25, 50, value => list(0).push([value]))
-  await editTimes(25, 75, value => list(1).push([value]))
-  await waitFor(() => list(0).length === 100 && list(1).length === 100, 'both see all 100')
-  await sleep(500) // the write-behind's next flushes
-  t.ok(nodes.some(node => node.logs.some(line => line.includes('the store lost this document'))), 'a node found the keys gone and wrote the full state')
-
-  for (const person of people) { person.provider.destroy(); person.doc.destroy() }
-  for (const node of nodes) await node.close()
-  nodes = [await startTestServer({ ...env, NODE_ID: 'evict-fresh' })]
-  const fresh = stockProvider('3.1.0', nodes[0]!.url, docId, { token: await signToken({ sub: 'fresh' }) })
-  t.teardown(() => { fresh.provider.destroy(); fresh.doc.destroy() })
-  await waitFor(() => fresh.provider.synced, 'fresh client synced')
-  const edits = fresh.doc.getArray<string>('edits').toArray()
-  t.equal(edits.length, 100, 'every edit, before and after the eviction, loads from the store')
-  t.equal(new Set(edits).size, 100, 'each once')
-})
 
 t.test('keys that expired while the document was loaded are written again from memory', async t => {
   const redisProcess = await startRedis()
