@@ -3,7 +3,7 @@ import { signDevelopmentToken } from './auth/dev-token.js'
 import { ConfigError, loadConfig, type Config } from './config/config.js'
 import { withDotEnv } from './config/dotenv.js'
 import { createLogger } from './log/logger.js'
-import { DatabaseStartError, describeTarget } from './persistence/postgres-pool.js'
+import { DatabaseStartError, describeTarget } from './persistence/database-errors.js'
 import { startServer } from './server/collab-server.js'
 
 function readConfig (): Config {

@@ -16,8 +16,6 @@ import { DocumentRegistry } from '../documents/registry.js'
 import { Metrics } from '../metrics/metrics.js'
 import type { DocumentStore, VersionMeta } from '../persistence/document-store.js'
 import { LevelDbStore } from '../persistence/leveldb-store.js'
-import { DatabasePool } from '../persistence/postgres-pool.js'
-import { PostgresStore } from '../persistence/postgres-store.js'
 import { WriteBehind } from '../persistence/write-behind.js'
 import { registerPlaygroundRoutes } from '../playground/routes.js'
 import { CloseCode } from '../protocol/close-codes.js'
@@ -74,7 +72,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   const clusterConfig = config.cluster
   const cluster = clusterConfig === null ? null : createClusterResources(clusterConfig, config.nodeId, log, deps.wrapPubSub)
   const store = deps.store ?? (config.database !== null
-    ? new PostgresStore(new DatabasePool(config.database, metrics), config.database.schema)
+    ? await openPostgresStore(config.database, metrics)
     : cluster?.store ?? new LevelDbStore(config.dataDir))
   const participants: ParticipantDirectory = cluster?.participants ?? new LocalParticipants(config.nodeId)
   await store.open()
@@ -307,6 +305,12 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
 }
 
 /** How long a deleted document refuses to load again (HTTP 410), so live clients cannot resurrect it. */
+/** The PostgreSQL driver is loaded only by nodes that use it (about 15 MB of RSS otherwise). */
+async function openPostgresStore (database: NonNullable<Config['database']>, metrics: Metrics): Promise<DocumentStore> {
+  const [{ DatabasePool }, { PostgresStore }] = await Promise.all([import('../persistence/postgres-pool.js'), import('../persistence/postgres-store.js')])
+  return new PostgresStore(new DatabasePool(database, metrics), database.schema)
+}
+
 const DELETE_TOMBSTONE_SECONDS = 60
 /** After VERSION_KEEP_ALL_HOURS, one version per hour is kept for this long, then one per day. */
 const VERSION_HOURLY_FOR_MS = 7 * 24 * 3600_000
