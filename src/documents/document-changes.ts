@@ -65,10 +65,13 @@ export interface DocumentChangesOptions {
   presenceGraceMs?: number
   /** Told of an error while removing presence after its grace period (nothing else can be). */
   onPresenceError?: (doc: LiveDocument, err: unknown) => void
-  /** Called after each change made on this node (not for peers' changes) with its origin; webhooks and version history use it. */
-  onLocalChange: ((docId: string, origin: unknown) => void) | null
-  /** Called after each change a peer node made (version history keeps the same timing on every node). */
-  onPeerChange?: ((docId: string) => void) | null
+  /**
+   * Called after each change committed on this node (not for peers' changes) with the transaction
+   * it was applied in (null when Yjs reported none); webhooks and version history use it.
+   */
+  onLocalChange: ((docId: string, transaction: Transaction | null) => void) | null
+  /** The same for each change a peer node made (version history keeps the same timing on every node). */
+  onPeerChange?: ((docId: string, transaction: Transaction | null) => void) | null
 }
 
 /**
@@ -89,8 +92,8 @@ export class DocumentChanges implements DocumentLifecycle {
   private readonly presenceLimits: PresenceLimits
   private readonly presenceGraceMs: number
   private readonly onPresenceError: (doc: LiveDocument, err: unknown) => void
-  private readonly onLocalChange: ((docId: string, origin: unknown) => void) | null
-  private readonly onPeerChange: ((docId: string) => void) | null
+  private readonly onLocalChange: ((docId: string, transaction: Transaction | null) => void) | null
+  private readonly onPeerChange: ((docId: string, transaction: Transaction | null) => void) | null
 
   constructor (options: DocumentChangesOptions) {
     this.fanout = options.localFanout
@@ -250,14 +253,14 @@ export class DocumentChanges implements DocumentLifecycle {
     }
     this.peers?.publishUpdate(doc, message)
     this.store.enqueue(doc.id, update)
-    this.onLocalChange?.(doc.id, transaction?.origin ?? null)
+    this.onLocalChange?.(doc.id, transaction)
   }
 
   private distributeFromPeer (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, transaction: Transaction | null): void {
     const message = frame ?? encodeSyncUpdate(update)
     if (!this.fannedOutLarge(doc, message, transaction, null)) this.publishToAll(doc, 'sync-update', message)
     this.store.enqueue(doc.id, update)
-    this.onPeerChange?.(doc.id)
+    this.onPeerChange?.(doc.id, transaction)
   }
 
   /**

@@ -109,12 +109,13 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     presenceLimits: config.limits.presence,
     presenceGraceMs: config.limits.presenceGraceMs,
     onPresenceError: (doc, err) => { log.error({ err, docId: doc.id }, 'presence of a closed connection could not be removed') },
-    onLocalChange: (docId, origin) => {
+    onLocalChange: (docId, transaction) => {
       webhook?.noteChange(docId)
       // Authors are the verified users of the connections whose edits changed the document.
-      versions.noteChange(docId, origin instanceof Connection ? origin.userId : null)
+      const origin = transaction?.origin
+      versions.noteChange(docId, origin instanceof Connection ? origin.userId : null, transaction)
     },
-    onPeerChange: docId => { versions.notePeerChange(docId) }
+    onPeerChange: (docId, transaction) => { versions.notePeerChange(docId, transaction) }
   })
   const versions: VersionHistory = new VersionHistory(store, {
     idleMs: config.versions.idleMs,

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import * as Y from 'yjs'
 import type { DocumentLifecycle } from '../documents/document-lifecycle.js'
-import type { LiveDocument } from '../documents/live-document.js'
+import { changedBy, type LiveDocument } from '../documents/live-document.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { VersionMeta, VersionReason, VersionStore } from '../persistence/document-store.js'
 import { versionsToDrop, type RetentionPolicy } from './retention.js'
@@ -71,8 +71,14 @@ export class VersionHistory implements DocumentLifecycle {
     private readonly claims: VersionClaims = singleNodeClaims()
   ) {}
 
-  /** A change made on this node (by `author`, when a verified user made it) changed the document. */
-  noteChange (docId: string, author: string | null): void {
+  /**
+   * A change was committed on this node (by `author`, when a verified user made it). Whether it
+   * changed anything is asked only when it would start a version period or add an author (a
+   * reconnecting client's sync step 2 often brings nothing new): not once per keystroke.
+   */
+  noteChange (docId: string, author: string | null, transaction: Y.Transaction | null = null): void {
+    const known = this.unversioned.get(docId)
+    if ((known === undefined || (author !== null && !known.authors.has(author))) && transaction !== null && !changedBy(transaction)) return
     const entry = this.touch(docId)
     if (author !== null && !entry.authors.has(author)) {
       entry.authors.add(author)
@@ -85,7 +91,8 @@ export class VersionHistory implements DocumentLifecycle {
    * A peer's change reached this node: every node holding the document keeps the same timing, so
    * they decide together and the claim picks one of them.
    */
-  notePeerChange (docId: string): void {
+  notePeerChange (docId: string, transaction: Y.Transaction | null = null): void {
+    if (!this.unversioned.has(docId) && transaction !== null && !changedBy(transaction)) return
     this.touch(docId)
   }
 
