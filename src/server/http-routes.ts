@@ -7,6 +7,7 @@ import type { ParticipantDirectory } from '../documents/participants.js'
 import { bearerToken, remoteAddress, requestToken, sendJson, trackAbort } from '../http/http-util.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { AddressRateLimit } from './address-rate-limit.js'
+import { refuseDocumentAccess } from './document-access.js'
 import type { Readiness } from './node-operations.js'
 
 export interface HttpRouteContext {
@@ -69,13 +70,9 @@ export function registerHttpRoutes (app: TemplatedApp, ctx: HttpRouteContext): v
     void (async () => {
       try {
         const principal = await ctx.verifier.verify(token).finally(() => ctx.requestsPerAddress.leave(address))
-        // The same rules as the WebSocket upgrade: access from the token, and no revocation.
-        if (!principal.admin && principal.policy.accessFor(docId) === 'none') {
-          if (!abort.aborted) sendJson(res, 403, { error: 'forbidden', message: 'token does not grant access to this document' })
-          return
-        }
-        if (!principal.admin && await ctx.revocations.isRevoked(docId, principal.userId)) {
-          if (!abort.aborted) sendJson(res, 403, { error: 'access_revoked', message: 'access to this document was revoked' })
+        const refusal = await refuseDocumentAccess(principal, docId, 'read', ctx.revocations)
+        if (refusal !== null) {
+          if (!abort.aborted) sendJson(res, 403, refusal)
           return
         }
         const participants = await ctx.participants.list(docId)

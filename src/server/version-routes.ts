@@ -15,6 +15,7 @@ import { diffStates } from '../versions/version-diff.js'
 import { isVersionId } from '../versions/version-id.js'
 import { VersionHistoryFullError, type VersionHistory } from '../versions/version-history.js'
 import type { AddressRateLimit } from './address-rate-limit.js'
+import { refuseDocumentAccess, type DocumentNeed } from './document-access.js'
 
 export interface VersionRouteContext {
   verifier: TokenVerifier
@@ -32,8 +33,7 @@ export interface VersionRouteContext {
   maxDiffBytes: number
 }
 
-/** What a route needs of the caller's token for the document (README "Version history"). */
-type Need = 'read' | 'write' | 'admin'
+
 
 const MAX_LABEL_LENGTH = 200
 const MAX_LIST_LIMIT = 1_000
@@ -62,7 +62,7 @@ type Handler = (res: HttpResponse, request: Request, principal: Principal, abort
  */
 export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteContext): void {
   let diffsRunning = 0
-  const route = (method: 'get' | 'post' | 'del', pattern: string, need: Need, handler: Handler, options: { body?: boolean } = {}): void => {
+  const route = (method: 'get' | 'post' | 'del', pattern: string, need: DocumentNeed, handler: Handler, options: { body?: boolean } = {}): void => {
     app[method](pattern, (res, req) => {
       const docId = req.getParameter(0) ?? ''
       const versionId = pattern.includes(':versionId') ? req.getParameter(1) ?? '' : null
@@ -81,7 +81,8 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
           // The same per-address bounds as the upgrade: one host cannot take every token check.
           if (!ctx.requestsPerAddress.allow(address) || !ctx.requestsPerAddress.enter(address)) throw new HttpError(429, 'too_many_requests', 'too many requests from this address, retry later')
           const principal = await ctx.verifier.verify(token).finally(() => ctx.requestsPerAddress.leave(address))
-          await authorize(ctx, principal, docId, need)
+          const refusal = await refuseDocumentAccess(principal, docId, need, ctx.revocations)
+          if (refusal !== null) throw new HttpError(403, refusal.error, refusal.message)
           await handler(res, { docId, versionId, query, body: body === null ? null : await body }, principal, abort)
         } catch (err) {
           if (abort.aborted) return
@@ -184,16 +185,6 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
     await ctx.versions.delete(docId, versionId!, state.length)
     if (!abort.aborted) res.cork(() => { res.writeStatus('204 No Content').end() })
   })
-}
-
-/** The same rules as the WebSocket upgrade: the token's access to the document, and no revocation. */
-async function authorize (ctx: VersionRouteContext, principal: Principal, docId: string, need: Need): Promise<void> {
-  if (principal.admin) return
-  if (need === 'admin') throw new HttpError(403, 'forbidden', 'an admin token is required to delete versions')
-  const access = principal.policy.accessFor(docId)
-  if (access === 'none') throw new HttpError(403, 'forbidden', 'token does not grant access to this document')
-  if (need === 'write' && access !== 'read-write') throw new HttpError(403, 'forbidden', 'token grants read-only access to this document')
-  if (await ctx.revocations.isRevoked(docId, principal.userId)) throw new HttpError(403, 'access_revoked', 'access to this document was revoked')
 }
 
 /** A document exists once it was written: it is loaded here, or the store holds content of it. */
