@@ -37,33 +37,36 @@ export class DatabasePool {
   }
 
   async query<R extends pg.QueryResultRow = pg.QueryResultRow> (operation: DatabaseOperation, text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
-    const started = performance.now()
-    try {
-      return await this.pool.query<R>(text, values)
-    } catch (err) {
-      this.metrics?.databaseErrors.labels(operation).inc()
-      throw err
-    } finally {
-      this.metrics?.databaseQuerySeconds.labels(operation).observe((performance.now() - started) / 1000)
-    }
+    return await this.measured(operation, async () => await this.pool.query<R>(text, values))
   }
 
   /** Runs `work` in one transaction on one connection; rolls back if it throws. */
   async transaction<T> (operation: DatabaseOperation, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return await this.measured(operation, async () => {
+      const client = await this.pool.connect()
+      try {
+        await client.query('BEGIN')
+        const result = await work(client)
+        await client.query('COMMIT')
+        return result
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {})
+        throw err
+      } finally {
+        client.release()
+      }
+    })
+  }
+
+  /** Times an operation and counts its failure, for the metrics. */
+  private async measured<T> (operation: DatabaseOperation, run: () => Promise<T>): Promise<T> {
     const started = performance.now()
-    let client: pg.PoolClient | null = null
     try {
-      client = await this.pool.connect()
-      await client.query('BEGIN')
-      const result = await work(client)
-      await client.query('COMMIT')
-      return result
+      return await run()
     } catch (err) {
       this.metrics?.databaseErrors.labels(operation).inc()
-      if (client !== null) await client.query('ROLLBACK').catch(() => {})
       throw err
     } finally {
-      client?.release()
       this.metrics?.databaseQuerySeconds.labels(operation).observe((performance.now() - started) / 1000)
     }
   }

@@ -119,9 +119,7 @@ export class RedisStore implements DocumentStore {
       transaction.expire(keys.snapshot, this.ttlSeconds).expire(keys.log, this.ttlSeconds)
         .expire(keys.versions, this.ttlSeconds).expire(keys.versionMeta, this.ttlSeconds).expire(keys.versionState, this.ttlSeconds)
     }
-    const results = await transaction.exec()
-    if (results === null) throw new Error('redis transaction aborted')
-    for (const [err] of results) if (err !== null) throw err
+    const results = await execAll(transaction)
     if (results[2]![1] === 1) throw new DocumentDeletedError(docId)
     const snapshot = results[0]![1] as Record<string, Buffer> | Buffer[]
     const entries = results[1]![1] as Array<[Buffer, Buffer[]]>
@@ -237,10 +235,11 @@ export class RedisStore implements DocumentStore {
 }
 
 /** Runs a MULTI and throws the first command error (ioredis reports them per command). */
-async function execAll (transaction: ReturnType<RedisClient['multi']>): Promise<void> {
+async function execAll (transaction: ReturnType<RedisClient['multi']>): Promise<Array<[Error | null, unknown]>> {
   const results = await transaction.exec()
   if (results === null) throw new Error('redis transaction aborted')
   for (const [err] of results) if (err !== null) throw err
+  return results
 }
 
 function splitCursor (cursor: string): [string, string] {

@@ -34,7 +34,6 @@ export interface VersionRouteContext {
 }
 
 
-
 const MAX_LABEL_LENGTH = 200
 const MAX_LIST_LIMIT = 1_000
 const MAX_REQUEST_BODY_BYTES = 16 * 1024
