@@ -150,3 +150,25 @@ t.test('a peer\'s change reaches local clients and the store, never the peers or
   t.same(r.peers, [])
   t.same(r.notices, [])
 })
+
+t.test('a peer\'s change that this node already has goes nowhere; one Yjs keeps pending is still stored', async t => {
+  const r = recorder(t)
+  const source = new Y.Doc()
+  source.getText('t').insert(0, 'first')
+  const first = Y.encodeStateAsUpdate(source)
+  const before = Y.encodeStateVector(source)
+  source.getText('t').insert(5, ' second')
+  const second = Y.encodeStateAsUpdate(source, before)
+
+  r.changes.commitFromPeer(r.doc, first, null, 'peer')
+  r.changes.commitFromPeer(r.doc, first, null, 'peer')
+  t.equal(r.stored.length, 1, 'the duplicate (a repair\'s reply) is not stored again')
+  t.equal(r.local.length, 1, 'nor published to local clients again')
+
+  const fresh = recorder(t)
+  fresh.changes.commitFromPeer(fresh.doc, second, null, 'peer')
+  t.equal(fresh.stored.length, 1, 'an update waiting for its dependency is stored all the same')
+  fresh.changes.commitFromPeer(fresh.doc, first, null, 'peer')
+  t.equal(fresh.doc.ydoc.getText('t').toString(), 'first second')
+  t.equal(fresh.stored.length, 2)
+})

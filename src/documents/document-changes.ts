@@ -143,10 +143,12 @@ export class DocumentChanges implements DocumentLifecycle {
   /**
    * A change another node made and published. It goes to this node's clients and to this node's
    * store too (if the peer crashes before its own write-behind ran, this write still lands it;
-   * duplicates merge away at compaction), never back to the peers. Throws UpdateRejectedError
-   * like commit().
+   * duplicates merge away at compaction), never back to the peers. One that changed nothing here
+   * (a repair's reply, an update that reached this node twice) goes nowhere: this node's clients
+   * and store already have it. Throws UpdateRejectedError like commit().
    */
   commitFromPeer (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, origin: unknown): void {
+    const pendingBefore = pendingOf(doc)
     let transaction
     try {
       transaction = doc.apply(update, origin)
@@ -154,6 +156,7 @@ export class DocumentChanges implements DocumentLifecycle {
       if (err instanceof UpdateRejectedError && err.partial !== null) this.distributeFromPeer(doc, err.partial, null, null)
       throw err
     }
+    if (!changedBy(transaction) && samePending(pendingBefore, pendingOf(doc))) return
     this.distributeFromPeer(doc, update, frame, transaction)
   }
 
