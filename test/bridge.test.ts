@@ -167,6 +167,29 @@ t.test('a subscription that silently vanished is found by its missing echo, rene
   t.equal(await counter(b, 'collab_bridge_broken_total'), 0, 'b\'s channel never broke')
 })
 
+t.test('a node whose own channel was lost (where repairs arrive) finds it, subscribes again, and gets what it missed', async t => {
+  const hub = new MemoryPubSubHub()
+  const a = await startNode(t, hub, 'a')
+  const b = await startNode(t, hub, 'b')
+  await settle()
+  b.edit('seen ')
+  await waitFor(() => a.text() === 'seen ', 'a first update crossed')
+  const own = a.links.ownChannel
+  t.ok(a.pubsub.channels.has(own), 'a listens on its own channel')
+  // A failover of the shard that held a's own channel: gone, and nobody says so.
+  a.pubsub.channels.delete(own)
+  // One of b's updates is lost: the next ones depend on it and stay pending at a until a repair.
+  loseUpdatesFrom(hub, 'b', 1)
+  b.edit('lost ')
+  b.edit('pending')
+  await waitFor(async () => await counter(a, 'collab_bridge_gaps_total') === 1, 'a saw the gap')
+  t.equal(a.text(), 'seen ', 'the repair\'s answer could not reach a')
+  await waitFor(async () => await counter(a, 'collab_bridge_broken_total') === 1, 'a noticed that its own channel does not echo')
+  await waitFor(() => a.text() === 'seen lost pending', 'a subscribed again and re-synced what it missed')
+  t.ok(a.pubsub.channels.has(own), 'subscribed again')
+  await waitFor(() => a.links.brokenDocuments() === 0, 'the document counts as working again')
+})
+
 t.test('a skipped sequence number makes the receiver ask for what it lacks', async t => {
   const hub = new MemoryPubSubHub()
   const a = await startNode(t, hub, 'a')

@@ -7,7 +7,6 @@ import type { Metrics } from '../metrics/metrics.js'
 import type { AwarenessEntry } from '../protocol/awareness-entries.js'
 import { decodeClientMessage, isEmptyUpdate } from '../protocol/messages.js'
 import type { PubSub } from '../redis/connections.js'
-import { nodeChannel } from '../redis/keys.js'
 import { decodeEnvelope, EnvelopeKind, type Envelope } from './envelope.js'
 import { PartAssembly } from './envelope-parts.js'
 import { wallClockMs, type DocumentLink, type PeerLinks } from './peer-links.js'
@@ -52,7 +51,7 @@ export class ClusterBridge {
     private readonly log: Logger,
     private readonly metrics: Metrics
   ) {
-    this.ownChannel = nodeChannel(options.keyPrefix, options.nodeId)
+    this.ownChannel = links.ownChannel
     this.parts = new PartAssembly(options.maxEnvelopeBytes)
   }
 
@@ -77,7 +76,8 @@ export class ClusterBridge {
     let envelope = decodeEnvelope(message)
     if (envelope !== null && envelope.n === this.options.nodeId) {
       // Our own message back: the document's channel works (PeerLinks' watchdog).
-      if (channel !== this.ownChannel) this.links.noteOwnEcho(envelope.d)
+      if (channel === this.ownChannel) this.links.noteOwnChannelEcho()
+      else this.links.noteOwnEcho(envelope.d)
       return
     }
     if (envelope !== null && envelope.t === EnvelopeKind.Part) {
@@ -94,6 +94,9 @@ export class ClusterBridge {
     const link = this.links.get(envelope.d)
     if (link === undefined || link.doc.state === 'unloaded') return
     this.metrics.bridgeReceived.inc()
+    if (envelope.t !== EnvelopeKind.Update && envelope.t !== EnvelopeKind.Awareness && this.log.isLevelEnabled('debug')) {
+      this.log.debug({ docId: link.doc.id, peer: envelope.n, kind: envelope.t, channel, pending: link.doc.ydoc.store.pendingStructs !== null }, 'bridge: received')
+    }
     switch (envelope.t) {
       case EnvelopeKind.Update: {
         if (envelope.w !== undefined) this.metrics.bridgeLagSeconds.observe(Math.max(0, wallClockMs() - envelope.w) / 1000)

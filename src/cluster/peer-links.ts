@@ -21,10 +21,20 @@ export interface PeerLinkOptions {
   echoProbeMs?: number
 }
 
-/** One loaded document's link to the same document on the other nodes. */
-export interface DocumentLink {
-  readonly doc: LiveDocument
+/** A channel this node subscribes to and checks by the echo of its own messages (the watchdog). */
+export interface WatchedChannel {
   readonly channel: string
+  /** Since when a message this node published on the channel has not come back to it (null: none). */
+  awaitingEchoSince: number | null
+  /** When the channel last echoed this node's own message. */
+  lastEchoAt: number
+  /** Since when the channel has been found not to work (null: it works). */
+  brokenSince: number | null
+}
+
+/** One loaded document's link to the same document on the other nodes. */
+export interface DocumentLink extends WatchedChannel {
+  readonly doc: LiveDocument
   /** Sequence number of this node's last message on the channel. */
   outSeq: number
   heartbeat: NodeJS.Timeout | null
@@ -34,12 +44,6 @@ export interface DocumentLink {
   readonly peerSeqs: Map<string, number>
   /** Awareness origin per peer node and user, standing for that user's clients there (kept by the bridge). */
   readonly remoteOwners: Map<string, AwarenessOwner>
-  /** Since when a message this node published on the channel has not come back to it (null: none). */
-  awaitingEchoSince: number | null
-  /** When the channel last echoed this node's own message. */
-  lastEchoAt: number
-  /** Since when the channel has been found not to work (null: it works). */
-  brokenSince: number | null
 }
 
 /**
@@ -52,13 +56,25 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   /** Numbers the series of parts of large envelopes (envelope-parts.ts). */
   private partSeries = 0
   private watchdog: NodeJS.Timeout | null = null
+  /**
+   * The node's own channel, where peers answer its sync requests: when it is lost, every repair
+   * this node asks for goes unanswered, and an update that depends on a lost one stays pending.
+   */
+  private readonly own: WatchedChannel
 
   constructor (
     private readonly pubsub: PubSub,
     private readonly options: PeerLinkOptions,
     private readonly log: Logger,
     private readonly metrics: Metrics
-  ) {}
+  ) {
+    this.own = { channel: nodeChannel(options.keyPrefix, options.nodeId), awaitingEchoSince: null, lastEchoAt: performance.now(), brokenSince: null }
+  }
+
+  /** The channel the peers answer this node on (the bridge subscribes to it). */
+  get ownChannel (): string {
+    return this.own.channel
+  }
 
   get nodeId (): string {
     return this.options.nodeId
@@ -140,6 +156,8 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
       if (this.links.get(doc.id) !== link || doc.state === 'unloaded') return
       this.metrics.bridgeSyncRequests.inc()
       this.sendOnLink(link, { t: EnvelopeKind.SyncRequest, n: this.nodeId, d: doc.id, v: doc.encodeStateVector() })
+      // The answers come on the node's own channel: make sure it still works.
+      if (this.own.awaitingEchoSince === null) this.probeOwn()
     })
   }
 
@@ -175,23 +193,44 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   noteOwnEcho (docId: string): void {
     const link = this.links.get(docId)
     if (link === undefined) return
-    link.awaitingEchoSince = null
-    link.lastEchoAt = performance.now()
-    if (link.brokenSince !== null) {
-      this.log.info({ docId, brokenForMs: Math.round(link.lastEchoAt - link.brokenSince) }, 'bridge: the document\'s channel works again; re-syncing')
+    if (this.echoed(link)) {
+      this.log.info({ docId, brokenForMs: Math.round(link.lastEchoAt - (link.brokenSince ?? 0)) }, 'bridge: the document\'s channel works again; re-syncing')
       link.brokenSince = null
       this.requestSync(link.doc)
     }
   }
 
-  /** Whether the document's channel does not work right now. */
-  isBroken (docId: string): boolean {
-    return this.links.get(docId)?.brokenSince != null
+  /** The bridge received this node's own probe on the node's own channel. */
+  noteOwnChannelEcho (): void {
+    const own = this.own
+    if (this.echoed(own)) {
+      this.log.info({ channel: own.channel, brokenForMs: Math.round(own.lastEchoAt - (own.brokenSince ?? 0)), documents: this.links.size }, 'bridge: the node\'s own channel works again; re-syncing every document')
+      own.brokenSince = null
+      // Answers to repairs asked for meanwhile were lost: ask again.
+      for (const link of this.links.values()) this.requestSync(link.doc)
+    }
   }
 
-  /** Documents whose channel has not worked for at least `forMs`. */
+  /** Notes an echo; whether the channel had been counted as broken until now. */
+  private echoed (watched: WatchedChannel): boolean {
+    watched.awaitingEchoSince = null
+    watched.lastEchoAt = performance.now()
+    return watched.brokenSince !== null
+  }
+
+  /** Whether the document's bridge does not work right now (its channel, or the node's own). */
+  isBroken (docId: string): boolean {
+    const link = this.links.get(docId)
+    return link !== undefined && (link.brokenSince !== null || this.own.brokenSince !== null)
+  }
+
+  /**
+   * Documents whose bridge has not worked for at least `forMs`: their channel is broken, or the
+   * node's own channel is, which leaves every document without repairs.
+   */
   brokenDocuments (forMs = 0): number {
     const now = performance.now()
+    if (this.own.brokenSince !== null && now - this.own.brokenSince >= forMs) return this.links.size
     let broken = 0
     for (const link of this.links.values()) if (link.brokenSince !== null && now - link.brokenSince >= forMs) broken++
     return broken
@@ -205,36 +244,67 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     // While pub/sub is down, nothing echoes; its reconnect re-syncs everything (the bridge).
     if (!this.pubsub.connected) return
     const now = performance.now()
+    if (this.needsResubscribe(this.own, now)) {
+      this.log.warn({ channel: this.own.channel }, 'bridge: this node does not receive its own messages on its own channel (peers\' repairs cannot reach it); subscribing again')
+      void this.resubscribeOwn()
+    } else if (this.needsProbe(this.own, now)) {
+      this.probeOwn()
+    }
     for (const link of this.links.values()) {
-      if (link.awaitingEchoSince !== null && now - link.awaitingEchoSince >= this.echoTimeoutMs) {
-        if (link.brokenSince === null) {
-          link.brokenSince = now
-          this.metrics.bridgeBrokenDetected.inc()
-          this.log.warn({ docId: link.doc.id, channel: link.channel }, 'bridge: this node does not receive its own messages on the document\'s channel; subscribing again')
-        }
-        link.awaitingEchoSince = null
+      if (this.needsResubscribe(link, now)) {
+        this.log.warn({ docId: link.doc.id, channel: link.channel }, 'bridge: this node does not receive its own messages on the document\'s channel; subscribing again')
         void this.resubscribe(link)
-      } else if (link.awaitingEchoSince === null && now - link.lastEchoAt >= (this.options.echoProbeMs ?? 10_000)) {
+      } else if (this.needsProbe(link, now)) {
         this.probe(link)
       }
     }
     this.metrics.bridgeBrokenDocuments.set(this.brokenDocuments())
   }
 
-  private async resubscribe (link: DocumentLink): Promise<void> {
-    try {
-      await this.pubsub.resubscribe(link.channel)
-      // Unloaded meanwhile: its subscription must not outlive it.
-      if (this.links.get(link.doc.id) !== link) await this.pubsub.unsubscribe(link.channel).catch(() => {})
-    } catch (err) {
-      this.log.warn({ docId: link.doc.id, err: (err as Error).message }, 'bridge: subscribing again failed; will retry')
+  /** Whether the channel's echo is overdue; marks it broken (once) when it is. */
+  private needsResubscribe (watched: WatchedChannel, now: number): boolean {
+    if (watched.awaitingEchoSince === null || now - watched.awaitingEchoSince < this.echoTimeoutMs) return false
+    if (watched.brokenSince === null) {
+      watched.brokenSince = now
+      this.metrics.bridgeBrokenDetected.inc()
     }
-    if (this.links.get(link.doc.id) === link) this.probe(link)
+    watched.awaitingEchoSince = null
+    return true
+  }
+
+  private needsProbe (watched: WatchedChannel, now: number): boolean {
+    return watched.awaitingEchoSince === null && now - watched.lastEchoAt >= (this.options.echoProbeMs ?? 10_000)
+  }
+
+  private async resubscribe (link: DocumentLink): Promise<void> {
+    await this.subscribeAgain(link)
+    // Unloaded meanwhile: its subscription must not outlive it.
+    if (this.links.get(link.doc.id) !== link) await this.pubsub.unsubscribe(link.channel).catch(() => {})
+    else this.probe(link)
+  }
+
+  private async resubscribeOwn (): Promise<void> {
+    await this.subscribeAgain(this.own)
+    this.probeOwn()
+  }
+
+  private async subscribeAgain (watched: WatchedChannel): Promise<void> {
+    try {
+      await this.pubsub.resubscribe(watched.channel)
+    } catch (err) {
+      this.log.warn({ channel: watched.channel, err: (err as Error).message }, 'bridge: subscribing again failed; will retry')
+    }
   }
 
   /** A heartbeat with the current number: harmless to peers, and its echo proves the channel. */
   private probe (link: DocumentLink): void {
     this.sendOnLink(link, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: link.doc.id, s: link.outSeq })
+  }
+
+  /** Only this node listens on its own channel: the probe is addressed to no document. */
+  private probeOwn (): void {
+    this.own.awaitingEchoSince ??= performance.now()
+    this.send(this.own.channel, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: '', s: 0 })
   }
 
   /** Sends on the document's own channel, which echoes it back to this node if it works. */
