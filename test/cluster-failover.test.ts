@@ -141,7 +141,7 @@ t.test('Redis Cluster failovers: every document keeps crossing between nodes, no
     t.pass(`round ${round}: master ${master} killed, replica promoted`)
     // After the failover, an edit on each node reaches the other within seconds, for every document.
     await sleep(1_000)
-    const crossedMs = await editsCross(clients, `after-${round}`, 10_000)
+    const crossedMs = await editsCross(clients, `after-${round}`, 5_000)
     t.pass(`round ${round}: every document crosses both ways after the failover (${crossedMs} ms)`)
     readiness.stop()
     t.ok(readiness.problems.size > 0, `round ${round}: readiness reported the outage (${[...readiness.problems].join('; ')})`)
@@ -190,7 +190,7 @@ t.test('Redis Cluster slot migration (redis-cli --cluster reshard) while clients
     t.equal(masterOf(ports, Number(cli(ports[0]!, 'cluster', 'keyslot', docId).trim())), targetPort, `${docId} now lives on the other master`)
   }
   await sleep(1_000)
-  const crossedMs = await editsCross(clients, 'moved', 10_000)
+  const crossedMs = await editsCross(clients, 'moved', 5_000)
   t.pass(`edits cross both ways after the move (${crossedMs} ms)`)
   clearInterval(writing)
   await waitFor(() => [...clients.values()].every(([a, b]) => JSON.stringify(a!.doc.getArray('log').toJSON()) === JSON.stringify(b!.doc.getArray('log').toJSON())), 'converged', 15_000)

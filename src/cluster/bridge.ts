@@ -157,6 +157,27 @@ export class ClusterBridge {
       this.log.error({ docId: link.doc.id, err }, 'bridge: peer update failed to apply, re-syncing')
       this.links.requestSync(link.doc)
     }
+    if (waitsForDependency(link)) this.repairIfStillWaiting(link)
+  }
+
+  /**
+   * An update Yjs keeps pending depends on one this node never received. Sequence numbers catch
+   * most losses, but not one just before a re-sync reset them, nor an update that depends on
+   * another node's lost message. If the wait outlasts a heartbeat (enough for the dependency to
+   * arrive through another node's channel), the node asks its peers for what it lacks.
+   */
+  private repairIfStillWaiting (link: DocumentLink, delayMs = this.links.heartbeatMs): void {
+    if (link.pendingCheck !== null) return
+    link.pendingCheck = setTimeout(() => {
+      link.pendingCheck = null
+      if (this.links.get(link.doc.id) !== link || link.doc.state !== 'live' || !waitsForDependency(link)) return
+      this.metrics.bridgeGaps.inc()
+      this.log.warn({ docId: link.doc.id, waitedMs: delayMs }, 'bridge: a peer\'s update waits for one this node never received; re-syncing')
+      this.links.requestSync(link.doc)
+      // A dependency nobody has (a client may send one) must not cost a request every second.
+      this.repairIfStillWaiting(link, Math.min(delayMs * 2, 60_000))
+    }, delayMs)
+    link.pendingCheck.unref()
   }
 
   /**
@@ -236,4 +257,9 @@ export class ClusterBridge {
       this.store.enqueue(link.doc.id, Y.encodeStateAsUpdate(link.doc.ydoc))
     }
   }
+}
+
+function waitsForDependency (link: DocumentLink): boolean {
+  const store = link.doc.ydoc.store
+  return store.pendingStructs !== null || store.pendingDs !== null
 }

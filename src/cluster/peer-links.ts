@@ -38,6 +38,8 @@ export interface DocumentLink extends WatchedChannel {
   /** Sequence number of this node's last message on the channel. */
   outSeq: number
   heartbeat: NodeJS.Timeout | null
+  /** A check that the document no longer waits for a missing dependency (kept by the bridge). */
+  pendingCheck: NodeJS.Timeout | null
   /** A sync request is queued for the end of this turn of the event loop. */
   syncRequested: boolean
   /** Last sequence number seen from each peer node (kept by the bridge). */
@@ -76,6 +78,11 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     return this.own.channel
   }
 
+  /** How long after a peer's message a heartbeat follows. */
+  get heartbeatMs (): number {
+    return this.options.heartbeatMs
+  }
+
   get nodeId (): string {
     return this.options.nodeId
   }
@@ -96,7 +103,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   async beforeLoad (doc: LiveDocument): Promise<void> {
     if (this.links.get(doc.id)?.doc === doc) return
     const channel = documentKeys(this.options.keyPrefix, doc.id).channel
-    this.links.set(doc.id, { doc, channel, outSeq: 0, heartbeat: null, syncRequested: false, peerSeqs: new Map(), remoteOwners: new Map(), awaitingEchoSince: null, lastEchoAt: performance.now(), brokenSince: null })
+    this.links.set(doc.id, { doc, channel, outSeq: 0, heartbeat: null, pendingCheck: null, syncRequested: false, peerSeqs: new Map(), remoteOwners: new Map(), awaitingEchoSince: null, lastEchoAt: performance.now(), brokenSince: null })
     try {
       await this.pubsub.subscribe(channel)
     } catch (err) {
@@ -115,6 +122,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     if (link === undefined) return
     this.links.delete(docId)
     if (link.heartbeat !== null) clearTimeout(link.heartbeat)
+    if (link.pendingCheck !== null) clearTimeout(link.pendingCheck)
     await this.pubsub.unsubscribe(link.channel).catch(() => {})
   }
 
