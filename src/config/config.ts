@@ -366,7 +366,7 @@ export function loadDatabaseConfig (read: EnvReader): DatabaseConfig | null {
   if (url === undefined) return null
   if (!/^postgres(ql)?:\/\/./.test(url)) {
     // Never echo the value: it usually holds a password.
-    throw new ConfigError('Invalid DATABASE_URL: expected postgres://user:password@host:port/database (TLS with ?sslmode=require or verify-full)')
+    throw new ConfigError('Invalid DATABASE_URL: expected postgres://user:password@host:port/database (TLS with ?sslmode=verify-full)')
   }
   const schema = read.string('DATABASE_SCHEMA', 'collab')
   if (!SCHEMA_NAME.test(schema)) throw new ConfigError('Invalid DATABASE_SCHEMA: a lower-case identifier (a-z, 0-9, _; at most 63 characters, not starting with a digit)')
