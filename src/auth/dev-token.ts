@@ -1,4 +1,4 @@
-import { SignJWT } from 'jose'
+import { SignJWT } from 'jose/jwt/sign'
 
 /**
  * Signs a development token with the per-run secret that `npm start` generates when no auth is

@@ -1,4 +1,8 @@
-import { createRemoteJWKSet, errors, importSPKI, jwtVerify, type CryptoKey, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose'
+import type { CryptoKey } from 'jose'
+// jose's entry point loads all of JOSE (about 180 modules, ~4 MB of a node's memory): only
+// verification is loaded up front; key import and JWKS only when configured.
+import * as errors from 'jose/errors'
+import { jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose/jwt/verify'
 import type { AccessLevel, AuthConfig, JwtCommon } from '../config/config.js'
 import { AuthError, principalFromClaims, requireRemainingLife, type Principal, type TokenVerifier } from './principal.js'
 
@@ -45,6 +49,7 @@ export class JwtVerifier implements TokenVerifier {
       }
       case 'jwt-public-key': {
         // Import eagerly so a PEM that does not match its algorithm fails at start, not per token.
+        const { importSPKI } = await import('jose/key/import')
         const keys = new Map<string, CryptoKey>()
         for (const alg of auth.algorithms) {
           try {
@@ -61,6 +66,7 @@ export class JwtVerifier implements TokenVerifier {
         return new JwtVerifier(keyFor, { ...base, algorithms: auth.algorithms }, defaultAccess, toleranceMs)
       }
       case 'jwks': {
+        const { createRemoteJWKSet } = await import('jose/jwks/remote')
         const jwks = unavailableWhenUnreachable(createRemoteJWKSet(auth.jwksUrl, { timeoutDuration: 5_000, cooldownDuration: 30_000 }))
         const allowed = new Set(auth.algorithms)
         // Refuse a disallowed algorithm before the JWKS is fetched: a flood of such tokens then

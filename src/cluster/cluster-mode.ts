@@ -4,6 +4,11 @@ import { RedisStore } from '../persistence/redis-store.js'
 import { connectRedis, type PubSub, type RedisConnections } from '../redis/connections.js'
 import { RedisParticipants } from './redis-participants.js'
 
+// The cluster's runtime parts, for the composition root to load only in cluster mode: ioredis and
+// msgpackr cost a single node about 12 MB of memory it would never use.
+export { ClusterBridge } from './bridge.js'
+export { PeerLinks } from './peer-links.js'
+
 /** The Redis-backed pieces of a cluster node, created before the server wires them together. */
 export interface ClusterResources {
   connections: RedisConnections

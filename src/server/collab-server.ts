@@ -3,10 +3,9 @@ import uWS from 'uWebSockets.js'
 import { join } from 'node:path'
 import { createVerifier } from '../auth/create-verifier.js'
 import { FileRevocations, RedisRevocations, type Revocations } from '../auth/revocations.js'
-import { ClusterBridge } from '../cluster/bridge.js'
-import { createClusterResources } from '../cluster/cluster-mode.js'
+import type { ClusterBridge } from '../cluster/bridge.js'
 import { NodeDirectory } from '../cluster/node-directory.js'
-import { PeerLinks } from '../cluster/peer-links.js'
+import type { PeerLinks } from '../cluster/peer-links.js'
 import type { Config } from '../config/config.js'
 import { Compactor } from '../documents/compactor.js'
 import { DocumentChanges } from '../documents/document-changes.js'
@@ -70,7 +69,9 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   const startedAt = Date.now()
   const metrics = new Metrics()
   const clusterConfig = config.cluster
-  const cluster = clusterConfig === null ? null : createClusterResources(clusterConfig, config.nodeId, log, deps.wrapPubSub)
+  // Loaded only in cluster mode (see cluster-mode.ts).
+  const clusterMode = clusterConfig === null ? null : await import('../cluster/cluster-mode.js')
+  const cluster = clusterConfig === null || clusterMode === null ? null : clusterMode.createClusterResources(clusterConfig, config.nodeId, log, deps.wrapPubSub)
   const store = deps.store ?? (config.database !== null
     ? await openPostgresStore(config.database, metrics)
     : cluster?.store ?? new LevelDbStore(config.dataDir))
@@ -93,9 +94,9 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     // Called only after a write, when the registry below exists.
     fullState: (docId: string): Uint8Array | null => registry.get(docId)?.encodeFullState() ?? null
   }, log, metrics, compactor)
-  const peerLinks = cluster === null || clusterConfig === null
+  const peerLinks: PeerLinks | null = cluster === null || clusterConfig === null || clusterMode === null
     ? null
-    : new PeerLinks(cluster.pubsub, { nodeId: config.nodeId, keyPrefix: clusterConfig.keyPrefix, heartbeatMs: clusterConfig.heartbeatMs }, log, metrics)
+    : new clusterMode.PeerLinks(cluster.pubsub, { nodeId: config.nodeId, keyPrefix: clusterConfig.keyPrefix, heartbeatMs: clusterConfig.heartbeatMs }, log, metrics)
   // This node's connections, and large content sent to them a chunk at a time.
   const connections = new ConnectionTable()
   const chunkSize = chunkSizeFor(config.maxBackpressureBytes)
@@ -148,9 +149,9 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     log
   })
 
-  const bridge = peerLinks === null || cluster === null || clusterConfig === null
+  const bridge: ClusterBridge | null = peerLinks === null || cluster === null || clusterConfig === null || clusterMode === null
     ? null
-    : new ClusterBridge({ nodeId: config.nodeId, keyPrefix: clusterConfig.keyPrefix, maxEnvelopeBytes: 2 * config.maxMessageBytes + config.limits.presence.maxBytesPerDocument }, cluster.pubsub, peerLinks, changes, writeBehind, operations, log, metrics)
+    : new clusterMode.ClusterBridge({ nodeId: config.nodeId, keyPrefix: clusterConfig.keyPrefix, maxEnvelopeBytes: 2 * config.maxMessageBytes + config.limits.presence.maxBytesPerDocument }, cluster.pubsub, peerLinks, changes, writeBehind, operations, log, metrics)
   peerLinks?.startWatchdog()
   try {
     await bridge?.start()
