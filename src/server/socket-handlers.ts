@@ -127,8 +127,12 @@ export function documentSocketBehavior (options: SocketOptions, deps: SocketDepe
       if (code === CloseCode.Abnormal && message.byteLength > 0) {
         // uWS's own reasons: "Received too big message", backpressure limit, idle timeout.
         const reason = Buffer.from(message).toString()
-        conn.log.info({ code, reason }, 'connection dropped by the server')
+        conn.log.warn({ code, reason }, 'connection dropped by the server')
         if (reason.startsWith(UWS_TOO_BIG_REASON)) deps.oversize.strike(conn.docId, conn.userId)
+      } else if (code === CloseCode.Abnormal) {
+        // uWS gives no reason when it drops a socket past MAX_BACKPRESSURE_BYTES, nor when the
+        // client's connection vanished: said at info, so that a drop is never silent.
+        conn.log.info({ code }, 'connection dropped without a close frame (the client vanished, or it fell MAX_BACKPRESSURE_BYTES behind)')
       } else if (debugLogging) {
         conn.log.debug({ code }, 'connection closed')
       }
