@@ -303,3 +303,37 @@ t.test('a node ignores its own envelopes and malformed ones', async t => {
   t.equal(await counter(a, 'collab_bridge_received_total'), 0, 'nothing counted as received from a peer')
   t.equal(a.text(), 'x')
 })
+
+t.test('idle documents are probed within a budget per second, every one in turn', async t => {
+  const hub = new MemoryPubSubHub()
+  const pubsub = hub.connect()
+  const probed: string[] = []
+  const publish = pubsub.publish.bind(pubsub)
+  pubsub.publish = (channel, message) => { probed.push(channel); return publish(channel, message) }
+  const metrics = new Metrics(false)
+  t.teardown(() => { metrics.stop() })
+  // Checks every 100 ms with 50 probes a second: 5 per check.
+  const links = new PeerLinks(pubsub, { nodeId: 'a', keyPrefix: 'test:', heartbeatMs: HEARTBEAT_MS, echoTimeoutMs: 100, echoProbeMs: 0, echoProbesPerSecond: 50 }, createLogger('silent'), metrics)
+  const docs = Array.from({ length: 40 }, (_, i) => new LiveDocument(`idle-${i}`))
+  for (const doc of docs) {
+    await links.beforeLoad(doc)
+    doc.state = 'live'
+  }
+  t.teardown(async () => { await links.close(); for (const doc of docs) doc.destroy() })
+  // The echo, as the bridge would note it.
+  await pubsub.subscribe(links.ownChannel)
+  pubsub.onMessage((channel, message) => {
+    const envelope = decodeEnvelope(message)
+    if (channel === links.ownChannel) links.noteOwnChannelEcho()
+    else if (envelope !== null) links.noteOwnEcho(envelope.d)
+  })
+  const docProbes = (): string[] => probed.filter(c => c.includes('{idle-'))
+  links.startWatchdog()
+  await waitFor(() => docProbes().length > 0, 'the first check probed')
+  links.stopWatchdog()
+  t.ok(docProbes().length <= 10, `one or two checks probed at most 5 documents each (${docProbes().length})`)
+  links.startWatchdog()
+  await waitFor(() => new Set(docProbes()).size === docs.length, 'every document was probed in turn, though each is due again at once')
+  links.stopWatchdog()
+  t.equal(await metrics.total('collab_bridge_broken_total'), 0, 'every probe echoed')
+})
