@@ -83,6 +83,15 @@ async function startNode (t: Test, hub: MemoryPubSubHub, nodeId: string, docId =
   return node
 }
 
+/** Two nodes over one in-memory pub/sub, past the sync exchange their loads start with. */
+async function twoNodes (t: Test): Promise<{ hub: MemoryPubSubHub, a: Node, b: Node }> {
+  const hub = new MemoryPubSubHub()
+  const a = await startNode(t, hub, 'a')
+  const b = await startNode(t, hub, 'b')
+  await settle()
+  return { hub, a, b }
+}
+
 /** Lets the sync exchange every fresh load starts with run its course. */
 async function settle (): Promise<void> {
   await new Promise(resolve => setTimeout(resolve, 20))
@@ -106,10 +115,7 @@ function loseUpdatesFrom (hub: MemoryPubSubHub, from: string, count: number): vo
 }
 
 t.test('updates cross between nodes and land in both stores', async t => {
-  const hub = new MemoryPubSubHub()
-  const a = await startNode(t, hub, 'a')
-  const b = await startNode(t, hub, 'b')
-  await settle()
+  const { a, b } = await twoNodes(t)
   a.edit('hello')
   await waitFor(() => b.text() === 'hello', 'b applied a\'s update')
   t.equal(a.stored.length, 1, 'a stored its own change')
@@ -118,10 +124,7 @@ t.test('updates cross between nodes and land in both stores', async t => {
 })
 
 t.test('an update too large for one pub/sub message crosses in parts; a lost part is repaired', async t => {
-  const hub = new MemoryPubSubHub()
-  const a = await startNode(t, hub, 'a')
-  const b = await startNode(t, hub, 'b')
-  await settle()
+  const { hub, a, b } = await twoNodes(t)
   const published: number[] = []
   hub.drop = (_channel, message) => {
     published.push(message.length)
@@ -146,10 +149,7 @@ t.test('an update too large for one pub/sub message crosses in parts; a lost par
 })
 
 t.test('a subscription that silently vanished is found by its missing echo, renewed, and re-synced', async t => {
-  const hub = new MemoryPubSubHub()
-  const a = await startNode(t, hub, 'a')
-  const b = await startNode(t, hub, 'b')
-  await settle()
+  const { a, b } = await twoNodes(t)
   const channel = [...a.pubsub.channels].find(c => c.includes('{doc}'))!
   t.ok(channel !== undefined, 'a is subscribed to the document\'s channel')
   // What a Redis Cluster failover can do to a sharded subscription: gone, and nobody says so.
@@ -168,10 +168,7 @@ t.test('a subscription that silently vanished is found by its missing echo, rene
 })
 
 t.test('a node whose own channel was lost (where repairs arrive) finds it, subscribes again, and gets what it missed', async t => {
-  const hub = new MemoryPubSubHub()
-  const a = await startNode(t, hub, 'a')
-  const b = await startNode(t, hub, 'b')
-  await settle()
+  const { hub, a, b } = await twoNodes(t)
   b.edit('seen ')
   await waitFor(() => a.text() === 'seen ', 'a first update crossed')
   const own = a.links.ownChannel
@@ -191,10 +188,7 @@ t.test('a node whose own channel was lost (where repairs arrive) finds it, subsc
 })
 
 t.test('an update that waits for one never received is repaired even when no gap was seen', async t => {
-  const hub = new MemoryPubSubHub()
-  const a = await startNode(t, hub, 'a')
-  const b = await startNode(t, hub, 'b')
-  await settle()
+  const { hub, a, b } = await twoNodes(t)
   b.edit('seen ')
   await waitFor(() => a.text() === 'seen ', 'the first update crossed')
   // A re-sync resets the numbers: the first message after it cannot show a gap.
@@ -209,10 +203,7 @@ t.test('an update that waits for one never received is repaired even when no gap
 })
 
 t.test('a skipped sequence number makes the receiver ask for what it lacks', async t => {
-  const hub = new MemoryPubSubHub()
-  const a = await startNode(t, hub, 'a')
-  const b = await startNode(t, hub, 'b')
-  await settle()
+  const { hub, a, b } = await twoNodes(t)
   a.edit('one ')
   await waitFor(() => b.text() === 'one ', 'first update crossed')
   const requestsBefore = await counter(b, 'collab_bridge_sync_requests_total')
@@ -225,10 +216,7 @@ t.test('a skipped sequence number makes the receiver ask for what it lacks', asy
 })
 
 t.test('a heartbeat ahead of the last number seen reveals a lost last message', async t => {
-  const hub = new MemoryPubSubHub()
-  const a = await startNode(t, hub, 'a')
-  const b = await startNode(t, hub, 'b')
-  await settle()
+  const { hub, a, b } = await twoNodes(t)
   a.edit('seen ')
   await waitFor(() => b.text() === 'seen ', 'first update crossed')
   // Let the first heartbeat pass, so the next edit schedules a fresh one.
@@ -242,10 +230,7 @@ t.test('a heartbeat ahead of the last number seen reveals a lost last message', 
 })
 
 t.test('a sync reply carries back what the requester has and the replier lacks', async t => {
-  const hub = new MemoryPubSubHub()
-  const a = await startNode(t, hub, 'a')
-  const b = await startNode(t, hub, 'b')
-  await settle()
+  const { hub, a, b } = await twoNodes(t)
   // Both edit while every update envelope is lost: each holds something the other lacks.
   hub.drop = (_channel, message) => decodeEnvelope(message)?.t === EnvelopeKind.Update
   a.edit('A')
@@ -271,10 +256,7 @@ t.test('after a reconnect the full state is queued for the store again', async t
 })
 
 t.test('while pub/sub is down a reconnect waits for it before re-syncing', async t => {
-  const hub = new MemoryPubSubHub()
-  const a = await startNode(t, hub, 'a')
-  const b = await startNode(t, hub, 'b')
-  await settle()
+  const { a, b } = await twoNodes(t)
   b.pubsub.connected = false
   a.edit('while b was away')
   await new Promise(resolve => setTimeout(resolve, 20))
