@@ -112,6 +112,8 @@ t.test('named versions, listing, paging, state and JSON; errors for bad ids, unk
   const never = await api(node.port, 'GET', '/documents/never-written/versions', token)
   t.equal(never.status, 404, 'a document that was never written')
   t.equal(never.json.error, 'document_not_found')
+  t.equal((await api(node.port, 'GET', `/documents/never-written/versions?before=${second.json.id as string}`, token)).status, 404, 'paging a document that was never written')
+  t.same((await api(node.port, 'GET', '/documents/named-doc/versions?before=000000000000', token)).json.versions, [], 'paging past the oldest version: an empty page')
   t.equal((await api(node.port, 'POST', '/documents/named-doc/versions', token, { label: '' })).status, 400, 'empty label')
   t.equal((await api(node.port, 'POST', '/documents/named-doc/versions', token, { label: 'x'.repeat(201) })).status, 400, 'label too long')
 })

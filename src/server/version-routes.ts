@@ -105,7 +105,7 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
     const before = query.get('before')
     if (before !== null && !isVersionId(before)) throw new HttpError(400, 'invalid_version_id', 'before must be a version id')
     const versions = await ctx.store.listVersions(docId, before === null ? { limit } : { limit, before })
-    if (versions.length === 0 && before === null && !await exists(ctx, docId)) throw notFound('document')
+    if (versions.length === 0 && !await exists(ctx, docId)) throw notFound('document')
     if (!abort.aborted) sendJson(res, 200, { docId, versions })
   })
 

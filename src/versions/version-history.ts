@@ -56,7 +56,8 @@ const RETENTION_SCAN_LIMIT = 100_000
 export class VersionHistory implements DocumentLifecycle {
   private readonly unversioned = new Map<string, Unversioned>()
   /** Each document's last before-offline-merge version, reused within VERSION_IDLE_SECONDS. */
-  private readonly lastMergeVersion = new Map<string, { id: string, at: number }>()
+  /** The last before-offline-merge version per document: its id once written (it may still be). */
+  private readonly lastMergeVersion = new Map<string, { id: Promise<string>, at: number }>()
   /** Documents whose automatic version is being decided or written. */
   private readonly taking = new Set<string>()
   private timer: NodeJS.Timeout | null = null
@@ -153,7 +154,7 @@ export class VersionHistory implements DocumentLifecycle {
     if (syncedStateVector !== undefined && !gainedSince(doc.encodeStateVector(), syncedStateVector)) return async () => ''
     const recent = this.lastMergeVersion.get(doc.id)
     // The batch usually follows the sync step 2 that already merged its edits: it gets that version.
-    if (recent !== undefined && Date.now() - recent.at < this.options.idleMs) return async () => recent.id
+    if (recent !== undefined && Date.now() - recent.at < this.options.idleMs) return async () => await recent.id.catch(() => '')
     // The state and the authors as they are before the merge; the batch's author is the next version's.
     const state = doc.encodeFullState()
     const pending = this.detach(doc.id)
@@ -162,9 +163,16 @@ export class VersionHistory implements DocumentLifecycle {
         if (pending !== undefined) this.restorePending(doc.id, pending)
         return ''
       }
-      const meta = await this.create(doc.id, 'before-offline-merge', null, state, pending)
-      this.lastMergeVersion.set(doc.id, { id: meta.id, at: Date.now() })
-      return meta.id
+      // Noted before the write finishes: a batch that arrives meanwhile (it usually follows the
+      // sync step 2 that merged the same edits) gets this version, not a second one.
+      const entry = { id: this.create(doc.id, 'before-offline-merge', null, state, pending).then(meta => meta.id), at: Date.now() }
+      this.lastMergeVersion.set(doc.id, entry)
+      try {
+        return await entry.id
+      } catch (err) {
+        if (this.lastMergeVersion.get(doc.id) === entry) this.lastMergeVersion.delete(doc.id)
+        throw err
+      }
     }
   }
 
@@ -216,6 +224,9 @@ export class VersionHistory implements DocumentLifecycle {
   async afterUnload (docId: string): Promise<void> {
     this.unversioned.delete(docId)
     this.lastMergeVersion.delete(docId)
+    // Retention runs when a version is taken; a document opened and left without a new version
+    // would otherwise keep versions past VERSION_RETENTION_DAYS until its next edit.
+    void this.applyRetention(docId)
   }
 
   private sweep (): void {
