@@ -6,6 +6,7 @@ import { waitSynced } from './helpers/clients.js'
 import { spawnServer } from './helpers/process.js'
 import { stockProvider } from './helpers/providers.js'
 import { startRedis } from './helpers/redis.js'
+import { STORE_KINDS, stopStoreServers } from './helpers/store-kinds.js'
 import { startTestServer, tempDir, type TestServer } from './helpers/server.js'
 import { signToken } from './helpers/tokens.js'
 import { sleep, waitFor } from './helpers/wait.js'
@@ -34,8 +35,34 @@ async function writer (t: Test, server: { url: string }, docId: string, sub: str
 
 const ENV = { VERSION_IDLE_SECONDS: '1', VERSION_MAX_INTERVAL_SECONDS: '3', DOC_IDLE_UNLOAD_MS: '60000' }
 
-t.test('automatic versions: one after editing pauses, with its authors, none for a document that did not change', async t => {
-  const node = await startTestServer(ENV)
+t.teardown(stopStoreServers)
+
+/** Every store a node can keep documents (and so versions) in; `env` selects a fresh one. */
+const STORES: Array<{ name: string, env: (t: Test, dataDir: string) => Promise<Record<string, string>> }> = [
+  ...STORE_KINDS.map(kind => ({ name: kind.name, env: async (_t: Test, dataDir: string) => ({ ...await kind.env(dataDir) }) as Record<string, string> })),
+  {
+    name: 'Redis store (one node)',
+    env: async (t: Test, dataDir: string) => {
+      const redis = await startRedis()
+      t.teardown(redis.cleanup)
+      return { DATA_DIR: dataDir, REDIS_URL: redis.url }
+    }
+  }
+]
+
+/** A node of ours on each store in turn, with `ENV` and the store's variables. */
+function forEachStore (title: string, body: (t: Test, env: Record<string, string>) => Promise<void>): void {
+  for (const store of STORES) {
+    t.test(`${store.name}: ${title}`, async t => {
+      const dataDir = tempDir()
+      t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+      await body(t, { ...ENV, ...await store.env(t, dataDir) })
+    })
+  }
+}
+
+forEachStore('automatic versions: one after editing pauses, with its authors, none for a document that did not change', async (t, env) => {
+  const node = await startTestServer(env)
   t.teardown(node.close)
   const token = await signToken({ sub: 'reader' })
   const alice = await writer(t, node, 'auto-doc', 'alice')
@@ -69,8 +96,8 @@ t.test('automatic versions: one after editing pauses, with its authors, none for
   t.equal((await api(node.port, 'GET', '/documents/quiet-doc/versions', token)).json.versions.length, 1, 'reading a document takes no version')
 })
 
-t.test('named versions, listing, paging, state and JSON; errors for bad ids, unknown documents and versions', async t => {
-  const node = await startTestServer(ENV)
+forEachStore('named versions, listing, paging, state and JSON; errors for bad ids, unknown documents and versions', async (t, env) => {
+  const node = await startTestServer(env)
   t.teardown(node.close)
   const token = await signToken({ sub: 'editor' })
   const person = await writer(t, node, 'named-doc', 'editor')
@@ -221,10 +248,7 @@ for (const mode of ['one node', 'two nodes over Redis'] as const) {
   })
 }
 
-t.test('a version listed before kill -9 is readable after the restart', async t => {
-  const dataDir = tempDir()
-  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-  const env = { ...ENV, DATA_DIR: dataDir }
+forEachStore('a version listed before kill -9 is readable after the restart', async (t, env) => {
   const first = await spawnServer(env)
   t.teardown(() => first.kill('SIGKILL'))
   const person = await writer(t, first, 'crash-doc', 'editor')
