@@ -248,6 +248,34 @@ for (const mode of ['one node', 'two nodes over Redis'] as const) {
   })
 }
 
+t.test('two nodes: a restore on a node that does not hold the document includes the edits other nodes have not stored yet', async t => {
+  const redis = await startRedis()
+  t.teardown(redis.cleanup)
+  // Node 1 stores nothing during the test: its edits exist only in its memory and its clients.
+  const nodes = [
+    await startTestServer({ ...ENV, REDIS_URL: redis.url, NODE_ID: 'held-1', FLUSH_INTERVAL_MS: '60000' }),
+    await startTestServer({ ...ENV, REDIS_URL: redis.url, NODE_ID: 'held-2' })
+  ]
+  t.teardown(async () => { for (const n of nodes) await n.close() })
+  const alice = await writer(t, nodes[0]!, 'held', 'alice')
+  const token = await signToken({ sub: 'alice' })
+  alice.doc.getText('text').insert(0, 'the version')
+  await sleep(100)
+  const version = (await api(nodes[0]!.port, 'POST', '/documents/held/versions', token, { label: 'v' })).json as Meta
+  alice.doc.getText('text').insert(11, ', then more')
+  await sleep(100)
+  t.equal(nodes[1]!.server.registry.get('held'), undefined, 'node 2 does not hold the document')
+  const restored = await api(nodes[1]!.port, 'POST', `/documents/held/versions/${version.id}/restore`, token)
+  t.equal(restored.status, 200)
+  const before = new Y.Doc()
+  Y.applyUpdate(before, (await api(nodes[1]!.port, 'GET', `/documents/held/versions/${restored.json.beforeRestore as string}`, token)).bytes)
+  t.equal(before.getText('text').toString(), 'the version, then more', 'the before-restore version holds what node 1 had not stored')
+  await waitFor(() => alice.doc.getText('text').toString() === 'the version', 'alice sees exactly the version', 5_000)
+    .catch(err => { throw new Error(`${(err as Error).message}: ${alice.doc.getText('text').toString()}`) })
+  await sleep(300)
+  t.equal(alice.doc.getText('text').toString(), 'the version', 'and it stays so')
+})
+
 forEachStore('a version listed before kill -9 is readable after the restart', async (t, env) => {
   const first = await spawnServer(env)
   t.teardown(() => first.kill('SIGKILL'))

@@ -124,6 +124,7 @@ export class ClusterBridge {
           const missing = Y.encodeStateAsUpdate(link.doc.ydoc, envelope.v)
           if (!isEmptyUpdate(missing)) this.links.sendToNode(envelope.n, { t: EnvelopeKind.SyncPush, n: this.options.nodeId, d: link.doc.id, p: missing })
         }
+        this.links.noteSyncReply(link.doc.id)
         return
       case EnvelopeKind.SyncPush:
         this.applyPeerUpdate(link, envelope.p, null)

@@ -65,6 +65,8 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   /** Numbers the series of parts of large envelopes (envelope-parts.ts). */
   private partSeries = 0
   private watchdog: NodeJS.Timeout | null = null
+  /** Called with a document's id whenever a peer's sync reply for it arrives (awaitPeers). */
+  private readonly replyListeners = new Map<string, Set<() => void>>()
   /**
    * The node's own channel, where peers answer its sync requests: when it is lost, every repair
    * this node asks for goes unanswered, and an update that depends on a lost one stays pending.
@@ -174,6 +176,40 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
       // The answers come on the node's own channel: make sure it still works.
       if (this.own.awaitingEchoSince === null) this.probeOwn()
     })
+  }
+
+  /**
+   * Resolves once the peers that hold the document have answered the sync request its load sent
+   * (no reply for `quietMs` after the last one), or after `maxMs` when none does (no peer holds
+   * it). What a route computes from a document it just loaded (a restore) then includes the
+   * edits other nodes have not stored yet.
+   */
+  async awaitPeers (doc: LiveDocument, quietMs = 100, maxMs = 1_000): Promise<void> {
+    if (!this.links.has(doc.id)) return
+    await new Promise<void>(resolve => {
+      let quiet: NodeJS.Timeout | null = null
+      const listeners = this.replyListeners.get(doc.id) ?? new Set()
+      this.replyListeners.set(doc.id, listeners)
+      const done = (): void => {
+        clearTimeout(max)
+        if (quiet !== null) clearTimeout(quiet)
+        listeners.delete(onReply)
+        if (listeners.size === 0) this.replyListeners.delete(doc.id)
+        resolve()
+      }
+      const onReply = (): void => {
+        if (quiet !== null) clearTimeout(quiet)
+        quiet = setTimeout(done, quietMs)
+      }
+      const max = setTimeout(done, maxMs)
+      listeners.add(onReply)
+    })
+  }
+
+  /** The bridge applied a peer's sync reply for the document. */
+  noteSyncReply (docId: string): void {
+    const listeners = this.replyListeners.get(docId)
+    if (listeners !== undefined) for (const listener of [...listeners]) listener()
   }
 
   /** Sends on one node's own channel (replies meant for it alone). */

@@ -246,7 +246,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     requestsPerAddress: upgradesPerAddress,
     log,
     maxDocumentBytes: config.limits.maxDocumentBytes,
-    maxDiffBytes: config.versions.maxDiffBytes
+    maxDiffBytes: config.versions.maxDiffBytes,
+    awaitPeers: peerLinks === null ? null : async doc => { await peerLinks.awaitPeers(doc) }
   })
   registerPlaygroundRoutes(app, {
     playground: config.playground,

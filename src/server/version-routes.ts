@@ -31,6 +31,8 @@ export interface VersionRouteContext {
   maxDocumentBytes: number
   /** Diffs of larger pairs of states are refused with 413. */
   maxDiffBytes: number
+  /** Cluster mode: waits for the other nodes' answer to a fresh load's sync request. */
+  awaitPeers: ((doc: LiveDocument) => Promise<void>) | null
 }
 
 
@@ -193,8 +195,12 @@ async function exists (ctx: VersionRouteContext, docId: string): Promise<boolean
 }
 
 async function withDocument<T> (ctx: VersionRouteContext, docId: string, use: (doc: LiveDocument) => Promise<T>): Promise<T> {
+  const loadedHere = ctx.registry.get(docId) !== undefined
   const doc = await ctx.registry.acquire(docId)
   try {
+    // Loaded just now from the store, which lacks what other nodes have not flushed yet: a
+    // restore or a version computed from that would miss (and so keep) their latest edits.
+    if (!loadedHere) await ctx.awaitPeers?.(doc)
     return await use(doc)
   } finally {
     ctx.registry.release(doc)
