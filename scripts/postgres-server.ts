@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
@@ -21,6 +21,8 @@ export interface PostgresProcess {
   stop: (signal?: NodeJS.Signals) => Promise<void>
   /** Starts it again on the same port and data directory. */
   start: () => Promise<void>
+  /** With `tls`: the server's self-signed certificate (for 127.0.0.1), to give as sslrootcert. */
+  caFile: string | null
   /** Runs SQL as the superuser. */
   sql: (text: string, values?: unknown[]) => Promise<pg.QueryResult>
   cleanup: () => Promise<void>
@@ -56,7 +58,7 @@ function killGroup (proc: ChildProcess, signal: NodeJS.Signals): void {
  * (for tests and development only: a killed server still finds its writes in the page cache, a
  * crashed machine would not).
  */
-export async function startPostgres (): Promise<PostgresProcess> {
+export async function startPostgres (options: { tls?: boolean } = {}): Promise<PostgresProcess> {
   const bin = postgresBinDir()
   const owner = runAs()
   const dir = mkdtempSync(join(tmpdir(), 'collab-pg-'))
@@ -72,6 +74,8 @@ export async function startPostgres (): Promise<PostgresProcess> {
   const port = await freePort()
   const args = ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'full_page_writes=off',
     '-c', 'max_connections=200', '-c', 'shared_buffers=32MB']
+  const caFile = options.tls === true ? selfSignedCertificate(dir, owner) : null
+  if (caFile !== null) args.push('-c', 'ssl=on', '-c', `ssl_cert_file=${caFile}`, '-c', `ssl_key_file=${join(dir, 'server.key')}`)
   let proc: ChildProcess | null = null
 
   const launch = async (): Promise<void> => {
@@ -118,6 +122,7 @@ export async function startPostgres (): Promise<PostgresProcess> {
     get pid () { return proc?.pid },
     stop,
     start: launch,
+    caFile,
     sql: async (text, values) => {
       const client = new pg.Client({ connectionString: url })
       await client.connect()
@@ -132,6 +137,19 @@ export async function startPostgres (): Promise<PostgresProcess> {
       rmSync(dir, { recursive: true, force: true })
     }
   }
+}
+
+/** A certificate for 127.0.0.1 and localhost signed by itself (so it is its own CA); returns its file. */
+function selfSignedCertificate (dir: string, owner: { uid?: number, gid?: number }): string {
+  const cert = join(dir, 'server.crt')
+  const key = join(dir, 'server.key')
+  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { encoding: 'utf8' })
+  if (made.status !== 0) throw new Error(`openssl could not make a test certificate: ${made.stderr}`)
+  // PostgreSQL refuses a key that others can read, or that another user owns.
+  chmodSync(key, 0o600)
+  if (owner.uid !== undefined) for (const file of [cert, key]) chownSync(file, owner.uid, owner.gid!)
+  return cert
 }
 
 /** A fresh database on the server (a test that must not see another's tables). */

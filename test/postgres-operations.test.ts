@@ -58,6 +58,37 @@ t.test('a start that cannot use the database exits within 15 s with one line nam
   }
 })
 
+t.test('TLS from DATABASE_URL: verify-full with the server\'s CA connects encrypted; an untrusted certificate or a server without TLS is one clear line', async t => {
+  const secure = await startPostgres({ tls: true })
+  t.teardown(secure.cleanup)
+  await secure.sql('CREATE DATABASE tls_docs')
+  const ca = secure.caFile!
+  const dataDir = tempDir()
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const node = await spawnServer({ DATA_DIR: dataDir, DATABASE_URL: `${secure.urlFor({ database: 'tls_docs' })}?sslmode=verify-full&sslrootcert=${encodeURIComponent(ca)}` })
+  t.teardown(() => node.kill('SIGKILL'))
+  const person = stockProvider('3.1.0', node.url, 'tls-doc', { token: await signToken({ sub: 'writer' }) })
+  t.teardown(() => { person.provider.destroy(); person.doc.destroy() })
+  await waitFor(() => person.provider.synced, 'a client synced through a node on the TLS database')
+  person.doc.getText('t').insert(0, 'stored over TLS')
+  const connections = await secure.sql("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = 'tls_docs' AND a.application_name = 'yjs-uws-collab'")
+  t.ok(connections.rows.length > 0, 'the node holds connections to the database')
+  t.ok(connections.rows.every(row => row.ssl === true), 'every one of them encrypted')
+
+  const cases = [
+    { name: 'a certificate nobody vouched for', url: `${secure.urlFor({ database: 'tls_docs' })}?sslmode=verify-full`, problem: /TLS certificate is not trusted.*sslrootcert/ },
+    { name: 'require, as node-postgres reads it (verify-full)', url: `${secure.urlFor({ database: 'tls_docs' })}?sslmode=require`, problem: /TLS certificate is not trusted/ },
+    { name: 'a server without TLS', url: `${server.urlFor({})}?sslmode=verify-full`, problem: /does not support SSL.*enable ssl on the server or drop sslmode/ }
+  ]
+  for (const c of cases) {
+    const { code, stderr } = await runUntilExit({ DATA_DIR: dataDir, DATABASE_URL: c.url }, 20_000)
+    t.equal(code, 1, `${c.name}: exit code 1`)
+    const lines = stderr.split('\n').filter(line => line.startsWith('startup error: '))
+    t.equal(lines.length, 1, `${c.name}: one line on stderr`)
+    t.match(lines[0], c.problem, `${c.name}: ${lines[0]}`)
+  }
+})
+
 t.test('npm run migrate creates the schema of an empty database and a second run changes nothing', async t => {
   const url = await createDatabase(server, 'migrate_tool')
   const first = await runTool('migrate', { DATABASE_URL: url, DATABASE_SCHEMA: 'collab_tool' })

@@ -39,6 +39,10 @@ export function explainDatabaseError (err: unknown): string {
     case '28000': return `not allowed to connect (${e.message}): check pg_hba.conf and the user in DATABASE_URL`
     case '3D000': return `${e.message}: create it first (createdb) or fix the name in DATABASE_URL`
     case '42501': return `missing permission (${e.message}): grant CREATE on the database, or create the schema beforehand and set DATABASE_SCHEMA to it`
-    default: return e.message
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT': case 'SELF_SIGNED_CERT_IN_CHAIN': case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE': case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY': case 'CERT_HAS_EXPIRED': case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return `the server's TLS certificate is not trusted (${e.code}: ${e.message}): give its CA with sslrootcert=/path/ca.pem in DATABASE_URL`
+    default:
+      if (/does not support SSL/i.test(e.message ?? '')) return `${e.message}: this DATABASE_URL asks for TLS (sslmode); enable ssl on the server or drop sslmode`
+      return e.message
   }
 }
