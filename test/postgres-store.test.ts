@@ -1,3 +1,4 @@
+import pg from 'pg'
 import t, { type Test } from 'tap'
 import * as Y from 'yjs'
 import type { DatabaseConfig } from '../src/config/config.js'
@@ -93,6 +94,40 @@ t.test('PostgreSQL store: one flush of 2,500 entries over 700 documents is one t
   let total = 0
   for (let d = 0; d < 700; d++) total += (await store!.load(`doc-${d}`)).updates.length
   t.equal(total, 5_000, 'nothing lost, nothing doubled')
+})
+
+t.test('PostgreSQL store: a flush is one round trip up to 1,000 entries, and all or nothing beyond', async t => {
+  const [store] = await openStores(t, 1)
+  const sent: string[] = []
+  let failNext: RegExp | null = null
+  const original = pg.Client.prototype.query
+  // Every statement any client of the pool sends (pg.Pool's query goes through a Client's).
+  pg.Client.prototype.query = function (this: pg.Client, ...args: any[]) {
+    const text = typeof args[0] === 'string' ? args[0] : (args[0]?.text ?? '')
+    sent.push(text.trim().split(/\s+/)[0]!.toUpperCase())
+    if (failNext !== null && failNext.test(text) && sent.filter(s => s === 'WITH' || s === 'INSERT').length === 2) {
+      failNext = null
+      args[0] = 'SELECT 1/0'
+    }
+    return (original as any).apply(this, args)
+  } as any
+  t.teardown(() => { pg.Client.prototype.query = original })
+
+  const entries = (n: number, prefix: string): Array<{ docId: string, value: Uint8Array }> => Array.from({ length: n }, (_, i) => ({ docId: `${prefix}-${i % 300}`, value: encodeEntryValue([edit(`${prefix}${i}`)]) }))
+  sent.length = 0
+  await store!.append(entries(1_000, 'small'))
+  t.equal(sent.length, 1, `1,000 entries over 300 documents: one statement (${sent.join(' ')})`)
+
+  sent.length = 0
+  failNext = /./
+  await t.rejects(store!.append(entries(2_500, 'large')), 'the second of three statements fails')
+  t.equal(sent[0], 'BEGIN', 'a transaction began')
+  t.equal(sent.at(-1), 'ROLLBACK', 'and was rolled back')
+  t.equal((await store!.load('large-0')).updates.length, 0, 'nothing of the failed flush was written')
+  sent.length = 0
+  await store!.append(entries(2_500, 'large'))
+  t.same(sent.filter(s => s !== 'WITH' && s !== 'INSERT'), ['BEGIN', 'COMMIT'], `one transaction (${sent.length - 2} statements)`)
+  t.equal((await store!.load('large-0')).updates.length, 9, 'written whole')
 })
 
 t.test('PostgreSQL store: writes while the database is down are kept and written when it is back', async t => {
