@@ -3,6 +3,7 @@ import t, { type Test } from 'tap'
 import * as Y from 'yjs'
 import type { DatabaseConfig } from '../src/config/config.js'
 import { createLogger } from '../src/log/logger.js'
+import { Metrics } from '../src/metrics/metrics.js'
 import { encodeEntryValue } from '../src/persistence/entry-value.js'
 import { LATEST_SCHEMA_VERSION, migrate } from '../src/persistence/postgres-migrations.js'
 import { DatabasePool } from '../src/persistence/postgres-pool.js'
@@ -128,6 +129,34 @@ t.test('PostgreSQL store: a flush is one round trip up to 1,000 entries, and all
   await store!.append(entries(2_500, 'large'))
   t.same(sent.filter(s => s !== 'WITH' && s !== 'INSERT'), ['BEGIN', 'COMMIT'], `one transaction (${sent.length - 2} statements)`)
   t.equal((await store!.load('large-0')).updates.length, 9, 'written whole')
+})
+
+t.test('PostgreSQL pool: DATABASE_POOL_SIZE bounds the connections, the statement timeout ends a blocked write, failed queries are counted', async t => {
+  const url = await createDatabase(server, `contract_${++databases}`)
+  const metrics = new Metrics(false)
+  t.teardown(() => { metrics.stop() })
+  const config = databaseConfig(url, { poolSize: 2, statementTimeoutMs: 300 })
+  const store = new PostgresStore(new DatabasePool(config, metrics), config.schema)
+  await store.open()
+  t.teardown(async () => { await store.close().catch(() => {}) })
+  // Many loads at once share two connections.
+  await Promise.all(Array.from({ length: 20 }, async (_, i) => await store.load(`doc-${i}`)))
+  const open = await server.sql("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'yjs-uws-collab'", [url.split('/').pop()])
+  t.ok(open.rows[0].n <= 2, `at most DATABASE_POOL_SIZE connections (${open.rows[0].n as number})`)
+
+  // Another session holds the table: the append waits until the statement timeout ends it.
+  const blocker = new pg.Client({ connectionString: url })
+  await blocker.connect()
+  t.teardown(async () => { await blocker.end().catch(() => {}) })
+  await blocker.query('BEGIN')
+  await blocker.query('LOCK TABLE collab.documents IN ACCESS EXCLUSIVE MODE')
+  const started = Date.now()
+  await t.rejects(store.append([{ docId: 'blocked', value: encodeEntryValue([edit('waits')]) }]), /statement timeout|canceling statement/, 'the blocked write fails')
+  t.ok(Date.now() - started < 5_000, 'after the statement timeout, not the lock\'s end')
+  t.equal(await metrics.total('collab_database_errors_total'), 1, 'the failed query is counted')
+  await blocker.query('ROLLBACK')
+  await store.append([{ docId: 'blocked', value: encodeEntryValue([edit('written')]) }])
+  t.same(itemsOf((await store.load('blocked')).updates), ['written'], 'the next write goes through')
 })
 
 t.test('PostgreSQL store: writes while the database is down are kept and written when it is back', async t => {
