@@ -272,7 +272,9 @@ export function renderLatest (outDir: string): string {
     const keys = [...new Set(runs.flatMap(r => Object.keys(r.metrics)))]
     const ours = runs.find(r => r.target === 'ours')
     const others = runs.filter(r => r !== ours)
-    const header = ['metric', ...runs.map(r => r.target), ...others.filter(o => ours !== undefined).map(o => `ours ÷ ${o.target}`)]
+    // Another store of ours is read against ours as shipped (PostgreSQL ÷ embedded); another server, ours against it.
+    const versusOurs = (target: string): boolean => target.startsWith('ours-')
+    const header = ['metric', ...runs.map(r => r.target), ...others.filter(o => ours !== undefined).map(o => versusOurs(o.target) ? `${o.target} ÷ ours` : `ours ÷ ${o.target}`)]
     lines.push(`| ${header.join(' | ')} |`)
     lines.push(`| ${header.map(() => '---').join(' | ')} |`)
     for (const key of keys) {
@@ -280,8 +282,7 @@ export function renderLatest (outDir: string): string {
       const cells = [`${info.label}${info.unit === '' ? '' : ` (${info.unit})`}`, ...runs.map(r => r.error !== undefined ? 'error' : fmt(r.metrics[key]))]
       if (ours !== undefined) {
         for (const other of others) {
-          const a = ours.metrics[key] ?? null
-          const b = other.metrics[key] ?? null
+          const [a, b] = versusOurs(other.target) ? [other.metrics[key] ?? null, ours.metrics[key] ?? null] : [ours.metrics[key] ?? null, other.metrics[key] ?? null]
           cells.push(a !== null && b !== null && b !== 0 ? fmtRatio(a / b) : 'n/a')
         }
       }
