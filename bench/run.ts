@@ -29,6 +29,7 @@ flags:
   --steps N --factor F --step-duration S   ramp: schedule steps (14), rate multiplier (1.5), window per step (8)
   --connections N      idle-memory / connection-storm connection count (5000 / 2000)
   --settle S           idle-memory: wait before measuring RSS (5)
+  --idle-window S      idle-memory: window in which the server's idle CPU is measured (2; the keep-alive ticks every 15 s)
   --mb N --chunk-kb N --joiners N   large-doc: document size (10), insert size (64), joins measured (5)
   --upload                          large-doc: a client brings the document made offline, in one message
   --nodes 1,2,3        cross-node: cluster sizes to measure
@@ -66,6 +67,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; repeat: 
       'step-duration': { type: 'string' },
       connections: { type: 'string' },
       settle: { type: 'string' },
+      'idle-window': { type: 'string' },
       'quiet-wait': { type: 'string' },
       repeat: { type: 'string' },
       mb: { type: 'string' },
@@ -121,6 +123,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; repeat: 
     stepDuration: num('step-duration', values['step-duration']),
     connections: num('connections', values.connections),
     settle: num('settle', values.settle),
+    idleWindow: num('idle-window', values['idle-window']),
     quietWait: num('quiet-wait', values['quiet-wait']),
     mb: num('mb', values.mb),
     upload: values.upload,

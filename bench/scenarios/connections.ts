@@ -50,7 +50,7 @@ export const idleMemoryScenario: Scenario = {
       ctx.log(`  ${connect.ok}/${connect.attempted} connections synced in ${connect.wallMs} ms`)
       await sleep((flags.settle ?? 5) * 1000)
       const cpuA = markCpu(target)
-      await sleep(2000)
+      await sleep((flags.idleWindow ?? 2) * 1000)
       const cpuB = markCpu(target)
       const rssAfter = target.rss()
       const snaps = await pool.all(async w => await w.snapshot(false, false))

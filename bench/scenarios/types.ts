@@ -26,6 +26,7 @@ export interface Flags {
   joiners?: number
   nodes?: number[]
   settle?: number
+  idleWindow?: number
   /** Seconds to wait at most for a quiet machine before each server's run. */
   quietWait?: number
   /** --postgres: also measure ours with the PostgreSQL store (a server the bench starts), as 'ours-postgres'. */
