@@ -1,6 +1,8 @@
 import t from 'tap'
 import * as Y from 'yjs'
 import { LiveDocument } from '../src/documents/live-document.js'
+import { applyAwarenessUpdate, Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
+import { awarenessTimeouts } from '../src/documents/awareness-timeouts.js'
 
 function edit (label: string): Uint8Array {
   const doc = new Y.Doc()
@@ -81,4 +83,21 @@ t.test('a large document answers fresh clients in chunks, encoded once until it 
   const replica = new Y.Doc()
   for (const chunk of third) Y.applyUpdate(replica, chunk)
   t.equal(replica.getText('t').length, 10_001)
+})
+
+t.test('presence not renewed for 30 s is dropped by the node\'s one sweep, not a timer per document', async t => {
+  const docs = [new LiveDocument('sweep-a'), new LiveDocument('sweep-b')]
+  t.teardown(() => { for (const doc of docs) doc.destroy() })
+  const client = new Awareness(new Y.Doc())
+  client.setLocalState({ user: 'ada' })
+  const update = encodeAwarenessUpdate(client, [client.clientID])
+  for (const doc of docs) applyAwarenessUpdate(doc.awareness, update, 'client')
+  client.destroy()
+  const removed: string[] = []
+  for (const doc of docs) doc.awareness.on('update', ({ removed: ids }: { removed: number[] }, origin: unknown) => { if (origin === 'timeout' && ids.includes(client.clientID)) removed.push(doc.id) })
+  awarenessTimeouts.sweep(Date.now() + 10_000)
+  t.same(removed, [], 'renewed 10 s ago: kept')
+  awarenessTimeouts.sweep(Date.now() + 31_000)
+  t.same(removed, ['sweep-a', 'sweep-b'], 'not renewed for 31 s: dropped from every document, as a timeout')
+  t.equal(docs[0]!.awareness.getStates().size, 0)
 })

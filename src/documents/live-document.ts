@@ -3,6 +3,7 @@ import * as Y from 'yjs'
 import { Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
 import type { BatchAck } from '../protocol/extensions.js'
 import { encodeAwareness } from '../protocol/messages.js'
+import { awarenessTimeouts } from './awareness-timeouts.js'
 import { PresenceOwners } from './presence.js'
 import { RecordedChunks, ReplayedChunks, StateChunks, type ChunkSequence, type ChunkSize } from './state-chunks.js'
 
@@ -116,6 +117,7 @@ export class LiveDocument {
     this.awareness = new Awareness(this.ydoc)
     // The server is not a participant: it holds no awareness state of its own.
     this.awareness.setLocalState(null)
+    awarenessTimeouts.watch(this.awareness)
     this.awareness.on('update', ({ removed }: { removed: number[] }, origin: unknown) => {
       this.awarenessFrameCache = null
       // A peer node's client that timed out is gone for good; a local connection keeps its ids
