@@ -230,3 +230,33 @@ t.test('unload/reload races across nodes lose nothing (4 nodes, repeated joins a
     check.destroy()
   }
 })
+
+t.test('a document whose channel stays broken takes the node out of rotation: /readyz 503, the gauge and the inspector say so, until it works again', { timeout: 90_000 }, async t => {
+  const redis = await startRedis()
+  t.teardown(redis.cleanup)
+  const lossy = new LossyPubSub()
+  const [a, b] = await startNodes(redis.url, 2, {}, [lossy])
+  t.teardown(async () => { await a!.close(); await b!.close() })
+  const token = await signToken({ sub: 'writer' })
+  const onA = await connectSynced(a!.url, 'stranded', token)
+  const onB = await connectSynced(b!.url, 'stranded', token)
+  t.teardown(() => { onA.destroy(); onB.destroy() })
+  onA.doc.getArray('log').push(['before'])
+  await waitFor(() => onB.doc.getArray('log').length === 1, 'edits cross')
+
+  lossy.cutSubscriptions(channel => channel.includes('{stranded}'))
+  onB.doc.getArray('log').push(['while stranded'])
+  const admin = await signToken({ sub: 'ops', extra: { admin: true } })
+  const started = Date.now()
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${a!.port}/readyz`)).status === 503, 'node a answers 503', 30_000)
+  t.ok(Date.now() - started >= 9_000, `not ready only once the break lasted (${Date.now() - started} ms)`)
+  t.equal((await fetch(`http://127.0.0.1:${b!.port}/readyz`)).status, 200, 'node b, whose channel works, stays ready')
+  t.equal(metricValue((await scrape(a!.port, admin)).text, 'collab_bridge_broken_documents'), 1, 'the gauge counts the document')
+  const inspect = await (await fetch(`http://127.0.0.1:${a!.port}/inspect.json`, { headers: { authorization: `Bearer ${admin}` } })).json() as { self: { documents: Array<{ docId: string, bridgeBroken: boolean }> } }
+  t.equal(inspect.self.documents.find(d => d.docId === 'stranded')?.bridgeBroken, true, 'the inspector marks it')
+
+  lossy.heal()
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${a!.port}/readyz`)).status === 200, 'ready again once the channel works', 15_000)
+  await waitFor(() => onA.doc.getArray('log').length === 2, 'what a missed arrives with the re-sync')
+  await waitFor(async () => metricValue((await scrape(a!.port, admin)).text, 'collab_bridge_broken_documents') === 0, 'the gauge back at 0')
+})

@@ -6,10 +6,24 @@ import type { PubSub } from '../../src/redis/connections.js'
  */
 export class LossyPubSub {
   private toDrop = 0
+  private cut: ((channel: string) => boolean) | null = null
 
   /** Drops the next `count` published messages that `match` accepts (the bridge's envelopes). */
   dropNext (count = 1): void {
     this.toDrop += count
+  }
+
+  /**
+   * From now on the channels `match` accepts deliver nothing to this node, and subscribing to them
+   * again does not help (a sharded subscription stranded on a shard that no longer owns the slot,
+   * which keeps failing over), until heal().
+   */
+  cutSubscriptions (match: (channel: string) => boolean): void {
+    this.cut = match
+  }
+
+  heal (): void {
+    this.cut = null
   }
 
   constructor (private readonly match: (message: Buffer) => boolean = () => true) {}
@@ -17,7 +31,7 @@ export class LossyPubSub {
   readonly wrap = (inner: PubSub): PubSub => ({
     subscribe: async channel => { await inner.subscribe(channel) },
     unsubscribe: async channel => { await inner.unsubscribe(channel) },
-    resubscribe: async channel => { await inner.resubscribe(channel) },
+    resubscribe: async channel => { if (this.cut?.(channel) !== true) await inner.resubscribe(channel) },
     publish: (channel, message) => {
       if (this.toDrop > 0 && this.match(message)) {
         this.toDrop--
@@ -25,7 +39,7 @@ export class LossyPubSub {
       }
       return inner.publish(channel, message)
     },
-    onMessage: handler => { inner.onMessage(handler) },
+    onMessage: handler => { inner.onMessage((channel, message) => { if (this.cut?.(channel) !== true) handler(channel, message) }) },
     onReconnect: handler => { inner.onReconnect(handler) },
     get connected () { return inner.connected }
   })
