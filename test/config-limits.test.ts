@@ -27,3 +27,10 @@ t.test('a byte burst below the frame limit is refused', async t => {
   t.throws(() => loadConfig({ ...base, RATE_LIMIT_BYTES_BURST: String(8 * MiB) }), /Invalid RATE_LIMIT_BYTES_BURST: .* below MAX_MESSAGE_BYTES/)
   t.doesNotThrow(() => loadConfig({ ...base, RATE_LIMIT_BYTES_BURST: String(8 * MiB), MAX_DOCUMENT_BYTES: String(4 * MiB) }))
 })
+
+t.test('DOC_TTL_SECONDS with documents in PostgreSQL is refused: Redis would expire nothing', async t => {
+  const cluster = { ...base, REDIS_URL: 'redis://127.0.0.1:6379', DATABASE_URL: 'postgres://u:p@127.0.0.1:5432/db' }
+  t.throws(() => loadConfig({ ...cluster, DOC_TTL_SECONDS: '3600' }), /Invalid DOC_TTL_SECONDS: .*PostgreSQL/)
+  t.doesNotThrow(() => loadConfig(cluster), 'without it the same configuration starts')
+  t.doesNotThrow(() => loadConfig({ ...base, REDIS_URL: 'redis://127.0.0.1:6379', DOC_TTL_SECONDS: '3600' }), 'documents in Redis may expire')
+})
