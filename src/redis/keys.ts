@@ -42,6 +42,11 @@ export function documentKeys (prefix: string, docId: string): {
   }
 }
 
+/** Present while the node lives (it renews the key's expiry): its participant entries count only then. */
+export function nodeAliveKey (prefix: string, nodeId: string): string {
+  return `${prefix}node-alive:{${nodeId}}`
+}
+
 /** The channel on which a node receives replies meant for it alone. */
 export function nodeChannel (prefix: string, nodeId: string): string {
   return `${prefix}node:{${nodeId}}`
