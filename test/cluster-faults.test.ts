@@ -75,6 +75,27 @@ t.test('kill -9 of one node during continuous edits: its clients move on, nothin
   await fresh.exited
 })
 
+t.test('participants: a node restarted under the same NODE_ID after kill -9 does not bring back the users it had', async t => {
+  const redis = await startRedis()
+  t.teardown(redis.cleanup)
+  const env = { REDIS_URL: redis.url, PARTICIPANT_TTL_SECONDS: '3' }
+  let restarted = await spawnServer({ ...env, NODE_ID: 'same-id' })
+  const other = await spawnServer({ ...env, NODE_ID: 'other' })
+  t.teardown(() => { restarted.kill('SIGKILL'); other.kill('SIGKILL') })
+  const gone = await connectSynced(restarted.url, 'roster', await signToken({ sub: 'was-here' }))
+  t.teardown(() => gone.destroy())
+  await waitFor(async () => (await participants(other.port, 'roster')).some(p => p.userId === 'was-here'), 'listed while connected')
+  restarted.kill('SIGKILL')
+  await restarted.exited
+  gone.destroy()
+  restarted = await spawnServer({ ...env, NODE_ID: 'same-id' })
+  const stays = await connectSynced(restarted.url, 'elsewhere', await signToken({ sub: 'on-restarted' }))
+  t.teardown(() => stays.destroy())
+  await waitFor(async () => (await participants(other.port, 'elsewhere')).some(p => p.userId === 'on-restarted'), 'the restarted node lists its new participants')
+    .catch(async err => { throw new Error(`${(err as Error).message}: ${JSON.stringify(await participants(other.port, 'elsewhere'))}`) })
+  await waitFor(async () => !(await participants(other.port, 'roster')).some(p => p.userId === 'was-here'), 'the user of the killed run is gone within PARTICIPANT_TTL_SECONDS', 10_000)
+})
+
 t.test('three nodes converge against a 3-master Redis Cluster (sharded pub/sub)', async t => {
   const cluster = await startRedisCluster(3)
   t.teardown(cluster.cleanup)

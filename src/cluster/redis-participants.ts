@@ -29,6 +29,7 @@ export class RedisParticipants extends LocalParticipants {
   private readonly aliveKey: string
   private aliveRetry: NodeJS.Timeout | null = null
   private closed = false
+  private aliveWritten = false
   /**
    * This process in the lists: the node id and a start-up id, so that a node restarted with the
    * same NODE_ID does not revive the entries its previous run left behind.
@@ -57,13 +58,18 @@ export class RedisParticipants extends LocalParticipants {
 
   override async list (docId: string): Promise<Participant[]> {
     const keys = documentKeys(this.prefix, docId)
-    const members = await this.redis.zrange(keys.participantNodes, '0', '-1')
-    const others = members.filter(member => member !== this.member)
+    const scored = await this.redis.zrange(keys.participantNodes, '0', '-1', 'WITHSCORES')
+    const writtenAt = new Map<string, number>()
+    for (let i = 0; i + 1 < scored.length; i += 2) writtenAt.set(scored[i]!, Number(scored[i + 1]))
+    const others = [...writtenAt.keys()].filter(member => member !== this.member)
     const result = this.local(docId)
     if (others.length === 0) return result
     // One command per node: liveness keys live in other hash slots than the document's keys.
     const alive = await Promise.all(others.map(async member => await this.redis.exists(nodeAliveKey(this.prefix, member)) === 1))
-    const dead = others.filter((_, i) => alive[i] !== true)
+    // Entries written less than a TTL ago may belong to a node that has just started and whose
+    // liveness key is not written yet: they are left out of this list but not removed.
+    const expiredBefore = Date.now() - this.ttlSeconds * 1000
+    const dead = others.filter((member, i) => alive[i] !== true && (writtenAt.get(member) ?? 0) < expiredBefore)
     if (dead.length > 0) void this.forget(docId, dead)
     const living = others.filter((_, i) => alive[i] === true)
     if (living.length === 0) return result
@@ -104,6 +110,7 @@ export class RedisParticipants extends LocalParticipants {
   private async renewAlive (): Promise<void> {
     try {
       await this.redis.set(this.aliveKey, '1', 'PX', this.ttlSeconds * 1000)
+      this.aliveWritten = true
     } catch (err) {
       // Redis not reachable yet (start-up) or for now: other nodes' lists leave this node out
       // until it is renewed, so try again soon rather than at the next period.
@@ -137,6 +144,8 @@ export class RedisParticipants extends LocalParticipants {
   }
 
   private async write (docId: string): Promise<void> {
+    // Entries count only while the liveness key exists: write it first.
+    if (!this.aliveWritten) await this.renewAlive()
     const keys = documentKeys(this.prefix, docId)
     const mine = keys.participants(this.member)
     const participants = this.local(docId)
