@@ -94,9 +94,6 @@ export class ClusterBridge {
     const link = this.links.get(envelope.d)
     if (link === undefined || link.doc.state === 'unloaded') return
     this.metrics.bridgeReceived.inc()
-    if (envelope.t !== EnvelopeKind.Update && envelope.t !== EnvelopeKind.Awareness && this.log.isLevelEnabled('debug')) {
-      this.log.debug({ docId: link.doc.id, peer: envelope.n, kind: envelope.t, channel, pending: link.doc.ydoc.store.pendingStructs !== null }, 'bridge: received')
-    }
     switch (envelope.t) {
       case EnvelopeKind.Update: {
         if (envelope.w !== undefined) this.metrics.bridgeLagSeconds.observe(Math.max(0, wallClockMs() - envelope.w) / 1000)
@@ -158,7 +155,7 @@ export class ClusterBridge {
       this.log.error({ docId: link.doc.id, err }, 'bridge: peer update failed to apply, re-syncing')
       this.links.requestSync(link.doc)
     }
-    if (waitsForDependency(link)) this.repairIfStillWaiting(link)
+    if (link.doc.hasPending) this.repairIfStillWaiting(link)
   }
 
   /**
@@ -171,7 +168,7 @@ export class ClusterBridge {
     if (link.pendingCheck !== null) return
     link.pendingCheck = setTimeout(() => {
       link.pendingCheck = null
-      if (this.links.get(link.doc.id) !== link || link.doc.state !== 'live' || !waitsForDependency(link)) return
+      if (this.links.get(link.doc.id) !== link || link.doc.state !== 'live' || !link.doc.hasPending) return
       this.metrics.bridgeGaps.inc()
       this.log.warn({ docId: link.doc.id, waitedMs: delayMs }, 'bridge: a peer\'s update waits for one this node never received; re-syncing')
       this.links.requestSync(link.doc)
@@ -258,9 +255,4 @@ export class ClusterBridge {
       this.store.enqueue(link.doc.id, Y.encodeStateAsUpdate(link.doc.ydoc))
     }
   }
-}
-
-function waitsForDependency (link: DocumentLink): boolean {
-  const store = link.doc.ydoc.store
-  return store.pendingStructs !== null || store.pendingDs !== null
 }

@@ -139,14 +139,14 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   publishUpdate (doc: LiveDocument, frame: Uint8Array): void {
     const link = this.links.get(doc.id)
     if (link === undefined) return
-    this.sendOnLink(link, { t: EnvelopeKind.Update, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame, w: wallClockMs() })
+    this.sendWatched(link, { t: EnvelopeKind.Update, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame, w: wallClockMs() })
     this.scheduleHeartbeat(link)
   }
 
   publishAwareness (doc: LiveDocument, frame: Uint8Array, userId: string | null): void {
     const link = this.links.get(doc.id)
     if (link === undefined) return
-    this.sendOnLink(link, { t: EnvelopeKind.Awareness, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame, ...(userId === null ? {} : { u: userId }) })
+    this.sendWatched(link, { t: EnvelopeKind.Awareness, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame, ...(userId === null ? {} : { u: userId }) })
     this.scheduleHeartbeat(link)
   }
 
@@ -172,7 +172,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
       link.syncRequested = false
       if (this.links.get(doc.id) !== link || doc.state === 'unloaded') return
       this.metrics.bridgeSyncRequests.inc()
-      this.sendOnLink(link, { t: EnvelopeKind.SyncRequest, n: this.nodeId, d: doc.id, v: doc.encodeStateVector() })
+      this.sendWatched(link, { t: EnvelopeKind.SyncRequest, n: this.nodeId, d: doc.id, v: doc.encodeStateVector() })
       // The answers come on the node's own channel: make sure it still works.
       if (this.own.awaitingEchoSince === null) this.probeOwn()
     })
@@ -299,7 +299,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     // While pub/sub is down, nothing echoes; its reconnect re-syncs everything (the bridge).
     if (!this.pubsub.connected) return
     const now = performance.now()
-    if (this.needsResubscribe(this.own, now)) {
+    if (this.markBrokenIfOverdue(this.own, now)) {
       this.log.warn({ channel: this.own.channel }, 'bridge: this node does not receive its own messages on its own channel (peers\' repairs cannot reach it); subscribing again')
       void this.resubscribeOwn()
     } else if (this.needsProbe(this.own, now)) {
@@ -307,7 +307,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     }
     let probes = Math.max(1, Math.round((this.options.echoProbesPerSecond ?? 200) * this.watchdogIntervalMs / 1000))
     for (const link of this.links.values()) {
-      if (this.needsResubscribe(link, now)) {
+      if (this.markBrokenIfOverdue(link, now)) {
         this.log.warn({ docId: link.doc.id, channel: link.channel }, 'bridge: this node does not receive its own messages on the document\'s channel; subscribing again')
         void this.resubscribe(link)
       } else if (probes > 0 && this.needsProbe(link, now)) {
@@ -323,7 +323,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   }
 
   /** Whether the channel's echo is overdue; marks it broken (once) when it is. */
-  private needsResubscribe (watched: WatchedChannel, now: number): boolean {
+  private markBrokenIfOverdue (watched: WatchedChannel, now: number): boolean {
     if (watched.awaitingEchoSince === null || now - watched.awaitingEchoSince < this.echoTimeoutMs) return false
     if (watched.brokenSince === null) {
       watched.brokenSince = now
@@ -359,19 +359,18 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
 
   /** A heartbeat with the current number: harmless to peers, and its echo proves the channel. */
   private probe (link: DocumentLink): void {
-    this.sendOnLink(link, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: link.doc.id, s: link.outSeq })
+    this.sendWatched(link, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: link.doc.id, s: link.outSeq })
   }
 
   /** Only this node listens on its own channel: the probe is addressed to no document. */
   private probeOwn (): void {
-    this.own.awaitingEchoSince ??= performance.now()
-    this.send(this.own.channel, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: '', s: 0 })
+    this.sendWatched(this.own, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: '', s: 0 })
   }
 
-  /** Sends on the document's own channel, which echoes it back to this node if it works. */
-  private sendOnLink (link: DocumentLink, envelope: Envelope): void {
-    link.awaitingEchoSince ??= performance.now()
-    this.send(link.channel, envelope)
+  /** Sends on a channel this node subscribes to, which echoes it back to this node if it works. */
+  private sendWatched (watched: WatchedChannel, envelope: Envelope): void {
+    watched.awaitingEchoSince ??= performance.now()
+    this.send(watched.channel, envelope)
   }
 
   private send (channel: string, envelope: Envelope): void {
@@ -397,7 +396,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     link.heartbeat = setTimeout(() => {
       link.heartbeat = null
       if (this.links.get(link.doc.id) !== link) return
-      this.sendOnLink(link, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: link.doc.id, s: link.outSeq })
+      this.sendWatched(link, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: link.doc.id, s: link.outSeq })
     }, this.options.heartbeatMs)
     link.heartbeat.unref()
   }

@@ -4,7 +4,7 @@ import type { Metrics } from '../metrics/metrics.js'
 import { encodeAwarenessEntries, readAwarenessEntries, type AwarenessEntry } from '../protocol/awareness-entries.js'
 import { encodeAwareness, encodeSyncUpdate } from '../protocol/messages.js'
 import type { DocumentLifecycle } from './document-lifecycle.js'
-import { changedBy, UpdateRejectedError, type LiveDocument } from './live-document.js'
+import { changedNothing, UpdateRejectedError, type LiveDocument } from './live-document.js'
 import type { AwarenessOwner, PresenceLimits } from './presence.js'
 
 /**
@@ -119,8 +119,7 @@ export class DocumentChanges implements DocumentLifecycle {
     // Clients' updates (the only ones relayed always) are the ones the timing metrics describe.
     const sampled = relay === 'always' && this.metrics.sampleThis()
     const started = sampled ? performance.now() : 0
-    // Only an 'if-changed' commit asks whether the update was left pending (see below).
-    const pendingBefore = relay === 'if-changed' ? pendingOf(doc) : null
+    const { pendingStructs, pendingDs } = doc.ydoc.store
     let transaction
     try {
       transaction = doc.apply(update, origin)
@@ -130,7 +129,7 @@ export class DocumentChanges implements DocumentLifecycle {
     }
     // An update Yjs kept pending changed nothing yet, but it must reach the store and the other
     // replicas all the same: the update that completes it later carries none of its structs.
-    if (pendingBefore !== null && !changedBy(transaction) && samePending(pendingBefore, pendingOf(doc))) return false
+    if (relay === 'if-changed' && changedNothing(doc, transaction, pendingStructs, pendingDs)) return false
     const applied = sampled ? performance.now() : 0
     this.distributeLocal(doc, update, frame, sender, transaction)
     if (sampled) {
@@ -148,7 +147,7 @@ export class DocumentChanges implements DocumentLifecycle {
    * and store already have it. Throws UpdateRejectedError like commit().
    */
   commitFromPeer (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, origin: unknown): void {
-    const pendingBefore = pendingOf(doc)
+    const { pendingStructs, pendingDs } = doc.ydoc.store
     let transaction
     try {
       transaction = doc.apply(update, origin)
@@ -156,7 +155,7 @@ export class DocumentChanges implements DocumentLifecycle {
       if (err instanceof UpdateRejectedError && err.partial !== null) this.distributeFromPeer(doc, err.partial, null, null)
       throw err
     }
-    if (!changedBy(transaction) && samePending(pendingBefore, pendingOf(doc))) return
+    if (changedNothing(doc, transaction, pendingStructs, pendingDs)) return
     this.distributeFromPeer(doc, update, frame, transaction)
   }
 
@@ -283,13 +282,4 @@ export class DocumentChanges implements DocumentLifecycle {
     this.fanout.publish(doc.topic, frame, true)
     this.metrics.sent(kind, frame.length)
   }
-}
-
-/** What Yjs holds pending in a document (it replaces these objects whenever they change). */
-function pendingOf (doc: LiveDocument): [unknown, unknown] {
-  return [doc.ydoc.store.pendingStructs, doc.ydoc.store.pendingDs]
-}
-
-function samePending (a: [unknown, unknown], b: [unknown, unknown]): boolean {
-  return a[0] === b[0] && a[1] === b[1]
 }

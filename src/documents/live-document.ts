@@ -110,6 +110,12 @@ export class LiveDocument {
   /** Counts transactions: chunks made while the document changed are not kept. */
   private version = 0
 
+  /** Yjs holds updates of this document that wait for others it has not received. */
+  get hasPending (): boolean {
+    const store = this.ydoc.store
+    return store.pendingStructs !== null || store.pendingDs !== null
+  }
+
   /** Changes with every transaction: tells whether the document changed between two moments. */
   get changeCounter (): number {
     return this.version
@@ -219,8 +225,7 @@ export class LiveDocument {
     // its own), so vectors that differ only in what cannot change the answer share one entry.
     // Pending structs are diffed against the vector as sent: then a digest of it is the key (the
     // vector itself may be megabytes).
-    const store = this.ydoc.store
-    const key = store.pendingStructs === null && store.pendingDs === null
+    const key = !this.hasPending
       ? this.diffKey(Y.decodeStateVector(stateVector))
       : createHash('sha256').update(stateVector).digest('base64')
     const cached = this.diffCache?.get(key)
@@ -320,6 +325,16 @@ export class LiveDocument {
  * dependencies are missing) changes nothing yet. Costs a pass over every client the document has
  * seen, so the hot path (which relays every update) does not ask.
  */
+/**
+ * Whether a transaction changed nothing in the document and left what Yjs holds pending (updates
+ * waiting for their dependencies) as it was before: `pendingStructs` and `pendingDs` as they were
+ * then. Yjs replaces those objects whenever they change, so comparing them is enough.
+ */
+export function changedNothing (doc: LiveDocument, transaction: Y.Transaction | null, pendingStructs: unknown, pendingDs: unknown): boolean {
+  const store = doc.ydoc.store
+  return !changedBy(transaction) && store.pendingStructs === pendingStructs && store.pendingDs === pendingDs
+}
+
 export function changedBy (transaction: Y.Transaction | null): boolean {
   if (transaction === null) return false
   if (transaction.deleteSet.clients.size > 0) return true

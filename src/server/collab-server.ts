@@ -68,18 +68,16 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   log = log.child({ nodeId: config.nodeId })
   const startedAt = Date.now()
   const metrics = new Metrics()
-  const clusterConfig = config.cluster
   // Loaded only in cluster mode (see cluster-mode.ts).
-  const clusterMode = clusterConfig === null ? null : await import('../cluster/cluster-mode.js')
-  const cluster = clusterConfig === null || clusterMode === null ? null : clusterMode.createClusterResources(clusterConfig, config.nodeId, log, deps.wrapPubSub)
+  const cluster = config.cluster === null ? null : (await import('../cluster/cluster-mode.js')).createClusterResources(config.cluster, config.nodeId, log, deps.wrapPubSub)
   const store = deps.store ?? (config.database !== null
     ? await openPostgresStore(config.database, metrics)
     : cluster?.store ?? new LevelDbStore(config.dataDir))
   const participants: ParticipantDirectory = cluster?.participants ?? new LocalParticipants(config.nodeId)
   await store.open()
   const verifier = await createVerifier(config)
-  const revocations: Revocations = cluster !== null && clusterConfig !== null
-    ? new RedisRevocations(cluster.connections.commands, clusterConfig.keyPrefix)
+  const revocations: Revocations = cluster !== null
+    ? new RedisRevocations(cluster.connections.commands, cluster.config.keyPrefix)
     : new FileRevocations(join(config.dataDir, 'revocations.json'))
   const webhook = config.webhook === null ? null : new ChangeWebhook({ ...config.webhook, nodeId: config.nodeId }, log)
   const app = config.tls === null
@@ -94,9 +92,9 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     // Called only after a write, when the registry below exists.
     fullState: (docId: string): Uint8Array | null => registry.get(docId)?.encodeFullState() ?? null
   }, log, metrics, compactor)
-  const peerLinks: PeerLinks | null = cluster === null || clusterConfig === null || clusterMode === null
+  const peerLinks: PeerLinks | null = cluster === null
     ? null
-    : new clusterMode.PeerLinks(cluster.pubsub, { nodeId: config.nodeId, keyPrefix: clusterConfig.keyPrefix, heartbeatMs: clusterConfig.heartbeatMs }, log, metrics)
+    : new cluster.PeerLinks(cluster.pubsub, { nodeId: config.nodeId, keyPrefix: cluster.config.keyPrefix, heartbeatMs: cluster.config.heartbeatMs }, log, metrics)
   // This node's connections, and large content sent to them a chunk at a time.
   const connections = new ConnectionTable()
   const chunkSize = chunkSizeFor(config.maxBackpressureBytes)
@@ -123,9 +121,9 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     maxIntervalMs: config.versions.maxIntervalMs,
     retention: { keepAllMs: config.versions.keepAllMs, hourlyUntilMs: VERSION_HOURLY_FOR_MS, retentionMs: config.versions.retentionMs, maxBytesPerDocument: config.versions.maxBytesPerDocument },
     ...(webhook === null ? {} : { onCreated: (docId: string, meta: VersionMeta) => { webhook.noteVersion(docId, meta) } })
-  }, docId => registry.get(docId)?.encodeFullState() ?? null, log, metrics, cluster === null || clusterConfig === null
+  }, docId => registry.get(docId)?.encodeFullState() ?? null, log, metrics, cluster === null
     ? singleNodeClaims()
-    : new RedisVersionClaims(cluster.connections.commands, clusterConfig.keyPrefix, config.nodeId, Math.max(3600, 2 * config.versions.maxIntervalMs / 1000)))
+    : new RedisVersionClaims(cluster.connections.commands, cluster.config.keyPrefix, config.nodeId, Math.max(3600, 2 * config.versions.maxIntervalMs / 1000)))
   const lifecycle: DocumentLifecycle[] = peerLinks === null ? [changes, versions] : [peerLinks, changes, versions]
   const registry: DocumentRegistry = new DocumentRegistry(store, writeBehind, compactor, {
     idleUnloadMs: config.docIdleUnloadMs,
@@ -149,9 +147,9 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     log
   })
 
-  const bridge: ClusterBridge | null = peerLinks === null || cluster === null || clusterConfig === null || clusterMode === null
+  const bridge: ClusterBridge | null = peerLinks === null || cluster === null
     ? null
-    : new clusterMode.ClusterBridge({ nodeId: config.nodeId, keyPrefix: clusterConfig.keyPrefix, maxEnvelopeBytes: 2 * config.maxMessageBytes + config.limits.presence.maxBytesPerDocument }, cluster.pubsub, peerLinks, changes, writeBehind, operations, log, metrics)
+    : new cluster.ClusterBridge({ nodeId: config.nodeId, keyPrefix: cluster.config.keyPrefix, maxEnvelopeBytes: 2 * config.maxMessageBytes + config.limits.presence.maxBytesPerDocument }, cluster.pubsub, peerLinks, changes, writeBehind, operations, log, metrics)
   peerLinks?.startWatchdog()
   try {
     await bridge?.start()
@@ -209,9 +207,9 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     redisConnected: cluster === null ? null : () => cluster.pubsub.connected,
     ...(peerLinks === null ? {} : { bridgeBroken: (docId: string) => peerLinks.isBroken(docId) })
   })
-  const directory = cluster === null || clusterConfig === null
+  const directory = cluster === null
     ? null
-    : new NodeDirectory<NodeSnapshot>(cluster.connections.commands, clusterConfig.keyPrefix, config.nodeId, snapshotSelf, log)
+    : new NodeDirectory<NodeSnapshot>(cluster.connections.commands, cluster.config.keyPrefix, config.nodeId, snapshotSelf, log)
   directory?.start()
 
   // HTTP routes.
