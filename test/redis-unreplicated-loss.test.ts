@@ -180,7 +180,7 @@ for (const [name, topology] of [['Sentinel', sentinelTopology], ['one endpoint (
       await redis.cleanup()
     })
     // A failed run must not wait 15 s per node for a Redis that is gone.
-    const env = { ...redis.env, LOG_LEVEL: 'warn', DOC_IDLE_UNLOAD_MS: '60000', BRIDGE_HEARTBEAT_MS: '200', STORE_RETRY_MAX_MS: '300', SHUTDOWN_TIMEOUT_MS: '3000' }
+    const env = { ...redis.env, LOG_LEVEL: process.env.UNREP_LOG ?? 'warn', DOC_IDLE_UNLOAD_MS: '60000', BRIDGE_HEARTBEAT_MS: '200', STORE_RETRY_MAX_MS: '300', SHUTDOWN_TIMEOUT_MS: '3000' }
     nodes = [
       await startTestServer({ ...env, NODE_ID: 'unrep-0' }),
       await startTestServer({ ...env, NODE_ID: 'unrep-1' })
@@ -256,6 +256,7 @@ for (const [name, topology] of [['Sentinel', sentinelTopology], ['one endpoint (
     await promoting
     const lastEditAt = Date.now()
     await waitFor(everyoneHasAll, 'every client has every edit', 20_000)
+      .catch(err => { throw new Error(`${(err as Error).message}; logs: ${nodes.map(n => n.logs.join('').split('\n').filter(l => /bridge|own channel|pending|gap/.test(l)).slice(-12).join(' | ')).join(' || ')}`) })
     const converged = Date.now()
     t.comment(`promoted ${promotedAt - killedAt} ms after the kill; every client had every edit ${converged - lastEditAt} ms after the last edit (${converged - promotedAt} ms after the promotion)`)
     for (const docId of redis.docIds) {
