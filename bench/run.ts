@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util'
 import { ourBinary } from './lib/target.js'
 import { loadRecords, summaryText, writeLatest, writeRecord } from './lib/report.js'
 import type { RunRecord, TargetRun } from './lib/result.js'
-import { referenceVersion, ROOT, type OursBuild } from './lib/servers.js'
+import { hocuspocusVersion, referenceVersion, ROOT, type OursBuild } from './lib/servers.js'
 import { SCENARIOS } from './scenarios/index.js'
 import type { Flags, ScenarioContext } from './scenarios/types.js'
 import { medianOfRepeats } from './lib/repeats.js'
@@ -30,7 +30,9 @@ flags:
   --connections N      idle-memory / connection-storm connection count (5000 / 2000)
   --settle S           idle-memory: wait before measuring RSS (5)
   --idle-window S      idle-memory: window in which the server's idle CPU is measured (2; the keep-alive ticks every 15 s)
-  --mb N --chunk-kb N --joiners N   large-doc: document size (10), insert size (64), joins measured (5)
+  --mb N --chunk-kb N --joiners N   large-doc: document size (10; large-doc-6/24/64: that many MiB), insert size (64),
+                       joins measured (3)
+  --redis-store        large-doc: also measure ours with the Redis store on one node, as 'ours-redis'
   --upload                          large-doc: a client brings the document made offline, in one message
   --nodes 1,2,3        cross-node: cluster sizes to measure
   --server head|worktree|src|entry:FILE   our build: committed HEAD (default), npm run build of the tree,
@@ -39,6 +41,8 @@ flags:
                        ours ÷ baseline ratios: a before/after comparison in one run
   --postgres           steady: also measure ours with the PostgreSQL store (a PostgreSQL server started on
                        loopback), reported as 'ours-postgres', with ours-postgres ÷ ours ratios
+  --hocuspocus         cross-node: also measure Hocuspocus (@hocuspocus/server with @hocuspocus/extension-redis)
+                       on the same node counts, reported as 'hocuspocus' and 'hocuspocus-N-nodes'
   --env KEY=VALUE      extra environment for our server (repeatable)
   --cpu-prof           profile our server (node --cpu-prof); profiles go to bench/results/profiles/
   --node-flags="..."   extra node flags for the servers, e.g. --node-flags="--heapsnapshot-signal=SIGUSR2"
@@ -73,6 +77,8 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; repeat: 
       mb: { type: 'string' },
       upload: { type: 'boolean', default: false },
       postgres: { type: 'boolean', default: false },
+      hocuspocus: { type: 'boolean', default: false },
+      'redis-store': { type: 'boolean', default: false },
       'chunk-kb': { type: 'string' },
       joiners: { type: 'string' },
       nodes: { type: 'string' },
@@ -128,6 +134,8 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; repeat: 
     mb: num('mb', values.mb),
     upload: values.upload,
     postgres: values.postgres,
+    hocuspocus: values.hocuspocus,
+    redisStore: values['redis-store'],
     chunkKb: num('chunk-kb', values['chunk-kb']),
     joiners: num('joiners', values.joiners),
     nodes: values.nodes?.split(',').map(Number).filter(n => Number.isInteger(n) && n >= 1)
@@ -191,8 +199,8 @@ async function main (): Promise<void> {
       const message = (err as Error).message
       log(`  ERROR: ${message}`)
       runs.push({
-        target: plan.kind === 'ours' && plan.nodes > 1 ? `ours-${plan.nodes}-nodes` : plan.store === 'postgres' ? `${plan.kind}-postgres` : plan.kind,
-        version: plan.kind === 'ours' ? binary.commit.slice(0, 10) : referenceVersion(),
+        target: (plan.kind === 'ours' || plan.kind === 'hocuspocus') && plan.nodes > 1 ? `${plan.kind}-${plan.nodes}-nodes` : plan.store !== undefined ? `${plan.kind}-${plan.store}` : plan.kind,
+        version: plan.kind === 'ours' ? binary.commit.slice(0, 10) : plan.kind === 'hocuspocus' ? hocuspocusVersion() : referenceVersion(),
         metrics: {},
         details: {},
         notes: [],

@@ -11,7 +11,7 @@ t.test('a tiny steady scenario delivers edits and ends consistent', async t => {
   const scenario = SCENARIOS.steady
   t.ok(scenario, 'the steady scenario exists')
   const ctx: ScenarioContext = {
-    flags: { compare: false, docs: 2, clients: 4, rate: 5, duration: 2, warmup: 0.5, workers: 1 },
+    flags: { compare: false, docs: 2, clients: 4, rate: 5, duration: 2, warmup: 0.5, workers: 1, quietWait: 0 },
     targetOptions: { build: 'src', env: {} },
     log: () => {}
   }
@@ -23,4 +23,25 @@ t.test('a tiny steady scenario delivers edits and ends consistent', async t => {
   t.equal(run.metrics.consistency_ok, 1, 'writer and observer documents are equal')
   t.type(run.metrics.latency_p99_ms, 'number', 'latency percentiles are reported')
   t.type(run.metrics.cpu_user_s_per_1k, 'number', 'server CPU per delivered edit is reported')
+})
+
+// The bench's clients speak Hocuspocus's framing too (every message led by the document's name,
+// the document opened by an authentication message): a peer measured in cross-node runs.
+t.test('the same load against Hocuspocus, alone and as two nodes over Redis, delivers and ends consistent', async t => {
+  const scenario = SCENARIOS.steady
+  const ctx: ScenarioContext = {
+    flags: { compare: false, docs: 2, clients: 4, rate: 5, duration: 2, warmup: 0.5, workers: 1, quietWait: 0 },
+    targetOptions: { build: 'src', env: {} },
+    log: () => {}
+  }
+  const single = await scenario!.run(ctx, { kind: 'hocuspocus', nodes: 1 })
+  t.equal(single.error, undefined, 'no error')
+  t.equal(single.target, 'hocuspocus')
+  t.ok((single.metrics.delivered_per_s ?? 0) > 0, 'edits were delivered')
+  t.equal(single.metrics.consistency_ok, 1, 'writer and observer documents are equal')
+  const cross = SCENARIOS['cross-node']!
+  const two = await cross.run({ ...ctx, flags: { ...ctx.flags, nodes: [2] } }, { kind: 'hocuspocus', nodes: 2 })
+  t.equal(two.target, 'hocuspocus-2-nodes')
+  t.equal(two.metrics.consistency_ok, 1, 'edits crossed between the two Hocuspocus nodes')
+  t.type(two.metrics.redis_cpu_s_per_1k, 'number', 'Redis\'s CPU per delivered edit is reported')
 })

@@ -39,12 +39,13 @@ export function compareOursReference (runs: TargetRun[], metrics: string[], targ
   const reference = find('reference')
   const baseline = find('baseline')
   const withPostgres = find('ours-postgres')
+  const withRedis = find('ours-redis')
   const out: Comparison[] = []
   for (const metric of metrics) {
     const c = compareMetric(metric, ours, reference, targets[metric])
     if (c !== null) out.push(c)
   }
-  for (const [subject, against] of [[ours, baseline], [baseline, reference], [withPostgres, ours], [withPostgres, reference]] as const) {
+  for (const [subject, against] of [[ours, baseline], [baseline, reference], [withPostgres, ours], [withRedis, ours], [withPostgres, reference]] as const) {
     for (const metric of metrics) {
       const c = compareMetric(metric, subject, against)
       if (c !== null) out.push(c)

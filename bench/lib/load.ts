@@ -82,7 +82,7 @@ export async function setupLoad (pool: GeneratorPool, target: Target, layout: Lo
   const workers = pool.workers.length
   const nodes = target.nodes.length
   const total = layout.docs * layout.clientsPerDoc
-  const tokens = target.kind !== 'reference' ? await tokensFor(total) : []
+  const tokens = target.kind === 'ours' || target.kind === 'baseline' ? await tokensFor(total) : []
   const phase1: ClientSpec[][] = pool.workers.map(() => [])
   const phase2: ClientSpec[][] = pool.workers.map(() => [])
   const recipientsByDoc = new Map<string, number>()
@@ -166,6 +166,9 @@ export interface StepResult {
     userPer1k: number | null
     systemPer1k: number | null
     totalPer1k: number | null
+    /** Redis's CPU per 1k delivered (cluster targets), and the servers' plus Redis's. */
+    redisPer1k: number | null
+    withRedisPer1k: number | null
     pctOfCore: number | null
   }
   redisCpuPct: number | null
@@ -314,9 +317,10 @@ export async function measureStep (session: LoadSession, ratePerDoc: number, war
   const user = markB.server.user - markA.server.user
   const system = markB.server.system - markA.server.system
   const per1k = (cpu: number): number | null => delivered > 0 ? cpu / delivered * 1000 : null
-  const redisCpu = markA.redis !== null && markB.redis !== null
-    ? ((markB.redis.user - markA.redis.user) + (markB.redis.system - markA.redis.system)) / seconds * 100
+  const redisSeconds = markA.redis !== null && markB.redis !== null
+    ? (markB.redis.user - markA.redis.user) + (markB.redis.system - markA.redis.system)
     : null
+  const redisCpu = redisSeconds === null ? null : redisSeconds / seconds * 100
 
   const closeReasons: Record<string, number> = {}
   let disconnects = 0
@@ -344,6 +348,8 @@ export async function measureStep (session: LoadSession, ratePerDoc: number, war
       userPer1k: sig(per1k(user), 3),
       systemPer1k: sig(per1k(system), 3),
       totalPer1k: sig(per1k(user + system), 3),
+      redisPer1k: redisSeconds === null ? null : sig(per1k(redisSeconds), 3),
+      withRedisPer1k: sig(per1k(user + system + (redisSeconds ?? 0)), 3),
       pctOfCore: round((user + system) / seconds * 100, 1)
     },
     redisCpuPct: round(redisCpu, 1),

@@ -52,7 +52,9 @@ export interface ServerProcess {
   port: number
   proc: ChildProcess
   output: string[]
-  stop: () => Promise<void>
+  /** Our server's embedded store (kept by `stop(true)` for a restart). */
+  dataDir?: string
+  stop: (keepData?: boolean) => Promise<void>
 }
 
 function spawnTracked (command: string, args: string[], env: Record<string, string>, cwd = ROOT): { proc: ChildProcess; output: string[] } {
@@ -141,11 +143,14 @@ export interface OursOptions {
   /** Extra node flags, e.g. --cpu-prof. */
   nodeFlags?: string[]
   cwd?: string
+  /** A restart: the port and embedded store of the node stopped with `keepData`. */
+  port?: number
+  dataDir?: string
 }
 
 export async function startOurs (options: OursOptions): Promise<ServerProcess> {
-  const port = await freePort()
-  const dataDir = mkdtempSync(join(tmpdir(), 'yjs-bench-data-'))
+  const port = options.port ?? await freePort()
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'yjs-bench-data-'))
   const env: Record<string, string> = {
     HOST,
     PORT: String(port),
@@ -174,9 +179,10 @@ export async function startOurs (options: OursOptions): Promise<ServerProcess> {
     port,
     proc,
     output,
-    stop: async () => {
+    dataDir,
+    stop: async (keepData = false) => {
       await stopProcess(proc)
-      rmSync(dataDir, { recursive: true, force: true })
+      if (!keepData) rmSync(dataDir, { recursive: true, force: true })
     }
   }
 }
@@ -205,6 +211,34 @@ export async function startReference (options: { nodeFlags?: string[]; cwd?: str
     throw err
   }
   return { label: 'reference', pid: proc.pid!, port, proc, output, stop: async () => { await stopProcess(proc) } }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hocuspocus (@hocuspocus/server, with @hocuspocus/extension-redis on several nodes), no auth
+
+export const HOCUSPOCUS_SCRIPT = join(ROOT, 'bench/peers/hocuspocus-server.mjs')
+
+export function hocuspocusVersion (): string {
+  try {
+    const version = execFileSync(process.execPath, ['-p', "require('./node_modules/@hocuspocus/server/package.json').version"], { cwd: ROOT, encoding: 'utf8' })
+    return `Hocuspocus ${version.trim()}`
+  } catch {
+    return 'Hocuspocus (not installed)'
+  }
+}
+
+/** One Hocuspocus node; with `redisUrl` it joins the others through the Redis extension. */
+export async function startHocuspocus (options: { label?: string, redisUrl?: string, nodeFlags?: string[] } = {}): Promise<ServerProcess> {
+  const port = await freePort()
+  const env: Record<string, string> = { HOST, PORT: String(port), ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl }) }
+  const { proc, output } = spawnTracked(process.execPath, [...(options.nodeFlags ?? []), HOCUSPOCUS_SCRIPT], env)
+  try {
+    await waitHttpReady(port, '/', proc, output)
+  } catch (err) {
+    proc.kill('SIGKILL')
+    throw err
+  }
+  return { label: options.label ?? 'hocuspocus', pid: proc.pid!, port, proc, output, stop: async () => { await stopProcess(proc) } }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,11 +290,15 @@ async function redisPing (port: number): Promise<boolean> {
 // ---------------------------------------------------------------------------------------------
 // Endpoints
 
-/** ours: the build measured; baseline: another commit of ours (--baseline); reference: y-websocket. */
-export type ServerKind = 'ours' | 'baseline' | 'reference'
+/**
+ * ours: the build measured; baseline: another commit of ours (--baseline); reference: y-websocket;
+ * hocuspocus: Hocuspocus, alone or with its Redis extension (--hocuspocus).
+ */
+export type ServerKind = 'ours' | 'baseline' | 'reference' | 'hocuspocus'
 
-/** The request path a client of `kind` uses for `docId`. */
+/** The request a client of `kind` makes for `docId`. */
 export function endpointFor (kind: ServerKind, port: number, docId: string, token: string): Endpoint {
+  if (kind === 'hocuspocus') return { host: HOST, port, path: '/', multiplexName: docId }
   const path = kind !== 'reference'
     ? `/ws/document/${encodeURIComponent(docId)}?token=${token}`
     : `/${encodeURIComponent(docId)}`

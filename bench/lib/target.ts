@@ -1,7 +1,7 @@
 /** A system under test: one server process, or several nodes of ours bridged by Redis. */
 import { readMachineCpu, readRss, sumCpu, type MachineCpu, type ProcCpu } from './proc.js'
 import {
-  endpointFor, prepareOurs, referenceVersion, startOurs, startRedis, startReference,
+  endpointFor, hocuspocusVersion, prepareOurs, referenceVersion, startHocuspocus, startOurs, startRedis, startReference,
   type OursBinary, type OursBuild, type RedisProcess, type ServerKind, type ServerProcess
 } from './servers.js'
 import type { Endpoint } from './wsraw.js'
@@ -20,6 +20,11 @@ export interface Target {
   redisCpu: () => ProcCpu | null
   /** RSS summed over the nodes, bytes. */
   rss: () => number
+  /**
+   * Ours on one node: a graceful stop, then the same build started again on the same port and
+   * store (a cold start; the store keeps everything). Null for the others.
+   */
+  restart: (() => Promise<void>) | null
   stop: () => Promise<void>
 }
 
@@ -54,8 +59,9 @@ export function ourBinary (build: OursBuild): OursBinary {
   return binary
 }
 
-function makeTarget (name: string, kind: ServerKind, nodes: ServerProcess[], redis: RedisProcess | null, version: string): Target {
+function makeTarget (name: string, kind: ServerKind, nodes: ServerProcess[], redis: RedisProcess | null, version: string, restart: Target['restart'] = null): Target {
   return {
+    restart,
     name,
     kind,
     nodes,
@@ -72,7 +78,9 @@ function makeTarget (name: string, kind: ServerKind, nodes: ServerProcess[], red
   }
 }
 
-export async function startTarget (kind: ServerKind, options: TargetOptions, nodeCount = 1, store?: 'postgres'): Promise<Target> {
+export type StoreKind = 'postgres' | 'redis'
+
+export async function startTarget (kind: ServerKind, options: TargetOptions, nodeCount = 1, store?: StoreKind): Promise<Target> {
   if (store === 'postgres') {
     if (nodeCount !== 1 || kind === 'reference') throw new Error('the PostgreSQL store is measured on one node of ours')
     // On the same machine, as the issue asks: its CPU is reported apart from the server's.
@@ -87,17 +95,47 @@ export async function startTarget (kind: ServerKind, options: TargetOptions, nod
       throw err
     }
   }
+  if (store === 'redis') {
+    if (nodeCount !== 1 || kind === 'reference' || kind === 'hocuspocus') throw new Error('the Redis store alone is measured on one node of ours')
+    const redis = await startRedis()
+    try {
+      const target = await startTarget(kind, { ...options, env: { ...options.env, REDIS_URL: redis.url } }, 1)
+      const stop = target.stop
+      return { ...target, name: `${target.name}-redis`, redis, redisCpu: () => sumCpu([redis.pid]), stop: async () => { await stop(); await redis.stop() } }
+    } catch (err) {
+      await redis.stop()
+      throw err
+    }
+  }
   if (kind === 'reference') {
     if (nodeCount !== 1) throw new Error('the reference server has no cluster mode')
     const node = await startReference({ nodeFlags: options.nodeFlags })
     return makeTarget('reference', kind, [node], null, referenceVersion())
   }
+  if (kind === 'hocuspocus') {
+    if (nodeCount === 1) return makeTarget('hocuspocus', kind, [await startHocuspocus({ nodeFlags: options.nodeFlags })], null, hocuspocusVersion())
+    const redis = await startRedis()
+    const nodes: ServerProcess[] = []
+    try {
+      for (let i = 0; i < nodeCount; i++) nodes.push(await startHocuspocus({ label: `hocuspocus-node-${i + 1}`, redisUrl: redis.url, nodeFlags: options.nodeFlags }))
+    } catch (err) {
+      for (const node of nodes) await node.stop()
+      await redis.stop()
+      throw err
+    }
+    return makeTarget(`hocuspocus-${nodeCount}-nodes`, kind, nodes, redis, `${hocuspocusVersion()} + extension-redis`)
+  }
   if (kind === 'baseline' && options.baselineBuild === undefined) throw new Error('a baseline run needs --baseline REV')
   const binary = ourBinary(kind === 'baseline' ? options.baselineBuild! : options.build)
   const version = `${binary.commit.slice(0, 10)}${binary.dirty ? '+dirty' : ''} (${binary.build})`
   if (nodeCount === 1) {
-    const node = await startOurs({ binary, env: options.env, nodeFlags: options.nodeFlags })
-    return makeTarget(kind, kind, [node], null, version)
+    const nodes = [await startOurs({ binary, env: options.env, nodeFlags: options.nodeFlags })]
+    const restart = async (): Promise<void> => {
+      const old = nodes[0]!
+      await old.stop(true)
+      nodes[0] = await startOurs({ binary, env: options.env, nodeFlags: options.nodeFlags, port: old.port, dataDir: old.dataDir })
+    }
+    return makeTarget(kind, kind, nodes, null, version, restart)
   }
   const redis = await startRedis()
   const nodes: ServerProcess[] = []

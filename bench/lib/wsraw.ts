@@ -20,6 +20,22 @@ export interface Endpoint {
   port: number
   /** Request path including the query, e.g. `/ws/document/doc-1?token=...`. */
   path: string
+  /**
+   * Hocuspocus multiplexes documents on one socket: every message in both directions starts with
+   * the document's name (a lib0 var string), and a document is opened by an authentication
+   * message. Set for a Hocuspocus server; the y-websocket messages are otherwise the same.
+   */
+  multiplexName?: string
+}
+
+/** lib0's var string: the UTF-8 length as a var uint, then the bytes. */
+function varString (text: string): Buffer {
+  const bytes = Buffer.from(text, 'utf8')
+  const length: number[] = []
+  let n = bytes.length
+  while (n > 0x7f) { length.push(0x80 | (n & 0x7f)); n >>>= 7 }
+  length.push(n)
+  return Buffer.concat([Buffer.from(length), bytes])
 }
 
 export type ConnState = 'connecting' | 'upgrading' | 'open' | 'closed'
@@ -114,10 +130,13 @@ export class RawWebSocket {
   private frameRemaining = 0
   private frameFin = true
   private httpHead = ''
+  /** Bytes every message starts with (Hocuspocus's document name), empty for y-websocket. */
+  private readonly prefix: Buffer
 
   constructor (endpoint: Endpoint, options: RawWsOptions) {
     this.options = options
     this.mode = options.mode
+    this.prefix = endpoint.multiplexName === undefined ? Buffer.alloc(0) : varString(endpoint.multiplexName)
     this.socket = connect({
       host: endpoint.host,
       port: endpoint.port,
@@ -164,7 +183,7 @@ export class RawWebSocket {
   /** Sends one binary message, masked as the spec requires of clients. */
   send (payload: Uint8Array): void {
     if (this.state !== 'open') return
-    this.socket.write(encodeFrame(OP_BINARY, payload))
+    this.socket.write(encodeFrame(OP_BINARY, this.prefix.length === 0 ? payload : Buffer.concat([this.prefix, payload])))
   }
 
   /** Closes with a close frame, then ends the TCP connection. */
@@ -255,10 +274,11 @@ export class RawWebSocket {
       if (this.mode === 'count') {
         // Classify by the first two payload bytes (the first fragment carries them).
         if (opcode !== OP_CONT) {
-          const need = Math.min(len, 2)
+          const at = payloadStart + this.prefix.length
+          const need = Math.min(len, this.prefix.length + 2)
           if (inBuffer < need) break
-          if (len >= 2 && buf[payloadStart] === 0) {
-            const sub = buf[payloadStart + 1]
+          if (len >= this.prefix.length + 2 && buf[at] === 0) {
+            const sub = buf[at + 1]
             if (sub === 2) {
               this.updates++
               const hist = sinkLatency.hist
@@ -316,7 +336,8 @@ export class RawWebSocket {
     const message = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partsLength)
     this.parts = []
     this.partsLength = 0
-    const data = new Uint8Array(message.buffer, message.byteOffset, message.byteLength)
+    const skip = Math.min(this.prefix.length, message.byteLength)
+    const data = new Uint8Array(message.buffer, message.byteOffset + skip, message.byteLength - skip)
     if (data.length >= 2 && data[0] === 0) {
       if (data[1] === 2) this.updates++
       else if (data[1] === 1) this.step2s++
@@ -362,6 +383,8 @@ export class RawWebSocket {
     const consumedFromChunk = headEnd + 4 - (this.httpHead.length - chunk.length)
     this.httpHead = ''
     this.state = 'open'
+    // Hocuspocus opens the document on an authentication message (type 2, a token: none here).
+    if (this.prefix.length > 0) this.send(Buffer.concat([Buffer.from([2, 0]), varString('')]))
     this.options.onOpen?.()
     return start + consumedFromChunk
   }

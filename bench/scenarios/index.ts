@@ -15,8 +15,12 @@ const list: Scenario[] = [
   rampScenario('ramp-50x10', { docs: 50, clients: 10, rate: 10, startRate: 10 }),
   idleMemoryScenario,
   connectionStormScenario,
-  largeDocScenario,
-  crossNodeScenario,
+  largeDocScenario('large-doc', null),
+  largeDocScenario('large-doc-6', 6),
+  largeDocScenario('large-doc-24', 24),
+  largeDocScenario('large-doc-64', 64),
+  crossNodeScenario('cross-node', { docs: 10, clients: 100, rate: 10 }),
+  crossNodeScenario('cross-node-200x10', { docs: 200, clients: 10, rate: 5 }),
   versionsScenario
 ]
 

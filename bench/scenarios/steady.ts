@@ -8,7 +8,7 @@ import { GeneratorPool } from '../lib/pool.js'
 import type { TargetRun } from '../lib/result.js'
 import { waitForQuiet } from '../lib/proc.js'
 import { flushFigures, scrapeFlushes } from '../lib/store-flushes.js'
-import { startTarget, type Target } from '../lib/target.js'
+import { startTarget, type StoreKind, type Target } from '../lib/target.js'
 import { defaultPlan, type Flags, type Scenario, type ScenarioContext } from './types.js'
 
 export interface SteadyShape { docs: number; clients: number; rate: number }
@@ -29,6 +29,8 @@ export function stepMetrics (step: StepResult): Record<string, number | null> {
     cpu_user_s_per_1k: step.serverCpu.userPer1k,
     cpu_system_s_per_1k: step.serverCpu.systemPer1k,
     cpu_total_s_per_1k: step.serverCpu.totalPer1k,
+    redis_cpu_s_per_1k: step.serverCpu.redisPer1k,
+    cpu_with_redis_s_per_1k: step.serverCpu.withRedisPer1k,
     server_cpu_pct: step.serverCpu.pctOfCore,
     rss_mb: step.serverRssMb
   }
@@ -43,7 +45,7 @@ export function stepNotes (step: StepResult): string[] {
 }
 
 /** Starts the target and a generator pool, runs `body`, always cleans both up. */
-export async function withTarget<T> (ctx: ScenarioContext, kind: ServerKind, nodes: number, body: (target: Target, pool: GeneratorPool) => Promise<T>, workers = 2 + (ctx.flags.workers ?? 2), env: Record<string, string> = {}, store?: 'postgres'): Promise<T> {
+export async function withTarget<T> (ctx: ScenarioContext, kind: ServerKind, nodes: number, body: (target: Target, pool: GeneratorPool) => Promise<T>, workers = 2 + (ctx.flags.workers ?? 2), env: Record<string, string> = {}, store?: StoreKind): Promise<T> {
   // Figures from a busy machine are not comparable: wait (bounded) for other work to finish.
   const busy = await waitForQuiet(25, (ctx.flags.quietWait ?? 120) * 1000, pct => ctx.log(`  waiting for a quiet machine (${Math.round(pct)} % busy)`))
   if (busy > 25) ctx.log(`  machine still ${Math.round(busy)} % busy: measuring anyway, figures may be disturbed`)
@@ -59,14 +61,14 @@ export async function withTarget<T> (ctx: ScenarioContext, kind: ServerKind, nod
   }
 }
 
-export async function runSteadyOn (ctx: ScenarioContext, kind: ServerKind, nodes: number, shape: SteadyShape, docPrefix: string, store?: 'postgres'): Promise<TargetRun> {
+export async function runSteadyOn (ctx: ScenarioContext, kind: ServerKind, nodes: number, shape: SteadyShape, docPrefix: string, store?: StoreKind): Promise<TargetRun> {
   const flags = ctx.flags
   return await withTarget(ctx, kind, nodes, async (target, pool) => {
     const layout: LoadLayout = { docs: shape.docs, clientsPerDoc: shape.clients, docPrefix }
     const session = await setupLoad(pool, target, layout, flags.concurrency ?? 200)
     ctx.log(`  ${session.connect.ok}/${session.connect.attempted} clients synced in ${session.connect.wallMs} ms`)
     if (nodes > 1) await probeCrossNode(ctx, session)
-    const flushesBefore = kind === 'reference' ? null : await scrapeFlushes(target.nodes[0]!.port)
+    const flushesBefore = kind !== 'ours' && kind !== 'baseline' ? null : await scrapeFlushes(target.nodes[0]!.port)
     const step = await measureStepUndisturbed(session, shape.rate, (flags.warmup ?? 2) * 1000, (flags.duration ?? 30) * 1000, ctx.log)
     const flushes = flushesBefore === null ? {} : flushFigures(flushesBefore, await scrapeFlushes(target.nodes[0]!.port))
     const consistency = await checkConsistency(session)

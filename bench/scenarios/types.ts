@@ -1,6 +1,6 @@
 import type { Comparison, TargetRun } from '../lib/result.js'
 import type { ServerKind } from '../lib/servers.js'
-import type { TargetOptions } from '../lib/target.js'
+import type { StoreKind, TargetOptions } from '../lib/target.js'
 
 /** Command-line flags; each scenario applies its own defaults to what is not given. */
 export interface Flags {
@@ -31,6 +31,10 @@ export interface Flags {
   quietWait?: number
   /** --postgres: also measure ours with the PostgreSQL store (a server the bench starts), as 'ours-postgres'. */
   postgres?: boolean
+  /** --hocuspocus: cross-node also measures Hocuspocus (with its Redis extension) on the same node counts. */
+  hocuspocus?: boolean
+  /** --redis-store: large-doc also measures ours on one node with the Redis store, as 'ours-redis'. */
+  redisStore?: boolean
 }
 
 export interface ScenarioContext {
@@ -42,8 +46,8 @@ export interface ScenarioContext {
 export interface TargetPlan {
   kind: ServerKind
   nodes: number
-  /** Where our server keeps documents: its embedded store unless 'postgres'. */
-  store?: 'postgres'
+  /** Where our server keeps documents: its embedded store unless 'postgres' or 'redis' (one node). */
+  store?: StoreKind
 }
 
 export interface Scenario {
