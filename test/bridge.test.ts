@@ -307,7 +307,7 @@ t.test('idle documents are probed within a budget per second, every one in turn'
   pubsub.onMessage((channel, message) => {
     const envelope = decodeEnvelope(message)
     if (channel === links.ownChannel) links.noteOwnChannelEcho()
-    else if (envelope !== null) links.noteOwnEcho(envelope.d)
+    else links.noteOwnEchoOn(channel, envelope?.d ?? null)
   })
   const docProbes = (): string[] => probed.filter(c => c.includes('{idle-'))
   links.startWatchdog()

@@ -7,7 +7,7 @@ import type { Metrics } from '../metrics/metrics.js'
 import type { AwarenessEntry } from '../protocol/awareness-entries.js'
 import { decodeClientMessage, isEmptyUpdate } from '../protocol/messages.js'
 import type { PubSub } from '../redis/connections.js'
-import { decodeEnvelope, EnvelopeKind, type Envelope } from './envelope.js'
+import { decodeEnvelope, EnvelopeKind, isSentBy, senderMarker, type Envelope } from './envelope.js'
 import { PartAssembly } from './envelope-parts.js'
 import { wallClockMs, type DocumentLink, type PeerLinks } from './peer-links.js'
 
@@ -38,6 +38,8 @@ export interface BridgeOptions {
  */
 export class ClusterBridge {
   private readonly ownChannel: string
+  /** How this node's own envelopes start (isSentBy). */
+  private readonly ownMarker: Buffer
   private readonly parts: PartAssembly
   private resyncRetry: NodeJS.Timeout | null = null
 
@@ -52,6 +54,7 @@ export class ClusterBridge {
     private readonly metrics: Metrics
   ) {
     this.ownChannel = links.ownChannel
+    this.ownMarker = senderMarker(options.nodeId)
     this.parts = new PartAssembly(options.maxEnvelopeBytes)
   }
 
@@ -73,11 +76,13 @@ export class ClusterBridge {
   }
 
   private receive (channel: string, message: Buffer): void {
+    if (isSentBy(message, this.ownMarker)) {
+      this.noteOwnEcho(channel, null)
+      return
+    }
     let envelope = decodeEnvelope(message)
     if (envelope !== null && envelope.n === this.options.nodeId) {
-      // Our own message back: the document's channel works (PeerLinks' watchdog).
-      if (channel === this.ownChannel) this.links.noteOwnChannelEcho()
-      else this.links.noteOwnEcho(envelope.d)
+      this.noteOwnEcho(channel, envelope.d)
       return
     }
     if (envelope !== null && envelope.t === EnvelopeKind.Part) {
@@ -132,6 +137,15 @@ export class ClusterBridge {
       case EnvelopeKind.Revoked:
         this.commands.accessRevokedByPeer(link.doc.id, envelope.u)
     }
+  }
+
+  /**
+   * Our own message back: the channel works (PeerLinks' watchdog). A document channel's echo is
+   * known by its channel; `docId` is the decoded envelope's, when it was decoded.
+   */
+  private noteOwnEcho (channel: string, docId: string | null): void {
+    if (channel === this.ownChannel) this.links.noteOwnChannelEcho()
+    else this.links.noteOwnEchoOn(channel, docId)
   }
 
   /** Sequence bookkeeping; a skipped number (or a heartbeat ahead of us) means a lost message. */

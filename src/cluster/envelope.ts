@@ -59,6 +59,28 @@ export function encodeEnvelope (envelope: Envelope): Buffer {
   return packr.pack(envelope)
 }
 
+/**
+ * Every envelope is a map whose first two keys are `t` (a one-letter kind) and `n`: its bytes start
+ * with the map's header, `t` and the kind (as many bytes for every envelope), then `n` and the
+ * sender's id as msgpack writes them. Redis echoes each message back to its publisher, so half of
+ * what a busy node receives is its own: this prefix tells them apart without decoding them. Where
+ * `n` starts is measured on this encoder rather than assumed.
+ */
+const SENDER_AT = encodeEnvelope({ t: EnvelopeKind.Heartbeat, n: '', d: '', s: 0 }).indexOf(Buffer.from([0xa1, 0x6e]))
+
+/** What every envelope `nodeId` sends holds at SENDER_AT (isSentBy). */
+export function senderMarker (nodeId: string): Buffer {
+  return Buffer.concat([Buffer.from([0xa1, 0x6e]), packr.pack(nodeId)])
+}
+
+/**
+ * Whether `message` is an envelope sent by the node whose marker this is. False for anything else,
+ * including an own envelope encoded another way: the caller decodes those and checks `n`.
+ */
+export function isSentBy (message: Buffer, marker: Buffer): boolean {
+  return SENDER_AT > 0 && message.length > SENDER_AT + marker.length && message.compare(marker, 0, marker.length, SENDER_AT, SENDER_AT + marker.length) === 0
+}
+
 /** Returns null for anything that is not a well-formed envelope. */
 export function decodeEnvelope (bytes: Buffer): Envelope | null {
   let value: unknown

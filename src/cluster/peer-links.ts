@@ -62,6 +62,8 @@ export interface DocumentLink extends WatchedChannel {
  */
 export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   private readonly links = new Map<string, DocumentLink>()
+  /** The same links by their channel, where this node's own messages come back. */
+  private readonly byChannel = new Map<string, DocumentLink>()
   /** Numbers the series of parts of large envelopes (envelope-parts.ts). */
   private partSeries = 0
   private watchdog: NodeJS.Timeout | null = null
@@ -112,11 +114,13 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   async beforeLoad (doc: LiveDocument): Promise<void> {
     if (this.links.get(doc.id)?.doc === doc) return
     const channel = documentKeys(this.options.keyPrefix, doc.id).channel
-    this.links.set(doc.id, { doc, channel, outSeq: 0, heartbeat: null, pendingCheck: null, syncRequested: false, peerSeqs: new Map(), remoteOwners: new Map(), awaitingEchoSince: null, lastEchoAt: performance.now(), brokenSince: null })
+    const link: DocumentLink = { doc, channel, outSeq: 0, heartbeat: null, pendingCheck: null, syncRequested: false, peerSeqs: new Map(), remoteOwners: new Map(), awaitingEchoSince: null, lastEchoAt: performance.now(), brokenSince: null }
+    this.links.set(doc.id, link)
+    this.byChannel.set(channel, link)
     try {
       await this.pubsub.subscribe(channel)
     } catch (err) {
-      this.links.delete(doc.id)
+      this.forget(link)
       throw err
     }
   }
@@ -129,10 +133,15 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   async afterUnload (docId: string): Promise<void> {
     const link = this.links.get(docId)
     if (link === undefined) return
-    this.links.delete(docId)
+    this.forget(link)
     if (link.heartbeat !== null) clearTimeout(link.heartbeat)
     if (link.pendingCheck !== null) clearTimeout(link.pendingCheck)
     await this.pubsub.unsubscribe(link.channel).catch(() => {})
+  }
+
+  private forget (link: DocumentLink): void {
+    if (this.links.get(link.doc.id) === link) this.links.delete(link.doc.id)
+    if (this.byChannel.get(link.channel) === link) this.byChannel.delete(link.channel)
   }
 
   /** Forwards a local change's update frame (already applied here) to the other nodes. */
@@ -240,9 +249,12 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     this.watchdog = null
   }
 
-  /** The bridge received this node's own envelope on the document's channel. */
-  noteOwnEcho (docId: string): void {
-    const link = this.links.get(docId)
+  /**
+   * The bridge received this node's own envelope on a document's channel (found by the channel;
+   * by `docId` too when the envelope was decoded, in case the channel is not one this node holds).
+   */
+  noteOwnEchoOn (channel: string, docId: string | null): void {
+    const link = this.byChannel.get(channel) ?? (docId === null ? undefined : this.links.get(docId))
     if (link === undefined) return
     if (this.echoed(link)) {
       this.log.info({ docId, brokenForMs: Math.round(link.lastEchoAt - (link.brokenSince ?? 0)) }, 'bridge: the document\'s channel works again; re-syncing')
