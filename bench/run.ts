@@ -32,6 +32,8 @@ flags:
   --idle-window S      idle-memory: window in which the server's idle CPU is measured (2; the keep-alive ticks every 15 s)
   --mb N --chunk-kb N --joiners N   large-doc: document size (10; large-doc-6/24/64: that many MiB), insert size (64),
                        joins measured (3)
+  --redis-cluster M    cross-node: also run every node count over a Redis Cluster of M masters the bench
+                       starts, reported as 'ours-N-nodes-rcM'
   --redis-store        large-doc: also measure ours with the Redis store on one node, as 'ours-redis'
   --upload                          large-doc: a client brings the document made offline, in one message
   --nodes 1,2,3        cross-node: cluster sizes to measure
@@ -79,6 +81,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; repeat: 
       postgres: { type: 'boolean', default: false },
       hocuspocus: { type: 'boolean', default: false },
       'redis-store': { type: 'boolean', default: false },
+      'redis-cluster': { type: 'string' },
       'chunk-kb': { type: 'string' },
       joiners: { type: 'string' },
       nodes: { type: 'string' },
@@ -136,6 +139,7 @@ function parseFlags (argv: string[]): { scenario: string; flags: Flags; repeat: 
     postgres: values.postgres,
     hocuspocus: values.hocuspocus,
     redisStore: values['redis-store'],
+    redisCluster: num('redis-cluster', values['redis-cluster']),
     chunkKb: num('chunk-kb', values['chunk-kb']),
     joiners: num('joiners', values.joiners),
     nodes: values.nodes?.split(',').map(Number).filter(n => Number.isInteger(n) && n >= 1)
@@ -181,7 +185,8 @@ async function main (): Promise<void> {
       build: args.build,
       ...(args.flags.baseline === undefined ? {} : { baselineBuild: `rev:${args.flags.baseline}` as const }),
       env: args.env,
-      nodeFlags: [...(args.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...args.nodeFlags]
+      nodeFlags: [...(args.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...args.nodeFlags],
+      ...(args.flags.redisCluster === undefined ? {} : { redisClusterMasters: args.flags.redisCluster })
     },
     log
   }
@@ -199,7 +204,9 @@ async function main (): Promise<void> {
       const message = (err as Error).message
       log(`  ERROR: ${message}`)
       runs.push({
-        target: (plan.kind === 'ours' || plan.kind === 'hocuspocus') && plan.nodes > 1 ? `${plan.kind}-${plan.nodes}-nodes` : plan.store !== undefined ? `${plan.kind}-${plan.store}` : plan.kind,
+        target: plan.store === 'redis-cluster'
+          ? `${plan.kind}-${plan.nodes}-nodes-rc${args.flags.redisCluster ?? 3}`
+          : (plan.kind === 'ours' || plan.kind === 'hocuspocus') && plan.nodes > 1 ? `${plan.kind}-${plan.nodes}-nodes` : plan.store !== undefined ? `${plan.kind}-${plan.store}` : plan.kind,
         version: plan.kind === 'ours' ? binary.commit.slice(0, 10) : plan.kind === 'hocuspocus' ? hocuspocusVersion() : referenceVersion(),
         metrics: {},
         details: {},

@@ -88,7 +88,8 @@ export type Request =
   | { type: 'digest' }
   | { type: 'close-all' }
   /** Every writer of the worker appends `entries` timestamp entries and `textBytes` of text (in chunks), then waits until its socket flushed. */
-  | { type: 'fill'; entries: number; textBytes: number; chunkBytes: number }
+  /** scatter: the text goes in as chunk-sized edits at random places, as people write, not appended. */
+  | { type: 'fill'; entries: number; textBytes: number; chunkBytes: number; scatter?: boolean }
   /** A fresh Y.Doc client connects, syncs, disconnects. */
   | { type: 'join'; endpoint: Endpoint; timeoutMs: number }
   | { type: 'upload'; endpoint: Endpoint; observer: Endpoint; textBytes: number; chunkBytes: number; timeoutMs: number }

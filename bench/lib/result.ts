@@ -91,6 +91,8 @@ export const METRICS: Record<string, MetricInfo> = {
   max_sustained_delivered_per_s: { label: 'highest sustained delivered edits/s', unit: '/s', better: 'higher' },
   max_sustained_rate_per_doc: { label: 'highest sustained rate per document', unit: 'edits/s', better: 'higher' },
   p99_at_reference_max_ms: { label: "p99 at the reference's highest sustained rate", unit: 'ms', better: 'lower' },
+  rss_per_document_kb: { label: 'RSS per loaded document (content and two connections)', unit: 'KiB', better: 'lower' },
+  rss_content_per_document_kb: { label: 'RSS per document from its content alone', unit: 'KiB', better: 'lower' },
   rss_per_connection_kb: { label: 'RSS per connection', unit: 'KiB', better: 'lower' },
   connections: { label: 'connections', unit: '', better: 'higher' },
   cpu_ms_per_connection: { label: 'server CPU per connection', unit: 'ms', better: 'lower' },

@@ -5,7 +5,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { request } from 'node:http'
-import { createConnection } from 'node:net'
+import { createConnection, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -246,15 +246,19 @@ export async function startHocuspocus (options: { label?: string, redisUrl?: str
 
 export interface RedisProcess {
   pid: number
+  /** Every redis-server process (a Redis Cluster has several); [pid] otherwise. */
+  pids: number[]
   port: number
   url: string
+  /** REDIS_CLUSTER_NODES for a Redis Cluster. */
+  clusterNodes?: string
   stop: () => Promise<void>
 }
 
-export async function startRedis (): Promise<RedisProcess> {
-  const port = await freePort()
+export async function startRedis (options: { port?: number, extraArgs?: string[] } = {}): Promise<RedisProcess> {
+  const port = options.port ?? await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'yjs-bench-redis-'))
-  const { proc, output } = spawnTracked('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir], {})
+  const { proc, output } = spawnTracked('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir, ...(options.extraArgs ?? [])], {})
   const deadline = Date.now() + 10_000
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`redis-server exited: ${output.join('')}`)
@@ -267,12 +271,58 @@ export async function startRedis (): Promise<RedisProcess> {
   }
   return {
     pid: proc.pid!,
+    pids: [proc.pid!],
     port,
     url: `redis://${HOST}:${port}`,
     stop: async () => {
       await stopProcess(proc, 5000)
       rmSync(dir, { recursive: true, force: true })
     }
+  }
+}
+
+/** A port whose cluster bus port (+10000) is free too. */
+async function clusterPort (taken: number[]): Promise<number> {
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 9000)
+    if (taken.includes(port)) continue
+    const free = await Promise.all([port, port + 10000].map(async p => await new Promise<boolean>(resolve => {
+      const probe = createServer()
+      probe.once('error', () => resolve(false))
+      probe.listen(p, HOST, () => probe.close(() => resolve(true)))
+    })))
+    if (free.every(Boolean)) return port
+  }
+}
+
+/** A Redis Cluster of `masters` masters without replicas, slots spread by redis-cli --cluster create. */
+export async function startRedisCluster (masters: number): Promise<RedisProcess> {
+  const nodes: RedisProcess[] = []
+  const stopAll = async (): Promise<void> => { for (const node of nodes) await node.stop() }
+  try {
+    const ports: number[] = []
+    for (let i = 0; i < masters; i++) {
+      const port = await clusterPort(ports)
+      ports.push(port)
+      nodes.push(await startRedis({ port, extraArgs: ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`] }))
+    }
+    execFileSync('redis-cli', ['--cluster', 'create', ...ports.map(p => `${HOST}:${p}`), '--cluster-yes'], { stdio: 'ignore', timeout: 30_000 })
+    const deadline = Date.now() + 20_000
+    while (!ports.every(p => /cluster_state:ok/.test(execFileSync('redis-cli', ['-p', String(p), 'cluster', 'info'], { encoding: 'utf8' })))) {
+      if (Date.now() > deadline) throw new Error('the Redis Cluster did not reach cluster_state:ok')
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+  } catch (err) {
+    await stopAll()
+    throw err
+  }
+  return {
+    pid: nodes[0]!.pid,
+    pids: nodes.map(n => n.pid),
+    port: nodes[0]!.port,
+    url: nodes[0]!.url,
+    clusterNodes: nodes.map(n => `${HOST}:${n.port}`).join(','),
+    stop: stopAll
   }
 }
 

@@ -1,7 +1,7 @@
 /** A system under test: one server process, or several nodes of ours bridged by Redis. */
 import { readMachineCpu, readRss, sumCpu, type MachineCpu, type ProcCpu } from './proc.js'
 import {
-  endpointFor, hocuspocusVersion, prepareOurs, referenceVersion, startHocuspocus, startOurs, startRedis, startReference,
+  endpointFor, hocuspocusVersion, prepareOurs, referenceVersion, startHocuspocus, startOurs, startRedis, startRedisCluster, startReference,
   type OursBinary, type OursBuild, type RedisProcess, type ServerKind, type ServerProcess
 } from './servers.js'
 import type { Endpoint } from './wsraw.js'
@@ -46,6 +46,8 @@ export interface TargetOptions {
   /** Environment for our server (from --env). */
   env: Record<string, string>
   nodeFlags?: string[]
+  /** Masters of the Redis Cluster a 'redis-cluster' target runs on (3). */
+  redisClusterMasters?: number
 }
 
 const binaries = new Map<OursBuild, OursBinary>()
@@ -69,7 +71,7 @@ function makeTarget (name: string, kind: ServerKind, nodes: ServerProcess[], red
     version,
     endpoint: (node, docId, token) => endpointFor(kind, nodes[node % nodes.length]!.port, docId, token),
     cpu: () => sumCpu(nodes.map(n => n.pid)),
-    redisCpu: () => redis === null ? null : sumCpu([redis.pid]),
+    redisCpu: () => redis === null ? null : sumCpu(redis.pids),
     rss: () => nodes.reduce((sum, n) => sum + readRss(n.pid), 0),
     stop: async () => {
       await Promise.all(nodes.map(async n => { await n.stop() }))
@@ -78,7 +80,8 @@ function makeTarget (name: string, kind: ServerKind, nodes: ServerProcess[], red
   }
 }
 
-export type StoreKind = 'postgres' | 'redis'
+/** 'redis-cluster': several nodes of ours over a Redis Cluster of TargetOptions.redisClusterMasters masters. */
+export type StoreKind = 'postgres' | 'redis' | 'redis-cluster'
 
 export async function startTarget (kind: ServerKind, options: TargetOptions, nodeCount = 1, store?: StoreKind): Promise<Target> {
   if (store === 'postgres') {
@@ -101,7 +104,7 @@ export async function startTarget (kind: ServerKind, options: TargetOptions, nod
     try {
       const target = await startTarget(kind, { ...options, env: { ...options.env, REDIS_URL: redis.url } }, 1)
       const stop = target.stop
-      return { ...target, name: `${target.name}-redis`, redis, redisCpu: () => sumCpu([redis.pid]), stop: async () => { await stop(); await redis.stop() } }
+      return { ...target, name: `${target.name}-redis`, redis, redisCpu: () => sumCpu(redis.pids), stop: async () => { await stop(); await redis.stop() } }
     } catch (err) {
       await redis.stop()
       throw err
@@ -128,7 +131,7 @@ export async function startTarget (kind: ServerKind, options: TargetOptions, nod
   if (kind === 'baseline' && options.baselineBuild === undefined) throw new Error('a baseline run needs --baseline REV')
   const binary = ourBinary(kind === 'baseline' ? options.baselineBuild! : options.build)
   const version = `${binary.commit.slice(0, 10)}${binary.dirty ? '+dirty' : ''} (${binary.build})`
-  if (nodeCount === 1) {
+  if (nodeCount === 1 && store !== 'redis-cluster') {
     const nodes = [await startOurs({ binary, env: options.env, nodeFlags: options.nodeFlags })]
     const restart = async (): Promise<void> => {
       const old = nodes[0]!
@@ -137,18 +140,20 @@ export async function startTarget (kind: ServerKind, options: TargetOptions, nod
     }
     return makeTarget(kind, kind, nodes, null, version, restart)
   }
-  const redis = await startRedis()
+  const masters = store === 'redis-cluster' ? options.redisClusterMasters ?? 3 : 0
+  const redis = masters > 0 ? await startRedisCluster(masters) : await startRedis()
   const nodes: ServerProcess[] = []
   try {
     for (let i = 0; i < nodeCount; i++) {
-      nodes.push(await startOurs({ binary, env: options.env, redisUrl: redis.url, label: `ours-node-${i + 1}`, nodeFlags: options.nodeFlags }))
+      const env = redis.clusterNodes === undefined ? options.env : { ...options.env, REDIS_CLUSTER_NODES: redis.clusterNodes }
+      nodes.push(await startOurs({ binary, env, ...(redis.clusterNodes === undefined ? { redisUrl: redis.url } : {}), label: `ours-node-${i + 1}`, nodeFlags: options.nodeFlags }))
     }
   } catch (err) {
     for (const node of nodes) await node.stop()
     await redis.stop()
     throw err
   }
-  return makeTarget(`${kind}-${nodeCount}-nodes`, kind, nodes, redis, version)
+  return makeTarget(`${kind}-${nodeCount}-nodes${masters > 0 ? `-rc${masters}` : ''}`, kind, nodes, redis, version)
 }
 
 /** Server CPU and machine CPU at one instant, for window deltas. */

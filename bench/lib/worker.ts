@@ -231,10 +231,10 @@ function closeAll (): void {
   clientDoc.clear()
 }
 
-async function fill (entries: number, textBytes: number, chunkBytes: number): Promise<void> {
+async function fill (entries: number, textBytes: number, chunkBytes: number, scatter: boolean): Promise<void> {
   for (const writer of writers) {
     for (let i = 0; i < entries; i++) writer.write()
-    if (textBytes > 0) writer.fillText(textBytes, chunkBytes)
+    if (textBytes > 0) writer.fillText(textBytes, chunkBytes, scatter)
   }
   await Promise.all(writers.map(async w => { await w.flushed() }))
 }
@@ -308,7 +308,7 @@ async function handle (request: Request): Promise<Reply> {
       closeAll()
       return { type: 'ok' }
     case 'fill':
-      await fill(request.entries, request.textBytes, request.chunkBytes)
+      await fill(request.entries, request.textBytes, request.chunkBytes, request.scatter === true)
       return { type: 'ok' }
     case 'join':
       return { type: 'join', result: await join(request.endpoint, request.timeoutMs) }

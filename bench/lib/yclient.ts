@@ -116,15 +116,19 @@ export class YClient {
   }
 }
 
-/** Appends `bytes` of filler text to the document's Y.Text `body`, one transaction per chunk. */
-export function fillBody (doc: Y.Doc, bytes: number, chunkBytes: number): void {
+/**
+ * Writes `bytes` of filler text into the document's Y.Text `body`, one transaction per chunk:
+ * appended, or with `scatter` each chunk inserted at a random place, which Yjs keeps as separate
+ * items (consecutive appends merge into one), the way a text people wrote is stored.
+ */
+export function fillBody (doc: Y.Doc, bytes: number, chunkBytes: number, scatter = false): void {
   const body = doc.getText('body')
   const line = 'The quick brown fox jumps over the lazy dog. 0123456789\n'
   let written = 0
   while (written < bytes) {
     const size = Math.min(chunkBytes, bytes - written)
     const chunk = line.repeat(Math.ceil(size / line.length)).slice(0, size)
-    body.insert(body.length, chunk)
+    body.insert(scatter ? Math.floor(Math.random() * (body.length + 1)) : body.length, chunk)
     written += size
   }
 }
@@ -135,8 +139,8 @@ export class Writer extends YClient {
   private readonly log = this.doc.getText('log')
 
   /** Appends `bytes` of filler text to the Y.Text `body`, one update per chunk. */
-  fillText (bytes: number, chunkBytes: number): void {
-    fillBody(this.doc, bytes, chunkBytes)
+  fillText (bytes: number, chunkBytes: number, scatter = false): void {
+    fillBody(this.doc, bytes, chunkBytes, scatter)
   }
 
   /** Resolves once everything written so far left the process (the server has it or is reading it). */

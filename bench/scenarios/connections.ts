@@ -7,7 +7,7 @@ import type { ClientSpec, ConnectResult } from '../lib/ipc.js'
 import { checkConsistency, setupLoad, summarizeConnects, tokensFor } from '../lib/load.js'
 import type { GeneratorPool } from '../lib/pool.js'
 import { round, sig, sleep } from '../lib/stats.js'
-import { markCpu, type Target } from '../lib/target.js'
+import { LIFTED_RATE_LIMITS, markCpu, type Target } from '../lib/target.js'
 import { signTokens } from '../lib/tokens.js'
 import { withTarget } from './steady.js'
 import { defaultPlan, type Scenario } from './types.js'
@@ -159,5 +159,60 @@ export const connectionStormScenario: Scenario = {
     'time_to_synced_p50_ms', 'time_to_synced_p99_ms', 'rss_mb'
   ], {
     cpu_ms_per_connection: { kind: 'max', ratio: 0.75, text: '<= 0.75x reference' }
+  })
+}
+
+/**
+ * Loaded documents with real content: --docs documents (2,000) with a writer and an observer each;
+ * each writer writes ~50 KB of text (--mb sets megabytes per document) in 200-byte edits at random
+ * places, as people write (appends would merge into one Yjs item). The server's RSS growth per
+ * document, content and both connections included, and the growth from the content alone.
+ */
+export const documentMemoryScenario: Scenario = {
+  name: 'doc-memory',
+  title: 'Loaded documents: memory per document holding ~50 KB of text written in edits',
+  params: flags => ({ docs: flags.docs ?? 2000, textBytes: Math.round((flags.mb ?? 0.05) * 1_000_000), editBytes: 200, settleS: flags.settle ?? 5, serverEnv: LIFTED_RATE_LIMITS }),
+  plan: defaultPlan,
+  run: async (ctx, plan) => {
+    const flags = ctx.flags
+    const docs = flags.docs ?? 2000
+    const textBytes = Math.round((flags.mb ?? 0.05) * 1_000_000)
+    return await withTarget(ctx, plan.kind, 1, async (target, pool) => {
+      const tokens = plan.kind === 'ours' || plan.kind === 'baseline' ? await tokensFor(1) : []
+      await sleep(1000)
+      await pool.workers[0]!.join(target.endpoint(0, 'text-first', tokens[0] ?? ''), 10_000)
+      await sleep(2000)
+      const rssBefore = target.rss()
+      const session = await setupLoad(pool, target, { docs, clientsPerDoc: 2, docPrefix: 'text' }, flags.concurrency ?? 200)
+      ctx.log(`  ${session.connect.ok}/${session.connect.attempted} clients synced`)
+      const rssConnected = target.rss()
+      const started = performance.now()
+      await pool.broadcast({ type: 'fill', entries: 0, textBytes, chunkBytes: 200, scatter: true })
+      const consistency = await checkConsistency(session, 600_000)
+      ctx.log(`  ${docs} documents of ${round(textBytes / 1000, 1)} KB written in ${Math.ceil(textBytes / 200)} edits each, observed in ${round((performance.now() - started) / 1000, 1)} s; consistency ${consistency.ok ? 'ok' : 'FAILED'}`)
+      await sleep((flags.settle ?? 5) * 1000)
+      const rssAfter = target.rss()
+      const perDoc = (rssAfter - rssBefore) / docs
+      ctx.log(`  RSS ${round(rssBefore / 1048576, 1)} -> ${round(rssConnected / 1048576, 1)} (connected) -> ${round(rssAfter / 1048576, 1)} MB: ${round(perDoc / 1024, 1)} KiB per document`)
+      const notes: string[] = []
+      if (!consistency.ok) notes.push(`consistency check failed: ${consistency.examples.join('; ')}`)
+      return {
+        target: target.name,
+        version: target.version,
+        metrics: {
+          rss_baseline_mb: round(rssBefore / 1048576, 1),
+          rss_mb: round(rssAfter / 1048576, 1),
+          rss_per_document_kb: sig(perDoc / 1024, 3),
+          rss_content_per_document_kb: sig((rssAfter - rssConnected) / docs / 1024, 3),
+          consistency_ok: consistency.ok ? 1 : 0
+        },
+        details: { connect: session.connect, consistency },
+        notes,
+        generatorBound: false
+      }
+    }, undefined, LIFTED_RATE_LIMITS)
+  },
+  compare: runs => compareOursReference(runs, ['rss_per_document_kb', 'rss_content_per_document_kb', 'rss_mb', 'rss_baseline_mb'], {
+    rss_per_document_kb: { kind: 'max', ratio: 0.6, text: '<= 0.6x reference' }
   })
 }

@@ -20,13 +20,14 @@ export function crossNodeScenario (name: string, preset: SteadyShape): Scenario 
     plan: flags => {
       const counts = flags.nodes ?? [1, 2, 3]
       const plans: TargetPlan[] = counts.map(nodes => ({ kind: 'ours', nodes }))
+      if (flags.redisCluster !== undefined) plans.push(...counts.map(nodes => ({ kind: 'ours' as const, nodes, store: 'redis-cluster' as const })))
       if (flags.hocuspocus === true) plans.push(...counts.map(nodes => ({ kind: 'hocuspocus' as const, nodes })))
       if (flags.compare) plans.push({ kind: 'reference', nodes: 1 })
       return plans
     },
     run: async (ctx, plan) => {
-      const run = await runSteadyOn(ctx, plan.kind, plan.nodes, shape(ctx.flags), 'cross')
-      if (plan.nodes > 1) {
+      const run = await runSteadyOn(ctx, plan.kind, plan.nodes, shape(ctx.flags), 'cross', plan.store)
+      if (plan.nodes > 1 || plan.store !== undefined) {
         const redis = (run.details.step as { redisCpuPct?: number | null } | undefined)?.redisCpuPct ?? null
         run.metrics.redis_cpu_pct = redis
       }
@@ -36,7 +37,7 @@ export function crossNodeScenario (name: string, preset: SteadyShape): Scenario 
       const ok = runs.filter(r => r.error === undefined)
       const single = ok.find(r => r.target === 'ours')
       const out: Comparison[] = []
-      for (const multi of ok.filter(r => /^ours-\d+-nodes$/.test(r.target))) {
+      for (const multi of ok.filter(r => /^ours-\d+-nodes(-rc\d+)?$/.test(r.target))) {
         for (const metric of CLUSTER_METRICS) {
           const target = metric === 'latency_p99_ms'
             ? { kind: 'max' as const, ratio: 2, text: '<= 2x single node' }

@@ -1,4 +1,4 @@
-import { connectionStormScenario, idleMemoryScenario } from './connections.js'
+import { connectionStormScenario, documentMemoryScenario, idleMemoryScenario } from './connections.js'
 import { crossNodeScenario } from './cross-node.js'
 import { largeDocScenario } from './large-doc.js'
 import { rampScenario } from './ramp.js'
@@ -15,6 +15,7 @@ const list: Scenario[] = [
   rampScenario('ramp-50x10', { docs: 50, clients: 10, rate: 10, startRate: 10 }),
   idleMemoryScenario,
   connectionStormScenario,
+  documentMemoryScenario,
   largeDocScenario('large-doc', null),
   largeDocScenario('large-doc-6', 6),
   largeDocScenario('large-doc-24', 24),

@@ -1,6 +1,6 @@
 /**
- * Large document: a writer builds a document of --mb megabytes (text appended in --chunk-kb
- * updates), or with --upload a client brings it made offline (its whole state in one sync step 2,
+ * Large document: a writer builds a document of --mb megabytes (--chunk-kb edits at random places,
+ * as people write), or with --upload a client brings it made offline (its whole state in one sync step 2,
  * as a stock provider sends it) while another client of the document watches. Then 50 other
  * clients edit 5 other documents (a quiet window measures their latency), and during a second
  * window fresh clients join the large document one after the other: how long until each is
@@ -61,7 +61,7 @@ export function largeDocScenario (name: string, presetMiB: number | null): Scena
             uploadBytes = up.bytes
           } else {
             const session = await setupLoad(pool, target, { docs: 1, clientsPerDoc: 2, docPrefix: 'large' }, 2)
-            await pool.broadcast({ type: 'fill', entries: 0, textBytes: bytes, chunkBytes: chunk })
+            await pool.broadcast({ type: 'fill', entries: 0, textBytes: bytes, chunkBytes: chunk, scatter: true })
             const consistency = await checkConsistency(session, 180_000)
             if (!consistency.ok) throw new Error(`the observer did not receive the whole document: ${consistency.examples.join('; ')} ${consistency.clientErrors.join('; ')}`)
           }

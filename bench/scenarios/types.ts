@@ -35,6 +35,8 @@ export interface Flags {
   hocuspocus?: boolean
   /** --redis-store: large-doc also measures ours on one node with the Redis store, as 'ours-redis'. */
   redisStore?: boolean
+  /** --redis-cluster M: cross-node also runs every node count over a Redis Cluster of M masters. */
+  redisCluster?: number
 }
 
 export interface ScenarioContext {
