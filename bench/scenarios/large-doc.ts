@@ -29,7 +29,7 @@ export function largeDocScenario (name: string, presetMiB: number | null): Scena
   return {
     name,
     title: presetMiB === null ? 'Large document: time to sync a big document' : `Large document: ${presetMiB} MiB built from edits, joined warm and cold while others edit`,
-    params: flags => ({ bytes: sizeBytes(flags), chunkKb: flags.chunkKb ?? 64, joiners: flags.joiners ?? 3, upload: flags.upload ?? false, others: OTHERS, windowS: flags.duration ?? 10, serverEnv: { ...LIFTED_RATE_LIMITS, DOC_IDLE_UNLOAD_MS: '600000' } }),
+    params: flags => ({ bytes: sizeBytes(flags), chunkKb: flags.chunkKb ?? 64, joiners: flags.joiners ?? 3, upload: flags.upload ?? false, others: OTHERS, windowS: flags.duration ?? 10, serverEnv: { ...LIFTED_RATE_LIMITS, DOC_IDLE_UNLOAD_MS: '600000', MAX_DOCUMENT_BYTES: String(Math.max(64 * 1_048_576, 2 * sizeBytes(flags))) } }),
     plan: flags => [...defaultPlan(flags), ...(flags.redisStore === true && flags.only === undefined ? [{ kind: 'ours' as const, nodes: 1, store: 'redis' as const }] : [])],
     run: async (ctx, plan) => {
       const flags = ctx.flags
@@ -39,8 +39,10 @@ export function largeDocScenario (name: string, presetMiB: number | null): Scena
       const ours = plan.kind === 'ours' || plan.kind === 'baseline'
       const tokens = ours ? await tokensFor(3 + joiners) : []
       const token = (i: number): string => tokens[i] ?? ''
-      // The large document stays loaded between the fill and the joins although nobody is in it.
-      const env = { ...LIFTED_RATE_LIMITS, DOC_IDLE_UNLOAD_MS: '600000' }
+      // The large document stays loaded between the fill and the joins although nobody is in it;
+      // a document of 64 MiB of text is over the default MAX_DOCUMENT_BYTES (64 MiB, encoding
+      // included), which an operator with such documents raises.
+      const env = { ...LIFTED_RATE_LIMITS, DOC_IDLE_UNLOAD_MS: '600000', MAX_DOCUMENT_BYTES: String(Math.max(64 * 1_048_576, 2 * bytes)) }
       return await withTarget(ctx, plan.kind, 1, async (target, pool) => {
         const rssBaseline = target.rss()
         let rssPeak = rssBaseline
