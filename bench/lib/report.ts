@@ -301,7 +301,7 @@ export function renderLatest (outDir: string): string {
     }
   }
   if (targetRows.length > 0) {
-    lines.splice(5, 0, '## Targets (issue 8)', '', '| scenario | figure | ratio | target | |', '| --- | --- | --- | --- | --- |', ...targetRows, '')
+    lines.splice(5, 0, '## Targets (issues 8 and 22)', '', '| scenario | figure | ratio | target | |', '| --- | --- | --- | --- | --- |', ...targetRows, '')
   }
   return lines.join('\n') + '\n'
 }

@@ -8,6 +8,11 @@ import type { LiveDocument } from './live-document.js'
 export interface CompactorOptions {
   /** Compact a document's log once this many entries were appended since the last compaction. */
   compactAfterEntries: number
+  /**
+   * A log found long at load is compacted this much later (default 5 s): not while the clients
+   * that caused the load are syncing, since encoding a large document holds the event loop.
+   */
+  compactAfterLoadMs?: number
 }
 
 /**
@@ -25,12 +30,22 @@ export class Compactor implements AppendListener {
     private readonly metrics?: Metrics
   ) {}
 
-  /** A document was loaded from `storedUpdates` updates; a long log is compacted right away. */
-  track (doc: LiveDocument, storedUpdates: number): void {
+  /**
+   * A document was loaded from `storedUpdates` updates, the last of them at `cursor`; a long log is
+   * compacted a little later. Memory then holds every entry up to that cursor (it was loaded from
+   * them), so the snapshot is memory's state and nothing is read again, in every store: entries
+   * other nodes append after the cursor stay in the log.
+   */
+  track (doc: LiveDocument, storedUpdates: number, cursor: string | null = null): void {
     this.docs.set(doc.id, doc)
     // Counts updates, not entries (an entry may hold several): a long log compacts at load sooner.
     doc.entriesSinceCompaction = storedUpdates
-    if (storedUpdates > 1 && storedUpdates >= this.options.compactAfterEntries) void this.compact(doc)
+    if (storedUpdates > 1 && storedUpdates >= this.options.compactAfterEntries) {
+      const later = setTimeout(() => {
+        if (this.docs.get(doc.id) === doc && doc.entriesSinceCompaction >= this.options.compactAfterEntries) void this.compact(doc, cursor)
+      }, this.options.compactAfterLoadMs ?? 5_000)
+      later.unref()
+    }
   }
 
   forget (docId: string): void {
@@ -46,12 +61,14 @@ export class Compactor implements AppendListener {
     }
   }
 
-  private async compact (doc: LiveDocument): Promise<void> {
+  /** `loadedThrough`: a cursor memory is known to hold every entry up to (the load's). */
+  private async compact (doc: LiveDocument, loadedThrough: string | null = null): Promise<void> {
     if (doc.state !== 'live') return
     doc.entriesSinceCompaction = 0
     try {
-      // The only writer: memory holds every stored entry, so memory alone is the snapshot.
-      const cursor = this.store.lastCursor(doc.id)
+      // The only writer, or a cursor this node loaded through: memory holds every stored entry up
+      // to it, so memory alone is the snapshot.
+      const cursor = this.store.lastCursor(doc.id) ?? loadedThrough
       if (cursor !== null) {
         await this.store.compact(doc.id, Y.encodeStateAsUpdate(doc.ydoc), cursor)
         this.log.debug({ docId: doc.id }, 'document log compacted from memory')

@@ -135,7 +135,7 @@ export class DocumentRegistry {
       doc.state = 'live'
       for (const observer of this.lifecycle) observer.afterLoad?.(doc)
       this.log.debug({ docId: doc.id, entries: stored.updates.length, bytes: stored.bytes, ms: Math.round(performance.now() - started) }, 'document loaded')
-      this.compactor.track(doc, stored.updates.length)
+      this.compactor.track(doc, stored.updates.length, stored.cursor)
     } catch (err) {
       if (err instanceof DocumentDeletedError) {
         this.log.debug({ docId: doc.id }, 'document load refused: recently deleted')
