@@ -161,7 +161,10 @@ export async function startSentinelSetup (options: { replicationThroughProxy?: b
     `dir ${dir}`,
     `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`,
     'sentinel down-after-milliseconds mymaster 1000',
-    'sentinel failover-timeout mymaster 5000',
+    // Also how long the sentinel lets a replica replicate from an address other than the master's
+    // before it points the replica at the master itself (+fix-slave-config): through the proxy,
+    // that would bypass the link the test cuts, and replication would quietly go on.
+    `sentinel failover-timeout mymaster ${options.replicationThroughProxy === true ? 600_000 : 5000}`,
     'sentinel parallel-syncs mymaster 1',
     ''
   ].join('\n'))
