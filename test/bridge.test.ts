@@ -319,3 +319,64 @@ t.test('idle documents are probed within a budget per second, every one in turn'
   links.stopWatchdog()
   t.equal(await metrics.total('collab_bridge_broken_total'), 0, 'every probe echoed')
 })
+
+t.test('a node alone with a document publishes nothing; a node that loads it gets every edit through the sync, and edits cross again', async t => {
+  const hub = new MemoryPubSubHub()
+  const published: string[] = []
+  hub.drop = (_channel, message) => {
+    const envelope = decodeEnvelope(message)
+    if (envelope?.t === EnvelopeKind.Update) published.push(envelope.n)
+    return false
+  }
+  const a = await startNode(t, hub, 'a', 'solo')
+  await waitFor(() => a.links.get('solo')?.peers === 'none', 'Redis answered the load\'s sync request: nobody else holds the document')
+  a.edit('one ')
+  await settle()
+  a.edit('two ')
+  a.edit('three ')
+  await settle()
+  t.same(published, [], 'nothing was published')
+  t.equal(await counter(a, 'collab_bridge_publish_skipped_total'), 3, 'three edits kept from Redis')
+
+  const b = await startNode(t, hub, 'b', 'solo')
+  await waitFor(() => b.text() === 'one two three ', 'the node that loaded the document got every edit by the sync')
+  a.edit('four')
+  await waitFor(() => b.text() === 'one two three four', 'a\'s next edit crossed')
+  t.same(published, ['a'], 'published once a peer held the document')
+  // b's client starts empty: where its '!' lands among a's text depends on the client ids.
+  b.edit('!')
+  await waitFor(() => a.text().length === 'one two three four!'.length && a.text() === b.text(), 'and b\'s edits cross to a')
+
+  // b unloads: the next answer to a's publish counts a alone again.
+  await b.close()
+  a.edit(' five')
+  await waitFor(() => a.links.get('solo')?.peers === 'none', 'the answer to that publish counted a alone')
+  a.edit(' six')
+  await settle()
+  t.same(published, ['a', 'b', 'a'], 'the edit after b left was the last one published')
+  t.equal(await counter(a, 'collab_bridge_publish_skipped_total'), 4, 'then a kept them from Redis again')
+})
+
+t.test('a peer that subscribed without being heard of is found by the receiver count of a probe, and synced', async t => {
+  const hub = new MemoryPubSubHub()
+  const a = await startNode(t, hub, 'a', 'quiet')
+  await waitFor(() => a.links.get('quiet')?.peers === 'none', 'a learned it is alone')
+  a.edit('unpublished')
+  await settle()
+  t.equal(await counter(a, 'collab_bridge_publish_skipped_total'), 1, 'a believes itself alone')
+  // b loads the document, but its sync request is lost: a never hears of it.
+  let lost = 0
+  hub.drop = (_channel, message) => {
+    const envelope = decodeEnvelope(message)
+    const drop = envelope?.t === EnvelopeKind.SyncRequest && envelope.n === 'b'
+    if (drop) lost++
+    return drop
+  }
+  const b = await startNode(t, hub, 'b', 'quiet')
+  await waitFor(() => lost > 0, 'b\'s sync request was lost')
+  hub.drop = () => false
+  t.equal(b.text(), '', 'b lacks a\'s edit')
+  t.equal(a.links.get('quiet')?.peers, 'none', 'a has not heard of b')
+  // a's watchdog probes its idle channel: Redis answers with two receivers.
+  await waitFor(() => b.text() === 'unpublished', 'the probe\'s receiver count revealed b; a re-synced with it')
+})

@@ -99,6 +99,12 @@ export class ClusterBridge {
     const link = this.links.get(envelope.d)
     if (link === undefined || link.doc.state === 'unloaded') return
     this.metrics.bridgeReceived.inc()
+    // Another node holds the document: this node's edits must reach it. If this node thought it
+    // alone, the peer may lack what it did not publish; a sync request from the peer is answered
+    // with that anyway, anything else gets a sync from here.
+    const wasAlone = link.peers === 'none'
+    this.links.notePeer(link)
+    if (wasAlone && envelope.t !== EnvelopeKind.SyncRequest) this.links.requestSync(link.doc)
     switch (envelope.t) {
       case EnvelopeKind.Update: {
         if (envelope.w !== undefined) this.metrics.bridgeLagSeconds.observe(Math.max(0, wallClockMs() - envelope.w) / 1000)
@@ -260,6 +266,7 @@ export class ClusterBridge {
       return
     }
     this.log.info({ reason, documents: this.links.size }, 'bridge: re-syncing every document with peers')
+    this.links.forgetPeers()
     for (const link of this.links.values()) {
       link.peerSeqs.clear()
       if (link.doc.state !== 'live') continue

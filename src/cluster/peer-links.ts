@@ -53,6 +53,14 @@ export interface DocumentLink extends WatchedChannel {
   readonly peerSeqs: Map<string, number>
   /** Awareness origin per peer node and user, standing for that user's clients there (kept by the bridge). */
   readonly remoteOwners: Map<string, AwarenessOwner>
+  /**
+   * Whether another node holds the document, as far as this node knows: 'unknown' until Redis
+   * answers a publish with its number of receivers (see notePeers). While 'none', edits and
+   * presence are not published.
+   */
+  peers: 'unknown' | 'none' | 'some'
+  /** Counts the times a peer made itself known; a publish's answer older than that is stale. */
+  peerEpoch: number
 }
 
 /**
@@ -114,7 +122,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   async beforeLoad (doc: LiveDocument): Promise<void> {
     if (this.links.get(doc.id)?.doc === doc) return
     const channel = documentKeys(this.options.keyPrefix, doc.id).channel
-    const link: DocumentLink = { doc, channel, outSeq: 0, heartbeat: null, pendingCheck: null, syncRequested: false, peerSeqs: new Map(), remoteOwners: new Map(), awaitingEchoSince: null, lastEchoAt: performance.now(), brokenSince: null }
+    const link: DocumentLink = { doc, channel, outSeq: 0, heartbeat: null, pendingCheck: null, syncRequested: false, peerSeqs: new Map(), remoteOwners: new Map(), awaitingEchoSince: null, lastEchoAt: performance.now(), brokenSince: null, peers: 'unknown', peerEpoch: 0 }
     this.links.set(doc.id, link)
     this.byChannel.set(channel, link)
     try {
@@ -144,10 +152,18 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     if (this.byChannel.get(link.channel) === link) this.byChannel.delete(link.channel)
   }
 
-  /** Forwards a local change's update frame (already applied here) to the other nodes. */
+  /**
+   * Forwards a local change's update frame (already applied here) to the other nodes; nothing
+   * when none of them holds the document (a node that loads it asks for a sync, and the answer
+   * carries everything it lacks).
+   */
   publishUpdate (doc: LiveDocument, frame: Uint8Array): void {
     const link = this.links.get(doc.id)
     if (link === undefined) return
+    if (link.peers === 'none') {
+      this.metrics.bridgePublishSkipped.inc()
+      return
+    }
     this.sendWatched(link, { t: EnvelopeKind.Update, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame, w: wallClockMs() })
     this.scheduleHeartbeat(link)
   }
@@ -155,8 +171,49 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   publishAwareness (doc: LiveDocument, frame: Uint8Array, userId: string | null): void {
     const link = this.links.get(doc.id)
     if (link === undefined) return
+    if (link.peers === 'none') {
+      this.metrics.bridgePublishSkipped.inc()
+      return
+    }
     this.sendWatched(link, { t: EnvelopeKind.Awareness, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame, ...(userId === null ? {} : { u: userId }) })
     this.scheduleHeartbeat(link)
+  }
+
+  /**
+   * The bridge received a peer's envelope about the document: another node holds it. From now on
+   * this node publishes again; any answer to a publish sent before this is stale.
+   */
+  notePeer (link: DocumentLink, peers: 'some' | 'unknown' = 'some'): void {
+    link.peerEpoch++
+    link.peers = peers
+  }
+
+  /** After a reconnect nothing is known of the peers until Redis answers again: publish meanwhile. */
+  forgetPeers (): void {
+    for (const link of this.links.values()) this.notePeer(link, 'unknown')
+  }
+
+  /**
+   * Redis delivered a publish on the document's channel to `receivers` subscribers, this node
+   * included. One means no other node holds the document, unless one made itself known since the
+   * publish was sent (`epoch`), or this node's own subscription is the one missing (the channel
+   * is found broken: then the one receiver may be a peer, and this node publishes until the
+   * watchdog has repaired the channel and re-synced). More than one while this node thought it
+   * alone: a node loaded the document and its sync request was lost; a sync from here gives it
+   * what was not published.
+   */
+  private notePeers (link: DocumentLink, epoch: number, receivers: number): void {
+    if (this.links.get(link.doc.id) !== link) return
+    if (receivers >= 2) {
+      const wasAlone = link.peers === 'none'
+      link.peers = 'some'
+      if (wasAlone) {
+        link.peerEpoch++
+        this.requestSync(link.doc)
+      }
+    } else if (epoch === link.peerEpoch && link.brokenSince === null) {
+      link.peers = 'none'
+    }
   }
 
   /** Tells every node holding the document to close the user's connections to it. */
@@ -335,12 +392,14 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   }
 
   /** Whether the channel's echo is overdue; marks it broken (once) when it is. */
-  private markBrokenIfOverdue (watched: WatchedChannel, now: number): boolean {
+  private markBrokenIfOverdue (watched: WatchedChannel | DocumentLink, now: number): boolean {
     if (watched.awaitingEchoSince === null || now - watched.awaitingEchoSince < this.echoTimeoutMs) return false
     if (watched.brokenSince === null) {
       watched.brokenSince = now
       this.metrics.bridgeBrokenDetected.inc()
     }
+    // Receiver counts said nothing reliable while the channel was broken.
+    if ('doc' in watched) this.notePeer(watched, 'unknown')
     watched.awaitingEchoSince = null
     return true
   }
@@ -379,24 +438,34 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     this.sendWatched(this.own, { t: EnvelopeKind.Heartbeat, n: this.nodeId, d: '', s: 0 })
   }
 
-  /** Sends on a channel this node subscribes to, which echoes it back to this node if it works. */
-  private sendWatched (watched: WatchedChannel, envelope: Envelope): void {
+  /**
+   * Sends on a channel this node subscribes to, which echoes it back to this node if it works; on
+   * a document's channel, Redis's count of receivers tells whether other nodes hold it.
+   */
+  private sendWatched (watched: WatchedChannel | DocumentLink, envelope: Envelope): void {
     watched.awaitingEchoSince ??= performance.now()
-    this.send(watched.channel, envelope)
+    if (!('doc' in watched)) {
+      this.send(watched.channel, envelope)
+      return
+    }
+    const link = watched
+    const epoch = link.peerEpoch
+    this.send(link.channel, envelope, receivers => { this.notePeers(link, epoch, receivers) })
   }
 
-  private send (channel: string, envelope: Envelope): void {
+  private send (channel: string, envelope: Envelope, onReceivers?: (count: number) => void): void {
     const encoded = encodeEnvelope(envelope)
     const parts = encoded.length > PART_BYTES ? splitEnvelope(encoded, envelope, ++this.partSeries) : null
     if (parts === null) {
-      this.publish(channel, encoded)
+      this.publish(channel, encoded, onReceivers)
       return
     }
-    for (const part of parts) this.publish(channel, encodeEnvelope(part))
+    // The last part's answer: every part went to the same subscribers.
+    parts.forEach((part, i) => { this.publish(channel, encodeEnvelope(part), i === parts.length - 1 ? onReceivers : undefined) })
   }
 
-  private publish (channel: string, message: Buffer): void {
-    if (this.pubsub.publish(channel, message)) {
+  private publish (channel: string, message: Buffer, onReceivers?: (count: number) => void): void {
+    if (this.pubsub.publish(channel, message, onReceivers)) {
       this.metrics.bridgePublished.inc()
     } else {
       this.metrics.bridgePublishFailed.inc()

@@ -44,6 +44,7 @@ export class Metrics {
   readonly fanoutSeconds = new HotHistogram(this.registry, 'collab_fanout_seconds', `Time to distribute one applied update: local publish to every subscriber, bridge publish, store queue (sampled: 1 update in ${SAMPLE_EVERY})`, [0.000005, 0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01])
 
   readonly bridgePublished = new Counter({ name: 'collab_bridge_published_total', help: 'Envelopes published to Redis for other nodes', registers: [this.registry] })
+  readonly bridgePublishSkipped = new Counter({ name: 'collab_bridge_publish_skipped_total', help: 'Updates and presence not published because no other node held the document', registers: [this.registry] })
   readonly bridgePublishFailed = new Counter({ name: 'collab_bridge_publish_failed_total', help: 'Envelopes not published because Redis was unreachable (repaired by re-sync)', registers: [this.registry] })
   readonly bridgeReceived = new Counter({ name: 'collab_bridge_received_total', help: 'Envelopes received from other nodes for loaded documents', registers: [this.registry] })
   readonly bridgeGaps = new Counter({ name: 'collab_bridge_gaps_total', help: 'Lost bridge messages detected by sequence numbers or heartbeats', registers: [this.registry] })

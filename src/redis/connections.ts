@@ -14,8 +14,12 @@ export type RedisTarget =
 export interface PubSub {
   subscribe (channel: string): Promise<void>
   unsubscribe (channel: string): Promise<void>
-  /** Fire and forget; false when the connection is down and the message was not sent. */
-  publish (channel: string, message: Buffer): boolean
+  /**
+   * Fire and forget; false when the connection is down and the message was not sent.
+   * `onReceivers` is told how many subscribers Redis delivered the message to (the publisher's
+   * own subscription included), if Redis answers.
+   */
+  publish (channel: string, message: Buffer, onReceivers?: (count: number) => void): boolean
   onMessage (handler: (channel: string, message: Buffer) => void): void
   /**
    * Called each time a connection (publisher or subscriber) is ready again after losing it, and on
@@ -147,9 +151,11 @@ function pubSubOver (commands: Redis | Cluster, subscriber: Redis | Cluster, ops
       await ops.unsubscribe(channel).catch(() => {})
       await ops.subscribe(channel)
     },
-    publish: (channel, message) => {
+    publish: (channel, message, onReceivers) => {
       if (commands.status !== 'ready') return false
-      ops.publish(channel, message).catch(() => {})
+      const sent = ops.publish(channel, message)
+      if (onReceivers === undefined) sent.catch(() => {})
+      else sent.then(count => { if (typeof count === 'number') onReceivers(count) }, () => {})
       return true
     },
     onMessage: handler => { subscriber.on(ops.messageEvent, (channel: Buffer, message: Buffer) => handler(channel.toString(), message)) },

@@ -32,12 +32,12 @@ export class LossyPubSub {
     subscribe: async channel => { await inner.subscribe(channel) },
     unsubscribe: async channel => { await inner.unsubscribe(channel) },
     resubscribe: async channel => { if (this.cut?.(channel) !== true) await inner.resubscribe(channel) },
-    publish: (channel, message) => {
+    publish: (channel, message, onReceivers) => {
       if (this.toDrop > 0 && this.match(message)) {
         this.toDrop--
         return true
       }
-      return inner.publish(channel, message)
+      return inner.publish(channel, message, onReceivers)
     },
     onMessage: handler => { inner.onMessage((channel, message) => { if (this.cut?.(channel) !== true) handler(channel, message) }) },
     onReconnect: handler => { inner.onReconnect(handler) },

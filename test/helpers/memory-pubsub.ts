@@ -15,9 +15,12 @@ export class MemoryPubSubHub {
     return connection
   }
 
-  deliver (channel: string, message: Buffer): void {
-    if (this.drop(channel, message)) return
+  /** Delivers to every subscriber; returns how many were subscribed, as Redis answers a PUBLISH. */
+  deliver (channel: string, message: Buffer): number {
+    const receivers = this.connections.filter(connection => connection.connected && connection.channels.has(channel)).length
+    if (this.drop(channel, message)) return receivers
     for (const connection of this.connections) connection.receive(channel, message)
+    return receivers
   }
 }
 
@@ -41,10 +44,13 @@ export class MemoryPubSub implements PubSub {
     this.channels.add(channel)
   }
 
-  publish (channel: string, message: Buffer): boolean {
+  publish (channel: string, message: Buffer, onReceivers?: (count: number) => void): boolean {
     if (!this.connected) return false
     const copy = Buffer.from(message)
-    setImmediate(() => this.hub.deliver(channel, copy))
+    setImmediate(() => {
+      const receivers = this.hub.deliver(channel, copy)
+      onReceivers?.(receivers)
+    })
     return true
   }
 
