@@ -7,14 +7,19 @@ import t from 'tap'
 import { SCENARIOS } from '../bench/scenarios/index.js'
 import type { ScenarioContext } from '../bench/scenarios/types.js'
 
-t.test('a tiny steady scenario delivers edits and ends consistent', async t => {
-  const scenario = SCENARIOS.steady
-  t.ok(scenario, 'the steady scenario exists')
-  const ctx: ScenarioContext = {
+/** 2 documents × 4 clients for 2 s against our server from src, without waiting for a quiet machine. */
+function tinyLoad (): ScenarioContext {
+  return {
     flags: { compare: false, docs: 2, clients: 4, rate: 5, duration: 2, warmup: 0.5, workers: 1, quietWait: 0 },
     targetOptions: { build: 'src', env: {} },
     log: () => {}
   }
+}
+
+t.test('a tiny steady scenario delivers edits and ends consistent', async t => {
+  const scenario = SCENARIOS.steady
+  t.ok(scenario, 'the steady scenario exists')
+  const ctx = tinyLoad()
   const run = await scenario!.run(ctx, { kind: 'ours', nodes: 1 })
   t.equal(run.error, undefined, 'no error')
   t.equal(run.target, 'ours')
@@ -29,11 +34,7 @@ t.test('a tiny steady scenario delivers edits and ends consistent', async t => {
 // the document opened by an authentication message): a peer measured in cross-node runs.
 t.test('the same load against Hocuspocus, alone and as two nodes over Redis, delivers and ends consistent', async t => {
   const scenario = SCENARIOS.steady
-  const ctx: ScenarioContext = {
-    flags: { compare: false, docs: 2, clients: 4, rate: 5, duration: 2, warmup: 0.5, workers: 1, quietWait: 0 },
-    targetOptions: { build: 'src', env: {} },
-    log: () => {}
-  }
+  const ctx = tinyLoad()
   const single = await scenario!.run(ctx, { kind: 'hocuspocus', nodes: 1 })
   t.equal(single.error, undefined, 'no error')
   t.equal(single.target, 'hocuspocus')

@@ -196,11 +196,12 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   /**
    * Redis delivered a publish on the document's channel to `receivers` subscribers, this node
    * included. One means no other node holds the document, unless one made itself known since the
-   * publish was sent (`epoch`), or this node's own subscription is the one missing (the channel
-   * is found broken: then the one receiver may be a peer, and this node publishes until the
-   * watchdog has repaired the channel and re-synced). More than one while this node thought it
-   * alone: a node loaded the document and its sync request was lost; a sync from here gives it
-   * what was not published.
+   * publish was sent (`epoch`), or this node's own subscription is the one missing: then the one
+   * receiver may be a peer. Each time the node finds itself alone it checks its own echo; while
+   * the channel is found broken, and with no receiver at all, it publishes until the watchdog has
+   * repaired the channel and re-synced. More than one while this node thought it alone: a node
+   * loaded the document and its sync request was lost; a sync from here gives it what was not
+   * published.
    */
   private notePeers (link: DocumentLink, epoch: number, receivers: number): void {
     if (this.links.get(link.doc.id) !== link) return
@@ -211,7 +212,11 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
         link.peerEpoch++
         this.requestSync(link.doc)
       }
-    } else if (epoch === link.peerEpoch && link.brokenSince === null) {
+    } else if (receivers === 1 && epoch === link.peerEpoch && link.brokenSince === null) {
+      // The one receiver should be this node: a probe's echo proves it. If this node's own
+      // subscription was lost instead (a failover), the echo stays away and the watchdog
+      // subscribes again and re-syncs, as it would have for an edit it published.
+      if (link.peers !== 'none' && link.awaitingEchoSince === null) this.probe(link)
       link.peers = 'none'
     }
   }
