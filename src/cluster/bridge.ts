@@ -76,13 +76,12 @@ export class ClusterBridge {
   }
 
   private receive (channel: string, message: Buffer): void {
-    if (isSentBy(message, this.ownMarker)) {
-      this.noteOwnEcho(channel, null)
-      return
-    }
-    let envelope = decodeEnvelope(message)
-    if (envelope !== null && envelope.n === this.options.nodeId) {
-      this.noteOwnEcho(channel, envelope.d)
+    // Our own message back (recognised by its first bytes, or decoded): the channel works.
+    const own = isSentBy(message, this.ownMarker)
+    let envelope = own ? null : decodeEnvelope(message)
+    if (own || envelope?.n === this.options.nodeId) {
+      if (channel === this.ownChannel) this.links.noteOwnChannelEcho()
+      else this.links.noteOwnEchoOn(channel)
       return
     }
     if (envelope !== null && envelope.t === EnvelopeKind.Part) {
@@ -143,15 +142,6 @@ export class ClusterBridge {
       case EnvelopeKind.Revoked:
         this.commands.accessRevokedByPeer(link.doc.id, envelope.u)
     }
-  }
-
-  /**
-   * Our own message back: the channel works (PeerLinks' watchdog). A document channel's echo is
-   * known by its channel; `docId` is the decoded envelope's, when it was decoded.
-   */
-  private noteOwnEcho (channel: string, docId: string | null): void {
-    if (channel === this.ownChannel) this.links.noteOwnChannelEcho()
-    else this.links.noteOwnEchoOn(channel, docId)
   }
 
   /** Sequence bookkeeping; a skipped number (or a heartbeat ahead of us) means a lost message. */

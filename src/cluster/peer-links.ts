@@ -158,39 +158,48 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
    * carries everything it lacks).
    */
   publishUpdate (doc: LiveDocument, frame: Uint8Array): void {
-    const link = this.links.get(doc.id)
-    if (link === undefined) return
-    if (link.peers === 'none') {
-      this.metrics.bridgePublishSkipped.inc()
-      return
-    }
+    const link = this.publishingLink(doc)
+    if (link === null) return
     this.sendWatched(link, { t: EnvelopeKind.Update, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame, w: wallClockMs() })
     this.scheduleHeartbeat(link)
   }
 
   publishAwareness (doc: LiveDocument, frame: Uint8Array, userId: string | null): void {
-    const link = this.links.get(doc.id)
-    if (link === undefined) return
-    if (link.peers === 'none') {
-      this.metrics.bridgePublishSkipped.inc()
-      return
-    }
+    const link = this.publishingLink(doc)
+    if (link === null) return
     this.sendWatched(link, { t: EnvelopeKind.Awareness, n: this.nodeId, d: doc.id, s: ++link.outSeq, f: frame, ...(userId === null ? {} : { u: userId }) })
     this.scheduleHeartbeat(link)
+  }
+
+  /** The document's link, if its changes are to be published (not while no other node holds it). */
+  private publishingLink (doc: LiveDocument): DocumentLink | null {
+    const link = this.links.get(doc.id)
+    if (link === undefined) return null
+    if (link.peers === 'none') {
+      this.metrics.bridgePublishSkipped.inc()
+      return null
+    }
+    return link
   }
 
   /**
    * The bridge received a peer's envelope about the document: another node holds it. From now on
    * this node publishes again; any answer to a publish sent before this is stale.
    */
-  notePeer (link: DocumentLink, peers: 'some' | 'unknown' = 'some'): void {
+  notePeer (link: DocumentLink): void {
     link.peerEpoch++
-    link.peers = peers
+    link.peers = 'some'
   }
 
   /** After a reconnect nothing is known of the peers until Redis answers again: publish meanwhile. */
   forgetPeers (): void {
-    for (const link of this.links.values()) this.notePeer(link, 'unknown')
+    for (const link of this.links.values()) this.unsureOfPeers(link)
+  }
+
+  /** Receiver counts say nothing reliable now: publish until Redis answers again. */
+  private unsureOfPeers (link: DocumentLink): void {
+    link.peerEpoch++
+    link.peers = 'unknown'
   }
 
   /**
@@ -311,15 +320,12 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     this.watchdog = null
   }
 
-  /**
-   * The bridge received this node's own envelope on a document's channel (found by the channel;
-   * by `docId` too when the envelope was decoded, in case the channel is not one this node holds).
-   */
-  noteOwnEchoOn (channel: string, docId: string | null): void {
-    const link = this.byChannel.get(channel) ?? (docId === null ? undefined : this.links.get(docId))
+  /** The bridge received this node's own envelope on a document's channel. */
+  noteOwnEchoOn (channel: string): void {
+    const link = this.byChannel.get(channel)
     if (link === undefined) return
     if (this.echoed(link)) {
-      this.log.info({ docId, brokenForMs: Math.round(link.lastEchoAt - (link.brokenSince ?? 0)) }, 'bridge: the document\'s channel works again; re-syncing')
+      this.log.info({ docId: link.doc.id, brokenForMs: Math.round(link.lastEchoAt - (link.brokenSince ?? 0)) }, 'bridge: the document\'s channel works again; re-syncing')
       link.brokenSince = null
       this.requestSync(link.doc)
     }
@@ -404,7 +410,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
       this.metrics.bridgeBrokenDetected.inc()
     }
     // Receiver counts said nothing reliable while the channel was broken.
-    if ('doc' in watched) this.notePeer(watched, 'unknown')
+    if ('doc' in watched) this.unsureOfPeers(watched)
     watched.awaitingEchoSince = null
     return true
   }

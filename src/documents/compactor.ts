@@ -22,6 +22,8 @@ export interface CompactorOptions {
  */
 export class Compactor implements AppendListener {
   private readonly docs = new Map<string, LiveDocument>()
+  /** Documents whose long log, found at load, is compacted when the timer fires (not sooner). */
+  private readonly deferred = new Map<string, NodeJS.Timeout>()
 
   constructor (
     private readonly store: DocumentStore,
@@ -41,21 +43,26 @@ export class Compactor implements AppendListener {
     // Counts updates, not entries (an entry may hold several): a long log compacts at load sooner.
     doc.entriesSinceCompaction = storedUpdates
     if (storedUpdates > 1 && storedUpdates >= this.options.compactAfterEntries) {
+      // Appends meanwhile (the joining clients' first edits) wait for it too.
       const later = setTimeout(() => {
-        if (this.docs.get(doc.id) === doc && doc.entriesSinceCompaction >= this.options.compactAfterEntries) void this.compact(doc, cursor)
+        this.deferred.delete(doc.id)
+        if (this.docs.get(doc.id) === doc) void this.compact(doc, cursor)
       }, this.options.compactAfterLoadMs ?? 5_000)
       later.unref()
+      this.deferred.set(doc.id, later)
     }
   }
 
   forget (docId: string): void {
     this.docs.delete(docId)
+    clearTimeout(this.deferred.get(docId))
+    this.deferred.delete(docId)
   }
 
   appended (docIds: string[]): void {
     for (const docId of docIds) {
       const doc = this.docs.get(docId)
-      if (doc === undefined) continue
+      if (doc === undefined || this.deferred.has(docId)) continue
       doc.entriesSinceCompaction++
       if (doc.entriesSinceCompaction >= this.options.compactAfterEntries) void this.compact(doc)
     }

@@ -321,11 +321,6 @@ export class LiveDocument {
 }
 
 /**
- * True when the transaction added structs or deleted something. An update Yjs keeps pending (its
- * dependencies are missing) changes nothing yet. Costs a pass over every client the document has
- * seen, so the hot path (which relays every update) does not ask.
- */
-/**
  * Whether a transaction changed nothing in the document and left what Yjs holds pending (updates
  * waiting for their dependencies) as it was before: `pendingStructs` and `pendingDs` as they were
  * then. Yjs replaces those objects whenever they change, so comparing them is enough.
@@ -335,6 +330,11 @@ export function changedNothing (doc: LiveDocument, transaction: Y.Transaction | 
   return !changedBy(transaction) && store.pendingStructs === pendingStructs && store.pendingDs === pendingDs
 }
 
+/**
+ * True when the transaction added structs or deleted something. An update Yjs keeps pending (its
+ * dependencies are missing) changes nothing yet. Costs a pass over every client the document has
+ * seen, so the hot path (which relays every update) does not ask.
+ */
 export function changedBy (transaction: Y.Transaction | null): boolean {
   if (transaction === null) return false
   if (transaction.deleteSet.clients.size > 0) return true
