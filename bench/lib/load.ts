@@ -7,6 +7,7 @@ import type { ClientSpec, ConnectResult, WorkerSnapshot } from './ipc.js'
 import type { GeneratorPool } from './pool.js'
 import { LatencyHistogram, percentiles, round, sig, sleep, type Percentiles } from './stats.js'
 import { clkTck, waitForQuiet } from './proc.js'
+import { isOurs } from './servers.js'
 import { markCpu, type CpuMark, type Target } from './target.js'
 import { signTokens } from './tokens.js'
 
@@ -82,7 +83,7 @@ export async function setupLoad (pool: GeneratorPool, target: Target, layout: Lo
   const workers = pool.workers.length
   const nodes = target.nodes.length
   const total = layout.docs * layout.clientsPerDoc
-  const tokens = target.kind === 'ours' || target.kind === 'baseline' ? await tokensFor(total) : []
+  const tokens = isOurs(target.kind) ? await tokensFor(total) : []
   const phase1: ClientSpec[][] = pool.workers.map(() => [])
   const phase2: ClientSpec[][] = pool.workers.map(() => [])
   const recipientsByDoc = new Map<string, number>()

@@ -5,11 +5,11 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { request } from 'node:http'
-import { createConnection, createServer } from 'node:net'
+import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freePort } from '../../scripts/free-port.js'
+import { freeClusterPort, freePort } from '../../scripts/free-port.js'
 import { SERVER_NODE_FLAGS } from '../../scripts/server-node-flags.js'
 
 export { freePort }
@@ -281,20 +281,6 @@ export async function startRedis (options: { port?: number, extraArgs?: string[]
   }
 }
 
-/** A port whose cluster bus port (+10000) is free too. */
-async function clusterPort (taken: number[]): Promise<number> {
-  for (;;) {
-    const port = 20000 + Math.floor(Math.random() * 9000)
-    if (taken.includes(port)) continue
-    const free = await Promise.all([port, port + 10000].map(async p => await new Promise<boolean>(resolve => {
-      const probe = createServer()
-      probe.once('error', () => resolve(false))
-      probe.listen(p, HOST, () => probe.close(() => resolve(true)))
-    })))
-    if (free.every(Boolean)) return port
-  }
-}
-
 /** A Redis Cluster of `masters` masters without replicas, slots spread by redis-cli --cluster create. */
 export async function startRedisCluster (masters: number): Promise<RedisProcess> {
   const nodes: RedisProcess[] = []
@@ -302,7 +288,7 @@ export async function startRedisCluster (masters: number): Promise<RedisProcess>
   try {
     const ports: number[] = []
     for (let i = 0; i < masters; i++) {
-      const port = await clusterPort(ports)
+      const port = await freeClusterPort(ports)
       ports.push(port)
       nodes.push(await startRedis({ port, extraArgs: ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`] }))
     }
@@ -345,6 +331,11 @@ async function redisPing (port: number): Promise<boolean> {
  * hocuspocus: Hocuspocus, alone or with its Redis extension (--hocuspocus).
  */
 export type ServerKind = 'ours' | 'baseline' | 'reference' | 'hocuspocus'
+
+/** A build of our server (it wants tokens and has /metrics), not a peer. */
+export function isOurs (kind: ServerKind): boolean {
+  return kind === 'ours' || kind === 'baseline'
+}
 
 /** The request a client of `kind` makes for `docId`. */
 export function endpointFor (kind: ServerKind, port: number, docId: string, token: string): Endpoint {

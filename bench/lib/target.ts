@@ -118,14 +118,7 @@ export async function startTarget (kind: ServerKind, options: TargetOptions, nod
   if (kind === 'hocuspocus') {
     if (nodeCount === 1) return makeTarget('hocuspocus', kind, [await startHocuspocus({ nodeFlags: options.nodeFlags })], null, hocuspocusVersion())
     const redis = await startRedis()
-    const nodes: ServerProcess[] = []
-    try {
-      for (let i = 0; i < nodeCount; i++) nodes.push(await startHocuspocus({ label: `hocuspocus-node-${i + 1}`, redisUrl: redis.url, nodeFlags: options.nodeFlags }))
-    } catch (err) {
-      for (const node of nodes) await node.stop()
-      await redis.stop()
-      throw err
-    }
+    const nodes = await startNodesOver(redis, nodeCount, async i => await startHocuspocus({ label: `hocuspocus-node-${i + 1}`, redisUrl: redis.url, nodeFlags: options.nodeFlags }))
     return makeTarget(`hocuspocus-${nodeCount}-nodes`, kind, nodes, redis, `${hocuspocusVersion()} + extension-redis`)
   }
   if (kind === 'baseline' && options.baselineBuild === undefined) throw new Error('a baseline run needs --baseline REV')
@@ -142,18 +135,22 @@ export async function startTarget (kind: ServerKind, options: TargetOptions, nod
   }
   const masters = store === 'redis-cluster' ? options.redisClusterMasters ?? 3 : 0
   const redis = masters > 0 ? await startRedisCluster(masters) : await startRedis()
+  const env = redis.clusterNodes === undefined ? options.env : { ...options.env, REDIS_CLUSTER_NODES: redis.clusterNodes }
+  const nodes = await startNodesOver(redis, nodeCount, async i => await startOurs({ binary, env, ...(redis.clusterNodes === undefined ? { redisUrl: redis.url } : {}), label: `ours-node-${i + 1}`, nodeFlags: options.nodeFlags }))
+  return makeTarget(`${kind}-${nodeCount}-nodes${masters > 0 ? `-rc${masters}` : ''}`, kind, nodes, redis, version)
+}
+
+/** Starts `count` nodes over `redis`, one after the other; a failure stops what started, Redis too. */
+async function startNodesOver (redis: RedisProcess, count: number, start: (index: number) => Promise<ServerProcess>): Promise<ServerProcess[]> {
   const nodes: ServerProcess[] = []
   try {
-    for (let i = 0; i < nodeCount; i++) {
-      const env = redis.clusterNodes === undefined ? options.env : { ...options.env, REDIS_CLUSTER_NODES: redis.clusterNodes }
-      nodes.push(await startOurs({ binary, env, ...(redis.clusterNodes === undefined ? { redisUrl: redis.url } : {}), label: `ours-node-${i + 1}`, nodeFlags: options.nodeFlags }))
-    }
+    for (let i = 0; i < count; i++) nodes.push(await start(i))
+    return nodes
   } catch (err) {
     for (const node of nodes) await node.stop()
     await redis.stop()
     throw err
   }
-  return makeTarget(`${kind}-${nodeCount}-nodes${masters > 0 ? `-rc${masters}` : ''}`, kind, nodes, redis, version)
 }
 
 /** Server CPU and machine CPU at one instant, for window deltas. */

@@ -7,6 +7,7 @@ import type { ClientSpec, ConnectResult } from '../lib/ipc.js'
 import { checkConsistency, setupLoad, summarizeConnects, tokensFor } from '../lib/load.js'
 import type { GeneratorPool } from '../lib/pool.js'
 import { round, sig, sleep } from '../lib/stats.js'
+import { isOurs } from '../lib/servers.js'
 import { LIFTED_RATE_LIMITS, markCpu, type Target } from '../lib/target.js'
 import { signTokens } from '../lib/tokens.js'
 import { withTarget } from './steady.js'
@@ -20,6 +21,17 @@ function sinkSpecs (pool: GeneratorPool, target: Target, count: number, docs: nu
     perWorker[i % pool.workers.length]!.push({ id: i, role: 'sink', docId, endpoint: target.endpoint(0, docId, tokens[i] ?? '') })
   }
   return perWorker
+}
+
+/**
+ * RSS of an idle node after start-up and one client's connect, sync and leave (issue 22's
+ * baseline): what the node holds before the load under measure.
+ */
+async function idleBaseline (pool: GeneratorPool, target: Target, token: string): Promise<number> {
+  await sleep(1000)
+  await pool.workers[0]!.join(target.endpoint(0, 'idle-first', token), 10_000)
+  await sleep(2000)
+  return target.rss()
 }
 
 async function connectSinks (pool: GeneratorPool, specs: ClientSpec[][], concurrency: number): Promise<{ results: ConnectResult[]; wallMs: number }> {
@@ -40,11 +52,7 @@ export const idleMemoryScenario: Scenario = {
     const docs = flags.docs ?? 100
     const tokens = plan.kind !== 'reference' ? await tokensFor(connections + 1) : []
     return await withTarget(ctx, plan.kind, 1, async (target, pool) => {
-      // The baseline is an idle node after start-up and one client's connect, sync and leave.
-      await sleep(1000)
-      await pool.workers[0]!.join(target.endpoint(0, 'idle-first', tokens[connections] ?? ''), 10_000)
-      await sleep(2000)
-      const rssBefore = target.rss()
+      const rssBefore = await idleBaseline(pool, target, tokens[connections] ?? '')
       const { results, wallMs } = await connectSinks(pool, sinkSpecs(pool, target, connections, docs, 'idle', tokens), flags.concurrency ?? 200)
       const connect = summarizeConnects(results, wallMs)
       ctx.log(`  ${connect.ok}/${connect.attempted} connections synced in ${connect.wallMs} ms`)
@@ -178,11 +186,8 @@ export const documentMemoryScenario: Scenario = {
     const docs = flags.docs ?? 2000
     const textBytes = Math.round((flags.mb ?? 0.05) * 1_000_000)
     return await withTarget(ctx, plan.kind, 1, async (target, pool) => {
-      const tokens = plan.kind === 'ours' || plan.kind === 'baseline' ? await tokensFor(1) : []
-      await sleep(1000)
-      await pool.workers[0]!.join(target.endpoint(0, 'text-first', tokens[0] ?? ''), 10_000)
-      await sleep(2000)
-      const rssBefore = target.rss()
+      const tokens = isOurs(plan.kind) ? await tokensFor(1) : []
+      const rssBefore = await idleBaseline(pool, target, tokens[0] ?? '')
       const session = await setupLoad(pool, target, { docs, clientsPerDoc: 2, docPrefix: 'text' }, flags.concurrency ?? 200)
       ctx.log(`  ${session.connect.ok}/${session.connect.attempted} clients synced`)
       const rssConnected = target.rss()

@@ -15,11 +15,21 @@ import { compareOursReference } from '../lib/compare.js'
 import type { JoinResult } from '../lib/ipc.js'
 import { checkConsistency, measureStep, setupLoad, tokensFor, type StepResult } from '../lib/load.js'
 import { percentiles, round, sig, sleep } from '../lib/stats.js'
+import { isOurs } from '../lib/servers.js'
 import { LIFTED_RATE_LIMITS, markCpu } from '../lib/target.js'
 import { withTarget } from './steady.js'
 import { defaultPlan, type Flags, type Scenario } from './types.js'
 
 const OTHERS = { docs: 5, clientsPerDoc: 10, rate: 5 }
+
+/**
+ * The large document stays loaded between the fill and the joins although nobody is in it; a
+ * document of 64 MiB of text is over the default MAX_DOCUMENT_BYTES (64 MiB, encoding included),
+ * which an operator with such documents raises.
+ */
+function serverEnv (bytes: number): Record<string, string> {
+  return { ...LIFTED_RATE_LIMITS, DOC_IDLE_UNLOAD_MS: '600000', MAX_DOCUMENT_BYTES: String(Math.max(64 * 1_048_576, 2 * bytes)) }
+}
 
 const METRICS = ['up_ms', 'sync_first_ms', 'sync_p50_ms', 'sync_max_ms', 'cold_join_ms', 'cpu_ms_per_join', 'fill_mb_per_s',
   'others_p99_quiet_ms', 'others_p99_joins_ms', 'others_max_joins_ms', 'rss_peak_sync_over_doc', 'rss_peak_mb', 'rss_mb']
@@ -29,20 +39,15 @@ export function largeDocScenario (name: string, presetMiB: number | null): Scena
   return {
     name,
     title: presetMiB === null ? 'Large document: time to sync a big document' : `Large document: ${presetMiB} MiB built from edits, joined warm and cold while others edit`,
-    params: flags => ({ bytes: sizeBytes(flags), chunkKb: flags.chunkKb ?? 64, joiners: flags.joiners ?? 3, upload: flags.upload ?? false, others: OTHERS, windowS: flags.duration ?? 10, serverEnv: { ...LIFTED_RATE_LIMITS, DOC_IDLE_UNLOAD_MS: '600000', MAX_DOCUMENT_BYTES: String(Math.max(64 * 1_048_576, 2 * sizeBytes(flags))) } }),
+    params: flags => ({ bytes: sizeBytes(flags), chunkKb: flags.chunkKb ?? 64, joiners: flags.joiners ?? 3, upload: flags.upload ?? false, others: OTHERS, windowS: flags.duration ?? 10, serverEnv: serverEnv(sizeBytes(flags)) }),
     plan: flags => [...defaultPlan(flags), ...(flags.redisStore === true && flags.only === undefined ? [{ kind: 'ours' as const, nodes: 1, store: 'redis' as const }] : [])],
     run: async (ctx, plan) => {
       const flags = ctx.flags
       const bytes = sizeBytes(flags)
       const chunk = Math.round((flags.chunkKb ?? 64) * 1024)
       const joiners = flags.joiners ?? 3
-      const ours = plan.kind === 'ours' || plan.kind === 'baseline'
-      const tokens = ours ? await tokensFor(3 + joiners) : []
+      const tokens = isOurs(plan.kind) ? await tokensFor(3 + joiners) : []
       const token = (i: number): string => tokens[i] ?? ''
-      // The large document stays loaded between the fill and the joins although nobody is in it;
-      // a document of 64 MiB of text is over the default MAX_DOCUMENT_BYTES (64 MiB, encoding
-      // included), which an operator with such documents raises.
-      const env = { ...LIFTED_RATE_LIMITS, DOC_IDLE_UNLOAD_MS: '600000', MAX_DOCUMENT_BYTES: String(Math.max(64 * 1_048_576, 2 * bytes)) }
       return await withTarget(ctx, plan.kind, 1, async (target, pool) => {
         const rssBaseline = target.rss()
         let rssPeak = rssBaseline
@@ -145,7 +150,7 @@ export function largeDocScenario (name: string, presetMiB: number | null): Scena
         } finally {
           clearInterval(sampler)
         }
-      }, undefined, env, plan.store)
+      }, undefined, serverEnv(bytes), plan.store)
     },
     compare: runs => compareOursReference(runs, METRICS)
   }

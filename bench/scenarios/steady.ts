@@ -1,7 +1,7 @@
 /**
  * Steady load: D documents x C clients, each document's writer at R edits/s, one measured window.
  */
-import type { ServerKind } from '../lib/servers.js'
+import { isOurs, type ServerKind } from '../lib/servers.js'
 import { compareOursReference } from '../lib/compare.js'
 import { checkConsistency, measureStep, measureStepUndisturbed, setupLoad, type LoadLayout, type StepResult } from '../lib/load.js'
 import { GeneratorPool } from '../lib/pool.js'
@@ -68,7 +68,7 @@ export async function runSteadyOn (ctx: ScenarioContext, kind: ServerKind, nodes
     const session = await setupLoad(pool, target, layout, flags.concurrency ?? 200)
     ctx.log(`  ${session.connect.ok}/${session.connect.attempted} clients synced in ${session.connect.wallMs} ms`)
     if (nodes > 1) await probeCrossNode(ctx, session)
-    const flushesBefore = kind !== 'ours' && kind !== 'baseline' ? null : await scrapeFlushes(target.nodes[0]!.port)
+    const flushesBefore = !isOurs(kind) ? null : await scrapeFlushes(target.nodes[0]!.port)
     const step = await measureStepUndisturbed(session, shape.rate, (flags.warmup ?? 2) * 1000, (flags.duration ?? 30) * 1000, ctx.log)
     const flushes = flushesBefore === null ? {} : flushFigures(flushesBefore, await scrapeFlushes(target.nodes[0]!.port))
     const consistency = await checkConsistency(session)

@@ -1,2 +1,2 @@
 /** The one free-port helper, shared by scripts, tests and the bench. */
-export { freePort } from '../../scripts/free-port.js'
+export { freeClusterPort, freePort } from '../../scripts/free-port.js'

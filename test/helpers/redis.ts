@@ -1,8 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tempDir } from './server.js'
-import { freePort } from './ports.js'
+import { freeClusterPort, freePort } from './ports.js'
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js'
 import { sleep, waitFor } from './wait.js'
 
@@ -84,15 +83,6 @@ export async function startRedis (options: { port?: number; extraArgs?: string[]
   }
 }
 
-async function portPairFree (port: number): Promise<boolean> {
-  const tryBind = async (p: number): Promise<boolean> => await new Promise(resolve => {
-    const server = createServer()
-    server.once('error', () => resolve(false))
-    server.listen(p, '127.0.0.1', () => server.close(() => resolve(true)))
-  })
-  return await tryBind(port) && await tryBind(port + 10000)
-}
-
 export interface RedisCluster {
   nodes: RedisProcess[]
   /** REDIS_CLUSTER_NODES value. */
@@ -103,11 +93,7 @@ export interface RedisCluster {
 /** `masters` masters with `replicas` replicas each, slots spread by redis-cli --cluster create. */
 export async function startRedisCluster (masters = 3, replicas = 0): Promise<RedisCluster> {
   const ports: number[] = []
-  while (ports.length < masters * (1 + replicas)) {
-    // Cluster bus ports are port + 10000: both must be free.
-    const candidate = 20000 + Math.floor(Math.random() * 9000)
-    if (!ports.includes(candidate) && await portPairFree(candidate)) ports.push(candidate)
-  }
+  while (ports.length < masters * (1 + replicas)) ports.push(await freeClusterPort(ports))
   const nodes: RedisProcess[] = []
   for (const port of ports) {
     nodes.push(await startRedis({ port, extraArgs: ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000'] }))
