@@ -125,6 +125,7 @@ export class ClusterBridge {
         this.answerSyncRequest(link, envelope.n, envelope.v)
         return
       case EnvelopeKind.SyncReply:
+        this.log.debug({ docId: link.doc.id, peer: envelope.n, bytes: envelope.p?.length ?? 0 }, 'bridge: sync reply received')
         if (envelope.p != null) this.applyPeerUpdate(link, envelope.p, null)
         if (envelope.a != null) this.applyPeerAwareness(link, envelope.n, envelope.a, envelope.au ?? [])
         if (envelope.v != null) {
@@ -134,6 +135,7 @@ export class ClusterBridge {
         this.links.noteSyncReply(link.doc.id)
         return
       case EnvelopeKind.SyncPush:
+        this.log.debug({ docId: link.doc.id, peer: envelope.n, bytes: envelope.p.length }, 'bridge: sync push received')
         this.applyPeerUpdate(link, envelope.p, null)
         return
       case EnvelopeKind.Deleted:
@@ -237,6 +239,7 @@ export class ClusterBridge {
       reply.a = encodeAwarenessUpdate(doc.awareness, localClients)
       reply.au = localClients.map(id => doc.presence.ownerOf(id)?.userId ?? null)
     }
+    this.log.debug({ docId: doc.id, peer: requester, bytes: reply.p?.length ?? 0 }, 'bridge: sync request answered')
     this.links.sendToNode(requester, reply)
   }
 

@@ -252,6 +252,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
       link.syncRequested = false
       if (this.links.get(doc.id) !== link || doc.state === 'unloaded') return
       this.metrics.bridgeSyncRequests.inc()
+      this.log.debug({ docId: doc.id, peers: link.peers }, 'bridge: sync requested')
       this.sendWatched(link, { t: EnvelopeKind.SyncRequest, n: this.nodeId, d: doc.id, v: doc.encodeStateVector() })
       // The answers come on the node's own channel: make sure it still works.
       if (this.own.awaitingEchoSince === null) this.probeOwn()
@@ -421,6 +422,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
 
   private async resubscribe (link: DocumentLink): Promise<void> {
     await this.subscribeAgain(link)
+    this.log.debug({ docId: link.doc.id }, 'bridge: subscribed to the document\'s channel again')
     // Unloaded meanwhile: its subscription must not outlive it.
     if (this.links.get(link.doc.id) !== link) await this.pubsub.unsubscribe(link.channel).catch(() => {})
     else this.probe(link)
@@ -428,6 +430,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
 
   private async resubscribeOwn (): Promise<void> {
     await this.subscribeAgain(this.own)
+    this.log.debug({ channel: this.own.channel }, 'bridge: subscribed to the node\'s own channel again')
     this.probeOwn()
   }
 

@@ -81,6 +81,8 @@ export function connectRedis (target: RedisTarget, log: Logger): RedisConnection
   const subscriber = new Cluster(target.nodes, { ...clusterOptions, enableOfflineQueue: true, shardedSubscribers: true })
   watch(commands, 'commands', log)
   watch(subscriber, 'subscriber', log)
+  traceTopology(commands, 'commands', log)
+  traceTopology(subscriber, 'subscriber', log)
   return {
     commands,
     pubsub: shardedPubSub(commands, subscriber),
@@ -190,6 +192,14 @@ function watch (client: Redis | Cluster, role: string, log: Logger): void {
     if (down) log.info({ role }, 'redis connection restored')
     down = false
   })
+}
+
+/** Debug lines that let a failover be followed: slot-map refreshes and sharded subscribers. */
+function traceTopology (cluster: Cluster, role: string, log: Logger): void {
+  if (!log.isLevelEnabled('debug')) return
+  cluster.on('refresh', () => { log.debug({ role, masters: cluster.nodes('master').map(node => `${node.options.host ?? ''}:${node.options.port ?? ''}`).sort() }, 'redis cluster slot map refreshed') })
+  for (const event of ['+subscriber', '-subscriber', 'subscribersReady'] as const) cluster.on(event, () => { log.debug({ role, event }, 'redis cluster sharded subscribers changed') })
+  cluster.on('nodeError', (err: Error, node: string) => { log.debug({ role, node, err: err.message }, 'redis cluster node error') })
 }
 
 async function quit (client: Redis | Cluster): Promise<void> {
