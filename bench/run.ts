@@ -49,7 +49,8 @@ flags:
   --cpu-prof           profile our server (node --cpu-prof); profiles go to bench/results/profiles/
   --node-flags="..."   extra node flags for the servers, e.g. --node-flags="--heapsnapshot-signal=SIGUSR2"
   --repeat N           measure every server N times, alternating, and report the median of each figure
-  --quiet-wait S       before each server's run, wait up to S seconds (120) for the machine to be < 25 % busy
+  --quiet-wait S       before each server's run, wait up to S seconds (120) for the machine to be < 25 % busy;
+                       also the longest wait before repeating a window other processes disturbed (0: never repeat)
   --out DIR            result directory (default bench/results)
   --no-save            print only, write no files
 `

@@ -87,7 +87,7 @@ export function rampScenario (name: string, preset: SteadyShape & { startRate: n
           }
           session = await setupLoad(pool, target, { docs: s.docs, clientsPerDoc: s.clients, docPrefix: `ramp-s${stepIndex++}` }, flags.concurrency ?? 200)
           if (session.connect.retried > 0) ctx.log(`  ${session.connect.retried} connections needed a retry: ${JSON.stringify(session.connect.retryReasons)}`)
-          const step = await measureStepUndisturbed(session, rate, (flags.warmup ?? 1) * 1000, (flags.stepDuration ?? 8) * 1000, ctx.log)
+          const step = await measureStepUndisturbed(session, rate, (flags.warmup ?? 1) * 1000, (flags.stepDuration ?? 8) * 1000, ctx.log, (flags.quietWait ?? 120) * 1000)
           const consistency = await checkConsistency(session, 3000)
           const failure = judge(step)
           const result: RampStep = { ...step, kind, passed: failure === null, failure, consistencyOk: consistency.ok }

@@ -69,7 +69,7 @@ export async function runSteadyOn (ctx: ScenarioContext, kind: ServerKind, nodes
     ctx.log(`  ${session.connect.ok}/${session.connect.attempted} clients synced in ${session.connect.wallMs} ms`)
     if (nodes > 1) await probeCrossNode(ctx, session)
     const flushesBefore = !isOurs(kind) ? null : await scrapeFlushes(target.nodes[0]!.port)
-    const step = await measureStepUndisturbed(session, shape.rate, (flags.warmup ?? 2) * 1000, (flags.duration ?? 30) * 1000, ctx.log)
+    const step = await measureStepUndisturbed(session, shape.rate, (flags.warmup ?? 2) * 1000, (flags.duration ?? 30) * 1000, ctx.log, (flags.quietWait ?? 120) * 1000)
     const flushes = flushesBefore === null ? {} : flushFigures(flushesBefore, await scrapeFlushes(target.nodes[0]!.port))
     const consistency = await checkConsistency(session)
     ctx.log(`  delivered ${step.deliveredPerS}/s (ratio ${step.deliveryRatio}), p50 ${step.latencyMs.p50} ms, p99 ${step.latencyMs.p99} ms, ` +
