@@ -73,6 +73,28 @@ t.test('PostgreSQL store: append, load, compact, delete', async t => {
   await store!.ping()
 })
 
+t.test('PostgreSQL store: large entries and versions come back byte for byte; ids are quoted', async t => {
+  const [store] = await openStores(t, 1)
+  // Bytes of every value, spread over many network chunks; ids that would break an unquoted COPY.
+  const big = new Uint8Array(12 * 1024 * 1024)
+  for (let i = 0; i < big.length; i += 65_536) crypto.getRandomValues(big.subarray(i, i + 65_536))
+  const small = edit('after')
+  for (const docId of ['big', "o'brien'); DROP TABLE x; --", 'back\\slash']) {
+    await store!.append([{ docId, value: encodeEntryValue([big]) }, { docId, value: encodeEntryValue([small]) }])
+    const loaded = await store!.load(docId)
+    t.equal(loaded.updates.length, 2, `${docId}: both entries`)
+    t.ok(Buffer.from(loaded.updates[0]!).equals(big), `${docId}: the 12 MiB entry byte for byte`)
+    t.same(itemsOf([loaded.updates[1]!]), ['after'])
+    t.equal(loaded.cursor, '2', 'the cursor is the last sequence number')
+    t.equal(loaded.bytes, encodeEntryValue([big]).length + encodeEntryValue([small]).length, 'bytes as stored')
+  }
+  t.same(await store!.load("o'brien"), { updates: [], cursor: null, bytes: 0 }, 'a prefix of a quoted id is another document')
+  await store!.saveVersion('big', { id: 'v1', createdAt: new Date().toISOString(), reason: 'named', label: null, bytes: big.length, authors: [] }, big)
+  t.ok(Buffer.from((await store!.loadVersion('big', 'v1'))!).equals(big), 'a large version byte for byte')
+  t.equal(await store!.loadVersion('big', "v1' OR '1'='1"), null, 'a version id is quoted too')
+  t.equal(await store!.loadVersion('big', 'v2'), null, 'a missing version')
+})
+
 t.test('PostgreSQL store: three nodes append and compact at once without losing anything', async t => {
   const stores = await openStores(t, 3)
   await appendWhileCompacting(t, stores)
@@ -131,7 +153,7 @@ t.test('PostgreSQL store: a flush is one round trip up to 1,000 entries, and all
   t.equal((await store!.load('large-0')).updates.length, 9, 'written whole')
 })
 
-t.test('PostgreSQL pool: DATABASE_POOL_SIZE bounds the connections, the statement timeout ends a blocked write, failed queries are counted', async t => {
+t.test('PostgreSQL pool: DATABASE_POOL_SIZE bounds the connections, the statement timeout ends a blocked write or load, failed queries are counted', async t => {
   const url = await createDatabase(server, `contract_${++databases}`)
   const metrics = new Metrics(false)
   t.teardown(() => { metrics.stop() })
@@ -154,9 +176,12 @@ t.test('PostgreSQL pool: DATABASE_POOL_SIZE bounds the connections, the statemen
   await t.rejects(store.append([{ docId: 'blocked', value: encodeEntryValue([edit('waits')]) }]), /statement timeout|canceling statement/, 'the blocked write fails')
   t.ok(Date.now() - started < 5_000, 'after the statement timeout, not the lock\'s end')
   t.equal(await metrics.total('collab_database_errors_total'), 1, 'the failed query is counted')
+  // A load (a binary COPY) blocked the same way ends the same way, and its connection is replaced.
+  await t.rejects(store.load('blocked'), /statement timeout|canceling statement/, 'the blocked load fails')
+  t.equal(await metrics.total('collab_database_errors_total'), 2, 'the failed load is counted')
   await blocker.query('ROLLBACK')
   await store.append([{ docId: 'blocked', value: encodeEntryValue([edit('written')]) }])
-  t.same(itemsOf((await store.load('blocked')).updates), ['written'], 'the next write goes through')
+  t.same(itemsOf((await store.load('blocked')).updates), ['written'], 'the next write and load go through')
 })
 
 t.test('PostgreSQL store: writes while the database is down are kept and written when it is back', async t => {

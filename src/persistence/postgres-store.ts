@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import { DocumentDeletedError, NOTHING_LOST, type AppendEntry, type AppendOutcome, type DocumentStore, type StoredDocument, type VersionMeta, type VersionReason } from './document-store.js'
+import { readBigint, readBoolean } from './binary-copy.js'
 import { decodeEntryValue } from './entry-value.js'
 import { connectAtStart, DatabaseStartError, explainDatabaseError, type DatabasePool } from './postgres-pool.js'
 import { migrate, quoteIdentifier } from './postgres-migrations.js'
@@ -49,24 +50,25 @@ export class PostgresStore implements DocumentStore {
   }
 
   async load (docId: string): Promise<StoredDocument> {
-    // One statement, one snapshot: the tombstone and the log as of the same moment.
-    const { rows } = await this.db.query<{ seq: string | null, value: Buffer | null, deleted: boolean | null }>('load', `
+    // One statement, one snapshot: the tombstone and the log as of the same moment. Read through
+    // binary COPY: a large document's entries arrive as bytes, not as hex text (binary-copy.ts).
+    const rows = await this.db.copyOut('load', quote => `COPY (
       SELECT NULL::bigint AS seq, NULL::bytea AS value, (deleted_until IS NOT NULL AND deleted_until > now()) AS deleted
-        FROM ${this.documents} WHERE doc_id = $1
+        FROM ${this.documents} WHERE doc_id = ${quote(docId)}
       UNION ALL
-      SELECT seq, value, NULL FROM ${this.entries} WHERE doc_id = $1
-      ORDER BY seq NULLS FIRST`, [docId])
+      SELECT seq, value, NULL FROM ${this.entries} WHERE doc_id = ${quote(docId)}
+      ORDER BY seq NULLS FIRST) TO STDOUT (FORMAT binary)`)
     const updates: Uint8Array[] = []
     let bytes = 0
     let cursor: string | null = null
-    for (const row of rows) {
-      if (row.seq === null) {
-        if (row.deleted === true) throw new DocumentDeletedError(docId)
+    for (const [seq, value, deleted] of rows) {
+      if (seq === null || seq === undefined) {
+        if (deleted != null && readBoolean(deleted)) throw new DocumentDeletedError(docId)
         continue
       }
-      for (const update of decodeEntryValue(row.value!)) updates.push(update)
-      bytes += row.value!.length
-      cursor = row.seq
+      for (const update of decodeEntryValue(value!)) updates.push(update)
+      bytes += value!.length
+      cursor = readBigint(seq)
     }
     return { updates, cursor: updates.length === 0 ? null : cursor, bytes }
   }
@@ -172,8 +174,9 @@ export class PostgresStore implements DocumentStore {
   }
 
   async loadVersion (docId: string, id: string): Promise<Uint8Array | null> {
-    const { rows } = await this.db.query<{ state: Buffer }>('version', `SELECT state FROM ${this.versions} WHERE doc_id = $1 AND id = $2`, [docId, id])
-    return rows[0]?.state ?? null
+    // A version is a whole document's state: bytes through binary COPY, not hex (load above).
+    const rows = await this.db.copyOut('version', quote => `COPY (SELECT state FROM ${this.versions} WHERE doc_id = ${quote(docId)} AND id = ${quote(id)}) TO STDOUT (FORMAT binary)`)
+    return rows[0]?.[0] ?? null
   }
 
   async deleteVersions (docId: string, ids: string[]): Promise<void> {
