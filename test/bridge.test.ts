@@ -319,6 +319,33 @@ t.test('idle documents are probed within a budget per second, every one in turn'
   t.equal(await metrics.total('collab_bridge_broken_total'), 0, 'every probe echoed')
 })
 
+t.test('after a failover signal, idle channels are checked every second for a while', async t => {
+  const hub = new MemoryPubSubHub()
+  const pubsub = hub.connect()
+  const metrics = new Metrics(false)
+  t.teardown(() => { metrics.stop() })
+  // Idle channels are probed once a minute: a lost subscription would go unseen that long.
+  const links = new PeerLinks(pubsub, { nodeId: 'a', keyPrefix: 'test:', heartbeatMs: HEARTBEAT_MS, echoTimeoutMs: 100, echoProbeMs: 60_000 }, createLogger('silent'), metrics)
+  const doc = new LiveDocument('quiet')
+  await links.beforeLoad(doc)
+  doc.state = 'live'
+  t.teardown(async () => { await links.close(); doc.destroy() })
+  await pubsub.subscribe(links.ownChannel)
+  pubsub.onMessage(channel => {
+    if (channel === links.ownChannel) links.noteOwnChannelEcho()
+    else links.noteOwnEchoOn(channel)
+  })
+  links.startWatchdog()
+  const channel = [...pubsub.channels].find(c => c.includes('{quiet}'))!
+  pubsub.channels.delete(channel)
+  await sleep(1_500)
+  t.equal(await metrics.total('collab_bridge_broken_total'), 0, 'not probed: the loss is not seen')
+  // What the bridge does on a reconnect, a slot-map change, a gap or a broken channel.
+  links.beWatchful()
+  await waitFor(async () => await metrics.total('collab_bridge_broken_total') === 1, 'probed within seconds: the loss is found', 3_000)
+  await waitFor(() => pubsub.channels.has(channel), 'and the channel subscribed again')
+})
+
 t.test('a node alone with a document publishes nothing; a node that loads it gets every edit through the sync, and edits cross again', async t => {
   const hub = new MemoryPubSubHub()
   const published: string[] = []

@@ -2,7 +2,9 @@ import { spawnSync } from 'node:child_process'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import * as Y from 'yjs'
+import { decodeEnvelope } from '../src/cluster/envelope.js'
 import { decodeEntryValue } from '../src/persistence/entry-value.js'
+import type { PubSub } from '../src/redis/connections.js'
 import { documentKeys } from '../src/redis/keys.js'
 import { stockProvider } from './helpers/providers.js'
 import { startRedis, startRedisCluster, startSentinelSetup, type RedisProcess } from './helpers/redis.js'
@@ -168,6 +170,56 @@ async function stored (port: number, docId: string): Promise<{ entries: number, 
   }
 }
 
+/**
+ * Records a node's pub/sub traffic (test only, through the server's wrapPubSub hook): every
+ * publish with Redis's count of receivers or its failure, every message received, every
+ * (re)subscription and its outcome, so that a failed run shows which message did not arrive.
+ */
+function recordPubSub (events: Array<{ at: number, text: string }>): (pubsub: PubSub) => PubSub {
+  const describe = (message: Buffer): string => {
+    const e = decodeEnvelope(message)
+    return e === null ? `${message.length} B` : `${e.t} from ${e.n} doc ${e.d}${'s' in e ? ` s${String(e.s)}` : ''} ${message.length} B`
+  }
+  const short = (channel: string): string => channel.replace(/^collab:/, '').replace(/:bridge$/, '')
+  const note = (text: string): void => { events.push({ at: Date.now(), text }) }
+  const outcome = async (what: string, run: Promise<void>): Promise<void> => {
+    try {
+      await run
+      note(`${what} done`)
+    } catch (err) {
+      note(`${what} FAILED ${(err as Error).message}`)
+      throw err
+    }
+  }
+  return pubsub => ({
+    subscribe: async channel => { await outcome(`subscribe ${short(channel)}`, pubsub.subscribe(channel)) },
+    unsubscribe: async channel => { await outcome(`unsubscribe ${short(channel)}`, pubsub.unsubscribe(channel)) },
+    resubscribe: async channel => { await outcome(`resubscribe ${short(channel)}`, pubsub.resubscribe(channel)) },
+    publish: (channel, message, onReceivers) => {
+      const what = `publish ${short(channel)} ${describe(message)}`
+      const sent = pubsub.publish(channel, message, count => {
+        note(`${what}: ${count} receivers`)
+        onReceivers?.(count)
+      })
+      if (!sent) note(`${what}: NOT SENT`)
+      return sent
+    },
+    onMessage: handler => {
+      pubsub.onMessage((channel, message) => {
+        note(`received on ${short(channel)}: ${describe(message)}`)
+        handler(channel, message)
+      })
+    },
+    onReconnect: handler => {
+      pubsub.onReconnect(reason => {
+        note(`reconnect: ${reason}`)
+        handler(reason)
+      })
+    },
+    get connected () { return pubsub.connected }
+  })
+}
+
 /** The bridge's and the Redis client's log lines after `since`, one per line, with the ms since then. */
 function bridgeTrace (logs: string[], since: number): string {
   const lines: string[] = []
@@ -195,9 +247,10 @@ for (const [name, topology] of [['Sentinel', sentinelTopology], ['one endpoint (
     })
     // A failed run must not wait 15 s per node for a Redis that is gone.
     const env = { ...redis.env, LOG_LEVEL: process.env.UNREP_LOG ?? 'debug', DOC_IDLE_UNLOAD_MS: '60000', BRIDGE_HEARTBEAT_MS: '200', STORE_RETRY_MAX_MS: '300', SHUTDOWN_TIMEOUT_MS: '3000' }
+    const traffic: Array<Array<{ at: number, text: string }>> = [[], []]
     nodes = [
-      await startTestServer({ ...env, NODE_ID: 'unrep-0' }),
-      await startTestServer({ ...env, NODE_ID: 'unrep-1' })
+      await startTestServer({ ...env, NODE_ID: 'unrep-0' }, { wrapPubSub: recordPubSub(traffic[0]!) }),
+      await startTestServer({ ...env, NODE_ID: 'unrep-1' }, { wrapPubSub: recordPubSub(traffic[1]!) })
     ]
     const join = async (docId: string): Promise<void> => {
       for (const node of [0, 1]) {
@@ -273,7 +326,13 @@ for (const [name, topology] of [['Sentinel', sentinelTopology], ['one endpoint (
       .catch(err => {
         // What each node's bridge and Redis client did since the kill: the cause of a failure that
         // shows up once in several runs must be in the first report of it.
-        for (const [i, node] of nodes.entries()) t.comment(`node ${i} since the kill:\n${bridgeTrace(node.logs, killedAt)}`)
+        for (const [i, node] of nodes.entries()) {
+          t.comment(`node ${i} since the kill:\n${bridgeTrace(node.logs, killedAt)}`)
+          // Heartbeats and echoes of the node's own updates are most of the traffic and say little.
+          const ownEcho = new RegExp(`^received on .*: [uah] from unrep-${i} `)
+          const told = traffic[i]!.filter(e => e.at >= killedAt && !ownEcho.test(e.text))
+          t.comment(`node ${i} pub/sub since the kill (${told.length} events, the last 400):\n${told.slice(-400).map(e => `+${e.at - killedAt} ms ${e.text}`).join('\n')}`)
+        }
         t.comment(`edits missing: ${people.map(p => `${p.docId} on node ${p.node}: ${made.get(p.docId)!.length - list(p).length}`).join(', ')}`)
         throw err
       })

@@ -155,6 +155,7 @@ export class ClusterBridge {
     if (seq > expected) {
       this.metrics.bridgeGaps.inc()
       this.log.warn({ docId: link.doc.id, peer, expected, got: seq }, 'bridge: message gap detected, re-syncing')
+      this.links.beWatchful()
       this.links.requestSync(link.doc)
     }
   }
@@ -260,6 +261,7 @@ export class ClusterBridge {
     }
     this.log.info({ reason, documents: this.links.size }, 'bridge: re-syncing every document with peers')
     this.links.forgetPeers()
+    this.links.beWatchful()
     for (const link of this.links.values()) {
       link.peerSeqs.clear()
       if (link.doc.state !== 'live') continue

@@ -75,6 +75,8 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   /** Numbers the series of parts of large envelopes (envelope-parts.ts). */
   private partSeries = 0
   private watchdog: NodeJS.Timeout | null = null
+  /** Until when idle channels are probed every second instead of every `echoProbeMs` (watchful). */
+  private watchfulUntil = 0
   /** Called with a document's id whenever a peer's sync reply for it arrives (awaitPeers). */
   private readonly replyListeners = new Map<string, Set<() => void>>()
   /**
@@ -410,6 +412,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
       watched.brokenSince = now
       this.metrics.bridgeBrokenDetected.inc()
     }
+    this.beWatchful()
     // Receiver counts said nothing reliable while the channel was broken.
     if ('doc' in watched) this.unsureOfPeers(watched)
     watched.awaitingEchoSince = null
@@ -417,7 +420,22 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   }
 
   private needsProbe (watched: WatchedChannel, now: number): boolean {
-    return watched.awaitingEchoSince === null && now - watched.lastEchoAt >= (this.options.echoProbeMs ?? 10_000)
+    const every = now < this.watchfulUntil ? Math.min(1_000, this.echoProbeMs) : this.echoProbeMs
+    return watched.awaitingEchoSince === null && now - watched.lastEchoAt >= every
+  }
+
+  private get echoProbeMs (): number {
+    return this.options.echoProbeMs ?? 10_000
+  }
+
+  /**
+   * For a while, checks idle channels every second. After a failover, a reconnect, a lost message
+   * or a channel found broken, subscriptions can be lost again while the client library settles on
+   * the new topology, and a document nobody edits shows it only when probed: a peer's repairs sent
+   * to a channel lost meanwhile would otherwise wait for the next probe, up to `echoProbeMs`.
+   */
+  beWatchful (forMs = 30_000): void {
+    this.watchfulUntil = Math.max(this.watchfulUntil, performance.now() + forMs)
   }
 
   private async resubscribe (link: DocumentLink): Promise<void> {
