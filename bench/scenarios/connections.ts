@@ -41,10 +41,24 @@ async function connectSinks (pool: GeneratorPool, specs: ClientSpec[][], concurr
   return { results, wallMs: performance.now() - started }
 }
 
+/** Ours keeps a document loaded this long after its last connection left (the last window's subject). */
+const KEEP_LOADED = { DOC_IDLE_UNLOAD_MS: '600000' }
+
+function cpuPct (a: ReturnType<typeof markCpu>, b: ReturnType<typeof markCpu>): number {
+  return ((b.server.user - a.server.user) + (b.server.system - a.server.system)) / ((b.at - a.at) / 1000) * 100
+}
+
+/** The node's count of loaded documents, from its metrics. */
+async function loadedDocuments (port: number): Promise<number | null> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+  const line = /^collab_documents_loaded (\S+)$/m.exec(text)
+  return line === null ? null : Number(line[1])
+}
+
 export const idleMemoryScenario: Scenario = {
   name: 'idle-memory',
   title: 'Idle memory: synced connections that stay silent',
-  params: flags => ({ connections: flags.connections ?? 5000, docs: flags.docs ?? 100, settleS: flags.settle ?? 5, concurrency: flags.concurrency ?? 200, workers: flags.workers ?? 2 }),
+  params: flags => ({ connections: flags.connections ?? 5000, docs: flags.docs ?? 100, settleS: flags.settle ?? 5, concurrency: flags.concurrency ?? 200, workers: flags.workers ?? 2, serverEnv: KEEP_LOADED }),
   plan: defaultPlan,
   run: async (ctx, plan) => {
     const flags = ctx.flags
@@ -65,10 +79,25 @@ export const idleMemoryScenario: Scenario = {
       const stillOpen = snaps.reduce((n, s) => n + s.open, 0)
       const perConnection = connect.ok > 0 ? (rssAfter - rssBefore) / connect.ok : null
       ctx.log(`  RSS ${round(rssBefore / 1048576, 1)} -> ${round(rssAfter / 1048576, 1)} MB: ${round((perConnection ?? 0) / 1024, 2)} KiB per connection; ${stillOpen} still open`)
-      const idleCpu = ((cpuB.server.user - cpuA.server.user) + (cpuB.server.system - cpuA.server.system)) / ((cpuB.at - cpuA.at) / 1000) * 100
+      const idleCpu = cpuPct(cpuA, cpuB)
       const notes: string[] = []
       if (connect.failed > 0) notes.push(`${connect.failed} connections failed: ${JSON.stringify(connect.errors)}`)
       if (stillOpen < connect.ok) notes.push(`${connect.ok - stillOpen} connections closed while idle`)
+      // The same documents kept loaded with no connection (ours keeps them DOC_IDLE_UNLOAD_MS):
+      // what loaded documents cost on their own, apart from what each connection needs (the
+      // keep-alive stock clients depend on, WebSocket pings).
+      let loadedIdleCpu: number | null = null
+      let loadedDocs: number | null = null
+      if (isOurs(plan.kind)) {
+        await pool.broadcast({ type: 'close-all' })
+        await sleep((flags.settle ?? 5) * 1000)
+        const a = markCpu(target)
+        await sleep((flags.idleWindow ?? 2) * 1000)
+        const b = markCpu(target)
+        loadedIdleCpu = cpuPct(a, b)
+        loadedDocs = await loadedDocuments(target.nodes[0]!.port)
+        ctx.log(`  without connections, ${loadedDocs} documents still loaded: ${round(loadedIdleCpu, 2)} % of a core`)
+      }
       return {
         target: target.name,
         version: target.version,
@@ -79,13 +108,15 @@ export const idleMemoryScenario: Scenario = {
           rss_mb: round(rssAfter / 1048576, 1),
           rss_per_connection_kb: sig((perConnection ?? NaN) / 1024, 3),
           idle_cpu_pct: round(idleCpu, 2),
+          loaded_docs_without_connections: loadedDocs,
+          idle_cpu_loaded_docs_only_pct: loadedIdleCpu === null ? null : round(loadedIdleCpu, 2),
           time_to_synced_p99_ms: connect.timeToSyncedMs.p99
         },
         details: { connect, stillOpen, rssBeforeBytes: rssBefore, rssAfterBytes: rssAfter },
         notes,
         generatorBound: false
       }
-    }, flags.workers ?? 2)
+    }, flags.workers ?? 2, KEEP_LOADED)
   },
   compare: runs => {
     const comparisons = compareOursReference(runs, ['rss_per_connection_kb', 'rss_mb', 'rss_baseline_mb', 'idle_cpu_pct'], {
