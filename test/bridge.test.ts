@@ -229,6 +229,30 @@ t.test('a heartbeat ahead of the last number seen reveals a lost last message', 
   t.equal(await counter(b, 'collab_bridge_gaps_total'), 1)
 })
 
+t.test('a re-sync whose answer was lost is asked again until answered', async t => {
+  const { hub, a, b } = await twoNodes(t)
+  b.edit('seen ')
+  await waitFor(() => a.text() === 'seen ', 'a first update crossed')
+  // b's update is lost, then the answer to the re-sync that b's heartbeat makes a ask for: with
+  // no pending update at a and no more edits, nothing else would ever ask again.
+  const lost = { update: 1, reply: 1 }
+  hub.drop = (_channel, message) => {
+    const envelope = decodeEnvelope(message)
+    if (envelope?.n !== 'b') return false
+    if (envelope.t === EnvelopeKind.Update && lost.update > 0) return lost.update-- > 0
+    if (envelope.t === EnvelopeKind.SyncReply && lost.reply > 0) return lost.reply-- > 0
+    return false
+  }
+  b.edit('lost')
+  await waitFor(() => lost.reply === 0, 'the answer to a\'s re-sync was lost')
+  t.equal(a.text(), 'seen ', 'a lacks the edit')
+  await waitFor(() => a.text() === 'seen lost', 'a asked again and got it')
+  t.equal(await counter(a, 'collab_bridge_sync_unanswered_total'), 1, 'the unanswered re-sync is counted')
+  t.equal(await counter(a, 'collab_bridge_broken_total'), 0, 'no channel was broken: only a message was lost')
+  await sleep(400)
+  t.equal(await counter(a, 'collab_bridge_sync_unanswered_total'), 1, 'answered requests are not asked again')
+})
+
 t.test('a sync reply carries back what the requester has and the replier lacks', async t => {
   const { hub, a, b } = await twoNodes(t)
   // Both edit while every update envelope is lost: each holds something the other lacks.

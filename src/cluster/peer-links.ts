@@ -39,6 +39,16 @@ export interface WatchedChannel {
   brokenSince: number | null
 }
 
+/** The peers' answers to a document's sync request, counted until all arrive. */
+interface AwaitedAnswers {
+  /** Peers that received the request (Redis's receiver count, without this node). */
+  expected: number
+  received: number
+  /** Requests in a row that were not answered in full; the next wait doubles with each. */
+  unanswered: number
+  timer: NodeJS.Timeout
+}
+
 /** One loaded document's link to the same document on the other nodes. */
 export interface DocumentLink extends WatchedChannel {
   readonly doc: LiveDocument
@@ -49,6 +59,8 @@ export interface DocumentLink extends WatchedChannel {
   pendingCheck: NodeJS.Timeout | null
   /** A sync request is queued for the end of this turn of the event loop. */
   syncRequested: boolean
+  /** Answers expected to the last sync request (null: none awaited), and its retry (see awaitAnswers). */
+  answers: AwaitedAnswers | null
   /** Last sequence number seen from each peer node (kept by the bridge). */
   readonly peerSeqs: Map<string, number>
   /** Awareness origin per peer node and user, standing for that user's clients there (kept by the bridge). */
@@ -124,7 +136,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
   async beforeLoad (doc: LiveDocument): Promise<void> {
     if (this.links.get(doc.id)?.doc === doc) return
     const channel = documentKeys(this.options.keyPrefix, doc.id).channel
-    const link: DocumentLink = { doc, channel, outSeq: 0, heartbeat: null, pendingCheck: null, syncRequested: false, peerSeqs: new Map(), remoteOwners: new Map(), awaitingEchoSince: null, lastEchoAt: performance.now(), brokenSince: null, peers: 'unknown', peerEpoch: 0 }
+    const link: DocumentLink = { doc, channel, outSeq: 0, heartbeat: null, pendingCheck: null, syncRequested: false, answers: null, peerSeqs: new Map(), remoteOwners: new Map(), awaitingEchoSince: null, lastEchoAt: performance.now(), brokenSince: null, peers: 'unknown', peerEpoch: 0 }
     this.links.set(doc.id, link)
     this.byChannel.set(channel, link)
     try {
@@ -146,6 +158,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     this.forget(link)
     if (link.heartbeat !== null) clearTimeout(link.heartbeat)
     if (link.pendingCheck !== null) clearTimeout(link.pendingCheck)
+    if (link.answers !== null) clearTimeout(link.answers.timer)
     await this.pubsub.unsubscribe(link.channel).catch(() => {})
   }
 
@@ -255,7 +268,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
       if (this.links.get(doc.id) !== link || doc.state === 'unloaded') return
       this.metrics.bridgeSyncRequests.inc()
       this.log.debug({ docId: doc.id, peers: link.peers }, 'bridge: sync requested')
-      this.sendWatched(link, { t: EnvelopeKind.SyncRequest, n: this.nodeId, d: doc.id, v: doc.encodeStateVector() })
+      this.sendWatched(link, { t: EnvelopeKind.SyncRequest, n: this.nodeId, d: doc.id, v: doc.encodeStateVector() }, receivers => { this.awaitAnswers(link, receivers - 1) })
       // The answers come on the node's own channel: make sure it still works.
       if (this.own.awaitingEchoSince === null) this.probeOwn()
     })
@@ -291,8 +304,40 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
 
   /** The bridge applied a peer's sync reply for the document. */
   noteSyncReply (docId: string): void {
+    const link = this.links.get(docId)
+    const answers = link?.answers ?? null
+    if (answers !== null && ++answers.received >= answers.expected) {
+      clearTimeout(answers.timer)
+      link!.answers = null
+    }
     const listeners = this.replyListeners.get(docId)
     if (listeners !== undefined) for (const listener of [...listeners]) listener()
+  }
+
+  /**
+   * `peers` other nodes received a sync request: each answers on this node's own channel. An
+   * answer can be lost without anyone noticing (published while the peer's Redis client still sent
+   * the shard's commands to a master that had died), and with the edits stopped nothing else would
+   * ever ask again: the two nodes would stay apart. So a request not answered by every peer within
+   * the echo timeout is sent again, waiting twice as long each time (at most 30 s), until answered.
+   */
+  private awaitAnswers (link: DocumentLink, peers: number): void {
+    if (this.links.get(link.doc.id) !== link) return
+    const unanswered = link.answers?.unanswered ?? 0
+    if (link.answers !== null) clearTimeout(link.answers.timer)
+    link.answers = null
+    if (peers <= 0) return
+    const waitMs = Math.min(this.echoTimeoutMs * 2 ** unanswered, 30_000)
+    const timer = setTimeout(() => {
+      const answers = link.answers
+      if (answers === null || this.links.get(link.doc.id) !== link || link.doc.state === 'unloaded') return
+      this.metrics.bridgeSyncUnanswered.inc()
+      this.log.warn({ docId: link.doc.id, expected: answers.expected, received: answers.received, waitedMs: waitMs }, 'bridge: peers did not answer a re-sync; asking again')
+      answers.unanswered++
+      this.requestSync(link.doc)
+    }, waitMs)
+    timer.unref()
+    link.answers = { expected: peers, received: 0, unanswered, timer }
   }
 
   /** Sends on one node's own channel (replies meant for it alone). */
@@ -474,7 +519,7 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
    * Sends on a channel this node subscribes to, which echoes it back to this node if it works; on
    * a document's channel, Redis's count of receivers tells whether other nodes hold it.
    */
-  private sendWatched (watched: WatchedChannel | DocumentLink, envelope: Envelope): void {
+  private sendWatched (watched: WatchedChannel | DocumentLink, envelope: Envelope, onReceivers?: (count: number) => void): void {
     watched.awaitingEchoSince ??= performance.now()
     if (!('doc' in watched)) {
       this.send(watched.channel, envelope)
@@ -482,7 +527,10 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     }
     const link = watched
     const epoch = link.peerEpoch
-    this.send(link.channel, envelope, receivers => { this.notePeers(link, epoch, receivers) })
+    this.send(link.channel, envelope, receivers => {
+      this.notePeers(link, epoch, receivers)
+      onReceivers?.(receivers)
+    })
   }
 
   private send (channel: string, envelope: Envelope, onReceivers?: (count: number) => void): void {

@@ -51,6 +51,7 @@ export class Metrics {
   readonly bridgeBrokenDetected = new Counter({ name: 'collab_bridge_broken_total', help: 'Times a document\'s bridge channel stopped echoing this node\'s own messages (subscription lost); it is subscribed again', registers: [this.registry] })
   readonly bridgeBrokenDocuments = new Gauge({ name: 'collab_bridge_broken_documents', help: 'Documents whose bridge channel does not work right now', registers: [this.registry] })
   readonly bridgeSyncRequests = new Counter({ name: 'collab_bridge_sync_requests_total', help: 'State-vector re-sync requests sent to peers', registers: [this.registry] })
+  readonly bridgeSyncUnanswered = new Counter({ name: 'collab_bridge_sync_unanswered_total', help: 'Re-sync requests that peers received but did not answer in time (asked again)', registers: [this.registry] })
   // Observed for every update a peer sends: a HotHistogram like the update timings, not prom-client.
   readonly bridgeLagSeconds = new HotHistogram(this.registry, 'collab_bridge_lag_seconds', 'Time from a peer publishing an update to this node applying it (includes clock skew between hosts)', [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1])
 
