@@ -104,6 +104,8 @@ export const METRICS: Record<string, MetricInfo> = {
   time_to_synced_max_ms: { label: 'time to synced max', unit: 'ms', better: 'lower' },
   rss_baseline_mb: { label: 'server RSS before connecting', unit: 'MB', better: 'lower' },
   idle_cpu_pct: { label: 'server CPU while idle', unit: '% of a core', better: 'lower' },
+  loaded_docs_without_connections: { label: 'documents still loaded after every connection closed', unit: '', better: 'higher' },
+  idle_cpu_loaded_docs_only_pct: { label: 'server CPU with those documents loaded and no connection', unit: '% of a core', better: 'lower' },
   fill_mb_per_s: { label: 'document upload (writer to observer)', unit: 'MB/s', better: 'higher' },
   redis_cpu_pct: { label: 'redis-server CPU', unit: '% of a core', better: 'lower' },
   failed_connections: { label: 'failed connections', unit: '', better: 'lower' },
