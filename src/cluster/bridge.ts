@@ -85,6 +85,7 @@ export class ClusterBridge {
       return
     }
     if (envelope !== null && envelope.t === EnvelopeKind.Part) {
+      if (channel === this.ownChannel) this.links.noteAnswerUnderway(envelope.d)
       const whole = this.parts.add(envelope)
       if (whole === null) return
       envelope = decodeEnvelope(Buffer.from(whole.buffer, whole.byteOffset, whole.byteLength))

@@ -327,6 +327,10 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
     if (link.answers !== null) clearTimeout(link.answers.timer)
     link.answers = null
     if (peers <= 0) return
+    link.answers = { expected: peers, received: 0, unanswered, timer: this.answerTimer(link, unanswered) }
+  }
+
+  private answerTimer (link: DocumentLink, unanswered: number): NodeJS.Timeout {
     const waitMs = Math.min(this.echoTimeoutMs * 2 ** unanswered, 30_000)
     const timer = setTimeout(() => {
       const answers = link.answers
@@ -337,7 +341,19 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
       this.requestSync(link.doc)
     }, waitMs)
     timer.unref()
-    link.answers = { expected: peers, received: 0, unanswered, timer }
+    return timer
+  }
+
+  /**
+   * A part of a large envelope about the document arrived on this node's own channel: an answer is
+   * on its way (a large document's takes seconds to cross); the wait for answers starts again.
+   */
+  noteAnswerUnderway (docId: string): void {
+    const link = this.links.get(docId)
+    const answers = link?.answers ?? null
+    if (answers === null) return
+    clearTimeout(answers.timer)
+    answers.timer = this.answerTimer(link!, answers.unanswered)
   }
 
   /** Sends on one node's own channel (replies meant for it alone). */
