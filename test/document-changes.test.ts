@@ -106,6 +106,39 @@ t.test('relay if-changed still hands on an update Yjs keeps pending: the one com
   t.equal(restored.getText('t').toString(), 'first second', 'and so does what was stored')
 })
 
+t.test('a second pending update is handed on too, though Yjs merges it into the pending one it already keeps', async t => {
+  // After a failover, updates arrive out of order on two channels: the document's (a peer's
+  // latest edits) and the node's own (the repair with the edits lost before them).
+  for (const path of ['peer', 'client'] as const) {
+    const r = recorder(t)
+    const source = new Y.Doc()
+    const edits: Uint8Array[] = []
+    for (const word of ['one ', 'two ', 'three ', 'four']) {
+      const before = Y.encodeStateVector(source)
+      source.getText('t').insert(source.getText('t').length, word)
+      edits.push(Y.encodeStateAsUpdate(source, before))
+    }
+    const commit = (update: Uint8Array): void => {
+      if (path === 'peer') r.changes.commitFromPeer(r.doc, update, null, 'peer')
+      else r.changes.commit(r.doc, update, null, 'batch', null, 'if-changed')
+    }
+    // 'three' and 'four' arrive first, one after the other: both wait for 'one' and 'two'.
+    commit(edits[2]!)
+    commit(edits[3]!)
+    t.equal(r.local.length, 2, `${path}: both pending updates relayed`)
+    t.equal(r.stored.length, 2, `${path}: both stored`)
+    // The repair carries only what was lost: 'one' and 'two'.
+    commit(Y.mergeUpdates([edits[0]!, edits[1]!]))
+    t.equal(r.doc.ydoc.getText('t').toString(), 'one two three four', `${path}: the server completes`)
+    const replica = new Y.Doc()
+    for (const { frame } of r.local) Y.applyUpdate(replica, updateOf(frame))
+    t.equal(replica.getText('t').toString(), 'one two three four', `${path}: a client that received only what was handed on completes`)
+    const restored = new Y.Doc()
+    for (const update of r.stored) Y.applyUpdate(restored, update)
+    t.equal(restored.getText('t').toString(), 'one two three four', `${path}: and so does what was stored`)
+  }
+})
+
 t.test('without a frame, one is encoded from the update and reaches every local client', async t => {
   const r = recorder(t, false)
   const update = textUpdate('encoded')

@@ -4,7 +4,7 @@ import type { Metrics } from '../metrics/metrics.js'
 import { encodeAwarenessEntries, readAwarenessEntries, type AwarenessEntry } from '../protocol/awareness-entries.js'
 import { encodeAwareness, encodeSyncUpdate } from '../protocol/messages.js'
 import type { DocumentLifecycle } from './document-lifecycle.js'
-import { changedNothing, UpdateRejectedError, type LiveDocument } from './live-document.js'
+import { changedNothing, pendingMark, UpdateRejectedError, type LiveDocument } from './live-document.js'
 import type { AwarenessOwner, PresenceLimits } from './presence.js'
 
 /**
@@ -119,7 +119,7 @@ export class DocumentChanges implements DocumentLifecycle {
     // Clients' updates (the only ones relayed always) are the ones the timing metrics describe.
     const sampled = relay === 'always' && this.metrics.sampleThis()
     const started = sampled ? performance.now() : 0
-    const { pendingStructs, pendingDs } = doc.ydoc.store
+    const pending = pendingMark(doc)
     let transaction
     try {
       transaction = doc.apply(update, origin)
@@ -129,7 +129,7 @@ export class DocumentChanges implements DocumentLifecycle {
     }
     // An update Yjs kept pending changed nothing yet, but it must reach the store and the other
     // replicas all the same: the update that completes it later carries none of its structs.
-    if (relay === 'if-changed' && changedNothing(doc, transaction, pendingStructs, pendingDs)) return false
+    if (relay === 'if-changed' && changedNothing(doc, transaction, pending)) return false
     const applied = sampled ? performance.now() : 0
     this.distributeLocal(doc, update, frame, sender, transaction)
     if (sampled) {
@@ -147,7 +147,7 @@ export class DocumentChanges implements DocumentLifecycle {
    * and store already have it. Throws UpdateRejectedError like commit().
    */
   commitFromPeer (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, origin: unknown): void {
-    const { pendingStructs, pendingDs } = doc.ydoc.store
+    const pending = pendingMark(doc)
     let transaction
     try {
       transaction = doc.apply(update, origin)
@@ -155,7 +155,7 @@ export class DocumentChanges implements DocumentLifecycle {
       if (err instanceof UpdateRejectedError && err.partial !== null) this.distributeFromPeer(doc, err.partial, null, null)
       throw err
     }
-    if (changedNothing(doc, transaction, pendingStructs, pendingDs)) return
+    if (changedNothing(doc, transaction, pending)) return
     this.distributeFromPeer(doc, update, frame, transaction)
   }
 

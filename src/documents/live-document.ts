@@ -320,14 +320,28 @@ export class LiveDocument {
   }
 }
 
+/** What Yjs holds pending (updates waiting for their dependencies) at one moment: see changedNothing. */
+export interface PendingMark {
+  structs: Uint8Array | null
+  ds: Uint8Array | null
+}
+
 /**
- * Whether a transaction changed nothing in the document and left what Yjs holds pending (updates
- * waiting for their dependencies) as it was before: `pendingStructs` and `pendingDs` as they were
- * then. Yjs replaces those objects whenever they change, so comparing them is enough.
+ * The pending updates' bytes: Yjs replaces them with a merged copy whenever they change. Not the
+ * pendingStructs object, which Yjs keeps and merges a second pending update into in place.
  */
-export function changedNothing (doc: LiveDocument, transaction: Y.Transaction | null, pendingStructs: unknown, pendingDs: unknown): boolean {
+export function pendingMark (doc: LiveDocument): PendingMark {
   const store = doc.ydoc.store
-  return !changedBy(transaction) && store.pendingStructs === pendingStructs && store.pendingDs === pendingDs
+  return { structs: store.pendingStructs?.update ?? null, ds: store.pendingDs }
+}
+
+/**
+ * Whether a transaction changed nothing in the document and left what Yjs holds pending as it was
+ * at `before` (pendingMark taken before applying).
+ */
+export function changedNothing (doc: LiveDocument, transaction: Y.Transaction | null, before: PendingMark): boolean {
+  const now = pendingMark(doc)
+  return !changedBy(transaction) && now.structs === before.structs && now.ds === before.ds
 }
 
 /**
