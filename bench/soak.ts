@@ -19,6 +19,7 @@ import WebSocket from 'ws'
 import { WebsocketProvider } from 'y-websocket'
 import * as Y from 'yjs'
 import { freePort } from '../scripts/free-port.js'
+import { scrapeMetric } from './lib/server-metrics.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const { values: flags } = parseArgs({
@@ -48,12 +49,6 @@ async function collectGarbage (pid: number): Promise<void> {
   await sleep(500)
   process.kill(pid, 'SIGUSR2')
   await sleep(500)
-}
-
-async function metric (port: number, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
-  const line = text.split('\n').find(l => l.startsWith(`${name} `))
-  return line === undefined ? NaN : Number(line.split(' ')[1])
 }
 
 interface Client { doc: Y.Doc, provider: WebsocketProvider, docId: string }
@@ -101,7 +96,7 @@ async function main (): Promise<void> {
   await sleep(2500)
   await collectGarbage(server.pid!)
   const rssStart = rssOf(server.pid!)
-  const heapStart = await metric(port, 'collab_nodejs_heap_size_used_bytes')
+  const heapStart = await scrapeMetric(port, 'collab_nodejs_heap_size_used_bytes')
 
   const expected = new Map<string, number>()
   const random = (n: number): number => Math.floor(Math.random() * n)
@@ -148,14 +143,14 @@ async function main (): Promise<void> {
 
   // Every document unloads once idle.
   const unloadDeadline = Date.now() + 30_000
-  while ((await metric(port, 'collab_documents_loaded')) !== 0) {
+  while ((await scrapeMetric(port, 'collab_documents_loaded')) !== 0) {
     if (Date.now() > unloadDeadline) throw new Error('documents did not unload')
     await sleep(200)
   }
   await sleep(1000)
   await collectGarbage(server.pid!)
   const rssEnd = rssOf(server.pid!)
-  const heapEnd = await metric(port, 'collab_nodejs_heap_size_used_bytes')
+  const heapEnd = await scrapeMetric(port, 'collab_nodejs_heap_size_used_bytes')
 
   // Every edit is in the store: each document, loaded fresh, holds exactly its edits.
   let missing = 0

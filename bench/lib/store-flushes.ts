@@ -1,3 +1,5 @@
+import { scrapeMetrics } from './server-metrics.js'
+
 /**
  * The write-behind's flushes during a measured window, from our server's /metrics
  * (collab_store_flush_seconds): how often the store was written and how long a write took.
@@ -12,7 +14,7 @@ export interface FlushHistogram {
 }
 
 export async function scrapeFlushes (port: number): Promise<FlushHistogram> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+  const text = await scrapeMetrics(port)
   const buckets: Array<[number, number]> = []
   let sum = 0
   let count = 0

@@ -8,6 +8,7 @@ import { checkConsistency, setupLoad, summarizeConnects, tokensFor } from '../li
 import type { GeneratorPool } from '../lib/pool.js'
 import { round, sig, sleep } from '../lib/stats.js'
 import { isOurs } from '../lib/servers.js'
+import { scrapeMetric } from '../lib/server-metrics.js'
 import { LIFTED_RATE_LIMITS, markCpu, type Target } from '../lib/target.js'
 import { signTokens } from '../lib/tokens.js'
 import { withTarget } from './steady.js'
@@ -46,13 +47,6 @@ const KEEP_LOADED = { DOC_IDLE_UNLOAD_MS: '600000' }
 
 function cpuPct (a: ReturnType<typeof markCpu>, b: ReturnType<typeof markCpu>): number {
   return ((b.server.user - a.server.user) + (b.server.system - a.server.system)) / ((b.at - a.at) / 1000) * 100
-}
-
-/** The node's count of loaded documents, from its metrics. */
-async function loadedDocuments (port: number): Promise<number | null> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
-  const line = /^collab_documents_loaded (\S+)$/m.exec(text)
-  return line === null ? null : Number(line[1])
 }
 
 export const idleMemoryScenario: Scenario = {
@@ -95,7 +89,7 @@ export const idleMemoryScenario: Scenario = {
         await sleep((flags.idleWindow ?? 2) * 1000)
         const b = markCpu(target)
         loadedIdleCpu = cpuPct(a, b)
-        loadedDocs = await loadedDocuments(target.nodes[0]!.port)
+        loadedDocs = await scrapeMetric(target.nodes[0]!.port, 'collab_documents_loaded')
         ctx.log(`  without connections, ${loadedDocs} documents still loaded: ${round(loadedIdleCpu, 2)} % of a core`)
       }
       return {
