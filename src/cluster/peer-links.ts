@@ -323,11 +323,10 @@ export class PeerLinks implements PeerPublisher, DocumentLifecycle {
    */
   private awaitAnswers (link: DocumentLink, peers: number): void {
     if (this.links.get(link.doc.id) !== link) return
+    // A request sent again after an unanswered one keeps its count: the wait goes on doubling.
     const unanswered = link.answers?.unanswered ?? 0
     if (link.answers !== null) clearTimeout(link.answers.timer)
-    link.answers = null
-    if (peers <= 0) return
-    link.answers = { expected: peers, received: 0, unanswered, timer: this.answerTimer(link, unanswered) }
+    link.answers = peers <= 0 ? null : { expected: peers, received: 0, unanswered, timer: this.answerTimer(link, unanswered) }
   }
 
   private answerTimer (link: DocumentLink, unanswered: number): NodeJS.Timeout {
