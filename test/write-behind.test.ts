@@ -54,7 +54,37 @@ t.test('a failed write keeps every update, reports the failure and lands everyth
   t.equal(writeBehind.pendingDocuments, 0)
   t.same(await storedItems(store, 'a'), ['a1', 'a2', 'a3'])
   t.same(await storedItems(store, 'b'), ['b1'])
-  t.same(appended.flat().sort(), ['a', 'a', 'b'], 'the listener hears of every appended entry')
+  t.same(appended.flat().sort(), ['a', 'b'], 'the listener hears of each document once per write, however many entries it had')
+})
+
+t.test('large updates are entries of their own, in buffers of their exact size; the listener hears of the document once per write', async t => {
+  const store = await openStore(t)
+  const written: Array<{ docId: string, value: Uint8Array }> = []
+  const append = store.append.bind(store)
+  store.append = async entries => {
+    written.push(...entries)
+    return await append(entries)
+  }
+  const appended: string[][] = []
+  const writeBehind = new WriteBehind(store, { intervalMs: 60_000, retryMaxMs: 1_000 }, log, undefined, { appended: ids => appended.push(ids) })
+  const writer = new Y.Doc()
+  const updates: Uint8Array[] = []
+  writer.on('update', (update: Uint8Array) => { updates.push(update) })
+  writer.getArray('items').push(['small 1'])
+  for (let i = 0; i < 5; i++) writer.getArray('items').push(['x'.repeat(64 * 1024) + String(i)])
+  writer.getArray('items').push(['small 2'])
+  for (const update of updates) writeBehind.enqueue('big', update)
+  await writeBehind.flush()
+
+  t.equal(written.length, 7, 'the small update before, each large one, the small one after: one entry each')
+  for (const [i, { value }] of written.entries()) {
+    if (i === 0 || i === written.length - 1) continue
+    t.ok(value.buffer.byteLength <= updates[i]!.length + 11, `large entry ${i} allocated for its update only (${value.buffer.byteLength} bytes for ${updates[i]!.length})`)
+  }
+  t.same(appended, [['big']], 'one write, one report')
+  const stored = new Y.Doc()
+  for (const update of (await store.load('big')).updates) Y.applyUpdate(stored, update)
+  t.same(stored.getArray('items').toJSON(), writer.getArray('items').toJSON(), 'every update stored, in order')
 })
 
 t.test('retries back off while the store keeps failing', async t => {

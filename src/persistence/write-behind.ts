@@ -14,7 +14,10 @@ interface Pending {
   collapsedBytes: number
 }
 
-/** Told which documents' entries were durably appended (compaction counts them). */
+/**
+ * Told which documents had entries durably appended, once per document per write however many
+ * entries it wrote (compaction counts these: a bulk write of large updates, an entry each, is one).
+ */
 export interface AppendListener {
   appended (docIds: string[]): void
 }
@@ -31,6 +34,12 @@ export interface WriteBehindOptions {
 
 /** A document's pending updates fill entries of about this size (more during a bulk upload). */
 const ENTRY_MAX_BYTES = 256 * 1024
+/**
+ * An update this large is an entry of its own, in a buffer of its exact size: appended to a
+ * builder, it would make the builder double (and copy) its buffer on the way to ENTRY_MAX_BYTES,
+ * which during a bulk write of large updates allocated more than twice the bytes written.
+ */
+const OWN_ENTRY_BYTES = 16 * 1024
 /**
  * While the store fails, a document whose pending updates pass this (or twice its full state) has
  * them replaced by its full state, which contains them all: memory stays bounded by the documents'
@@ -79,13 +88,19 @@ export class WriteBehind {
       this.pending.set(docId, entry)
     }
     if (this.consecutiveFailures > 0 && entry.bytes + update.length > Math.max(COLLAPSE_PENDING_ABOVE_BYTES, 2 * entry.collapsedBytes) && this.collapse(docId, entry)) return
-    if (entry.current !== null && entry.current.byteLength + update.length > ENTRY_MAX_BYTES) {
+    entry.bytes += update.length
+    if (entry.current !== null && (entry.current.byteLength + update.length > ENTRY_MAX_BYTES || update.length >= OWN_ENTRY_BYTES)) {
       entry.values.push(entry.current.finish())
       entry.current = null
     }
+    if (update.length >= OWN_ENTRY_BYTES) {
+      const own = new EntryBuilder(update.length)
+      own.append(update)
+      entry.values.push(own.finish())
+      return
+    }
     entry.current ??= new EntryBuilder(update.length)
     entry.current.append(update)
-    entry.bytes += update.length
   }
 
   /**
@@ -199,7 +214,7 @@ export class WriteBehind {
     this.consecutiveFailures = 0
     this.lastError = null
     this.retryAt = 0
-    this.listener?.appended(entries.map(e => e.docId))
+    this.listener?.appended([...new Set(entries.map(e => e.docId))])
   }
 
   /**
