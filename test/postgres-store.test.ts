@@ -217,6 +217,12 @@ t.test('PostgreSQL schema: created in an empty database, re-running changes noth
   t.same(again, { from: LATEST_SCHEMA_VERSION, to: LATEST_SCHEMA_VERSION, applied: [] }, 're-running applies nothing')
   const versions = await pools[0]!.pool.query('SELECT version FROM collab_m.schema_version ORDER BY version')
   t.same(versions.rows.map(r => r.version), Array.from({ length: LATEST_SCHEMA_VERSION }, (_v, i) => i + 1), 'each version recorded once')
+  const compression = await pools[0]!.pool.query(`SELECT attrelid::regclass::text AS table, attcompression FROM pg_attribute
+    WHERE attrelid IN ('collab_m.document_entries'::regclass, 'collab_m.document_versions'::regclass) AND attname IN ('value', 'state') ORDER BY 1`)
+  t.same(compression.rows, [{ table: 'collab_m.document_entries', attcompression: 'l' }, { table: 'collab_m.document_versions', attcompression: 'l' }], 'stored states are compressed with lz4')
+  await pools[0]!.pool.query(`INSERT INTO collab_m.document_entries (doc_id, seq, value) VALUES ('lz4', 1, convert_to(repeat('compressible ', 100000), 'UTF8'))`)
+  const stored = await pools[0]!.pool.query('SELECT pg_column_compression(value) AS method FROM collab_m.document_entries WHERE doc_id = \'lz4\'')
+  t.equal(stored.rows[0].method, 'lz4', 'a large value is stored with lz4')
 
   await pools[0]!.pool.query('INSERT INTO collab_m.schema_version (version, description) VALUES (999, \'from the future\')')
   await t.rejects(migrate(pools[1]!, 'collab_m'), /version 999, newer than this build/, 'a schema newer than the build is refused')

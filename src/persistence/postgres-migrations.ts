@@ -44,6 +44,27 @@ const MIGRATIONS: ReadonlyArray<{ version: number, description: string, sql: str
         PRIMARY KEY (doc_id, id)
       );
     `
+  },
+  {
+    version: 3,
+    description: 'lz4 compression of stored states',
+    sql: `
+      -- Large values (snapshots, versions) are compressed by PostgreSQL. Its default, pglz, took
+      -- 1.4 s of the database's CPU to store a 64 MiB snapshot and lz4 0.3 s, at the same ratio,
+      -- and lz4 reads back faster. Values already stored keep their compression until rewritten.
+      -- A server built without lz4 keeps pglz (feature_not_supported); PostgreSQL before 14 has
+      -- no per-column compression at all.
+      DO $migration$
+      BEGIN
+        IF current_setting('server_version_num')::int >= 140000 THEN
+          EXECUTE 'ALTER TABLE {schema}.document_entries ALTER COLUMN value SET COMPRESSION lz4';
+          EXECUTE 'ALTER TABLE {schema}.document_versions ALTER COLUMN state SET COMPRESSION lz4';
+        END IF;
+      EXCEPTION WHEN feature_not_supported THEN
+        RAISE NOTICE 'lz4 is not available on this server: stored states stay compressed with pglz';
+      END
+      $migration$;
+    `
   }
 ]
 
