@@ -16,6 +16,14 @@ t.test('the frame limit follows the document limit unless set', async t => {
   t.equal(loadConfig(base).limits.bytesBurst, 2 * (64 * MiB + 1024), 'the byte burst allows a full sync')
 })
 
+t.test('the join cache follows the document limit unless set', async t => {
+  t.equal(loadConfig(base).joinCacheMaxBytes, 128 * MiB, 'room for the largest document twice over')
+  t.equal(loadConfig({ ...base, MAX_DOCUMENT_BYTES: String(MiB) }).joinCacheMaxBytes, 2 * MiB)
+  t.equal(loadConfig({ ...base, MAX_DOCUMENT_BYTES: '0' }).joinCacheMaxBytes, 128 * MiB)
+  t.equal(loadConfig({ ...base, JOIN_CACHE_MAX_BYTES: '0' }).joinCacheMaxBytes, 0, '0: nothing cached')
+  t.throws(() => loadConfig({ ...base, JOIN_CACHE_MAX_BYTES: '-1' }), /JOIN_CACHE_MAX_BYTES/)
+})
+
 t.test('a frame limit below the document limit is refused with one clear error', async t => {
   t.throws(() => loadConfig({ ...base, MAX_MESSAGE_BYTES: String(4 * MiB) }), new ConfigError(
     `Invalid MAX_MESSAGE_BYTES: ${4 * MiB} cannot carry a document of MAX_DOCUMENT_BYTES (${64 * MiB}), which a client sends in one message; leave it unset, set it to at least ${64 * MiB + 1024}, or lower MAX_DOCUMENT_BYTES`))

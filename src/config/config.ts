@@ -110,6 +110,8 @@ export interface Config {
   compactAfterEntries: number
   maxMessageBytes: number
   docIdleUnloadMs: number
+  /** Bytes that loaded documents may keep, over the process, to answer fresh joins (JoinCacheBudget). */
+  joinCacheMaxBytes: number
   maxBackpressureBytes: number
   idleTimeoutSec: number
   shutdownTimeoutMs: number
@@ -178,6 +180,8 @@ export function loadConfig (env: NodeJS.ProcessEnv): Config {
     compactAfterEntries: read.int('COMPACT_AFTER_ENTRIES', 200, 2, 1_000_000),
     maxMessageBytes: read.int('MAX_MESSAGE_BYTES', maxDocumentBytes === 0 ? 256 * 1024 * 1024 : maxDocumentBytes + FRAME_OVERHEAD_BYTES, 1024, 2 * 1024 * 1024 * 1024 + FRAME_OVERHEAD_BYTES),
     docIdleUnloadMs: read.int('DOC_IDLE_UNLOAD_MS', 30_000, 0, 24 * 3600_000),
+    // Room for the largest document's encoding twice over (its recorded chunks and its full state).
+    joinCacheMaxBytes: read.int('JOIN_CACHE_MAX_BYTES', 2 * (maxDocumentBytes === 0 ? 64 * 1024 * 1024 : maxDocumentBytes), 0, 64 * 1024 * 1024 * 1024),
     maxBackpressureBytes: read.int('MAX_BACKPRESSURE_BYTES', 8 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
     // WEBSOCKET_SESSION_TIMEOUT_SECONDS is the seed design's name for the same setting.
     idleTimeoutSec: read.int('IDLE_TIMEOUT_SECONDS', read.int('WEBSOCKET_SESSION_TIMEOUT_SECONDS', 60, 0, 960), 0, 960),

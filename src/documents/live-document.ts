@@ -5,6 +5,7 @@ import type { BatchAck } from '../protocol/extensions.js'
 import { encodeAwareness } from '../protocol/messages.js'
 import { awarenessTimeouts } from './awareness-timeouts.js'
 import { PresenceOwners } from './presence.js'
+import { joinCacheBudget, type JoinCacheHolder } from './join-cache-budget.js'
 import { RecordedChunks, ReplayedChunks, StateChunks, type ChunkSequence, type ChunkSize } from './state-chunks.js'
 
 export type { AwarenessOwner } from './presence.js'
@@ -73,7 +74,7 @@ export const diffCacheBudget = { used: 0, limit: 64 * 1024 * 1024 }
  * One loaded document: its Y.Doc, its awareness, and the bookkeeping the registry needs.
  * The document is shared by every connection to it on this node.
  */
-export class LiveDocument {
+export class LiveDocument implements JoinCacheHolder {
   readonly ydoc: ServerYDoc
   readonly awareness: Awareness
   /**
@@ -104,8 +105,9 @@ export class LiveDocument {
   /** Who announced each awareness client id. */
   readonly presence = new PresenceOwners()
 
+  /** The full state, until the next change or until the join cache's budget drops it. */
   private fullStateCache: Uint8Array | null = null
-  /** A large document's full state in chunks, until the next change. */
+  /** A large document's full state in chunks, likewise. */
   private fullStateChunks: Uint8Array[] | null = null
   /** Counts transactions: chunks made while the document changed are not kept. */
   private version = 0
@@ -146,8 +148,7 @@ export class LiveDocument {
     })
     this.ydoc.afterTransaction = () => {
       this.version++
-      this.fullStateChunks = null
-      this.fullStateCache = null
+      if (this.fullStateCache !== null || this.fullStateChunks !== null) this.dropJoinCache()
       this.dropDiffCache()
     }
   }
@@ -265,7 +266,10 @@ export class LiveDocument {
   stateChunks (stateVector: Uint8Array, size: ChunkSize): ChunkSequence | null {
     if (this.sizeEstimate <= size.chunkBytes) return null
     const fresh = isEmptyStateVector(stateVector)
-    if (fresh && this.fullStateChunks !== null) return new ReplayedChunks(this.fullStateChunks, this.ydoc)
+    if (fresh && this.fullStateChunks !== null) {
+      joinCacheBudget.touch(this)
+      return new ReplayedChunks(this.fullStateChunks, this.ydoc)
+    }
     const chunks = StateChunks.forStateVector(this.ydoc, stateVector, size)
     const now = performance.now()
     if (!fresh || (this.recordingSince !== null && now - this.recordingSince < RECORDING_MAX_MS)) return chunks
@@ -274,7 +278,9 @@ export class LiveDocument {
     this.recordingSince = now
     return new RecordedChunks(chunks, recorded => {
       this.recordingSince = null
-      if (this.version === version && this.state !== 'unloaded') this.fullStateChunks = recorded
+      if (this.version !== version || this.state === 'unloaded') return
+      const bytes = recorded.reduce((sum, chunk) => sum + chunk.length, this.fullStateCache?.length ?? 0)
+      if (joinCacheBudget.admit(this, bytes)) this.fullStateChunks = recorded
     })
   }
 
@@ -283,10 +289,28 @@ export class LiveDocument {
     return this.state === 'unloaded' ? null : this.fullState()
   }
 
-  /** The whole document as one update, encoded once per change. */
+  /** The whole document as one update, encoded once per change while the join cache has room. */
   private fullState (): Uint8Array {
-    this.fullStateCache ??= Y.encodeStateAsUpdate(this.ydoc)
-    return this.fullStateCache
+    if (this.fullStateCache !== null) {
+      joinCacheBudget.touch(this)
+      return this.fullStateCache
+    }
+    const state = Y.encodeStateAsUpdate(this.ydoc)
+    const chunkBytes = this.fullStateChunks?.reduce((sum, chunk) => sum + chunk.length, 0) ?? 0
+    if (joinCacheBudget.admit(this, chunkBytes + state.length)) this.fullStateCache = state
+    return state
+  }
+
+  /** The join cache's budget dropped this document's cached state (it has forgotten its bytes). */
+  evictJoinCache (): void {
+    this.fullStateCache = null
+    this.fullStateChunks = null
+  }
+
+  private dropJoinCache (): void {
+    this.fullStateCache = null
+    this.fullStateChunks = null
+    joinCacheBudget.release(this)
   }
 
   encodeStateVector (): Uint8Array {
@@ -308,8 +332,7 @@ export class LiveDocument {
     this.state = 'unloaded'
     this.awareness.destroy()
     this.ydoc.destroy()
-    this.fullStateCache = null
-    this.fullStateChunks = null
+    this.dropJoinCache()
     this.dropDiffCache()
     this.awarenessFrameCache = null
   }

@@ -62,6 +62,12 @@ export class Metrics {
   readonly databaseQuerySeconds = new Histogram({ name: 'collab_database_query_seconds', help: 'PostgreSQL store: duration of each query or transaction, by operation', labelNames: ['operation'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30], registers: [this.registry] })
   readonly databaseErrors = new Counter({ name: 'collab_database_errors_total', help: 'PostgreSQL store: failed queries by operation', labelNames: ['operation'], registers: [this.registry] })
 
+  /** The join cache's gauges, read at scrape time (JoinCacheBudget: one per process). */
+  watchJoinCache (budget: { used: number, holders: number }): void {
+    new Gauge({ name: 'collab_join_cache_bytes', help: 'Bytes loaded documents keep to answer fresh joins (full states, recorded chunks), bounded by JOIN_CACHE_MAX_BYTES', registers: [this.registry], collect () { this.set(budget.used) } })
+    new Gauge({ name: 'collab_join_cache_documents', help: 'Documents keeping a cached answer to fresh joins', registers: [this.registry], collect () { this.set(budget.holders) } })
+  }
+
   /** Pool gauges read at scrape time (PostgreSQL store only). */
   watchDatabasePool (pool: { totalCount: number, idleCount: number, waitingCount: number }): void {
     new Gauge({ name: 'collab_database_connections_in_use', help: 'PostgreSQL store: pool connections running a query', registers: [this.registry], collect () { this.set(pool.totalCount - pool.idleCount) } })

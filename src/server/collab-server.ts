@@ -11,6 +11,7 @@ import { Compactor } from '../documents/compactor.js'
 import { DocumentChanges } from '../documents/document-changes.js'
 import type { DocumentLifecycle } from '../documents/document-lifecycle.js'
 import { LocalParticipants, type ParticipantDirectory } from '../documents/participants.js'
+import { joinCacheBudget } from '../documents/join-cache-budget.js'
 import { DocumentRegistry } from '../documents/registry.js'
 import { Metrics } from '../metrics/metrics.js'
 import type { DocumentStore, VersionMeta } from '../persistence/document-store.js'
@@ -68,6 +69,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
   log = log.child({ nodeId: config.nodeId })
   const startedAt = Date.now()
   const metrics = new Metrics()
+  joinCacheBudget.limit = config.joinCacheMaxBytes
+  metrics.watchJoinCache(joinCacheBudget)
   // Loaded only in cluster mode (see cluster-mode.ts).
   const cluster = config.cluster === null ? null : (await import('../cluster/cluster-mode.js')).createClusterResources(config.cluster, config.nodeId, log, deps.wrapPubSub)
   const store = deps.store ?? (config.database !== null
