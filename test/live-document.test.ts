@@ -100,4 +100,26 @@ t.test('presence not renewed for 30 s is dropped by the node\'s one sweep, not a
   awarenessTimeouts.sweep(Date.now() + 31_000)
   t.same(removed, ['sweep-a', 'sweep-b'], 'not renewed for 31 s: dropped from every document, as a timeout')
   t.equal(docs[0]!.awareness.getStates().size, 0)
+  t.equal((docs[0]!.awareness as unknown as { _checkInterval: unknown })._checkInterval, null, 'y-protocols\' own interval is stopped and let go')
+
+  t.equal(docs[0]!.ydoc.guid, 'sweep-a', 'the document\'s id is its guid')
+})
+
+t.test('an unloaded document leaves the presence sweep', async t => {
+  const kept = new LiveDocument('sweep-kept')
+  t.teardown(() => { kept.destroy() })
+  const unloaded = new LiveDocument('sweep-unloaded')
+  const client = new Awareness(new Y.Doc())
+  t.teardown(() => { client.destroy() })
+  client.setLocalState({ user: 'ada' })
+  applyAwarenessUpdate(kept.awareness, encodeAwarenessUpdate(client, [client.clientID]), 'client')
+  applyAwarenessUpdate(unloaded.awareness, encodeAwarenessUpdate(client, [client.clientID]), 'client')
+  const awareness = unloaded.awareness
+  unloaded.destroy()
+  // Presence put back after the unload: a sweep that still visited this awareness would drop it.
+  applyAwarenessUpdate(awareness, encodeAwarenessUpdate(client, [client.clientID]), 'client')
+  t.equal(awareness.getStates().size, 1)
+  awarenessTimeouts.sweep(Date.now() + 31_000)
+  t.equal(kept.awareness.getStates().size, 0, 'the loaded document\'s stale presence is dropped')
+  t.equal(awareness.getStates().size, 1, 'the unloaded document\'s awareness is not visited')
 })

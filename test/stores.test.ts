@@ -127,16 +127,27 @@ t.test('write-behind splits a large backlog into bounded entries, losing nothing
   const { store } = await openTempLevelDb(t)
   const writeBehind = new WriteBehind(store, { intervalMs: 60_000, retryMaxMs: 1_000 }, createLogger('silent'))
   const source = new Y.Doc()
-  for (let i = 0; i < 30; i++) {
+  const entriesOf = (docId: string): number => parseInt(store.lastCursor(docId)!.slice(-13), 16) + 1
+  // Small updates share entries of up to ~256 KiB.
+  for (let i = 0; i < 3000; i++) {
     const sv = Y.encodeStateVector(source)
-    source.getArray('items').push([`${i}:${'x'.repeat(100_000)}`])
-    writeBehind.enqueue('bulk', Y.encodeStateAsUpdate(source, sv))
+    source.getArray('items').push([`${i}:${'x'.repeat(1_000)}`])
+    writeBehind.enqueue('small', Y.encodeStateAsUpdate(source, sv))
   }
   await writeBehind.flush()
-  const stored = await store.load('bulk')
-  const entries = parseInt(store.lastCursor('bulk')!.slice(-13), 16) + 1
-  t.ok(entries >= 10 && entries <= 15, `3 MB stored as ${entries} entries of at most ~256 KiB each`)
-  t.equal(itemsOf(stored.updates).length, 30, 'every update is in the store')
+  t.ok(entriesOf('small') >= 10 && entriesOf('small') <= 15, `3 MB of 1 KB updates stored as ${entriesOf('small')} entries of at most ~256 KiB each`)
+  t.equal(itemsOf((await store.load('small')).updates).length, 3000, 'every small update is in the store')
+
+  // Large ones are an entry each, whatever the backlog.
+  const large = new Y.Doc()
+  for (let i = 0; i < 30; i++) {
+    const sv = Y.encodeStateVector(large)
+    large.getArray('items').push([`${i}:${'x'.repeat(100_000)}`])
+    writeBehind.enqueue('bulk', Y.encodeStateAsUpdate(large, sv))
+  }
+  await writeBehind.flush()
+  t.equal(entriesOf('bulk'), 30, '3 MB of 100 KB updates stored as an entry each')
+  t.equal(itemsOf((await store.load('bulk')).updates).length, 30, 'every large update is in the store')
 })
 
 t.test('write-behind keeps every update through failed writes and writes them once the store is back', async t => {

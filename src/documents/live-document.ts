@@ -134,9 +134,14 @@ export class LiveDocument implements JoinCacheHolder {
   private awarenessFrameCache: Uint8Array | null = null
 
   constructor (readonly id: string) {
-    this.ydoc = new ServerYDoc({ gc: true })
+    // The document's id is its guid: Yjs would make a random one (a string per document) that
+    // only subdocuments use.
+    this.ydoc = new ServerYDoc({ gc: true, guid: id })
     this.topic = new TextEncoder().encode(`doc/${id}`)
     this.awareness = new Awareness(this.ydoc)
+    // y-protocols' Awareness listens for the doc's 'destroy' to destroy itself; destroy() below
+    // does that first, so the listener (a Set and a closure per document) is let go.
+    this.ydoc._observers = new Map()
     // The server is not a participant: it holds no awareness state of its own.
     this.awareness.setLocalState(null)
     awarenessTimeouts.watch(this.awareness)
@@ -330,6 +335,7 @@ export class LiveDocument implements JoinCacheHolder {
 
   destroy (): void {
     this.state = 'unloaded'
+    awarenessTimeouts.unwatch(this.awareness)
     this.awareness.destroy()
     this.ydoc.destroy()
     this.dropJoinCache()

@@ -39,7 +39,8 @@ export interface AwarenessOwner {
  */
 export class PresenceOwners {
   private readonly owners = new Map<number, AwarenessOwner>()
-  private readonly formerOwners = new Map<number, string | null>()
+  /** Made on the first release: most documents never see anyone leave while loaded. */
+  private formerOwners: Map<number, string | null> | null = null
   private readonly stateBytes = new Map<number, number>()
   private totalBytes = 0
 
@@ -81,7 +82,7 @@ export class PresenceOwners {
       // Another user's id, or a removal of an id nobody holds: dropped, not relayed.
       if (current !== undefined || entry.state === null || claims.has(entry.clientId)) continue
       // An id released by another user stays theirs.
-      if (this.formerOwners.has(entry.clientId) && this.formerOwners.get(entry.clientId) !== owner.userId) continue
+      if (this.formerOwners?.has(entry.clientId) === true && this.formerOwners.get(entry.clientId) !== owner.userId) continue
       claims.add(entry.clientId)
       admitted.push(entry)
       // Refused as soon as the cap is crossed: a flood is not read to its end.
@@ -142,11 +143,12 @@ export class PresenceOwners {
       owner.awarenessClients?.delete(id)
       this.totalBytes -= this.stateBytes.get(id) ?? 0
       this.stateBytes.delete(id)
-      this.formerOwners.delete(id)
-      this.formerOwners.set(id, owner.userId)
-      if (this.formerOwners.size > FORMER_OWNERS_KEPT) {
-        const oldest = this.formerOwners.keys().next().value
-        if (oldest !== undefined) this.formerOwners.delete(oldest)
+      const former = (this.formerOwners ??= new Map())
+      former.delete(id)
+      former.set(id, owner.userId)
+      if (former.size > FORMER_OWNERS_KEPT) {
+        const oldest = former.keys().next().value
+        if (oldest !== undefined) former.delete(oldest)
       }
     }
   }
