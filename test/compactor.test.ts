@@ -40,7 +40,7 @@ t.test('a long log is compacted after the delay, from memory, up to the cursor o
   t.teardown(() => { doc.destroy() })
   compactor.track(doc, 20, '1700000000000-3')
   // The joining clients' first edits are appended meanwhile: they do not bring it forward.
-  compactor.appended(['long'])
+  compactor.appended(new Map([['long', 100]]))
   await new Promise(resolve => setImmediate(resolve))
   t.equal(fake.compactions.length, 0, 'not while the load\'s clients sync')
   t.equal(fake.loads, 0, 'nor read again for an append meanwhile')
@@ -65,4 +65,33 @@ t.test('a short log, or a document gone before the delay, is left alone', async 
   gone.state = 'unloaded'
   await new Promise(resolve => setTimeout(resolve, 100))
   t.same(fake.compactions, [], 'nothing compacted')
+})
+
+t.test('writes count once however many entries they hold, but a log that outgrows its document is compacted', async t => {
+  const fake = sharedStore()
+  // The embedded store's case: it knows its last cursor, so memory alone is the snapshot.
+  fake.store.lastCursor = () => '1-0'
+  const compactor = new Compactor(fake.store, { compactAfterEntries: 200 }, createLogger('silent'))
+  const doc = loadedDocument('growing', 1)
+  t.teardown(() => { doc.destroy() })
+  compactor.track(doc, 1)
+  const MiB = 1024 * 1024
+  // A bulk upload of 48 MiB into an empty document: below the 64 MiB floor, no compaction on its way.
+  doc.sizeEstimate = 48 * MiB
+  for (let i = 0; i < 6; i++) compactor.appended(new Map([['growing', 8 * MiB]]))
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(fake.compactions.length, 0, '6 writes of 8 MiB: not yet')
+  // The document stays about 48 MiB while large updates keep replacing its content.
+  for (let i = 0; i < 2; i++) compactor.appended(new Map([['growing', 8 * MiB]]))
+  await waitFor(() => fake.compactions.length === 1, 'compacted once 64 MiB were appended since the last compaction')
+  t.equal(doc.bytesSinceCompaction, 0, 'the count starts again')
+  t.equal(doc.entriesSinceCompaction, 0)
+  // A document larger than the floor is compacted once as much as its own size was appended.
+  doc.sizeEstimate = 100 * MiB + 60 * MiB
+  compactor.appended(new Map([['growing', 60 * MiB]]))
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(fake.compactions.length, 1, '60 MiB appended to a 100 MiB document: not yet')
+  doc.sizeEstimate += 41 * MiB
+  compactor.appended(new Map([['growing', 41 * MiB]]))
+  await waitFor(() => fake.compactions.length === 2, 'compacted once the appended bytes passed the document\'s size before them')
 })

@@ -74,3 +74,34 @@ t.test('loaded documents keep their full state for fresh joins within the proces
   t.not(b.encodeStateAsUpdate(fresh), uncached, 'a budget of 0 caches nothing')
   t.equal(joinCacheBudget.used, before)
 })
+
+t.test('other callers read the cache but do not fill it; a large document keeps its chunks over its full state when both do not fit', async t => {
+  const limit = joinCacheBudget.limit
+  t.teardown(() => { joinCacheBudget.limit = limit })
+  const content = new Y.Doc()
+  content.getText('t').insert(0, 'x'.repeat(10_000))
+  const state = Y.encodeStateAsUpdate(content)
+  const doc = new LiveDocument('join-cache-large')
+  t.teardown(() => { doc.destroy() })
+  doc.apply(state, 'client')
+  const before = joinCacheBudget.used
+  const once = doc.encodeFullState()!
+  t.equal(joinCacheBudget.used, before, 'a version or a repair does not fill the cache')
+  t.not(doc.encodeFullState(), once, 'and encodes each time')
+
+  joinCacheBudget.limit = before + Math.floor(state.length * 1.5)
+  const fresh = new Uint8Array([0])
+  const full = doc.encodeStateAsUpdate(fresh)
+  t.equal(doc.encodeFullState(), full, 'other callers read what a join cached')
+  const drain = (sequence: ReturnType<LiveDocument['stateChunks']>): Uint8Array[] => {
+    const chunks: Uint8Array[] = []
+    for (let chunk = sequence?.next() ?? null; chunk !== null; chunk = sequence?.next() ?? null) chunks.push(chunk)
+    return chunks
+  }
+  const size = { chunkBytes: 1000, maxPieceBytes: 1000 }
+  const first = drain(doc.stateChunks(fresh, size))
+  t.ok(first.length >= 10, `${first.length} chunks`)
+  const second = drain(doc.stateChunks(fresh, size))
+  t.ok(second.every((chunk, i) => chunk === first[i]), 'the recorded chunks were kept for the next fresh join')
+  t.not(doc.encodeFullState(), full, 'in place of the full state: both did not fit')
+})

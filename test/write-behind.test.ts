@@ -30,7 +30,7 @@ const log = createLogger('silent')
 t.test('a failed write keeps every update, reports the failure and lands everything once the store recovers', async t => {
   const store = await openStore(t)
   const appended: string[][] = []
-  const writeBehind = new WriteBehind(store, { intervalMs: 1_000, retryMaxMs: 1_000 }, log, undefined, { appended: ids => appended.push(ids) })
+  const writeBehind = new WriteBehind(store, { intervalMs: 1_000, retryMaxMs: 1_000 }, log, undefined, { appended: written => appended.push([...written.keys()]) })
   writeBehind.enqueue('a', edit('a1'))
   writeBehind.enqueue('b', edit('b1'))
   writeBehind.enqueue('a', edit('a2'))
@@ -66,7 +66,7 @@ t.test('large updates are entries of their own, in buffers of their exact size; 
     return await append(entries)
   }
   const appended: string[][] = []
-  const writeBehind = new WriteBehind(store, { intervalMs: 60_000, retryMaxMs: 1_000 }, log, undefined, { appended: ids => appended.push(ids) })
+  const writeBehind = new WriteBehind(store, { intervalMs: 60_000, retryMaxMs: 1_000 }, log, undefined, { appended: written => appended.push([...written.keys()]) })
   const writer = new Y.Doc()
   const updates: Uint8Array[] = []
   writer.on('update', (update: Uint8Array) => { updates.push(update) })

@@ -6,7 +6,7 @@ import type { AppendListener } from '../persistence/write-behind.js'
 import type { LiveDocument } from './live-document.js'
 
 export interface CompactorOptions {
-  /** Compact a document's log once this many entries were appended since the last compaction. */
+  /** Compact a document's log once this many writes appended to it since the last compaction. */
   compactAfterEntries: number
   /**
    * A log found long at load is compacted this much later (default 5 s): not while the clients
@@ -15,9 +15,13 @@ export interface CompactorOptions {
   compactAfterLoadMs?: number
 }
 
+/** Bytes appended since the last compaction that always allow one (see logOutgrew). */
+const LOG_BYTES_FLOOR = 64 * 1024 * 1024
+
 /**
- * Keeps every loaded document's stored log short: after `compactAfterEntries` appends (counted as
- * the write-behind reports them), or at load when the log is already that long, the log up to a
+ * Keeps every loaded document's stored log short: after `compactAfterEntries` writes (counted as
+ * the write-behind reports them) or once the bytes written outgrow the document (logOutgrew), or
+ * at load when the log is already that long, the log up to a
  * cursor read then is replaced by one snapshot that holds those entries and the in-memory state.
  */
 export class Compactor implements AppendListener {
@@ -59,19 +63,32 @@ export class Compactor implements AppendListener {
     this.deferred.delete(docId)
   }
 
-  appended (docIds: string[]): void {
-    for (const docId of docIds) {
+  appended (written: ReadonlyMap<string, number>): void {
+    for (const [docId, bytes] of written) {
       const doc = this.docs.get(docId)
       if (doc === undefined || this.deferred.has(docId)) continue
       doc.entriesSinceCompaction++
-      if (doc.entriesSinceCompaction >= this.options.compactAfterEntries) void this.compact(doc)
+      doc.bytesSinceCompaction += bytes
+      if (doc.entriesSinceCompaction >= this.options.compactAfterEntries || this.logOutgrew(doc)) void this.compact(doc)
     }
+  }
+
+  /**
+   * A write counts once however many entries it holds, so a document taking in large updates
+   * without pause would grow its log for as long as the writes take: its log is compacted too once
+   * what was appended since passes the document's size before it (compaction then costs a
+   * constant share of the bytes appended) and LOG_BYTES_FLOOR (so that an upload of a document up
+   * to that size never compacts on its way).
+   */
+  private logOutgrew (doc: LiveDocument): boolean {
+    return doc.bytesSinceCompaction >= Math.max(LOG_BYTES_FLOOR, doc.sizeEstimate - doc.bytesSinceCompaction)
   }
 
   /** `loadedThrough`: a cursor memory is known to hold every entry up to (the load's). */
   private async compact (doc: LiveDocument, loadedThrough: string | null = null): Promise<void> {
     if (doc.state !== 'live') return
     doc.entriesSinceCompaction = 0
+    doc.bytesSinceCompaction = 0
     try {
       // The only writer, or a cursor this node loaded through: memory holds every stored entry up
       // to it, so memory alone is the snapshot.

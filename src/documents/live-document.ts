@@ -89,6 +89,8 @@ export class LiveDocument implements JoinCacheHolder {
   unloadTimer: NodeJS.Timeout | null = null
   /** Store entries loaded or written since the last compaction. */
   entriesSinceCompaction = 0
+  /** Bytes appended to the store since the last compaction. */
+  bytesSinceCompaction = 0
   /**
    * Encoded size of the document, estimated from above: the stored bytes at load, or the exact size
    * after a precise check, plus every update applied since (deletions are not subtracted).
@@ -211,9 +213,9 @@ export class LiveDocument implements JoinCacheHolder {
     return true
   }
 
-  /** Sets the estimate to the exact encoded size (the encoding is cached for the next join). */
+  /** Sets the estimate to the exact encoded size (from the join cache if it holds the state). */
   private measureSize (): void {
-    this.sizeEstimate = this.fullState().length
+    this.sizeEstimate = this.fullState(false).length
     this.sizeCheckedAt = this.sizeEstimate
     this.sizeMeasured = true
   }
@@ -284,25 +286,38 @@ export class LiveDocument implements JoinCacheHolder {
     return new RecordedChunks(chunks, recorded => {
       this.recordingSince = null
       if (this.version !== version || this.state === 'unloaded') return
-      const bytes = recorded.reduce((sum, chunk) => sum + chunk.length, this.fullStateCache?.length ?? 0)
-      if (joinCacheBudget.admit(this, bytes)) this.fullStateChunks = recorded
+      const chunkBytes = recorded.reduce((sum, chunk) => sum + chunk.length, 0)
+      if (joinCacheBudget.admit(this, chunkBytes + (this.fullStateCache?.length ?? 0))) {
+        this.fullStateChunks = recorded
+      } else if (this.fullStateCache !== null && joinCacheBudget.admit(this, chunkBytes)) {
+        // Chunks answer this document's fresh joins; its full state was kept for other uses.
+        this.fullStateCache = null
+        this.fullStateChunks = recorded
+      }
     })
   }
 
-  /** The whole document as one update (cached until the next change), or null once unloaded. */
+  /**
+   * The whole document as one update, or null once unloaded: from the join cache if it holds it,
+   * encoded otherwise without filling it (versions, the store's repairs: not joins).
+   */
   encodeFullState (): Uint8Array | null {
-    return this.state === 'unloaded' ? null : this.fullState()
+    if (this.state === 'unloaded') return null
+    return this.fullStateCache ?? Y.encodeStateAsUpdate(this.ydoc)
   }
 
-  /** The whole document as one update, encoded once per change while the join cache has room. */
-  private fullState (): Uint8Array {
+  /**
+   * The whole document as one update for a fresh join, encoded once per change while the join
+   * cache has room (`keep`; false for other callers, which use it once).
+   */
+  private fullState (keep = true): Uint8Array {
     if (this.fullStateCache !== null) {
-      joinCacheBudget.touch(this)
+      if (keep) joinCacheBudget.touch(this)
       return this.fullStateCache
     }
     const state = Y.encodeStateAsUpdate(this.ydoc)
     const chunkBytes = this.fullStateChunks?.reduce((sum, chunk) => sum + chunk.length, 0) ?? 0
-    if (joinCacheBudget.admit(this, chunkBytes + state.length)) this.fullStateCache = state
+    if (keep && joinCacheBudget.admit(this, chunkBytes + state.length)) this.fullStateCache = state
     return state
   }
 

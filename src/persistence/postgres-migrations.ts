@@ -52,16 +52,23 @@ const MIGRATIONS: ReadonlyArray<{ version: number, description: string, sql: str
       -- Large values (snapshots, versions) are compressed by PostgreSQL. Its default, pglz, took
       -- 1.4 s of the database's CPU to store a 64 MiB snapshot and lz4 0.3 s, at the same ratio,
       -- and lz4 reads back faster. Values already stored keep their compression until rewritten.
-      -- A server built without lz4 keeps pglz (feature_not_supported); PostgreSQL before 14 has
-      -- no per-column compression at all.
+      -- An optimisation, never a reason not to start: a server built without lz4, tables owned
+      -- by another role, or a lock not granted within 5 s (the ALTER waits for every reader of the
+      -- tables, such as an older node during a rolling upgrade) keep pglz, with a warning; the
+      -- block's settings and changes are undone then. PostgreSQL before 14 has no per-column
+      -- compression at all.
       DO $migration$
+      DECLARE
+        previous_lock_timeout text := current_setting('lock_timeout');
       BEGIN
         IF current_setting('server_version_num')::int >= 140000 THEN
+          PERFORM set_config('lock_timeout', '5s', true);
           EXECUTE 'ALTER TABLE {schema}.document_entries ALTER COLUMN value SET COMPRESSION lz4';
           EXECUTE 'ALTER TABLE {schema}.document_versions ALTER COLUMN state SET COMPRESSION lz4';
+          PERFORM set_config('lock_timeout', previous_lock_timeout, true);
         END IF;
-      EXCEPTION WHEN feature_not_supported THEN
-        RAISE NOTICE 'lz4 is not available on this server: stored states stay compressed with pglz';
+      EXCEPTION WHEN feature_not_supported OR insufficient_privilege OR lock_not_available THEN
+        RAISE WARNING 'stored states stay compressed with pglz: %', SQLERRM;
       END
       $migration$;
     `

@@ -15,11 +15,11 @@ interface Pending {
 }
 
 /**
- * Told which documents had entries durably appended, once per document per write however many
- * entries it wrote (compaction counts these: a bulk write of large updates, an entry each, is one).
+ * Told which documents had entries durably appended, and how many bytes each, once per write
+ * however many entries a document had in it (compaction counts writes and bytes).
  */
 export interface AppendListener {
-  appended (docIds: string[]): void
+  appended (written: ReadonlyMap<string, number>): void
 }
 
 export interface WriteBehindOptions {
@@ -48,8 +48,9 @@ const OWN_ENTRY_BYTES = 16 * 1024
 export const COLLAPSE_PENDING_ABOVE_BYTES = 8 * 1024 * 1024
 
 /**
- * Collects each document's updates in memory and appends them to the store every `intervalMs`, one
- * entry per document (several above ENTRY_MAX_BYTES) in one write for all documents. Each update is
+ * Collects each document's updates in memory and appends them to the store every `intervalMs`, in
+ * one write for all documents: a document's small updates share entries of up to ENTRY_MAX_BYTES,
+ * an update of OWN_ENTRY_BYTES or more is an entry of its own. Each update is
  * copied into its document's entry value as it arrives (entry-value.ts), not merged and not kept
  * as a list of copies: both cost more (re-encoding, garbage collection) than the store write. A
  * failed write puts the entries back (nothing is ever dropped), marks the store unhealthy and
@@ -214,7 +215,11 @@ export class WriteBehind {
     this.consecutiveFailures = 0
     this.lastError = null
     this.retryAt = 0
-    this.listener?.appended([...new Set(entries.map(e => e.docId))])
+    if (this.listener !== null) {
+      const written = new Map<string, number>()
+      for (const { docId, value } of entries) written.set(docId, (written.get(docId) ?? 0) + value.length)
+      this.listener.appended(written)
+    }
   }
 
   /**
