@@ -76,22 +76,22 @@ t.test('writes count once however many entries they hold, but a log that outgrow
   t.teardown(() => { doc.destroy() })
   compactor.track(doc, 1)
   const MiB = 1024 * 1024
-  // A bulk upload of 48 MiB into an empty document: below the 64 MiB floor, no compaction on its way.
-  doc.sizeEstimate = 48 * MiB
-  for (let i = 0; i < 6; i++) compactor.appended(new Map([['growing', 8 * MiB]]))
+  // A bulk upload of 96 MiB into an empty document: below the 128 MiB floor, no compaction on its way.
+  doc.sizeEstimate = 96 * MiB
+  for (let i = 0; i < 6; i++) compactor.appended(new Map([['growing', 16 * MiB]]))
   await new Promise(resolve => setImmediate(resolve))
-  t.equal(fake.compactions.length, 0, '6 writes of 8 MiB: not yet')
-  // The document stays about 48 MiB while large updates keep replacing its content.
-  for (let i = 0; i < 2; i++) compactor.appended(new Map([['growing', 8 * MiB]]))
-  await waitFor(() => fake.compactions.length === 1, 'compacted once 64 MiB were appended since the last compaction')
+  t.equal(fake.compactions.length, 0, '6 writes of 16 MiB: not yet')
+  // The document stays about 96 MiB while large updates keep replacing its content.
+  for (let i = 0; i < 2; i++) compactor.appended(new Map([['growing', 16 * MiB]]))
+  await waitFor(() => fake.compactions.length === 1, 'compacted once 128 MiB were appended since the last compaction')
   t.equal(doc.bytesSinceCompaction, 0, 'the count starts again')
   t.equal(doc.entriesSinceCompaction, 0)
   // A document larger than the floor is compacted once as much as its own size was appended.
-  doc.sizeEstimate = 100 * MiB + 60 * MiB
-  compactor.appended(new Map([['growing', 60 * MiB]]))
+  doc.sizeEstimate = 200 * MiB + 150 * MiB
+  compactor.appended(new Map([['growing', 150 * MiB]]))
   await new Promise(resolve => setImmediate(resolve))
-  t.equal(fake.compactions.length, 1, '60 MiB appended to a 100 MiB document: not yet')
-  doc.sizeEstimate += 41 * MiB
-  compactor.appended(new Map([['growing', 41 * MiB]]))
+  t.equal(fake.compactions.length, 1, '150 MiB appended to a 200 MiB document: not yet')
+  doc.sizeEstimate += 51 * MiB
+  compactor.appended(new Map([['growing', 51 * MiB]]))
   await waitFor(() => fake.compactions.length === 2, 'compacted once the appended bytes passed the document\'s size before them')
 })

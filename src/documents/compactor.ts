@@ -15,8 +15,13 @@ export interface CompactorOptions {
   compactAfterLoadMs?: number
 }
 
-/** Bytes appended since the last compaction that always allow one (see logOutgrew). */
-const LOG_BYTES_FLOOR = 64 * 1024 * 1024
+/**
+ * Bytes appended since the last compaction that always allow one (see logOutgrew): twice the
+ * default MAX_DOCUMENT_BYTES, so that uploading a document of any default size never compacts it
+ * on the way (each compaction encodes the whole document, and a 64 MiB upload compacted at 64 MiB
+ * peaked at 6.6x the document instead of 4x).
+ */
+const LOG_BYTES_FLOOR = 128 * 1024 * 1024
 
 /**
  * Keeps every loaded document's stored log short: after `compactAfterEntries` writes (counted as
@@ -77,8 +82,7 @@ export class Compactor implements AppendListener {
    * A write counts once however many entries it holds, so a document taking in large updates
    * without pause would grow its log for as long as the writes take: its log is compacted too once
    * what was appended since passes the document's size before it (compaction then costs a
-   * constant share of the bytes appended) and LOG_BYTES_FLOOR (so that an upload of a document up
-   * to that size never compacts on its way).
+   * constant share of the bytes appended) and LOG_BYTES_FLOOR.
    */
   private logOutgrew (doc: LiveDocument): boolean {
     return doc.bytesSinceCompaction >= Math.max(LOG_BYTES_FLOOR, doc.sizeEstimate - doc.bytesSinceCompaction)
