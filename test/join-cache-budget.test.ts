@@ -2,6 +2,7 @@ import t from 'tap'
 import * as Y from 'yjs'
 import { JoinCacheBudget, joinCacheBudget } from '../src/documents/join-cache-budget.js'
 import { LiveDocument } from '../src/documents/live-document.js'
+import { drainChunks } from './helpers/chunks.js'
 
 function holder (name: string, evicted: string[]): { evictJoinCache: () => void } {
   return { evictJoinCache: () => { evicted.push(name) } }
@@ -93,15 +94,10 @@ t.test('other callers read the cache but do not fill it; a large document keeps 
   const fresh = new Uint8Array([0])
   const full = doc.encodeStateAsUpdate(fresh)
   t.equal(doc.encodeFullState(), full, 'other callers read what a join cached')
-  const drain = (sequence: ReturnType<LiveDocument['stateChunks']>): Uint8Array[] => {
-    const chunks: Uint8Array[] = []
-    for (let chunk = sequence?.next() ?? null; chunk !== null; chunk = sequence?.next() ?? null) chunks.push(chunk)
-    return chunks
-  }
   const size = { chunkBytes: 1000, maxPieceBytes: 1000 }
-  const first = drain(doc.stateChunks(fresh, size))
+  const first = drainChunks(doc.stateChunks(fresh, size))
   t.ok(first.length >= 10, `${first.length} chunks`)
-  const second = drain(doc.stateChunks(fresh, size))
+  const second = drainChunks(doc.stateChunks(fresh, size))
   t.ok(second.every((chunk, i) => chunk === first[i]), 'the recorded chunks were kept for the next fresh join')
   t.not(doc.encodeFullState(), full, 'in place of the full state: both did not fit')
 })

@@ -3,6 +3,7 @@ import * as Y from 'yjs'
 import { LiveDocument } from '../src/documents/live-document.js'
 import { applyAwarenessUpdate, Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
 import { awarenessTimeouts } from '../src/documents/awareness-timeouts.js'
+import { drainChunks } from './helpers/chunks.js'
 
 function edit (label: string): Uint8Array {
   const doc = new Y.Doc()
@@ -68,17 +69,12 @@ t.test('a large document answers fresh clients in chunks, encoded once until it 
   t.teardown(() => doc.destroy())
   doc.apply(updateWithText('x'.repeat(10_000)), 'client')
   t.equal(doc.stateChunks(new Uint8Array([0]), { chunkBytes: 1 << 20, maxPieceBytes: 1 << 20 }), null, 'below one chunk: answered in one message')
-  const drain = (sequence: ReturnType<LiveDocument['stateChunks']>): Uint8Array[] => {
-    const chunks: Uint8Array[] = []
-    for (let chunk = sequence?.next() ?? null; chunk !== null; chunk = sequence?.next() ?? null) chunks.push(chunk)
-    return chunks
-  }
-  const first = drain(doc.stateChunks(new Uint8Array([0]), { chunkBytes: 1000, maxPieceBytes: 1000 }))
+  const first = drainChunks(doc.stateChunks(new Uint8Array([0]), { chunkBytes: 1000, maxPieceBytes: 1000 }))
   t.ok(first.length >= 10, `${first.length} chunks`)
-  const second = drain(doc.stateChunks(new Uint8Array([0]), { chunkBytes: 1000, maxPieceBytes: 1000 }))
+  const second = drainChunks(doc.stateChunks(new Uint8Array([0]), { chunkBytes: 1000, maxPieceBytes: 1000 }))
   t.ok(second.every((chunk, i) => chunk === first[i]), 'the same chunks, not encoded again')
   doc.apply(updateWithText('y'), 'client')
-  const third = drain(doc.stateChunks(new Uint8Array([0]), { chunkBytes: 1000, maxPieceBytes: 1000 }))
+  const third = drainChunks(doc.stateChunks(new Uint8Array([0]), { chunkBytes: 1000, maxPieceBytes: 1000 }))
   t.not(third[0], first[0], 'encoded again after a change')
   const replica = new Y.Doc()
   for (const chunk of third) Y.applyUpdate(replica, chunk)

@@ -119,7 +119,8 @@ export class DocumentChanges implements DocumentLifecycle {
     // Clients' updates (the only ones relayed always) are the ones the timing metrics describe.
     const sampled = relay === 'always' && this.metrics.sampleThis()
     const started = sampled ? performance.now() : 0
-    const pending = pendingMark(doc)
+    // Only a relay 'if-changed' asks what changed: a client's update, the hot path, skips it.
+    const pending = relay === 'if-changed' ? pendingMark(doc) : null
     let transaction
     try {
       transaction = doc.apply(update, origin)
@@ -129,7 +130,7 @@ export class DocumentChanges implements DocumentLifecycle {
     }
     // An update Yjs kept pending changed nothing yet, but it must reach the store and the other
     // replicas all the same: the update that completes it later carries none of its structs.
-    if (relay === 'if-changed' && changedNothing(doc, transaction, pending)) return false
+    if (pending !== null && changedNothing(doc, transaction, pending)) return false
     const applied = sampled ? performance.now() : 0
     this.distributeLocal(doc, update, frame, sender, transaction)
     if (sampled) {

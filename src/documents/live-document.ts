@@ -215,7 +215,7 @@ export class LiveDocument implements JoinCacheHolder {
 
   /** Sets the estimate to the exact encoded size (from the join cache if it holds the state). */
   private measureSize (): void {
-    this.sizeEstimate = this.fullState(false).length
+    this.sizeEstimate = this.currentState().length
     this.sizeCheckedAt = this.sizeEstimate
     this.sizeMeasured = true
   }
@@ -286,14 +286,8 @@ export class LiveDocument implements JoinCacheHolder {
     return new RecordedChunks(chunks, recorded => {
       this.recordingSince = null
       if (this.version !== version || this.state === 'unloaded') return
-      const chunkBytes = recorded.reduce((sum, chunk) => sum + chunk.length, 0)
-      if (joinCacheBudget.admit(this, chunkBytes + (this.fullStateCache?.length ?? 0))) {
-        this.fullStateChunks = recorded
-      } else if (this.fullStateCache !== null && joinCacheBudget.admit(this, chunkBytes)) {
-        // Chunks answer this document's fresh joins; its full state was kept for other uses.
-        this.fullStateCache = null
-        this.fullStateChunks = recorded
-      }
+      // When both do not fit, the chunks stay: they answer this document's fresh joins.
+      if (!this.keepForJoins(this.fullStateCache, recorded)) this.keepForJoins(null, recorded)
     })
   }
 
@@ -302,23 +296,31 @@ export class LiveDocument implements JoinCacheHolder {
    * encoded otherwise without filling it (versions, the store's repairs: not joins).
    */
   encodeFullState (): Uint8Array | null {
-    if (this.state === 'unloaded') return null
+    return this.state === 'unloaded' ? null : this.currentState()
+  }
+
+  private currentState (): Uint8Array {
     return this.fullStateCache ?? Y.encodeStateAsUpdate(this.ydoc)
   }
 
-  /**
-   * The whole document as one update for a fresh join, encoded once per change while the join
-   * cache has room (`keep`; false for other callers, which use it once).
-   */
-  private fullState (keep = true): Uint8Array {
+  /** The whole document as one update for a fresh join, encoded once per change while the join cache has room. */
+  private fullState (): Uint8Array {
     if (this.fullStateCache !== null) {
-      if (keep) joinCacheBudget.touch(this)
+      joinCacheBudget.touch(this)
       return this.fullStateCache
     }
     const state = Y.encodeStateAsUpdate(this.ydoc)
-    const chunkBytes = this.fullStateChunks?.reduce((sum, chunk) => sum + chunk.length, 0) ?? 0
-    if (keep && joinCacheBudget.admit(this, chunkBytes + state.length)) this.fullStateCache = state
+    this.keepForJoins(state, this.fullStateChunks)
     return state
+  }
+
+  /** Keeps `state` and `chunks` as this document's join cache if the budget takes them both. */
+  private keepForJoins (state: Uint8Array | null, chunks: Uint8Array[] | null): boolean {
+    const bytes = (state?.length ?? 0) + (chunks?.reduce((sum, chunk) => sum + chunk.length, 0) ?? 0)
+    if (!joinCacheBudget.admit(this, bytes)) return false
+    this.fullStateCache = state
+    this.fullStateChunks = chunks
+    return true
   }
 
   /** The join cache's budget dropped this document's cached state (it has forgotten its bytes). */
@@ -328,8 +330,7 @@ export class LiveDocument implements JoinCacheHolder {
   }
 
   private dropJoinCache (): void {
-    this.fullStateCache = null
-    this.fullStateChunks = null
+    this.evictJoinCache()
     joinCacheBudget.release(this)
   }
 
@@ -384,8 +385,8 @@ export function pendingMark (doc: LiveDocument): PendingMark {
  * at `before` (pendingMark taken before applying).
  */
 export function changedNothing (doc: LiveDocument, transaction: Y.Transaction | null, before: PendingMark): boolean {
-  const now = pendingMark(doc)
-  return !changedBy(transaction) && now.structs === before.structs && now.ds === before.ds
+  const store = doc.ydoc.store
+  return !changedBy(transaction) && (store.pendingStructs?.update ?? null) === before.structs && store.pendingDs === before.ds
 }
 
 /**

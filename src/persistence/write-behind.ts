@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import type { Metrics } from '../metrics/metrics.js'
 import type { AppendEntry, DocumentStore } from './document-store.js'
-import { EntryBuilder } from './entry-value.js'
+import { encodeEntryValue, EntryBuilder } from './entry-value.js'
 
 interface Pending {
   /** Entry values already complete (full ones, or put back after a failed write), in order. */
@@ -90,14 +90,13 @@ export class WriteBehind {
     }
     if (this.consecutiveFailures > 0 && entry.bytes + update.length > Math.max(COLLAPSE_PENDING_ABOVE_BYTES, 2 * entry.collapsedBytes) && this.collapse(docId, entry)) return
     entry.bytes += update.length
-    if (entry.current !== null && (entry.current.byteLength + update.length > ENTRY_MAX_BYTES || update.length >= OWN_ENTRY_BYTES)) {
+    const own = update.length >= OWN_ENTRY_BYTES
+    if (entry.current !== null && (own || entry.current.byteLength + update.length > ENTRY_MAX_BYTES)) {
       entry.values.push(entry.current.finish())
       entry.current = null
     }
-    if (update.length >= OWN_ENTRY_BYTES) {
-      const own = new EntryBuilder(update.length)
-      own.append(update)
-      entry.values.push(own.finish())
+    if (own) {
+      entry.values.push(encodeEntryValue([update]))
       return
     }
     entry.current ??= new EntryBuilder(update.length)
@@ -111,9 +110,7 @@ export class WriteBehind {
   private collapse (docId: string, entry: Pending): boolean {
     const full = this.options.fullState?.(docId) ?? null
     if (full === null) return false
-    const builder = new EntryBuilder(full.length)
-    builder.append(full)
-    entry.values = [builder.finish()]
+    entry.values = [encodeEntryValue([full])]
     entry.current = null
     entry.bytes = full.length
     entry.collapsedBytes = full.length
@@ -237,9 +234,7 @@ export class WriteBehind {
       if (full === null) {
         for (const entry of entries) if (entry.docId === docId) replacements.push(entry)
       } else {
-        const builder = new EntryBuilder(full.length)
-        builder.append(full)
-        replacements.push({ docId, value: builder.finish() })
+        replacements.push({ docId, value: encodeEntryValue([full]) })
       }
     }
     const again = await this.store.append(replacements)
