@@ -22,6 +22,11 @@ export function crossNodeScenario (name: string, preset: SteadyShape): Scenario 
       const plans: TargetPlan[] = counts.map(nodes => ({ kind: 'ours', nodes }))
       if (flags.redisCluster !== undefined) plans.push(...counts.map(nodes => ({ kind: 'ours' as const, nodes, store: 'redis-cluster' as const })))
       if (flags.hocuspocus === true) plans.push(...counts.map(nodes => ({ kind: 'hocuspocus' as const, nodes })))
+      // --baseline REV: the same node counts of that commit, for a before/after in one run.
+      if (flags.baseline !== undefined) {
+        plans.push(...counts.map(nodes => ({ kind: 'baseline' as const, nodes })))
+        if (flags.redisCluster !== undefined) plans.push(...counts.map(nodes => ({ kind: 'baseline' as const, nodes, store: 'redis-cluster' as const })))
+      }
       if (flags.compare) plans.push({ kind: 'reference', nodes: 1 })
       return plans
     },
@@ -49,6 +54,14 @@ export function crossNodeScenario (name: string, preset: SteadyShape): Scenario 
         const peer = ok.find(r => r.target === multi.target.replace(/^ours/, 'hocuspocus'))
         for (const metric of ['cpu_with_redis_s_per_1k', 'latency_p99_ms', 'delivery_ratio']) {
           const c = compareMetric(metric, multi, peer, metric === 'cpu_with_redis_s_per_1k' ? { kind: 'max', ratio: 0.5, text: '<= 0.5x Hocuspocus' } : undefined)
+          if (c !== null) out.push(c)
+        }
+      }
+      // Each of ours against the same shape of the --baseline commit.
+      for (const run of ok.filter(r => /^ours(-\d+-nodes(-rc\d+)?)?$/.test(r.target))) {
+        const before = ok.find(r => r.target === run.target.replace(/^ours/, 'baseline'))
+        for (const metric of ['cpu_with_redis_s_per_1k', 'cpu_total_s_per_1k', 'latency_p99_ms']) {
+          const c = compareMetric(metric, run, before)
           if (c !== null) out.push(c)
         }
       }
