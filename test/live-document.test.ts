@@ -21,6 +21,23 @@ t.test('document events reach their listeners with the arguments Yjs gives', asy
   t.same(seen, ['after client-1', 'update client-1 true'])
 })
 
+t.test('documents without listeners share nothing that one listener could leak into', async t => {
+  const [a, b, c] = ['quiet-a', 'quiet-b', 'quiet-c'].map(id => new LiveDocument(id))
+  t.teardown(() => { a!.destroy(); b!.destroy(); c!.destroy() })
+  t.equal(a!.ydoc._observers, b!.ydoc._observers, 'one empty map for documents nobody listens to')
+  const heardOnA: string[] = []
+  a!.ydoc.on('afterTransaction', (tr: Y.Transaction) => heardOnA.push(String(tr.origin)))
+  a!.ydoc.once('update', () => heardOnA.push('update once'))
+  t.not(a!.ydoc._observers, b!.ydoc._observers, 'the first listener gives its document a map of its own')
+  b!.apply(edit('b'), 'on-b')
+  a!.apply(edit('a'), 'on-a')
+  a!.apply(edit('a2'), 'on-a-again')
+  t.same(heardOnA, ['on-a', 'update once', 'on-a-again'], 'a listener hears its own document only; once is once')
+  t.equal(b!.ydoc._observers.size, 0)
+  t.equal(c!.ydoc._observers.size, 0, 'documents without listeners still share an empty map')
+  t.throws(() => c!.ydoc._observers.set('update', new Set()), /shared empty listener map/, 'a write that bypasses on() fails loudly')
+})
+
 t.test('a listener added while an event is emitted waits for the next one; one removed still runs', async t => {
   const doc = new LiveDocument('listeners')
   t.teardown(() => doc.destroy())

@@ -17,6 +17,13 @@ export class UpdateRejectedError extends Error {
   }
 }
 
+/** The listeners of every ServerYDoc that has none; a write to it is a bug that must not spread. */
+class SharedEmptyListeners extends Map<string, Set<any>> {
+  override set (): never {
+    throw new Error('a listener was added to the shared empty listener map')
+  }
+}
+const NO_LISTENERS = new SharedEmptyListeners()
 
 /**
  * A Y.Doc whose events cost nothing when nobody listens. Yjs emits six document events per
@@ -37,9 +44,17 @@ class ServerYDoc extends Y.Doc {
     super(options)
     // A Y.Doc makes two promises and listens for 'load' and 'sync' for providers and subdocuments,
     // which a server document never has: about 1 KB of each loaded document's 5.
-    this._observers = new Map()
+    this.dropListeners()
     this.whenLoaded = LOADED
     this.whenSynced = LOADED
+  }
+
+  /**
+   * Forgets every listener. Until the next one the document shares one empty map with the others:
+   * most loaded documents never get a listener of their own.
+   */
+  dropListeners (): void {
+    this._observers = NO_LISTENERS
   }
 
   override emit (...[name, args]: Parameters<Y.Doc['emit']>): void {
@@ -52,6 +67,14 @@ class ServerYDoc extends Y.Doc {
     for (const listener of Array.from(observers)) listener(...args)
   }
 }
+
+// The first listener gives a document a map of its own (Y.Doc's `on` is generic over its event
+// map, which yjs does not export, so this wraps it on the prototype instead of overriding it).
+const listenOnYDoc = Y.Doc.prototype.on
+ServerYDoc.prototype.on = function (this: ServerYDoc, ...args: Parameters<Y.Doc['on']>) {
+  if (this._observers === NO_LISTENERS) this._observers = new Map()
+  return listenOnYDoc.apply(this, args)
+} as Y.Doc['on']
 
 const LOADED: Promise<any> = Promise.resolve()
 
@@ -143,7 +166,7 @@ export class LiveDocument implements JoinCacheHolder {
     this.awareness = new Awareness(this.ydoc)
     // y-protocols' Awareness listens for the doc's 'destroy' to destroy itself; destroy() below
     // does that first, so the listener (a Set and a closure per document) is let go.
-    this.ydoc._observers = new Map()
+    this.ydoc.dropListeners()
     // The server is not a participant: it holds no awareness state of its own.
     this.awareness.setLocalState(null)
     awarenessTimeouts.watch(this.awareness)

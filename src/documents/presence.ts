@@ -38,14 +38,14 @@ export interface AwarenessOwner {
  * The states' bytes are counted, so that what every join receives stays bounded.
  */
 export class PresenceOwners {
-  private readonly owners = new Map<number, AwarenessOwner>()
+  /** Who holds each id and the bytes of its state: one map, as most documents hold one or two ids. */
+  private readonly holdings = new Map<number, Holding>()
   /** Made on the first release: most documents never see anyone leave while loaded. */
   private formerOwners: Map<number, string | null> | null = null
-  private readonly stateBytes = new Map<number, number>()
   private totalBytes = 0
 
   get size (): number {
-    return this.owners.size
+    return this.holdings.size
   }
 
   /**
@@ -64,7 +64,7 @@ export class PresenceOwners {
     const held = owner.awarenessClients?.size ?? 0
     const capped = owner.remote !== true
     for (const entry of entries) {
-      const current = this.owners.get(entry.clientId)
+      const current = this.holdings.get(entry.clientId)?.owner
       if (current !== undefined && current !== owner && current.userId !== null && current.userId === owner.userId &&
           this.mayTakeOver(owner, takeovers.length + claims.size)) {
         // The same user took its id over (a reconnect, perhaps to another node, while its old
@@ -92,9 +92,9 @@ export class PresenceOwners {
     }
     for (const id of takeovers) {
       this.release([id])
-      this.claim(id, owner)
+      this.claim(id, owner, 0)
     }
-    const room = Math.max(0, limits.maxEntriesPerDocument - this.owners.size)
+    const room = Math.max(0, limits.maxEntriesPerDocument - this.holdings.size)
     const refused = new Set([...claims].slice(room))
     const accepted: AwarenessEntry[] = []
     for (const entry of admitted) {
@@ -102,16 +102,18 @@ export class PresenceOwners {
       // A state that would take the document's presence past its byte budget is dropped (a
       // removal always fits); a new id that does not fit is not claimed.
       const bytes = entry.state === null ? 0 : entry.json.length
-      const delta = bytes - (this.stateBytes.get(entry.clientId) ?? 0)
+      const holding = this.holdings.get(entry.clientId)
+      const delta = bytes - (holding?.bytes ?? 0)
       if (delta > 0 && this.totalBytes + delta > limits.maxBytesPerDocument) {
         refused.add(entry.clientId)
         continue
       }
       this.totalBytes += delta
-      this.stateBytes.set(entry.clientId, bytes)
+      // A new id is claimed on its first accepted entry, in the order ids were announced.
+      if (holding === undefined) this.claim(entry.clientId, owner, bytes)
+      else holding.bytes = bytes
       accepted.push(entry)
     }
-    for (const id of claims) if (!refused.has(id)) this.claim(id, owner)
     return accepted
   }
 
@@ -128,8 +130,8 @@ export class PresenceOwners {
     return (owner.awarenessClients?.size ?? 0) === 0 && earlierInUpdate === 0
   }
 
-  private claim (clientId: number, owner: AwarenessOwner): void {
-    this.owners.set(clientId, owner)
+  private claim (clientId: number, owner: AwarenessOwner, bytes: number): void {
+    this.holdings.set(clientId, { owner, bytes })
     owner.awarenessClients ??= new Set()
     owner.awarenessClients.add(clientId)
   }
@@ -137,12 +139,12 @@ export class PresenceOwners {
   /** The ids are no longer held by their owner (it closed, or a peer removed them). */
   release (clientIds: Iterable<number>): void {
     for (const id of [...clientIds]) {
-      const owner = this.owners.get(id)
-      if (owner === undefined) continue
-      this.owners.delete(id)
+      const holding = this.holdings.get(id)
+      if (holding === undefined) continue
+      const owner = holding.owner
+      this.holdings.delete(id)
       owner.awarenessClients?.delete(id)
-      this.totalBytes -= this.stateBytes.get(id) ?? 0
-      this.stateBytes.delete(id)
+      this.totalBytes -= holding.bytes
       const former = (this.formerOwners ??= new Map())
       former.delete(id)
       former.set(id, owner.userId)
@@ -154,8 +156,14 @@ export class PresenceOwners {
   }
 
   ownerOf (clientId: number): AwarenessOwner | undefined {
-    return this.owners.get(clientId)
+    return this.holdings.get(clientId)?.owner
   }
+}
+
+interface Holding {
+  readonly owner: AwarenessOwner
+  /** Bytes of the id's current state (0 once removed): counted against the document's budget. */
+  bytes: number
 }
 
 /** y-protocols' own rule: an entry applies if its clock is newer, or it removes at the same clock. */
