@@ -19,14 +19,14 @@ export function crossNodeScenario (name: string, preset: SteadyShape): Scenario 
     params: flags => ({ ...shape(flags), nodes: flags.nodes ?? [1, 2, 3], durationS: flags.duration ?? 30, warmupS: flags.warmup ?? 2, sinkWorkers: flags.workers ?? 2 }),
     plan: flags => {
       const counts = flags.nodes ?? [1, 2, 3]
-      const plans: TargetPlan[] = counts.map(nodes => ({ kind: 'ours', nodes }))
-      if (flags.redisCluster !== undefined) plans.push(...counts.map(nodes => ({ kind: 'ours' as const, nodes, store: 'redis-cluster' as const })))
+      // Every node count over Redis, and over a Redis Cluster when asked; the same shapes of the
+      // --baseline commit, for a before/after in one run.
+      const shapesOf = (kind: 'ours' | 'baseline'): TargetPlan[] => [
+        ...counts.map(nodes => ({ kind, nodes })),
+        ...(flags.redisCluster === undefined ? [] : counts.map(nodes => ({ kind, nodes, store: 'redis-cluster' as const })))
+      ]
+      const plans = [...shapesOf('ours'), ...(flags.baseline === undefined ? [] : shapesOf('baseline'))]
       if (flags.hocuspocus === true) plans.push(...counts.map(nodes => ({ kind: 'hocuspocus' as const, nodes })))
-      // --baseline REV: the same node counts of that commit, for a before/after in one run.
-      if (flags.baseline !== undefined) {
-        plans.push(...counts.map(nodes => ({ kind: 'baseline' as const, nodes })))
-        if (flags.redisCluster !== undefined) plans.push(...counts.map(nodes => ({ kind: 'baseline' as const, nodes, store: 'redis-cluster' as const })))
-      }
       if (flags.compare) plans.push({ kind: 'reference', nodes: 1 })
       return plans
     },
@@ -56,12 +56,10 @@ export function crossNodeScenario (name: string, preset: SteadyShape): Scenario 
           const c = compareMetric(metric, multi, peer, metric === 'cpu_with_redis_s_per_1k' ? { kind: 'max', ratio: 0.5, text: '<= 0.5x Hocuspocus' } : undefined)
           if (c !== null) out.push(c)
         }
-      }
-      // Each of ours against the same shape of the --baseline commit.
-      for (const run of ok.filter(r => /^ours(-\d+-nodes(-rc\d+)?)?$/.test(r.target))) {
-        const before = ok.find(r => r.target === run.target.replace(/^ours/, 'baseline'))
-        for (const metric of ['cpu_with_redis_s_per_1k', 'cpu_total_s_per_1k', 'latency_p99_ms']) {
-          const c = compareMetric(metric, run, before)
+        // The same shape of the --baseline commit (the single node's is compareOursReference's).
+        const before = ok.find(r => r.target === multi.target.replace(/^ours/, 'baseline'))
+        for (const metric of ['cpu_with_redis_s_per_1k', 'latency_p99_ms']) {
+          const c = compareMetric(metric, multi, before)
           if (c !== null) out.push(c)
         }
       }

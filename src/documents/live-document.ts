@@ -50,8 +50,8 @@ class ServerYDoc extends Y.Doc {
   }
 
   /**
-   * Forgets every listener. Until the next one the document shares one empty map with the others:
-   * most loaded documents never get a listener of their own.
+   * Forgets every listener. Until the next one the document shares one empty map with the others
+   * (`on`, wrapped below the class, gives it its own): most loaded documents never get a listener.
    */
   dropListeners (): void {
     this._observers = NO_LISTENERS
