@@ -1,8 +1,6 @@
 import t from 'tap'
 import * as Y from 'yjs'
 import { LiveDocument } from '../src/documents/live-document.js'
-import { applyAwarenessUpdate, Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
-import { awarenessTimeouts } from '../src/documents/awareness-timeouts.js'
 import { drainChunks } from './helpers/chunks.js'
 
 function edit (label: string): Uint8Array {
@@ -14,6 +12,7 @@ function edit (label: string): Uint8Array {
 t.test('document events reach their listeners with the arguments Yjs gives', async t => {
   const doc = new LiveDocument('events')
   t.teardown(() => doc.destroy())
+  t.equal(doc.ydoc.guid, 'events', 'the document\'s id is its guid')
   const seen: string[] = []
   doc.ydoc.on('update', (update: Uint8Array, origin: unknown) => seen.push(`update ${String(origin)} ${update.length > 0}`))
   doc.ydoc.on('afterTransaction', (tr: Y.Transaction) => seen.push(`after ${String(tr.origin)}`))
@@ -98,41 +97,3 @@ t.test('a large document answers fresh clients in chunks, encoded once until it 
   t.equal(replica.getText('t').length, 10_001)
 })
 
-t.test('presence not renewed for 30 s is dropped by the node\'s one sweep, not a timer per document', async t => {
-  const docs = [new LiveDocument('sweep-a'), new LiveDocument('sweep-b')]
-  t.teardown(() => { for (const doc of docs) doc.destroy() })
-  const client = new Awareness(new Y.Doc())
-  client.setLocalState({ user: 'ada' })
-  const update = encodeAwarenessUpdate(client, [client.clientID])
-  for (const doc of docs) applyAwarenessUpdate(doc.awareness, update, 'client')
-  client.destroy()
-  const removed: string[] = []
-  for (const doc of docs) doc.awareness.on('update', ({ removed: ids }: { removed: number[] }, origin: unknown) => { if (origin === 'timeout' && ids.includes(client.clientID)) removed.push(doc.id) })
-  awarenessTimeouts.sweep(Date.now() + 10_000)
-  t.same(removed, [], 'renewed 10 s ago: kept')
-  awarenessTimeouts.sweep(Date.now() + 31_000)
-  t.same(removed, ['sweep-a', 'sweep-b'], 'not renewed for 31 s: dropped from every document, as a timeout')
-  t.equal(docs[0]!.awareness.getStates().size, 0)
-  t.equal((docs[0]!.awareness as unknown as { _checkInterval: unknown })._checkInterval, null, 'y-protocols\' own interval is stopped and let go')
-
-  t.equal(docs[0]!.ydoc.guid, 'sweep-a', 'the document\'s id is its guid')
-})
-
-t.test('an unloaded document leaves the presence sweep', async t => {
-  const kept = new LiveDocument('sweep-kept')
-  t.teardown(() => { kept.destroy() })
-  const unloaded = new LiveDocument('sweep-unloaded')
-  const client = new Awareness(new Y.Doc())
-  t.teardown(() => { client.destroy() })
-  client.setLocalState({ user: 'ada' })
-  applyAwarenessUpdate(kept.awareness, encodeAwarenessUpdate(client, [client.clientID]), 'client')
-  applyAwarenessUpdate(unloaded.awareness, encodeAwarenessUpdate(client, [client.clientID]), 'client')
-  const awareness = unloaded.awareness
-  unloaded.destroy()
-  // Presence put back after the unload: a sweep that still visited this awareness would drop it.
-  applyAwarenessUpdate(awareness, encodeAwarenessUpdate(client, [client.clientID]), 'client')
-  t.equal(awareness.getStates().size, 1)
-  awarenessTimeouts.sweep(Date.now() + 31_000)
-  t.equal(kept.awareness.getStates().size, 0, 'the loaded document\'s stale presence is dropped')
-  t.equal(awareness.getStates().size, 1, 'the unloaded document\'s awareness is not visited')
-})

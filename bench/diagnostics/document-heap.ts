@@ -1,6 +1,6 @@
 /**
  * Heap per loaded document, in one process and without sockets: 5,000 LiveDocuments, each with
- * one client's presence admitted and applied as the server does, measured after full GCs (three
+ * one client's presence applied as the server does, measured after full GCs (three
  * rounds; the first includes one-off allocations). RSS figures from `idle-memory --docs 5000`
  * move by about ±0.6 KiB per document between runs; this moves by a few bytes, so it shows
  * what a change to a document's own objects saves.
@@ -8,10 +8,10 @@
  *   node --expose-gc --import tsx bench/diagnostics/document-heap.ts
  */
 import * as Y from 'yjs'
-import { applyAwarenessUpdate, Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
+import { Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
 import { LiveDocument } from '../../src/documents/live-document.js'
 import type { AwarenessOwner } from '../../src/documents/presence.js'
-import { encodeAwarenessEntries, readAwarenessEntries } from '../../src/protocol/awareness-entries.js'
+import { readAwarenessEntries } from '../../src/protocol/awareness-entries.js'
 
 const gc = (globalThis as { gc?: () => void }).gc
 if (gc === undefined) throw new Error('run with node --expose-gc')
@@ -30,8 +30,7 @@ for (let round = 1; round <= 3; round++) {
   for (let i = 0; i < DOCUMENTS; i++) {
     const doc = new LiveDocument(`doc-${round}-${i}`)
     const owner: AwarenessOwner = { awarenessClients: null, userId: 'user' }
-    const accepted = doc.presence.admit(readAwarenessEntries(presence, limits), owner, doc.awareness, limits)
-    applyAwarenessUpdate(doc.awareness, encodeAwarenessEntries(accepted), owner)
+    doc.presence.apply(readAwarenessEntries(presence, limits), owner, limits)
     held.push(doc)
   }
   gc(); gc()

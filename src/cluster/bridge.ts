@@ -1,5 +1,4 @@
 import type { Logger } from 'pino'
-import { encodeAwarenessUpdate } from 'y-protocols/awareness'
 import * as Y from 'yjs'
 import type { DocumentChanges, UpdateQueue } from '../documents/document-changes.js'
 import type { AwarenessOwner } from '../documents/presence.js'
@@ -236,18 +235,13 @@ export class ClusterBridge {
     // Always ask back: state vectors do not show deletions, so only the requester's own full
     // delete set (which encodeStateAsUpdate always includes) can tell what this node lacks.
     reply.v = doc.encodeStateVector()
-    const localClients = this.localAwarenessClients(link)
-    if (localClients.length > 0) {
-      reply.a = encodeAwarenessUpdate(doc.awareness, localClients)
-      reply.au = localClients.map(id => doc.presence.ownerOf(id)?.userId ?? null)
+    const local = doc.presence.localStates()
+    if (local !== null) {
+      reply.a = local.update
+      reply.au = local.users
     }
     this.log.debug({ docId: doc.id, peer: requester, bytes: reply.p?.length ?? 0 }, 'bridge: sync request answered')
     this.links.sendToNode(requester, reply)
-  }
-
-  /** Awareness clients connected to this node (not learned from peers). */
-  private localAwarenessClients (link: DocumentLink): number[] {
-    return [...link.doc.awareness.getStates().keys()].filter(id => link.doc.presence.ownerOf(id)?.remote !== true)
   }
 
   private resyncAll (reason: string): void {

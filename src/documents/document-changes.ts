@@ -1,4 +1,3 @@
-import { applyAwarenessUpdate, encodeAwarenessUpdate, removeAwarenessStates } from 'y-protocols/awareness'
 import type { Transaction } from 'yjs'
 import type { Metrics } from '../metrics/metrics.js'
 import { encodeAwarenessEntries, readAwarenessEntries, type AwarenessEntry } from '../protocol/awareness-entries.js'
@@ -168,12 +167,9 @@ export class DocumentChanges implements DocumentLifecycle {
    */
   commitAwareness (doc: LiveDocument, update: Uint8Array, frame: Uint8Array, owner: AwarenessOwner, sender: TopicPublisher): void {
     const entries = readAwarenessEntries(update, this.presenceLimits)
-    const admitted = doc.presence.admit(entries, owner, doc.awareness, this.presenceLimits)
-    if (admitted.length === 0) return
-    const whole = admitted.length === entries.length
-    const accepted = whole ? update : encodeAwarenessEntries(admitted)
-    const acceptedFrame = whole ? frame : encodeAwareness(accepted)
-    applyAwarenessUpdate(doc.awareness, accepted, owner)
+    const accepted = doc.presence.apply(entries, owner, this.presenceLimits)
+    if (accepted.length === 0) return
+    const acceptedFrame = accepted.length === entries.length ? frame : encodeAwareness(encodeAwarenessEntries(accepted))
     sender.publish(doc.topic, acceptedFrame, true)
     this.metrics.sent('awareness', acceptedFrame.length)
     this.peers?.publishAwareness(doc, acceptedFrame, owner.userId)
@@ -193,12 +189,10 @@ export class DocumentChanges implements DocumentLifecycle {
    * the bytes the entries were read from when they are all of them, is applied as it is.
    */
   commitAwarenessFromPeer (doc: LiveDocument, entries: AwarenessEntry[], owner: AwarenessOwner, update: Uint8Array | null): void {
-    const admitted = doc.presence.admit(entries, owner, doc.awareness, this.presenceLimits)
-    if (admitted.length === 0) return
-    const accepted = update !== null && admitted.length === entries.length ? update : encodeAwarenessEntries(admitted)
-    applyAwarenessUpdate(doc.awareness, accepted, owner)
-    this.publishToAll(doc, 'awareness', encodeAwareness(accepted))
-    doc.presence.release(admitted.filter(entry => entry.state === null).map(entry => entry.clientId))
+    const accepted = doc.presence.apply(entries, owner, this.presenceLimits)
+    if (accepted.length === 0) return
+    this.publishToAll(doc, 'awareness', encodeAwareness(update !== null && accepted.length === entries.length ? update : encodeAwarenessEntries(accepted)))
+    doc.presence.releaseRemoved(accepted)
   }
 
   /**
@@ -222,28 +216,22 @@ export class DocumentChanges implements DocumentLifecycle {
   }
 
   private removeNow (doc: LiveDocument, owner: AwarenessOwner): void {
-    const held = [...owner.awarenessClients ?? []]
-    doc.presence.release(held)
-    // Only ids the awareness knows can be encoded as removals.
-    const clientIds = held.filter(id => doc.awareness.meta.has(id))
-    if (clientIds.length === 0) return
-    removeAwarenessStates(doc.awareness, clientIds, owner)
-    // Encoded with each client's last clock and a null state, which every peer accepts as removal.
-    const frame = encodeAwareness(encodeAwarenessUpdate(doc.awareness, clientIds))
+    const removals = doc.presence.removeOwner(owner)
+    if (removals === null) return
+    const frame = encodeAwareness(removals)
     this.publishToAll(doc, 'awareness', frame)
     this.peers?.publishAwareness(doc, frame, owner.userId)
   }
 
   /**
    * Presence not renewed for 30 s (a client or a whole node that vanished without a close) is
-   * dropped by the server's awareness; this node's clients are told. Every node times out on its
-   * own, so nothing goes to the peers.
+   * dropped by the node's presence sweep; this node's clients are told. Every node times out on
+   * its own, so nothing goes to the peers.
    */
   afterLoad (doc: LiveDocument): void {
-    doc.awareness.on('update', ({ removed }: { removed: number[] }, origin: unknown) => {
-      if (origin !== 'timeout' || removed.length === 0 || doc.state === 'unloaded') return
-      this.publishToAll(doc, 'awareness', encodeAwareness(encodeAwarenessUpdate(doc.awareness, removed)))
-    })
+    doc.presence.onExpired = removals => {
+      if (doc.state !== 'unloaded') this.publishToAll(doc, 'awareness', encodeAwareness(removals))
+    }
   }
 
   private distributeLocal (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, sender: TopicPublisher | null, transaction: Transaction | null): void {

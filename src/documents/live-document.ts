@@ -1,10 +1,7 @@
 import { createHash } from 'node:crypto'
 import * as Y from 'yjs'
-import { Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
 import type { BatchAck } from '../protocol/extensions.js'
-import { encodeAwareness } from '../protocol/messages.js'
-import { awarenessTimeouts } from './awareness-timeouts.js'
-import { PresenceOwners } from './presence.js'
+import { DocumentPresence } from './presence.js'
 import { joinCacheBudget, type JoinCacheHolder } from './join-cache-budget.js'
 import { RecordedChunks, ReplayedChunks, StateChunks, type ChunkSequence, type ChunkSize } from './state-chunks.js'
 
@@ -43,18 +40,12 @@ class ServerYDoc extends Y.Doc {
   constructor (options: ConstructorParameters<typeof Y.Doc>[0]) {
     super(options)
     // A Y.Doc makes two promises and listens for 'load' and 'sync' for providers and subdocuments,
-    // which a server document never has: about 1 KB of each loaded document's 5.
-    this.dropListeners()
+    // which a server document never has: about 1 KB of each loaded document's 5. Until its first
+    // listener the document shares one empty map with the others (`on`, wrapped below the class,
+    // gives it its own): most loaded documents never get a listener.
+    this._observers = NO_LISTENERS
     this.whenLoaded = LOADED
     this.whenSynced = LOADED
-  }
-
-  /**
-   * Forgets every listener. Until the next one the document shares one empty map with the others
-   * (`on`, wrapped below the class, gives it its own): most loaded documents never get a listener.
-   */
-  dropListeners (): void {
-    this._observers = NO_LISTENERS
   }
 
   override emit (...[name, args]: Parameters<Y.Doc['emit']>): void {
@@ -94,12 +85,11 @@ function isEmptyStateVector (stateVector: Uint8Array): boolean {
 export const diffCacheBudget = { used: 0, limit: 64 * 1024 * 1024 }
 
 /**
- * One loaded document: its Y.Doc, its awareness, and the bookkeeping the registry needs.
+ * One loaded document: its Y.Doc, its presence, and the bookkeeping the registry needs.
  * The document is shared by every connection to it on this node.
  */
 export class LiveDocument implements JoinCacheHolder {
   readonly ydoc: ServerYDoc
-  readonly awareness: Awareness
   /**
    * uWS topic for local fan-out, as UTF-8 bytes: uWS.js converts a string topic to UTF-8 (length,
    * allocation, copy, free) on every publish, and takes bytes as they are.
@@ -127,8 +117,8 @@ export class LiveDocument implements JoinCacheHolder {
     return (this.batchAcks ??= new Map())
   }
 
-  /** Who announced each awareness client id. */
-  readonly presence = new PresenceOwners()
+  /** Who is present (awareness), and who announced each awareness client id. */
+  readonly presence = new DocumentPresence()
 
   /** The full state, until the next change or until the join cache's budget drops it. */
   private fullStateCache: Uint8Array | null = null
@@ -155,27 +145,12 @@ export class LiveDocument implements JoinCacheHolder {
   private recordingSince: number | null = null
   private diffCache: Map<string, Uint8Array> | null = null
   private diffCacheBytes = 0
-  /** Every present client's state as one awareness frame, until the next awareness update. */
-  private awarenessFrameCache: Uint8Array | null = null
 
   constructor (readonly id: string) {
     // The document's id is its guid: Yjs would make a random one (a string per document) that
     // only subdocuments use.
     this.ydoc = new ServerYDoc({ gc: true, guid: id })
     this.topic = new TextEncoder().encode(`doc/${id}`)
-    this.awareness = new Awareness(this.ydoc)
-    // y-protocols' Awareness listens for the doc's 'destroy' to destroy itself; destroy() below
-    // does that first, so the listener (a Set and a closure per document) is let go.
-    this.ydoc.dropListeners()
-    // The server is not a participant: it holds no awareness state of its own.
-    this.awareness.setLocalState(null)
-    awarenessTimeouts.watch(this.awareness)
-    this.awareness.on('update', ({ removed }: { removed: number[] }, origin: unknown) => {
-      this.awarenessFrameCache = null
-      // A peer node's client that timed out is gone for good; a local connection keeps its ids
-      // until it closes.
-      if (origin === 'timeout') this.presence.release(removed.filter(id => this.presence.ownerOf(id)?.remote === true))
-    })
     this.ydoc.afterTransaction = () => {
       this.version++
       if (this.fullStateCache !== null || this.fullStateChunks !== null) this.dropJoinCache()
@@ -361,25 +336,12 @@ export class LiveDocument implements JoinCacheHolder {
     return Y.encodeStateVector(this.ydoc)
   }
 
-  /**
-   * Everyone's presence as one awareness frame (null when nobody is present), encoded once per
-   * change: every join and every query-awareness is answered from it.
-   */
-  awarenessFrame (): Uint8Array | null {
-    const states = this.awareness.getStates()
-    if (states.size === 0) return null
-    this.awarenessFrameCache ??= encodeAwareness(encodeAwarenessUpdate(this.awareness, [...states.keys()]))
-    return this.awarenessFrameCache
-  }
-
   destroy (): void {
     this.state = 'unloaded'
-    awarenessTimeouts.unwatch(this.awareness)
-    this.awareness.destroy()
+    this.presence.destroy()
     this.ydoc.destroy()
     this.dropJoinCache()
     this.dropDiffCache()
-    this.awarenessFrameCache = null
   }
 
   private partialChangesOf (transaction: Y.Transaction | null): Uint8Array | null {

@@ -1,6 +1,7 @@
-import type { Awareness } from 'y-protocols/awareness'
-import type { AwarenessEntry, AwarenessStateLimits } from '../protocol/awareness-entries.js'
-import { PresenceLimitError } from '../protocol/awareness-entries.js'
+import { outdatedTimeout } from 'y-protocols/awareness'
+import { encodeAwarenessEntries, PresenceLimitError, type AwarenessEntry, type AwarenessStateLimits } from '../protocol/awareness-entries.js'
+import { encodeAwareness } from '../protocol/messages.js'
+import { presenceTimeouts } from './presence-timeouts.js'
 
 export interface PresenceLimits extends AwarenessStateLimits {
   /** Distinct awareness client ids one connection may announce (the stock provider uses one). */
@@ -11,7 +12,7 @@ export interface PresenceLimits extends AwarenessStateLimits {
   maxBytesPerDocument: number
 }
 
-/** Released ids remembered per document with the user that held them (oldest forgotten first). */
+/** Released ids remembered per document with their user and last clock (oldest forgotten first). */
 const FORMER_OWNERS_KEPT = 10_000
 
 /**
@@ -29,33 +30,67 @@ export interface AwarenessOwner {
   readonly remote?: boolean
 }
 
+/** An id a live owner holds, with its latest state. */
+interface Holding {
+  owner: AwarenessOwner
+  clock: number
+  /** The state as its client sent it (JSON text), null while it has none (removed, timed out). */
+  json: string | null
+  /** When the state was last renewed (Date.now()), for the 30 s timeout. */
+  renewedAt: number
+}
+
+/** A released id: nobody but its user may claim it, and an entry no newer than its last clock is stale. */
+interface Former {
+  readonly userId: string | null
+  readonly clock: number
+}
+
 /**
- * Who announced each awareness client id of one document. An id belongs to the first live owner
- * that announced it; entries for ids owned by another user are dropped, so nobody can forge or
- * remove another person's presence. The same verified user may take its own id over (a
- * reconnecting tab, on this node or another, before its old connection is known to be gone), and
- * an id that was released stays that user's: nobody else can claim it while its owner is away.
- * The states' bytes are counted, so that what every join receives stays bounded.
+ * One document's presence: who announced each awareness client id, and each id's latest state as
+ * the JSON text its client sent. It applies y-protocols' rules (an entry counts if its clock is
+ * newer, or removes at the same clock; a state not renewed for 30 s times out) without y-protocols'
+ * Awareness, which parses every state into objects, compares them deeply on every update and
+ * stringifies them again for every join, and costs each loaded document three maps and a timer of
+ * its own: a server only relays states, so it keeps them as text.
+ *
+ * An id belongs to the first live owner that announced it; entries for ids owned by another user
+ * are dropped, so nobody can forge or remove another person's presence. The same verified user may
+ * take its own id over (a reconnecting tab, on this node or another, before its old connection is
+ * known to be gone), and an id that was released stays that user's: nobody else can claim it while
+ * its owner is away. The states' bytes are counted, so that what every join receives stays bounded.
  */
-export class PresenceOwners {
-  /** Who holds each id and the bytes of its state: one map, as most documents hold one or two ids. */
+export class DocumentPresence {
   private readonly holdings = new Map<number, Holding>()
   /** Made on the first release: most documents never see anyone leave while loaded. */
-  private formerOwners: Map<number, string | null> | null = null
+  private formerOwners: Map<number, Former> | null = null
   private totalBytes = 0
+  /** Every present state as one awareness frame, until presence changes. */
+  private frameCache: Uint8Array | null = null
+  private destroyed = false
+  /** Told of states that timed out, as the update that removes them (set by whoever relays them). */
+  onExpired: ((removals: Uint8Array) => void) | null = null
 
+  /** Ids held by live owners, with or without a state. */
   get size (): number {
     return this.holdings.size
   }
 
+  /** Ids that have a state: the people shown as present. */
+  get presentCount (): number {
+    let count = 0
+    for (const holding of this.holdings.values()) if (holding.json !== null) count++
+    return count
+  }
+
   /**
-   * The entries `owner` may apply, in order: its own ids, and new ids while the document has room.
-   * Entries the awareness would ignore as stale are dropped first: the stock provider sends back
-   * every state it receives (with the clock it received), and such echoes must neither claim an
-   * id nor travel further. Throws PresenceLimitError when a connection announces more ids than it
-   * may.
+   * Admits and applies the entries `owner` may apply, in order, and returns them: its own ids, and
+   * new ids while the document has room. Entries that would not apply as stale are dropped first:
+   * the stock provider sends back every state it receives (with the clock it received), and such
+   * echoes must neither claim an id nor travel further. Throws PresenceLimitError, with nothing
+   * applied, when a connection announces more ids than it may.
    */
-  admit (entries: AwarenessEntry[], owner: AwarenessOwner, awareness: Awareness, limits: PresenceLimits): AwarenessEntry[] {
+  apply (entries: AwarenessEntry[], owner: AwarenessOwner, limits: PresenceLimits): AwarenessEntry[] {
     // Decided whole before anything changes: an update refused for the cap claims nothing.
     const admitted: AwarenessEntry[] = []
     const takeovers: number[] = []
@@ -74,7 +109,7 @@ export class PresenceOwners {
         admitted.push(entry)
         continue
       }
-      if (isStale(entry, awareness)) continue
+      if (this.isStale(entry)) continue
       if (current === owner) {
         admitted.push(entry)
         continue
@@ -82,7 +117,8 @@ export class PresenceOwners {
       // Another user's id, or a removal of an id nobody holds: dropped, not relayed.
       if (current !== undefined || entry.state === null || claims.has(entry.clientId)) continue
       // An id released by another user stays theirs.
-      if (this.formerOwners?.has(entry.clientId) === true && this.formerOwners.get(entry.clientId) !== owner.userId) continue
+      const former = this.formerOwners?.get(entry.clientId)
+      if (former !== undefined && former.userId !== owner.userId) continue
       claims.add(entry.clientId)
       admitted.push(entry)
       // Refused as soon as the cap is crossed: a flood is not read to its end.
@@ -90,31 +126,99 @@ export class PresenceOwners {
         throw new PresenceLimitError(`more than ${limits.maxClientsPerConnection} awareness clients on one connection`)
       }
     }
-    for (const id of takeovers) {
-      this.release([id])
-      this.claim(id, owner, 0)
-    }
+    for (const id of takeovers) this.transfer(id, owner)
     const room = Math.max(0, limits.maxEntriesPerDocument - this.holdings.size)
     const refused = new Set([...claims].slice(room))
     const accepted: AwarenessEntry[] = []
+    const now = Date.now()
     for (const entry of admitted) {
       if (refused.has(entry.clientId)) continue
       // A state that would take the document's presence past its byte budget is dropped (a
       // removal always fits); a new id that does not fit is not claimed.
-      const bytes = entry.state === null ? 0 : entry.json.length
+      const json = entry.state === null ? null : entry.json
       const holding = this.holdings.get(entry.clientId)
-      const delta = bytes - (holding?.bytes ?? 0)
+      const delta = (json?.length ?? 0) - (holding?.json?.length ?? 0)
       if (delta > 0 && this.totalBytes + delta > limits.maxBytesPerDocument) {
         refused.add(entry.clientId)
         continue
       }
-      this.totalBytes += delta
-      // A new id is claimed on its first accepted entry, in the order ids were announced.
-      if (holding === undefined) this.claim(entry.clientId, owner, bytes)
-      else holding.bytes = bytes
+      // A new id is claimed on its first accepted entry, in the order ids were announced. An
+      // entry made stale by an earlier one of the same update (or a stale takeover) is relayed
+      // as it came but changes nothing, as y-protocols would ignore it.
+      if (holding === undefined) this.claim(entry.clientId, { owner, clock: entry.clock, json, renewedAt: now })
+      else if (!this.isStale(entry)) this.renew(holding, entry.clock, json, now)
       accepted.push(entry)
     }
+    if (accepted.length > 0) this.frameCache = null
     return accepted
+  }
+
+  /**
+   * Releases every id `owner` holds (its connection closed) and returns the update that removes
+   * them for everyone else: each id at its last clock with no state, which every client applies.
+   */
+  removeOwner (owner: AwarenessOwner): Uint8Array | null {
+    const removals: AwarenessEntry[] = []
+    for (const id of [...owner.awarenessClients ?? []]) {
+      const holding = this.holdings.get(id)
+      if (holding?.owner !== owner) continue
+      removals.push(removal(id, holding.clock))
+      this.release(id)
+    }
+    return removals.length === 0 ? null : encodeAwarenessEntries(removals)
+  }
+
+  /** A peer removed these ids (its client left): they are its no longer. */
+  releaseRemoved (entries: AwarenessEntry[]): void {
+    for (const entry of entries) if (entry.state === null) this.release(entry.clientId)
+  }
+
+  ownerOf (clientId: number): AwarenessOwner | undefined {
+    return this.holdings.get(clientId)?.owner
+  }
+
+  /** Everyone's presence as one awareness frame (null when nobody is present), encoded once per change. */
+  frame (): Uint8Array | null {
+    if (this.frameCache !== null) return this.frameCache
+    const entries = this.presentEntries(() => true)
+    if (entries.length === 0) return null
+    this.frameCache = encodeAwareness(encodeAwarenessEntries(entries))
+    return this.frameCache
+  }
+
+  /**
+   * The states of this node's own clients (not learned from peers) as one awareness update, with
+   * the user of each entry; null when there are none.
+   */
+  localStates (): { update: Uint8Array, users: Array<string | null> } | null {
+    const entries = this.presentEntries(holding => holding.owner.remote !== true)
+    if (entries.length === 0) return null
+    return { update: encodeAwarenessEntries(entries), users: entries.map(entry => this.holdings.get(entry.clientId)?.owner.userId ?? null) }
+  }
+
+  /**
+   * Drops every state not renewed for 30 s before `now` (a client or a whole node that vanished
+   * without a close) and tells onExpired. A peer's id that timed out is released: its client is
+   * gone for good; a local connection keeps its ids until it closes.
+   */
+  expire (now: number): void {
+    let removals: AwarenessEntry[] | null = null
+    for (const [id, holding] of this.holdings) {
+      if (holding.json === null || now - holding.renewedAt < outdatedTimeout) continue
+      (removals ??= []).push(removal(id, holding.clock))
+      this.renew(holding, holding.clock, null, holding.renewedAt)
+      if (holding.owner.remote === true) this.release(id)
+    }
+    if (removals === null) return
+    this.frameCache = null
+    this.onExpired?.(encodeAwarenessEntries(removals))
+  }
+
+  /** The document is unloaded: it leaves the node's timeout sweep for good. */
+  destroy (): void {
+    this.destroyed = true
+    this.frameCache = null
+    presenceTimeouts.unwatch(this)
   }
 
   /**
@@ -130,45 +234,68 @@ export class PresenceOwners {
     return (owner.awarenessClients?.size ?? 0) === 0 && earlierInUpdate === 0
   }
 
-  private claim (clientId: number, owner: AwarenessOwner, bytes: number): void {
-    this.holdings.set(clientId, { owner, bytes })
+  /** y-protocols' rule: an entry applies if its clock is newer, or it removes a state at the same clock. */
+  private isStale (entry: AwarenessEntry): boolean {
+    const holding = this.holdings.get(entry.clientId)
+    const clock = holding?.clock ?? this.formerOwners?.get(entry.clientId)?.clock ?? 0
+    if (clock < entry.clock) return false
+    return !(clock === entry.clock && entry.state === null && holding?.json != null)
+  }
+
+  private renew (holding: Holding, clock: number, json: string | null, renewedAt: number): void {
+    this.totalBytes += (json?.length ?? 0) - (holding.json?.length ?? 0)
+    holding.clock = clock
+    holding.json = json
+    holding.renewedAt = renewedAt
+  }
+
+  private claim (clientId: number, holding: Holding): void {
+    if (this.holdings.size === 0 && !this.destroyed) presenceTimeouts.watch(this)
+    this.holdings.set(clientId, holding)
+    this.totalBytes += holding.json?.length ?? 0
+    this.formerOwners?.delete(clientId)
+    holding.owner.awarenessClients ??= new Set()
+    holding.owner.awarenessClients.add(clientId)
+  }
+
+  /** The id moves to `owner` with its state, which the takeover's own entry then renews. */
+  private transfer (clientId: number, owner: AwarenessOwner): void {
+    const holding = this.holdings.get(clientId)
+    if (holding === undefined) return
+    holding.owner.awarenessClients?.delete(clientId)
+    holding.owner = owner
     owner.awarenessClients ??= new Set()
     owner.awarenessClients.add(clientId)
   }
 
-  /** The ids are no longer held by their owner (it closed, or a peer removed them). */
-  release (clientIds: Iterable<number>): void {
-    for (const id of [...clientIds]) {
-      const holding = this.holdings.get(id)
-      if (holding === undefined) continue
-      const owner = holding.owner
-      this.holdings.delete(id)
-      owner.awarenessClients?.delete(id)
-      this.totalBytes -= holding.bytes
-      const former = (this.formerOwners ??= new Map())
-      former.delete(id)
-      former.set(id, owner.userId)
-      if (former.size > FORMER_OWNERS_KEPT) {
-        const oldest = former.keys().next().value
-        if (oldest !== undefined) former.delete(oldest)
-      }
+  private release (clientId: number): void {
+    const holding = this.holdings.get(clientId)
+    if (holding === undefined) return
+    this.holdings.delete(clientId)
+    holding.owner.awarenessClients?.delete(clientId)
+    this.totalBytes -= holding.json?.length ?? 0
+    if (holding.json !== null) this.frameCache = null
+    const former = (this.formerOwners ??= new Map())
+    former.set(clientId, { userId: holding.owner.userId, clock: holding.clock })
+    if (former.size > FORMER_OWNERS_KEPT) {
+      const oldest = former.keys().next().value
+      if (oldest !== undefined) former.delete(oldest)
     }
+    if (this.holdings.size === 0) presenceTimeouts.unwatch(this)
   }
 
-  ownerOf (clientId: number): AwarenessOwner | undefined {
-    return this.holdings.get(clientId)?.owner
+  private presentEntries (include: (holding: Holding) => boolean): AwarenessEntry[] {
+    const entries: AwarenessEntry[] = []
+    for (const [clientId, holding] of this.holdings) {
+      if (holding.json !== null && include(holding)) entries.push({ clientId, clock: holding.clock, json: holding.json, state: PRESENT })
+    }
+    return entries
   }
 }
 
-interface Holding {
-  readonly owner: AwarenessOwner
-  /** Bytes of the id's current state (0 once removed): counted against the document's budget. */
-  bytes: number
-}
+/** Stands for a state that is there when only its JSON text matters (encoding, not deciding). */
+const PRESENT = Object.freeze({})
 
-/** y-protocols' own rule: an entry applies if its clock is newer, or it removes at the same clock. */
-function isStale (entry: AwarenessEntry, awareness: Awareness): boolean {
-  const clock = awareness.meta.get(entry.clientId)?.clock ?? 0
-  if (clock < entry.clock) return false
-  return !(clock === entry.clock && entry.state === null && awareness.states.has(entry.clientId))
+function removal (clientId: number, clock: number): AwarenessEntry {
+  return { clientId, clock, json: 'null', state: null }
 }

@@ -150,7 +150,7 @@ export class ClientMessages {
   private sendAwareness (ws: ClientSocket, conn: Connection): void {
     let frame
     try {
-      frame = conn.doc.awarenessFrame()
+      frame = conn.doc.presence.frame()
     } catch (err) {
       // States are bounded when they arrive; should one still fail to encode, the join goes on
       // without presence rather than failing because of someone else's state.

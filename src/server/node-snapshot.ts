@@ -43,7 +43,7 @@ export async function takeNodeSnapshot (sources: SnapshotSources): Promise<NodeS
   const documents = [...sources.registry.values()].map(doc => ({
     docId: doc.id,
     connections: doc.refs,
-    awareness: doc.awareness.getStates().size,
+    awareness: doc.presence.presentCount,
     bytes: doc.sizeEstimate,
     pendingWrite: sources.writeBehind.hasPending(doc.id),
     bridgeBroken: sources.bridgeBroken?.(doc.id) ?? false

@@ -1,0 +1,180 @@
+import t from 'tap'
+import * as Y from 'yjs'
+import * as decoding from 'lib0/decoding'
+import { applyAwarenessUpdate, Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
+import { DocumentPresence, type AwarenessOwner, type PresenceLimits } from '../src/documents/presence.js'
+import { presenceTimeouts } from '../src/documents/presence-timeouts.js'
+import { LiveDocument } from '../src/documents/live-document.js'
+import { encodeAwarenessEntries, readAwarenessEntries, type AwarenessEntry } from '../src/protocol/awareness-entries.js'
+
+const limits: PresenceLimits = { maxStateBytes: 4096, maxStateDepth: 8, maxClientsPerConnection: 4, maxEntriesPerDocument: 100, maxBytesPerDocument: 1 << 20 }
+
+function entry (clientId: number, clock: number, state: object | null): AwarenessEntry {
+  return { clientId, clock, json: JSON.stringify(state), state }
+}
+
+function owner (userId: string | null, remote = false): AwarenessOwner {
+  return { awarenessClients: null, userId, remote }
+}
+
+/** An awareness update or frame's entries, as id → [clock, JSON text]. */
+function read (update: Uint8Array | null, frame = false): Map<number, [number, string]> {
+  const seen = new Map<number, [number, string]>()
+  if (update === null) return seen
+  const decoder = decoding.createDecoder(update)
+  if (frame) decoding.readVarUint(decoder) // the message type
+  const entries = readAwarenessEntries(frame ? decoding.readVarUint8Array(decoder) : update, limits)
+  for (const e of entries) seen.set(e.clientId, [e.clock, e.json])
+  return seen
+}
+
+/** A small deterministic generator (mulberry32), so that a failure replays. */
+function random (seed: number): () => number {
+  let a = seed
+  return () => {
+    a = (a + 0x6d2b79f5) | 0
+    let x = Math.imul(a ^ (a >>> 15), 1 | a)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+t.test('what presence keeps matches what y-protocols\' Awareness keeps from the same accepted entries', async t => {
+  for (const seed of [1, 2, 3, 4, 5]) {
+    const next = random(seed)
+    const int = (n: number): number => Math.floor(next() * n)
+    const presence = new DocumentPresence()
+    const reference = new Awareness(new Y.Doc())
+    reference.setLocalState(null)
+    const owners = [owner('ada'), owner('ada'), owner('bob'), owner('cy', true)]
+    for (let step = 0; step < 400; step++) {
+      const who = owners[int(owners.length)]!
+      if (int(20) === 0) {
+        // A connection closes: its removals go to everyone.
+        const removals = presence.removeOwner(who)
+        if (removals !== null) applyAwarenessUpdate(reference, removals, who)
+        continue
+      }
+      const count = 1 + int(3)
+      const entries = Array.from({ length: count }, () => entry(1 + int(6), int(8), int(4) === 0 ? null : { n: int(1000) }))
+      const accepted = presence.apply(entries, who, limits)
+      if (accepted.length > 0) applyAwarenessUpdate(reference, encodeAwarenessEntries(accepted), who)
+      const ours = read(presence.frame(), true)
+      const theirs = new Map<number, [number, string]>()
+      for (const [id, state] of reference.getStates()) theirs.set(id, [reference.meta.get(id)!.clock, JSON.stringify(state)])
+      if (JSON.stringify([...ours].sort()) !== JSON.stringify([...theirs].sort())) {
+        t.same(ours, theirs, `seed ${seed}, step ${step}: the same states at the same clocks`)
+        break
+      }
+      if (presence.presentCount !== ours.size) t.fail(`seed ${seed}, step ${step}: ${presence.presentCount} present, ${ours.size} in the frame`)
+    }
+    t.pass(`seed ${seed}: 400 steps`)
+    reference.destroy()
+    presence.destroy()
+  }
+})
+
+t.test('stale entries and echoes are dropped; a removal at the same clock applies', async t => {
+  const presence = new DocumentPresence()
+  t.teardown(() => { presence.destroy() })
+  const ada = owner('ada')
+  t.equal(presence.apply([entry(7, 3, { a: 1 })], ada, limits).length, 1)
+  t.equal(presence.apply([entry(7, 3, { a: 2 })], ada, limits).length, 0, 'the same clock: an echo')
+  t.equal(presence.apply([entry(7, 2, { a: 2 })], ada, limits).length, 0, 'an older clock')
+  t.equal(presence.apply([entry(7, 3, null)], ada, limits).length, 1, 'a removal at the same clock')
+  t.equal(presence.frame(), null, 'nobody is present')
+  t.equal(presence.apply([entry(7, 3, null)], ada, limits).length, 0, 'removing what is gone changes nothing')
+  t.equal(presence.ownerOf(7), ada, 'the connection keeps its id while it is open')
+})
+
+t.test('a released id keeps its clock and its user: no stale echo brings it back, nobody else claims it', async t => {
+  const presence = new DocumentPresence()
+  t.teardown(() => { presence.destroy() })
+  const first = owner('ada')
+  presence.apply([entry(7, 5, { a: 1 })], first, limits)
+  t.same([...read(presence.removeOwner(first))], [[7, [5, 'null']]], 'removed at its last clock')
+  t.equal(presence.removeOwner(first), null, 'nothing left to remove')
+  t.equal(presence.apply([entry(7, 5, { a: 1 })], owner('ada'), limits).length, 0, 'an echo of the old state is stale')
+  t.equal(presence.apply([entry(7, 9, { a: 1 })], owner('mallory'), limits).length, 0, 'another user cannot claim it')
+  const again = owner('ada')
+  t.equal(presence.apply([entry(7, 6, { a: 2 })], again, limits).length, 1, 'its user comes back with a newer clock')
+  t.equal(presence.ownerOf(7), again)
+})
+
+t.test('a takeover moves the id with its state; the old connection\'s removal spares it', async t => {
+  const presence = new DocumentPresence()
+  t.teardown(() => { presence.destroy() })
+  const old = owner('ada')
+  presence.apply([entry(7, 5, { tab: 'old' })], old, limits)
+  const fresh = owner('ada')
+  t.equal(presence.apply([entry(7, 5, { tab: 'old' })], fresh, limits).length, 1, 'a stale takeover is still relayed')
+  t.same([...read(presence.frame(), true)], [[7, [5, '{"tab":"old"}']]], 'the state stays until renewed')
+  t.equal(presence.ownerOf(7), fresh)
+  t.equal(presence.removeOwner(old), null, 'the old connection no longer holds it')
+  t.equal(presence.presentCount, 1)
+})
+
+t.test('the byte budget counts what the states hold now: a timed-out or removed state frees its bytes', async t => {
+  const presence = new DocumentPresence()
+  t.teardown(() => { presence.destroy() })
+  const small = { ...limits, maxBytesPerDocument: 100 }
+  const ada = owner('ada')
+  const big = { blob: 'x'.repeat(60) }
+  t.equal(presence.apply([entry(1, 1, big)], ada, small).length, 1)
+  t.equal(presence.apply([entry(2, 1, big)], owner('bob'), small).length, 0, 'past the budget: refused')
+  presence.expire(Date.now() + 31_000)
+  t.equal(presence.apply([entry(2, 1, big)], owner('bob'), small).length, 1, 'the timed-out state\'s bytes are free again')
+  t.equal(presence.apply([entry(1, 2, big)], ada, small).length, 0, 'and now the first one does not fit')
+})
+
+t.test('states not renewed for 30 s are dropped by the node\'s one sweep; a peer\'s ids are released', async t => {
+  const docs = [new LiveDocument('sweep-a'), new LiveDocument('sweep-b')]
+  t.teardown(() => { for (const doc of docs) doc.destroy() })
+  const client = new Awareness(new Y.Doc())
+  t.teardown(() => { client.destroy() })
+  client.setLocalState({ user: 'ada' })
+  const entries = readAwarenessEntries(encodeAwarenessUpdate(client, [client.clientID]), limits)
+  const local = owner('ada')
+  const peer = owner('ada', true)
+  docs[0]!.presence.apply(entries, local, limits)
+  docs[1]!.presence.apply(entries, peer, limits)
+  const expired: Array<[string, Map<number, [number, string]>]> = []
+  for (const doc of docs) doc.presence.onExpired = removals => { expired.push([doc.id, read(removals)]) }
+  presenceTimeouts.sweep(Date.now() + 10_000)
+  t.same(expired, [], 'renewed 10 s ago: kept')
+  presenceTimeouts.sweep(Date.now() + 31_000)
+  const removal = new Map([[client.clientID, [1, 'null']]])
+  t.same(expired, [['sweep-a', removal], ['sweep-b', removal]], 'not renewed for 31 s: removed from every document at its clock')
+  t.equal(docs[0]!.presence.frame(), null)
+  t.equal(docs[0]!.presence.ownerOf(client.clientID), local, 'a local connection keeps its id until it closes')
+  t.equal(docs[1]!.presence.ownerOf(client.clientID), undefined, 'a peer\'s client is gone for good')
+  presenceTimeouts.sweep(Date.now() + 62_000)
+  t.equal(expired.length, 2, 'removed once')
+})
+
+t.test('an unloaded document leaves the presence sweep', async t => {
+  const kept = new LiveDocument('sweep-kept')
+  t.teardown(() => { kept.destroy() })
+  const unloaded = new LiveDocument('sweep-unloaded')
+  const entries = [entry(42, 1, { user: 'ada' })]
+  kept.presence.apply(entries, owner('ada'), limits)
+  unloaded.presence.apply(entries, owner('ada'), limits)
+  const presence = unloaded.presence
+  unloaded.destroy()
+  // Presence put back after the unload: a sweep that still visited it would drop it.
+  presence.apply([entry(42, 2, { user: 'ada' })], owner('ada'), limits)
+  presenceTimeouts.sweep(Date.now() + 31_000)
+  t.equal(kept.presence.presentCount, 0, 'the loaded document\'s stale presence is dropped')
+  t.equal(presence.presentCount, 1, 'the unloaded document\'s presence is not visited')
+})
+
+t.test('this node\'s own clients\' states go to a peer with the user of each', async t => {
+  const presence = new DocumentPresence()
+  t.teardown(() => { presence.destroy() })
+  presence.apply([entry(1, 1, { me: 1 })], owner('ada'), limits)
+  presence.apply([entry(2, 1, { me: 2 })], owner('bob', true), limits)
+  presence.apply([entry(3, 1, { me: 3 })], owner(null), limits)
+  const local = presence.localStates()
+  t.same([...read(local?.update ?? null).keys()], [1, 3])
+  t.same(local?.users, ['ada', null])
+})
