@@ -28,6 +28,13 @@ function read (update: Uint8Array | null, frame = false): Map<number, [number, s
   return seen
 }
 
+/** The awareness update inside an awareness message. */
+function updateOf (frame: Uint8Array): Uint8Array {
+  const decoder = decoding.createDecoder(frame)
+  decoding.readVarUint(decoder)
+  return decoding.readVarUint8Array(decoder)
+}
+
 /** A small deterministic generator (mulberry32), so that a failure replays. */
 function random (seed: number): () => number {
   let a = seed
@@ -52,7 +59,7 @@ t.test('what presence keeps matches what y-protocols\' Awareness keeps from the 
       if (int(20) === 0) {
         // A connection closes: its removals go to everyone.
         const removals = presence.removeOwner(who)
-        if (removals !== null) applyAwarenessUpdate(reference, removals, who)
+        if (removals !== null) applyAwarenessUpdate(reference, updateOf(removals), who)
         continue
       }
       const count = 1 + int(3)
@@ -74,6 +81,51 @@ t.test('what presence keeps matches what y-protocols\' Awareness keeps from the 
   }
 })
 
+t.test('leaving out the entries staleFor() names unread changes nothing that is kept or relayed', async t => {
+  for (const seed of [11, 12, 13]) {
+    const next = random(seed)
+    const int = (n: number): number => Math.floor(next() * n)
+    const direct = new DocumentPresence()
+    const skipping = new DocumentPresence()
+    const users = ['ada', 'ada', 'bob', null]
+    const directOwners = users.map(user => owner(user))
+    const skippingOwners = users.map(user => owner(user))
+    let skipped = 0
+    for (let step = 0; step < 400; step++) {
+      const who = int(users.length)
+      if (int(20) === 0) {
+        t.same(skipping.removeOwner(skippingOwners[who]!), direct.removeOwner(directOwners[who]!))
+        continue
+      }
+      const entries = Array.from({ length: 1 + int(3) }, () => entry(1 + int(6), int(8), int(4) === 0 ? null : { n: int(1000) }))
+      const read = readAwarenessEntries(encodeAwarenessEntries(entries), limits, skipping.staleFor(skippingOwners[who]!))
+      skipped += entries.length - read.length
+      const accepted = skipping.apply(read, skippingOwners[who]!, limits)
+      if (JSON.stringify(accepted) !== JSON.stringify(direct.apply(entries, directOwners[who]!, limits)) ||
+          JSON.stringify(skipping.frame()) !== JSON.stringify(direct.frame())) {
+        t.fail(`seed ${seed}, step ${step}: skipping changed what was accepted or kept`)
+        break
+      }
+    }
+    t.ok(skipped > 100, `seed ${seed}: ${skipped} entries left out unread`)
+    direct.destroy()
+    skipping.destroy()
+  }
+})
+
+t.test('staleFor() names echoes, not removals at the same clock nor a possible takeover', async t => {
+  const presence = new DocumentPresence()
+  t.teardown(() => { presence.destroy() })
+  const ada = owner('ada')
+  presence.apply([entry(7, 3, { a: 1 })], ada, limits)
+  t.ok(presence.staleFor(owner('bob'))(7, 3, false), 'another user\'s echo at the same clock')
+  t.ok(presence.staleFor(ada)(7, 2, false), 'an older clock')
+  t.notOk(presence.staleFor(ada)(7, 4, false), 'a newer clock')
+  t.notOk(presence.staleFor(ada)(7, 3, true), 'a removal at the same clock')
+  t.notOk(presence.staleFor(owner('ada'))(7, 3, false), 'the same user on another connection: perhaps a takeover')
+  t.ok(presence.staleFor(ada)(8, 0, true), 'removing an id nobody announced')
+})
+
 t.test('stale entries and echoes are dropped; a removal at the same clock applies', async t => {
   const presence = new DocumentPresence()
   t.teardown(() => { presence.destroy() })
@@ -92,7 +144,7 @@ t.test('a released id keeps its clock and its user: no stale echo brings it back
   t.teardown(() => { presence.destroy() })
   const first = owner('ada')
   presence.apply([entry(7, 5, { a: 1 })], first, limits)
-  t.same([...read(presence.removeOwner(first))], [[7, [5, 'null']]], 'removed at its last clock')
+  t.same([...read(presence.removeOwner(first), true)], [[7, [5, 'null']]], 'removed at its last clock')
   t.equal(presence.removeOwner(first), null, 'nothing left to remove')
   t.equal(presence.apply([entry(7, 5, { a: 1 })], owner('ada'), limits).length, 0, 'an echo of the old state is stale')
   t.equal(presence.apply([entry(7, 9, { a: 1 })], owner('mallory'), limits).length, 0, 'another user cannot claim it')
@@ -139,7 +191,7 @@ t.test('states not renewed for 30 s are dropped by the node\'s one sweep; a peer
   docs[0]!.presence.apply(entries, local, limits)
   docs[1]!.presence.apply(entries, peer, limits)
   const expired: Array<[string, Map<number, [number, string]>]> = []
-  for (const doc of docs) doc.presence.onExpired = removals => { expired.push([doc.id, read(removals)]) }
+  for (const doc of docs) doc.presence.onExpired = removals => { expired.push([doc.id, read(removals, true)]) }
   presenceTimeouts.sweep(Date.now() + 10_000)
   t.same(expired, [], 'renewed 10 s ago: kept')
   presenceTimeouts.sweep(Date.now() + 31_000)

@@ -1,6 +1,6 @@
 import type { Transaction } from 'yjs'
 import type { Metrics } from '../metrics/metrics.js'
-import { encodeAwarenessEntries, readAwarenessEntries, type AwarenessEntry } from '../protocol/awareness-entries.js'
+import { awarenessEntryCount, encodeAwarenessFrame, readAwarenessEntries, type AwarenessEntry } from '../protocol/awareness-entries.js'
 import { encodeAwareness, encodeSyncUpdate } from '../protocol/messages.js'
 import type { DocumentLifecycle } from './document-lifecycle.js'
 import { changedNothing, pendingMark, UpdateRejectedError, type LiveDocument } from './live-document.js'
@@ -166,10 +166,11 @@ export class DocumentChanges implements DocumentLifecycle {
    * peers, as the bytes received when nothing was dropped.
    */
   commitAwareness (doc: LiveDocument, update: Uint8Array, frame: Uint8Array, owner: AwarenessOwner, sender: TopicPublisher): void {
-    const entries = readAwarenessEntries(update, this.presenceLimits)
+    const entries = readAwarenessEntries(update, this.presenceLimits, doc.presence.staleFor(owner))
     const accepted = doc.presence.apply(entries, owner, this.presenceLimits)
     if (accepted.length === 0) return
-    const acceptedFrame = accepted.length === entries.length ? frame : encodeAwareness(encodeAwarenessEntries(accepted))
+    const whole = accepted.length === entries.length && entries.length === awarenessEntryCount(update)
+    const acceptedFrame = whole ? frame : encodeAwarenessFrame(accepted)
     sender.publish(doc.topic, acceptedFrame, true)
     this.metrics.sent('awareness', acceptedFrame.length)
     this.peers?.publishAwareness(doc, acceptedFrame, owner.userId)
@@ -191,7 +192,7 @@ export class DocumentChanges implements DocumentLifecycle {
   commitAwarenessFromPeer (doc: LiveDocument, entries: AwarenessEntry[], owner: AwarenessOwner, update: Uint8Array | null): void {
     const accepted = doc.presence.apply(entries, owner, this.presenceLimits)
     if (accepted.length === 0) return
-    this.publishToAll(doc, 'awareness', encodeAwareness(update !== null && accepted.length === entries.length ? update : encodeAwarenessEntries(accepted)))
+    this.publishToAll(doc, 'awareness', update !== null && accepted.length === entries.length ? encodeAwareness(update) : encodeAwarenessFrame(accepted))
     doc.presence.releaseRemoved(accepted)
   }
 
@@ -216,9 +217,8 @@ export class DocumentChanges implements DocumentLifecycle {
   }
 
   private removeNow (doc: LiveDocument, owner: AwarenessOwner): void {
-    const removals = doc.presence.removeOwner(owner)
-    if (removals === null) return
-    const frame = encodeAwareness(removals)
+    const frame = doc.presence.removeOwner(owner)
+    if (frame === null) return
     this.publishToAll(doc, 'awareness', frame)
     this.peers?.publishAwareness(doc, frame, owner.userId)
   }
@@ -230,7 +230,7 @@ export class DocumentChanges implements DocumentLifecycle {
    */
   afterLoad (doc: LiveDocument): void {
     doc.presence.onExpired = removals => {
-      if (doc.state !== 'unloaded') this.publishToAll(doc, 'awareness', encodeAwareness(removals))
+      if (doc.state !== 'unloaded') this.publishToAll(doc, 'awareness', removals)
     }
   }
 

@@ -1,6 +1,5 @@
 import { outdatedTimeout } from 'y-protocols/awareness'
-import { encodeAwarenessEntries, PresenceLimitError, type AwarenessEntry, type AwarenessStateLimits } from '../protocol/awareness-entries.js'
-import { encodeAwareness } from '../protocol/messages.js'
+import { encodeAwarenessEntries, encodeAwarenessFrame, PresenceLimitError, type AwarenessEntry, type AwarenessStateLimits, type StaleEntryCheck } from '../protocol/awareness-entries.js'
 import { presenceTimeouts } from './presence-timeouts.js'
 
 export interface PresenceLimits extends AwarenessStateLimits {
@@ -68,7 +67,7 @@ export class DocumentPresence {
   /** Every present state as one awareness frame, until presence changes. */
   private frameCache: Uint8Array | null = null
   private destroyed = false
-  /** Told of states that timed out, as the update that removes them (set by whoever relays them). */
+  /** Told of states that timed out, as the awareness message that removes them (set by whoever relays them). */
   onExpired: ((removals: Uint8Array) => void) | null = null
 
   /** Ids held by live owners, with or without a state. */
@@ -154,8 +153,9 @@ export class DocumentPresence {
   }
 
   /**
-   * Releases every id `owner` holds (its connection closed) and returns the update that removes
-   * them for everyone else: each id at its last clock with no state, which every client applies.
+   * Releases every id `owner` holds (its connection closed) and returns the awareness message that
+   * removes them for everyone else: each id at its last clock with no state, which every client
+   * applies.
    */
   removeOwner (owner: AwarenessOwner): Uint8Array | null {
     const removals: AwarenessEntry[] = []
@@ -165,7 +165,7 @@ export class DocumentPresence {
       removals.push(removal(id, holding.clock))
       this.release(id)
     }
-    return removals.length === 0 ? null : encodeAwarenessEntries(removals)
+    return removals.length === 0 ? null : encodeAwarenessFrame(removals)
   }
 
   /** A peer removed these ids (its client left): they are its no longer. */
@@ -182,7 +182,7 @@ export class DocumentPresence {
     if (this.frameCache !== null) return this.frameCache
     const entries = this.presentEntries(() => true)
     if (entries.length === 0) return null
-    this.frameCache = encodeAwareness(encodeAwarenessEntries(entries))
+    this.frameCache = encodeAwarenessFrame(entries)
     return this.frameCache
   }
 
@@ -211,7 +211,7 @@ export class DocumentPresence {
     }
     if (removals === null) return
     this.frameCache = null
-    this.onExpired?.(encodeAwarenessEntries(removals))
+    this.onExpired?.(encodeAwarenessFrame(removals))
   }
 
   /** The document is unloaded: it leaves the node's timeout sweep for good. */
@@ -234,12 +234,29 @@ export class DocumentPresence {
     return (owner.awarenessClients?.size ?? 0) === 0 && earlierInUpdate === 0
   }
 
-  /** y-protocols' rule: an entry applies if its clock is newer, or it removes a state at the same clock. */
+  /**
+   * Which entries of `owner`'s next update readAwarenessEntries may leave out unread: those that
+   * would change nothing, except where its user holds the id on another connection (a takeover,
+   * kept even when stale: see apply()).
+   */
+  staleFor (owner: AwarenessOwner): StaleEntryCheck {
+    return (clientId, clock, removal) => {
+      const current = this.holdings.get(clientId)?.owner
+      if (current !== undefined && current !== owner && current.userId !== null && current.userId === owner.userId) return false
+      return this.staleAt(clientId, clock, removal)
+    }
+  }
+
   private isStale (entry: AwarenessEntry): boolean {
-    const holding = this.holdings.get(entry.clientId)
-    const clock = holding?.clock ?? this.formerOwners?.get(entry.clientId)?.clock ?? 0
-    if (clock < entry.clock) return false
-    return !(clock === entry.clock && entry.state === null && holding?.json != null)
+    return this.staleAt(entry.clientId, entry.clock, entry.state === null)
+  }
+
+  /** y-protocols' rule: an entry applies if its clock is newer, or it removes a state at the same clock. */
+  private staleAt (clientId: number, clock: number, removal: boolean): boolean {
+    const holding = this.holdings.get(clientId)
+    const known = holding?.clock ?? this.formerOwners?.get(clientId)?.clock ?? 0
+    if (known < clock) return false
+    return !(known === clock && removal && holding?.json != null)
   }
 
   private renew (holding: Holding, clock: number, json: string | null, renewedAt: number): void {

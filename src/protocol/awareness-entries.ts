@@ -1,6 +1,5 @@
 import * as decoding from 'lib0/decoding'
-import * as encoding from 'lib0/encoding'
-import { MalformedMessageError } from './messages.js'
+import { MalformedMessageError, MessageType } from './messages.js'
 
 /**
  * Awareness updates (y-protocols awareness.js), read whole before anything of them is applied:
@@ -32,12 +31,22 @@ const UTF8 = new TextDecoder('utf-8', { fatal: true })
 export class PresenceLimitError extends Error {}
 
 /**
+ * Says which entries would change nothing (`removal`: the state is JSON null), so that they are
+ * left out without being decoded or parsed.
+ */
+export type StaleEntryCheck = (clientId: number, clock: number, removal: boolean) => boolean
+
+/**
  * Decodes every entry and checks each state against the limits. y-protocols applies entries one
  * by one and throws midway on bad JSON, and its encoder and deep comparison recurse into states,
  * so a state is checked (size, then depth by a scan that does not recurse) before it is parsed.
  * Throws MalformedMessageError for what does not decode, PresenceLimitError for what is too big.
+ *
+ * Entries `isStale` names are left out unparsed (they are dropped, never applied or relayed): the
+ * stock provider sends every state it receives back to the server, so most entries a server reads
+ * are such echoes.
  */
-export function readAwarenessEntries (update: Uint8Array, limits: AwarenessStateLimits): AwarenessEntry[] {
+export function readAwarenessEntries (update: Uint8Array, limits: AwarenessStateLimits, isStale?: StaleEntryCheck): AwarenessEntry[] {
   const entries: AwarenessEntry[] = []
   try {
     const decoder = decoding.createDecoder(update)
@@ -51,6 +60,7 @@ export function readAwarenessEntries (update: Uint8Array, limits: AwarenessState
       const clock = decoding.readVarUint(decoder)
       const bytes = decoding.readVarUint8Array(decoder)
       if (bytes.length > limits.maxStateBytes) throw new PresenceLimitError(`awareness state of ${bytes.length} bytes, at most ${limits.maxStateBytes} are accepted`)
+      if (isStale?.(clientId, clock, isJsonNull(bytes)) === true) continue
       const json = UTF8.decode(bytes)
       if (jsonDepthExceeds(json, limits.maxStateDepth)) throw new PresenceLimitError(`awareness state nested deeper than ${limits.maxStateDepth} levels`)
       const state: unknown = JSON.parse(json)
@@ -65,16 +75,79 @@ export function readAwarenessEntries (update: Uint8Array, limits: AwarenessState
   return entries
 }
 
+/** The number of entries an awareness update says it holds (throws for one that does not decode). */
+export function awarenessEntryCount (update: Uint8Array): number {
+  return decoding.readVarUint(decoding.createDecoder(update))
+}
+
+const JSON_WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d])
+const NULL = [0x6e, 0x75, 0x6c, 0x6c] // "null"
+
+/** Whether JSON text is null: the literal, with whitespace around it at most (JSON.parse's rule). */
+export function isJsonNull (bytes: Uint8Array): boolean {
+  let start = 0
+  let end = bytes.length
+  while (start < end && JSON_WHITESPACE.has(bytes[start]!)) start++
+  while (end > start && JSON_WHITESPACE.has(bytes[end - 1]!)) end--
+  return end - start === 4 && NULL.every((byte, i) => bytes[start + i] === byte)
+}
+
 /** Encodes entries as one awareness update (the states as they were sent). */
 export function encodeAwarenessEntries (entries: AwarenessEntry[]): Uint8Array {
-  const encoder = encoding.createEncoder()
-  encoding.writeVarUint(encoder, entries.length)
-  for (const entry of entries) {
-    encoding.writeVarUint(encoder, entry.clientId)
-    encoding.writeVarUint(encoder, entry.clock)
-    encoding.writeVarString(encoder, entry.json)
+  return writeEntries(entries, false)
+}
+
+/** Encodes entries as one y-websocket awareness message: the update in its frame, written once. */
+export function encodeAwarenessFrame (entries: AwarenessEntry[]): Uint8Array {
+  return writeEntries(entries, true)
+}
+
+/**
+ * lib0's encoder writes a string byte by byte; states are most of an update's bytes, so they are
+ * measured first and written natively in place, into a buffer of exactly the update's size.
+ */
+function writeEntries (entries: AwarenessEntry[], framed: boolean): Uint8Array {
+  const stateBytes = entries.map(entry => Buffer.byteLength(entry.json))
+  let updateSize = varUintSize(entries.length)
+  entries.forEach((entry, i) => {
+    const bytes = stateBytes[i]!
+    updateSize += varUintSize(entry.clientId) + varUintSize(entry.clock) + varUintSize(bytes) + bytes
+  })
+  const headerSize = framed ? varUintSize(MessageType.Awareness) + varUintSize(updateSize) : 0
+  const out = Buffer.alloc(headerSize + updateSize)
+  let at = 0
+  if (framed) {
+    at = writeVarUint(out, at, MessageType.Awareness)
+    at = writeVarUint(out, at, updateSize)
   }
-  return encoding.toUint8Array(encoder)
+  at = writeVarUint(out, at, entries.length)
+  entries.forEach((entry, i) => {
+    at = writeVarUint(out, at, entry.clientId)
+    at = writeVarUint(out, at, entry.clock)
+    at = writeVarUint(out, at, stateBytes[i]!)
+    at += out.write(entry.json, at, 'utf8')
+  })
+  // A plain view, as lib0 returns: a Buffer compares and serialises differently.
+  return new Uint8Array(out.buffer, out.byteOffset, out.length)
+}
+
+function varUintSize (value: number): number {
+  let size = 1
+  while (value > 0x7f) {
+    value = Math.floor(value / 0x80)
+    size++
+  }
+  return size
+}
+
+/** lib0's variable-length unsigned integer, for values up to 2^53. */
+function writeVarUint (out: Uint8Array, at: number, value: number): number {
+  while (value > 0x7f) {
+    out[at++] = 0x80 | (value % 0x80)
+    value = Math.floor(value / 0x80)
+  }
+  out[at++] = value
+  return at
 }
 
 /** True when JSON text nests objects and arrays deeper than `max`; linear, no recursion. */
