@@ -30,6 +30,16 @@ t.test('a tiny steady scenario delivers edits and ends consistent', async t => {
   t.type(run.metrics.cpu_user_s_per_1k, 'number', 'server CPU per delivered edit is reported')
 })
 
+t.test('a tiny presence scenario delivers moves to the others, and the clients echo them', async t => {
+  const run = await SCENARIOS.presence!.run(tinyLoad(), { kind: 'ours', nodes: 1 })
+  t.equal(run.error, undefined, 'no error')
+  t.ok((run.metrics.moves_per_s ?? 0) > 0, 'cursors moved')
+  t.ok((run.metrics.states_delivered_per_s ?? 0) > 0, 'states were delivered')
+  t.ok((run.metrics.echoes_per_s ?? 0) > 0, 'the clients echoed them, as the stock provider does')
+  t.equal((run.details as { disconnects: number }).disconnects, 0, 'nobody was disconnected')
+  t.type(run.metrics.cpu_user_s_per_1k, 'number', 'server CPU per delivered state is reported')
+})
+
 // The bench's clients speak Hocuspocus's framing too (every message led by the document's name,
 // the document opened by an authentication message): a peer measured in cross-node runs.
 t.test('the same load against Hocuspocus, alone and as two nodes over Redis, delivers and ends consistent', async t => {

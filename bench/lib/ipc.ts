@@ -1,7 +1,8 @@
 /** Messages between the coordinator (bench/run.ts) and its generator worker processes. */
 import type { Endpoint } from './wsraw.js'
 
-export type Role = 'writer' | 'observer' | 'sink'
+/** presence: a client that moves its cursor (awareness) on the writers' schedule and echoes others' states. */
+export type Role = 'writer' | 'observer' | 'sink' | 'presence'
 
 export interface ClientSpec {
   id: number
@@ -47,6 +48,10 @@ export interface WorkerSnapshot {
   samples?: Float64Array
   /** Latency histogram of the updates sinks received since the last take (arrival time - send time). */
   sinkLatency?: { counts: Uint32Array; count: number; max: number }
+  /** Presence clients: cumulative moves sent, others' new states received, echoes sent back. */
+  presence: { moves: number; deliveries: number; echoes: number }
+  /** Latency histogram of the states presence clients received since the last take. */
+  presenceLatency?: { counts: Uint32Array; count: number; max: number }
   rssBytes: number
 }
 
@@ -81,6 +86,7 @@ export interface DocDigest {
 
 export type Request =
   | { type: 'connect'; clients: ClientSpec[]; concurrency: number; timeoutMs: number }
+  /** Writers edit, and presence clients move their cursor, `rate` times a second each. */
   | { type: 'start-writers'; rate: number }
   | { type: 'stop-writers' }
   | { type: 'record'; on: boolean }

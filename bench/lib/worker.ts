@@ -8,12 +8,14 @@ import type { ClientSpec, ConnectResult, DocDigest, Envelope, JoinResult, Reply,
 import { LatencyHistogram } from './stats.js'
 import { EMPTY_SYNC_STEP1, RawWebSocket, sinkLatency } from './wsraw.js'
 import { fillBody, now, Observer, Writer, YClient } from './yclient.js'
+import { PresenceClient, presenceLatency } from './presence-client.js'
 
 const TICK_MS = 5
 
 const sinks: RawWebSocket[] = []
 const writers: Writer[] = []
 const observers: Observer[] = []
+const presenceClients: PresenceClient[] = []
 let closedCount = 0
 const closeReasons: Record<string, number> = {}
 
@@ -21,6 +23,7 @@ const loopDelay = monitorEventLoopDelay({ resolution: 5 })
 loopDelay.enable()
 
 const sinkHistogram = new LatencyHistogram()
+const presenceHistogram = new LatencyHistogram()
 let writerLagMax = 0
 let writerBufferedMax = 0
 let ticker: NodeJS.Timeout | null = null
@@ -64,6 +67,13 @@ async function connectAll (specs: ClientSpec[], concurrency: number, timeoutMs: 
           sink.destroy()
           sinks.splice(sinks.indexOf(sink), 1)
         }
+      } else if (spec.role === 'presence') {
+        const client = new PresenceClient({ endpoint: spec.endpoint, onSynced: () => { open = true; finish(true) }, onClose })
+        presenceClients.push(client)
+        discard = () => {
+          client.close()
+          presenceClients.splice(presenceClients.indexOf(client), 1)
+        }
       } else {
         const options = { endpoint: spec.endpoint, onSynced: () => { open = true; finish(true) }, onClose }
         const client: YClient = spec.role === 'writer' ? new Writer(options) : new Observer(options)
@@ -102,9 +112,16 @@ async function connectAll (specs: ClientSpec[], concurrency: number, timeoutMs: 
 
 const clientDoc = new Map<YClient, string>()
 
+/** A client acting on the schedule: a writer's edit, a presence client's cursor move. */
+interface Actor {
+  ws: RawWebSocket
+  act: () => void
+}
+
 interface Schedule {
   rate: number
-  /** Per-writer start (epoch ms, with a random phase) and edits sent under this schedule. */
+  actors: Actor[]
+  /** Per-actor start (epoch ms, with a random phase) and actions taken under this schedule. */
   starts: number[]
   done: number[]
 }
@@ -112,14 +129,19 @@ let schedule: Schedule | null = null
 
 function startWriters (rate: number): void {
   stopWriters()
-  if (rate <= 0 || writers.length === 0) return
+  const actors: Actor[] = [
+    ...writers.map(writer => ({ ws: writer.ws, act: () => { writer.write() } })),
+    ...presenceClients.map(client => ({ ws: client.ws, act: () => { client.move() } }))
+  ]
+  if (rate <= 0 || actors.length === 0) return
   const t0 = now()
   const period = 1000 / rate
   schedule = {
     rate,
-    // A random phase per writer: 200 writers at 5/s must not all fire in the same millisecond.
-    starts: writers.map(() => t0 + Math.random() * period),
-    done: writers.map(() => 0)
+    actors,
+    // A random phase per actor: 200 writers at 5/s must not all fire in the same millisecond.
+    starts: actors.map(() => t0 + Math.random() * period),
+    done: actors.map(() => 0)
   }
   ticker = setInterval(tick, TICK_MS)
 }
@@ -128,18 +150,18 @@ function tick (): void {
   const s = schedule
   if (s === null) return
   const t = now()
-  for (let w = 0; w < writers.length; w++) {
-    const writer = writers[w]!
-    if (writer.ws.state !== 'open') continue
+  for (let w = 0; w < s.actors.length; w++) {
+    const actor = s.actors[w]!
+    if (actor.ws.state !== 'open') continue
     const due = Math.floor((t - s.starts[w]!) * s.rate / 1000) + 1
     const backlog = due - s.done[w]!
     if (backlog <= 0) continue
     if (backlog > writerLagMax) writerLagMax = backlog
-    writer.ws.cork()
-    for (let k = 0; k < backlog; k++) writer.write()
-    writer.ws.uncork()
+    actor.ws.cork()
+    for (let k = 0; k < backlog; k++) actor.act()
+    actor.ws.uncork()
     s.done[w] = due
-    const buffered = writer.ws.bufferedBytes
+    const buffered = actor.ws.bufferedBytes
     if (buffered > writerBufferedMax) writerBufferedMax = buffered
   }
 }
@@ -168,6 +190,13 @@ function snapshot (resetLoopDelay: boolean, takeSamples: boolean): WorkerSnapsho
     if (observer.ws.state === 'open') open++
   }
   for (const writer of writers) if (writer.ws.state === 'open') open++
+  const presence = { moves: 0, deliveries: 0, echoes: 0 }
+  for (const client of presenceClients) {
+    presence.moves += client.moves
+    presence.deliveries += client.deliveries
+    presence.echoes += client.echoes
+    if (client.ws.state === 'open') open++
+  }
   const cpu = process.cpuUsage()
   const result: WorkerSnapshot = {
     sentByDoc,
@@ -184,6 +213,7 @@ function snapshot (resetLoopDelay: boolean, takeSamples: boolean): WorkerSnapsho
     eldMaxMs: loopDelay.max / 1e6,
     writerLagMax,
     writerBufferedMax,
+    presence,
     rssBytes: process.memoryUsage.rss()
   }
   if (takeSamples) {
@@ -197,6 +227,10 @@ function snapshot (resetLoopDelay: boolean, takeSamples: boolean): WorkerSnapsho
   if (takeSamples && sinks.length > 0) {
     result.sinkLatency = { counts: sinkHistogram.counts.slice(), count: sinkHistogram.count, max: sinkHistogram.max }
     sinkHistogram.reset()
+  }
+  if (takeSamples && presenceClients.length > 0) {
+    result.presenceLatency = { counts: presenceHistogram.counts.slice(), count: presenceHistogram.count, max: presenceHistogram.max }
+    presenceHistogram.reset()
   }
   if (resetLoopDelay) {
     loopDelay.reset()
@@ -224,8 +258,9 @@ function closeAll (): void {
   for (const client of uploads) client.close()
   uploads.length = 0
   for (const sink of sinks) sink.close()
-  for (const client of [...writers, ...observers]) client.close()
+  for (const client of [...writers, ...observers, ...presenceClients]) client.close()
   sinks.length = 0
+  presenceClients.length = 0
   writers.length = 0
   observers.length = 0
   clientDoc.clear()
@@ -299,6 +334,7 @@ async function handle (request: Request): Promise<Reply> {
     case 'record':
       for (const observer of observers) observer.recording = request.on
       sinkLatency.hist = request.on ? sinkHistogram : null
+      presenceLatency.hist = request.on ? presenceHistogram : null
       return { type: 'ok' }
     case 'snapshot':
       return { type: 'snapshot', snapshot: snapshot(request.resetLoopDelay, request.takeSamples) }

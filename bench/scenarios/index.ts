@@ -1,6 +1,7 @@
 import { connectionStormScenario, documentMemoryScenario, idleMemoryScenario } from './connections.js'
 import { crossNodeScenario } from './cross-node.js'
 import { largeDocScenario } from './large-doc.js'
+import { presenceScenario } from './presence.js'
 import { rampScenario } from './ramp.js'
 import { steadyScenario } from './steady.js'
 import { versionsScenario } from './versions.js'
@@ -22,7 +23,8 @@ const list: Scenario[] = [
   largeDocScenario('large-doc-64', 64),
   crossNodeScenario('cross-node', { docs: 10, clients: 100, rate: 10 }),
   crossNodeScenario('cross-node-200x10', { docs: 200, clients: 10, rate: 5 }),
-  versionsScenario
+  versionsScenario,
+  presenceScenario
 ]
 
 export const SCENARIOS: Record<string, Scenario> = Object.fromEntries(list.map(s => [s.name, s]))
