@@ -45,6 +45,21 @@ t.test('JSON null is recognised as JSON.parse would read it', async t => {
   }
 })
 
+t.test('a state led by a byte-order mark is refused, as every client would fail to parse it', async t => {
+  const bom = new Uint8Array([0xef, 0xbb, 0xbf])
+  const withBom = (text: string): Uint8Array => {
+    const encoder = encoding.createEncoder()
+    encoding.writeVarUint(encoder, 1)
+    encoding.writeVarUint(encoder, 1)
+    encoding.writeVarUint(encoder, 1)
+    encoding.writeVarUint8Array(encoder, new Uint8Array([...bom, ...new TextEncoder().encode(text)]))
+    return encoding.toUint8Array(encoder)
+  }
+  t.throws(() => readAwarenessEntries(withBom('{"a":1}'), limits), /invalid awareness update/)
+  t.throws(() => readAwarenessEntries(withBom('null'), limits), /invalid awareness update/)
+  t.notOk(isJsonNull(new Uint8Array([...bom, 0x6e, 0x75, 0x6c, 0x6c])), 'nor is it null')
+})
+
 t.test('entries named stale are left out unread; the others are read whole and checked', async t => {
   const update = lib0Update([entry(1, 5, '{"a":1}'), entry(2, 3, '{"b":2}'), entry(3, 1, 'null')])
   const asked: Array<[number, number, boolean]> = []

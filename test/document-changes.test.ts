@@ -5,6 +5,7 @@ import { LiveDocument, UpdateRejectedError } from '../src/documents/live-documen
 import { Metrics } from '../src/metrics/metrics.js'
 import { PRESENCE_LIMITS } from './helpers/presence.js'
 import { decodeClientMessage } from '../src/protocol/messages.js'
+import { encodeAwarenessEntries, encodeAwarenessFrame } from '../src/protocol/awareness-entries.js'
 
 // The commit path on its own: what each kind of change hands to the local fan-out, the peers, the
 // store queue and the change notice. End to end, every test that edits a document covers it too.
@@ -204,4 +205,47 @@ t.test('a peer\'s change that this node already has goes nowhere; one Yjs keeps 
   fresh.changes.commitFromPeer(fresh.doc, first, null, 'peer')
   t.equal(fresh.doc.ydoc.getText('t').toString(), 'first second')
   t.equal(fresh.stored.length, 2)
+})
+
+t.test('presence that times out is removed for the local clients; a throw while telling them is contained', async t => {
+  const errors: string[] = []
+  let failing = true
+  const published: Uint8Array[] = []
+  const changes = new DocumentChanges({
+    localFanout: {
+      publish: (_topic, frame) => {
+        if (failing) throw new Error('socket gone')
+        published.push(frame)
+        return true
+      }
+    },
+    peers: null,
+    store: { enqueue: () => {} },
+    metrics: new Metrics(false),
+    presenceLimits: PRESENCE_LIMITS,
+    onLocalChange: () => {},
+    onPresenceError: (doc, err) => { errors.push(`${doc.id}: ${(err as Error).message}`) }
+  })
+  const docs = [new LiveDocument('first'), new LiveDocument('second')]
+  t.teardown(() => { for (const doc of docs) doc.destroy() })
+  const sender = { publish: () => true }
+  for (const [i, doc] of docs.entries()) {
+    doc.state = 'live'
+    changes.afterLoad(doc)
+    const update = encodeAwarenessEntries([{ clientId: 100 + i, clock: 1, json: '{"user":"ada"}', state: {} }])
+    changes.commitAwareness(doc, update, encodeAwarenessFrame([{ clientId: 100 + i, clock: 1, json: '{"user":"ada"}', state: {} }]), { awarenessClients: null, userId: `user-${i}` }, sender)
+  }
+  const expire = (): void => { for (const doc of docs) doc.presence.expire(Date.now() + 31_000) }
+  t.doesNotThrow(expire, 'the sweep goes on')
+  t.same(errors, ['first: socket gone', 'second: socket gone'], 'each failure reported with its document')
+  t.same(docs.map(doc => doc.presence.presentCount), [0, 0], 'both timed out')
+
+  failing = false
+  const third = new LiveDocument('third')
+  t.teardown(() => { third.destroy() })
+  third.state = 'live'
+  changes.afterLoad(third)
+  changes.commitAwareness(third, encodeAwarenessEntries([{ clientId: 7, clock: 3, json: '{}', state: {} }]), encodeAwarenessFrame([{ clientId: 7, clock: 3, json: '{}', state: {} }]), { awarenessClients: null, userId: 'u' }, sender)
+  third.presence.expire(Date.now() + 31_000)
+  t.same(published, [encodeAwarenessFrame([{ clientId: 7, clock: 3, json: 'null', state: null }])], 'the removal, at the last clock, goes to every local client')
 })

@@ -153,6 +153,25 @@ t.test('a released id keeps its clock and its user: no stale echo brings it back
   t.equal(presence.ownerOf(7), again)
 })
 
+t.test('one user\'s churn cannot push another user\'s released id out of memory to claim it', async t => {
+  const presence = new DocumentPresence()
+  t.teardown(() => { presence.destroy() })
+  const victim = owner('victim')
+  presence.apply([entry(42, 7, { me: 'victim' })], victim, limits)
+  presence.removeOwner(victim)
+  // Mallory claims and releases 12,000 ids, four per connection, more than a document remembers.
+  for (let c = 0; c < 3000; c++) {
+    const connection = owner('mallory')
+    presence.apply([0, 1, 2, 3].map(k => entry(100_000 + c * 4 + k, 1, {})), connection, limits)
+    presence.removeOwner(connection)
+  }
+  t.equal(presence.apply([entry(42, 9, { me: 'forged' })], owner('mallory'), limits).length, 0, 'the victim\'s id is still theirs')
+  t.equal(presence.apply([entry(42, 7, { me: 'victim' })], owner('victim'), limits).length, 0, 'and its clock is remembered: an old echo is stale')
+  t.equal(presence.apply([entry(42, 8, { me: 'victim' })], owner('victim'), limits).length, 1, 'the victim comes back')
+  t.equal(presence.apply([entry(100_000, 1, { me: 'bob' })], owner('bob'), limits).length, 1, 'mallory\'s oldest ids are the ones forgotten')
+  t.equal(presence.apply([entry(100_000 + 11_999, 2, { me: 'bob' })], owner('bob'), limits).length, 0, 'her latest are still hers')
+})
+
 t.test('a takeover moves the id with its state; the old connection\'s removal spares it', async t => {
   const presence = new DocumentPresence()
   t.teardown(() => { presence.destroy() })
@@ -164,6 +183,15 @@ t.test('a takeover moves the id with its state; the old connection\'s removal sp
   t.equal(presence.ownerOf(7), fresh)
   t.equal(presence.removeOwner(old), null, 'the old connection no longer holds it')
   t.equal(presence.presentCount, 1)
+})
+
+t.test('the byte budget counts the states\' UTF-8 bytes, as joins receive them', async t => {
+  const presence = new DocumentPresence()
+  t.teardown(() => { presence.destroy() })
+  const small = { ...limits, maxBytesPerDocument: 100 }
+  const wide = { n: '日本語'.repeat(10) } // 38 characters of JSON, 98 bytes
+  t.equal(presence.apply([entry(1, 1, wide)], owner('ada'), small).length, 1)
+  t.equal(presence.apply([entry(2, 1, { n: 'abc' })], owner('bob'), small).length, 0, 'full in bytes, though not in characters')
 })
 
 t.test('the byte budget counts what the states hold now: a timed-out or removed state frees its bytes', async t => {

@@ -230,7 +230,12 @@ export class DocumentChanges implements DocumentLifecycle {
    */
   afterLoad (doc: LiveDocument): void {
     doc.presence.onExpired = removals => {
-      if (doc.state !== 'unloaded') this.publishToAll(doc, 'awareness', removals)
+      // Called from the node's sweep timer, which goes on to other documents: contain a throw.
+      try {
+        if (doc.state !== 'unloaded') this.publishToAll(doc, 'awareness', removals)
+      } catch (err) {
+        this.onPresenceError(doc, err)
+      }
     }
   }
 

@@ -13,6 +13,8 @@ export interface PresenceLimits extends AwarenessStateLimits {
 
 /** Released ids remembered per document with their user and last clock (oldest forgotten first). */
 const FORMER_OWNERS_KEPT = 10_000
+/** Released ids remembered per user and document: past it, that user's oldest are forgotten. */
+const FORMER_IDS_PER_USER = 100
 
 /**
  * Whoever applies awareness updates as origin: a connection, or a peer node standing for all of
@@ -35,6 +37,8 @@ interface Holding {
   clock: number
   /** The state as its client sent it (JSON text), null while it has none (removed, timed out). */
   json: string | null
+  /** The state's UTF-8 bytes, as every join receives them (0 without a state). */
+  bytes: number
   /** When the state was last renewed (Date.now()), for the 30 s timeout. */
   renewedAt: number
 }
@@ -62,7 +66,7 @@ interface Former {
 export class DocumentPresence {
   private readonly holdings = new Map<number, Holding>()
   /** Made on the first release: most documents never see anyone leave while loaded. */
-  private formerOwners: Map<number, Former> | null = null
+  private formerOwners: FormerOwners | null = null
   private totalBytes = 0
   /** Every present state as one awareness frame, until presence changes. */
   private frameCache: Uint8Array | null = null
@@ -135,8 +139,9 @@ export class DocumentPresence {
       // A state that would take the document's presence past its byte budget is dropped (a
       // removal always fits); a new id that does not fit is not claimed.
       const json = entry.state === null ? null : entry.json
+      const bytes = json === null ? 0 : Buffer.byteLength(json)
       const holding = this.holdings.get(entry.clientId)
-      const delta = (json?.length ?? 0) - (holding?.json?.length ?? 0)
+      const delta = bytes - (holding?.bytes ?? 0)
       if (delta > 0 && this.totalBytes + delta > limits.maxBytesPerDocument) {
         refused.add(entry.clientId)
         continue
@@ -144,8 +149,8 @@ export class DocumentPresence {
       // A new id is claimed on its first accepted entry, in the order ids were announced. An
       // entry made stale by an earlier one of the same update (or a stale takeover) is relayed
       // as it came but changes nothing, as y-protocols would ignore it.
-      if (holding === undefined) this.claim(entry.clientId, { owner, clock: entry.clock, json, renewedAt: now })
-      else if (!this.isStale(entry)) this.renew(holding, entry.clock, json, now)
+      if (holding === undefined) this.claim(entry.clientId, { owner, clock: entry.clock, json, bytes, renewedAt: now })
+      else if (!this.isStale(entry)) this.renew(holding, entry.clock, json, bytes, now)
       accepted.push(entry)
     }
     if (accepted.length > 0) this.frameCache = null
@@ -206,7 +211,7 @@ export class DocumentPresence {
     for (const [id, holding] of this.holdings) {
       if (holding.json === null || now - holding.renewedAt < outdatedTimeout) continue
       (removals ??= []).push(removal(id, holding.clock))
-      this.renew(holding, holding.clock, null, holding.renewedAt)
+      this.renew(holding, holding.clock, null, 0, holding.renewedAt)
       if (holding.owner.remote === true) this.release(id)
     }
     if (removals === null) return
@@ -259,17 +264,18 @@ export class DocumentPresence {
     return !(known === clock && removal && holding?.json != null)
   }
 
-  private renew (holding: Holding, clock: number, json: string | null, renewedAt: number): void {
-    this.totalBytes += (json?.length ?? 0) - (holding.json?.length ?? 0)
+  private renew (holding: Holding, clock: number, json: string | null, bytes: number, renewedAt: number): void {
+    this.totalBytes += bytes - holding.bytes
     holding.clock = clock
     holding.json = json
+    holding.bytes = bytes
     holding.renewedAt = renewedAt
   }
 
   private claim (clientId: number, holding: Holding): void {
     if (this.holdings.size === 0 && !this.destroyed) presenceTimeouts.watch(this)
     this.holdings.set(clientId, holding)
-    this.totalBytes += holding.json?.length ?? 0
+    this.totalBytes += holding.bytes
     this.formerOwners?.delete(clientId)
     holding.owner.awarenessClients ??= new Set()
     holding.owner.awarenessClients.add(clientId)
@@ -290,14 +296,9 @@ export class DocumentPresence {
     if (holding === undefined) return
     this.holdings.delete(clientId)
     holding.owner.awarenessClients?.delete(clientId)
-    this.totalBytes -= holding.json?.length ?? 0
+    this.totalBytes -= holding.bytes
     if (holding.json !== null) this.frameCache = null
-    const former = (this.formerOwners ??= new Map())
-    former.set(clientId, { userId: holding.owner.userId, clock: holding.clock })
-    if (former.size > FORMER_OWNERS_KEPT) {
-      const oldest = former.keys().next().value
-      if (oldest !== undefined) former.delete(oldest)
-    }
+    ;(this.formerOwners ??= new FormerOwners()).remember(clientId, holding.owner.userId, holding.clock)
     if (this.holdings.size === 0) presenceTimeouts.unwatch(this)
   }
 
@@ -307,6 +308,47 @@ export class DocumentPresence {
       if (holding.json !== null && include(holding)) entries.push({ clientId, clock: holding.clock, json: holding.json, state: PRESENT })
     }
     return entries
+  }
+}
+
+/**
+ * Released ids with their user and last clock. Each user's oldest are forgotten first, past
+ * FORMER_IDS_PER_USER, so that no user's churn (connections that claim ids and close, again and
+ * again) can push another user's ids out to claim them; FORMER_OWNERS_KEPT bounds all together.
+ */
+class FormerOwners {
+  private readonly byId = new Map<number, Former>()
+  /** Each user's released ids, oldest first (an id claimed again meanwhile may linger: harmless). */
+  private readonly byUser = new Map<string | null, number[]>()
+
+  get (clientId: number): Former | undefined {
+    return this.byId.get(clientId)
+  }
+
+  /** The id is held again. */
+  delete (clientId: number): void {
+    this.byId.delete(clientId)
+  }
+
+  remember (clientId: number, userId: string | null, clock: number): void {
+    this.byId.delete(clientId)
+    this.byId.set(clientId, { userId, clock })
+    let ids = this.byUser.get(userId)
+    if (ids === undefined) this.byUser.set(userId, ids = [])
+    ids.push(clientId)
+    if (ids.length > FORMER_IDS_PER_USER) {
+      const oldest = ids.shift()!
+      // Unless the id was claimed again since, by anyone, or released once more by this user.
+      if (this.byId.get(oldest)?.userId === userId && !ids.includes(oldest)) this.byId.delete(oldest)
+    }
+    if (this.byId.size > FORMER_OWNERS_KEPT) {
+      const [oldest, former] = this.byId.entries().next().value!
+      this.byId.delete(oldest)
+      const theirs = this.byUser.get(former.userId) ?? []
+      const at = theirs.indexOf(oldest)
+      if (at >= 0) theirs.splice(at, 1)
+      if (theirs.length === 0) this.byUser.delete(former.userId)
+    }
   }
 }
 

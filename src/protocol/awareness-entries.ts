@@ -22,7 +22,9 @@ export interface AwarenessStateLimits {
   maxEntriesPerDocument?: number
 }
 
-const UTF8 = new TextDecoder('utf-8', { fatal: true })
+// The byte-order mark is kept, as lib0's decoder (and so every client) keeps it: JSON.parse then
+// refuses such a state here, instead of every client refusing the relayed frame.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /**
  * A well-formed awareness update that the server refuses: a state larger or deeper than the
