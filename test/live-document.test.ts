@@ -37,6 +37,18 @@ t.test('documents without listeners share nothing that one listener could leak i
   t.throws(() => c!.ydoc._observers.set('update', new Set()), /shared empty listener map/, 'a write that bypasses on() fails loudly')
 })
 
+t.test('subdocuments: each document makes its own set on first use', async t => {
+  const [a, b] = [new LiveDocument('subdocs-a'), new LiveDocument('subdocs-b')]
+  t.teardown(() => { a.destroy(); b.destroy() })
+  const source = new Y.Doc()
+  source.getMap('m').set('child', new Y.Doc({ guid: 'child' }))
+  a.apply(Y.encodeStateAsUpdate(source), 'client')
+  t.same([...a.ydoc.getSubdocGuids()], ['child'], 'the subdocument is known to its document')
+  t.equal(b.ydoc.getSubdocs().size, 0, 'and to no other')
+  t.not(a.ydoc.subdocs, b.ydoc.subdocs)
+  t.equal(Buffer.from(a.topic).toString(), 'doc/subdocs-a', 'the topic is the id in UTF-8')
+})
+
 t.test('a listener added while an event is emitted waits for the next one; one removed still runs', async t => {
   const doc = new LiveDocument('listeners')
   t.teardown(() => doc.destroy())

@@ -172,6 +172,22 @@ t.test('one user\'s churn cannot push another user\'s released id out of memory 
   t.equal(presence.apply([entry(100_000 + 11_999, 2, { me: 'bob' })], owner('bob'), limits).length, 0, 'her latest are still hers')
 })
 
+t.test('presence comes back after everyone left, and only then is swept', async t => {
+  const presence = new DocumentPresence()
+  t.teardown(() => { presence.destroy() })
+  const expired: Uint8Array[] = []
+  presence.onExpired = removals => { expired.push(removals) }
+  for (const round of [1, 2]) {
+    const ada = owner('ada')
+    t.equal(presence.apply([entry(7, round, { round })], ada, limits).length, 1, `round ${round}: present`)
+    t.equal(presence.size, 1)
+    t.not(presence.removeOwner(ada), null)
+    t.equal(presence.size, 0, 'everyone left')
+  }
+  presenceTimeouts.sweep(Date.now() + 31_000)
+  t.same(expired, [], 'nothing to expire')
+})
+
 t.test('a takeover moves the id with its state; the old connection\'s removal spares it', async t => {
   const presence = new DocumentPresence()
   t.teardown(() => { presence.destroy() })

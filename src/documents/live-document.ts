@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import * as Y from 'yjs'
 import type { BatchAck } from '../protocol/extensions.js'
+import { SharedEmptyMap } from '../shared/shared-empty-map.js'
 import { DocumentPresence } from './presence.js'
 import { joinCacheBudget, type JoinCacheHolder } from './join-cache-budget.js'
 import { RecordedChunks, ReplayedChunks, StateChunks, type ChunkSequence, type ChunkSize } from './state-chunks.js'
@@ -14,13 +15,8 @@ export class UpdateRejectedError extends Error {
   }
 }
 
-/** The listeners of every ServerYDoc that has none; a write to it is a bug that must not spread. */
-class SharedEmptyListeners extends Map<string, Set<any>> {
-  override set (): never {
-    throw new Error('a listener was added to the shared empty listener map')
-  }
-}
-const NO_LISTENERS = new SharedEmptyListeners()
+/** The listeners of every ServerYDoc that has none. */
+const NO_LISTENERS = new SharedEmptyMap<string, Set<any>>('listener map')
 
 /**
  * A Y.Doc whose events cost nothing when nobody listens. Yjs emits six document events per
@@ -58,6 +54,18 @@ class ServerYDoc extends Y.Doc {
     for (const listener of Array.from(observers)) listener(...args)
   }
 }
+
+// Yjs gives every document a set of its subdocuments, which a server document almost never has:
+// made on first use instead (Yjs's own, assigned in its constructor, is dropped).
+const subdocsOf = new WeakMap<ServerYDoc, Set<Y.Doc>>()
+Object.defineProperty(ServerYDoc.prototype, 'subdocs', {
+  get (this: ServerYDoc): Set<Y.Doc> {
+    let subdocs = subdocsOf.get(this)
+    if (subdocs === undefined) subdocsOf.set(this, subdocs = new Set())
+    return subdocs
+  },
+  set (this: ServerYDoc, _ignored: Set<Y.Doc>) {}
+})
 
 // The first listener gives a document a map of its own (Y.Doc's `on` is generic over its event
 // map, which yjs does not export, so this wraps it on the prototype instead of overriding it).
@@ -150,7 +158,8 @@ export class LiveDocument implements JoinCacheHolder {
     // The document's id is its guid: Yjs would make a random one (a string per document) that
     // only subdocuments use.
     this.ydoc = new ServerYDoc({ gc: true, guid: id })
-    this.topic = new TextEncoder().encode(`doc/${id}`)
+    // A view into Node's shared pool for short strings: no ArrayBuffer of its own per document.
+    this.topic = Buffer.from(`doc/${id}`)
     this.ydoc.afterTransaction = () => {
       this.version++
       if (this.fullStateCache !== null || this.fullStateChunks !== null) this.dropJoinCache()

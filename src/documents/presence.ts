@@ -1,5 +1,6 @@
 import { outdatedTimeout } from 'y-protocols/awareness'
 import { encodeAwarenessEntries, encodeAwarenessFrame, PresenceLimitError, type AwarenessEntry, type AwarenessStateLimits, type StaleEntryCheck } from '../protocol/awareness-entries.js'
+import { SharedEmptyMap } from '../shared/shared-empty-map.js'
 import { presenceTimeouts } from './presence-timeouts.js'
 
 export interface PresenceLimits extends AwarenessStateLimits {
@@ -10,6 +11,8 @@ export interface PresenceLimits extends AwarenessStateLimits {
   /** Bytes of all presence states of one document together: what every join receives. */
   maxBytesPerDocument: number
 }
+
+const NO_HOLDINGS = new SharedEmptyMap<number, Holding>('presence map')
 
 /** Released ids remembered per document with their user and last clock (oldest forgotten first). */
 const FORMER_OWNERS_KEPT = 10_000
@@ -64,7 +67,8 @@ interface Former {
  * its owner is away. The states' bytes are counted, so that what every join receives stays bounded.
  */
 export class DocumentPresence {
-  private readonly holdings = new Map<number, Holding>()
+  /** Shared and empty while nobody is present: most loaded documents are often so. */
+  private holdings: Map<number, Holding> = NO_HOLDINGS
   /** Made on the first release: most documents never see anyone leave while loaded. */
   private formerOwners: FormerOwners | null = null
   private totalBytes = 0
@@ -273,7 +277,10 @@ export class DocumentPresence {
   }
 
   private claim (clientId: number, holding: Holding): void {
-    if (this.holdings.size === 0 && !this.destroyed) presenceTimeouts.watch(this)
+    if (this.holdings === NO_HOLDINGS) {
+      this.holdings = new Map()
+      if (!this.destroyed) presenceTimeouts.watch(this)
+    }
     this.holdings.set(clientId, holding)
     this.totalBytes += holding.bytes
     this.formerOwners?.delete(clientId)
@@ -299,7 +306,10 @@ export class DocumentPresence {
     this.totalBytes -= holding.bytes
     if (holding.json !== null) this.frameCache = null
     ;(this.formerOwners ??= new FormerOwners()).remember(clientId, holding.owner.userId, holding.clock)
-    if (this.holdings.size === 0) presenceTimeouts.unwatch(this)
+    if (this.holdings.size === 0) {
+      this.holdings = NO_HOLDINGS
+      presenceTimeouts.unwatch(this)
+    }
   }
 
   private presentEntries (include: (holding: Holding) => boolean): AwarenessEntry[] {
