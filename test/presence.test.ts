@@ -172,6 +172,26 @@ t.test('one user\'s churn cannot push another user\'s released id out of memory 
   t.equal(presence.apply([entry(100_000 + 11_999, 2, { me: 'bob' })], owner('bob'), limits).length, 0, 'her latest are still hers')
 })
 
+t.test('what released ids remember stays bounded however many users come and go', async t => {
+  const presence = new DocumentPresence()
+  t.teardown(() => { presence.destroy() })
+  const remembered = (): { byId: Map<number, unknown>, byUser: Map<unknown, number[]> } =>
+    (presence as unknown as { formerOwners: { byId: Map<number, unknown>, byUser: Map<unknown, number[]> } }).formerOwners
+  const roomy = { ...limits, maxEntriesPerDocument: 100_000 }
+  for (let u = 0; u < 12_000; u++) {
+    const user = owner(`user-${u}`)
+    presence.apply([entry(u, 1, {})], user, roomy)
+    presence.removeOwner(user)
+    if (u % 2 === 0) {
+      // Back on a new connection: the id is held again, and no longer remembered as released.
+      presence.apply([entry(u, 2, {})], owner(`user-${u}`), roomy)
+    }
+  }
+  t.equal(remembered().byId.size, 6000, 'the ids released and not held again')
+  t.equal(remembered().byUser.size, 6000, 'one list per user that has one')
+  t.ok([...remembered().byUser.values()].every(ids => ids.length === 1))
+})
+
 t.test('presence comes back after everyone left, and only then is swept', async t => {
   const presence = new DocumentPresence()
   t.teardown(() => { presence.destroy() })

@@ -328,7 +328,7 @@ export class DocumentPresence {
  */
 class FormerOwners {
   private readonly byId = new Map<number, Former>()
-  /** Each user's released ids, oldest first (an id claimed again meanwhile may linger: harmless). */
+  /** Each user's released ids, oldest first: exactly the ids of `byId`, each listed once. */
   private readonly byUser = new Map<string | null, number[]>()
 
   get (clientId: number): Former | undefined {
@@ -337,28 +337,28 @@ class FormerOwners {
 
   /** The id is held again. */
   delete (clientId: number): void {
+    const former = this.byId.get(clientId)
+    if (former === undefined) return
     this.byId.delete(clientId)
+    this.unlist(former.userId, clientId)
   }
 
   remember (clientId: number, userId: string | null, clock: number): void {
-    this.byId.delete(clientId)
+    this.delete(clientId)
     this.byId.set(clientId, { userId, clock })
     let ids = this.byUser.get(userId)
     if (ids === undefined) this.byUser.set(userId, ids = [])
     ids.push(clientId)
-    if (ids.length > FORMER_IDS_PER_USER) {
-      const oldest = ids.shift()!
-      // Unless the id was claimed again since, by anyone, or released once more by this user.
-      if (this.byId.get(oldest)?.userId === userId && !ids.includes(oldest)) this.byId.delete(oldest)
-    }
-    if (this.byId.size > FORMER_OWNERS_KEPT) {
-      const [oldest, former] = this.byId.entries().next().value!
-      this.byId.delete(oldest)
-      const theirs = this.byUser.get(former.userId) ?? []
-      const at = theirs.indexOf(oldest)
-      if (at >= 0) theirs.splice(at, 1)
-      if (theirs.length === 0) this.byUser.delete(former.userId)
-    }
+    if (ids.length > FORMER_IDS_PER_USER) this.byId.delete(ids.shift()!)
+    if (this.byId.size > FORMER_OWNERS_KEPT) this.delete(this.byId.keys().next().value!)
+  }
+
+  private unlist (userId: string | null, clientId: number): void {
+    const ids = this.byUser.get(userId)
+    if (ids === undefined) return
+    const at = ids.indexOf(clientId)
+    if (at >= 0) ids.splice(at, 1)
+    if (ids.length === 0) this.byUser.delete(userId)
   }
 }
 
