@@ -67,7 +67,7 @@ interface Former {
  * its owner is away. The states' bytes are counted, so that what every join receives stays bounded.
  */
 export class DocumentPresence {
-  /** Shared and empty while nobody is present: most loaded documents are often so. */
+  /** The one shared empty map while no id is held: documents nobody is present in hold no map. */
   private holdings: Map<number, Holding> = NO_HOLDINGS
   /** Made on the first release: most documents never see anyone leave while loaded. */
   private formerOwners: FormerOwners | null = null
