@@ -3,18 +3,20 @@
  * presence client (bench/lib/presence-client.ts): it announces a state of the size y-prosemirror
  * sends and, as the stock provider does, sends back every new state it receives, so the server
  * reads P messages per move (one move, P - 1 echoes) and delivers P - 1. Reported per 1k states
- * delivered: server CPU; and the latency of a move to the others.
+ * delivered: server CPU; and the latency of a move to the others. With `--nodes 1,2`, ours also
+ * runs on 2 nodes over a Redis the bench starts, each document's people spread over the nodes
+ * (Redis's CPU counted with the servers').
  */
-import { compareOursReference } from '../lib/compare.js'
+import { compareMetric, compareOursReference } from '../lib/compare.js'
 import type { ClientSpec, WorkerSnapshot } from '../lib/ipc.js'
 import { generatorReport, roundPercentiles, summarizeConnects, tokensFor } from '../lib/load.js'
 import type { GeneratorPool } from '../lib/pool.js'
-import type { TargetRun } from '../lib/result.js'
+import type { Comparison, TargetRun } from '../lib/result.js'
 import { isOurs } from '../lib/servers.js'
 import { LatencyHistogram, round, sig, sleep } from '../lib/stats.js'
 import { markCpu, type Target } from '../lib/target.js'
 import { withTarget } from './steady.js'
-import { defaultPlan, type Flags, type Scenario } from './types.js'
+import { defaultPlan, type Flags, type Scenario, type TargetPlan } from './types.js'
 
 interface PresenceShape { docs: number; people: number; rate: number }
 
@@ -39,7 +41,7 @@ async function connectPeople (pool: GeneratorPool, target: Target, shape: Presen
     const docId = `presence-${d}`
     for (let p = 0; p < shape.people; p++) {
       const clientId = id++
-      specs[clientId % specs.length]!.push({ id: clientId, role: 'presence', docId, endpoint: target.endpoint(0, docId, tokens[clientId] ?? '') })
+      specs[clientId % specs.length]!.push({ id: clientId, role: 'presence', docId, endpoint: target.endpoint(p % target.nodes.length, docId, tokens[clientId] ?? '') })
     }
   }
   const started = performance.now()
@@ -53,7 +55,7 @@ async function connectPeople (pool: GeneratorPool, target: Target, shape: Presen
 async function runPresence (ctx: Parameters<Scenario['run']>[0], plan: Parameters<Scenario['run']>[1]): Promise<TargetRun> {
   const flags = ctx.flags
   const shape = shapeOf(flags)
-  return await withTarget(ctx, plan.kind, 1, async (target, pool) => {
+  return await withTarget(ctx, plan.kind, plan.nodes, async (target, pool) => {
     const connect = await connectPeople(pool, target, shape, flags.concurrency ?? 200)
     ctx.log(`  ${connect.ok} people synced in ${connect.wallMs} ms`)
     await sleep(1000) // the announcements and their echoes settle
@@ -82,6 +84,7 @@ async function runPresence (ctx: Parameters<Scenario['run']>[0], plan: Parameter
     const user = markB.server.user - markA.server.user
     const system = markB.server.system - markA.server.system
     const per1k = (cpu: number): number | null => delivered > 0 ? sig(cpu / delivered * 1000, 3) : null
+    const redis = markA.redis !== null && markB.redis !== null ? (markB.redis.user - markA.redis.user) + (markB.redis.system - markA.redis.system) : null
     const generator = generatorReport(a, b, markA, markB, shape.rate)
     const disconnects = c.reduce((total, snap, i) => total + snap.closed - s0[i]!.closed, 0)
     ctx.log(`  ${round(delivered / seconds, 0)} states delivered/s (ratio ${round(delivered / Math.max(1, expected), 4)}), p50 ${latency.p50} ms, p99 ${latency.p99} ms, ` +
@@ -104,6 +107,9 @@ async function runPresence (ctx: Parameters<Scenario['run']>[0], plan: Parameter
         cpu_user_s_per_1k: per1k(user),
         cpu_system_s_per_1k: per1k(system),
         cpu_total_s_per_1k: per1k(user + system),
+        // The servers' and Redis's together: on one node, the server's alone.
+        cpu_with_redis_s_per_1k: per1k(user + system + (redis ?? 0)),
+        ...(redis === null ? {} : { redis_cpu_s_per_1k: per1k(redis) }),
         server_cpu_pct: round((user + system) / seconds * 100, 1),
         rss_mb: round(rss / 1048576, 1)
       },
@@ -117,13 +123,28 @@ async function runPresence (ctx: Parameters<Scenario['run']>[0], plan: Parameter
 export const presenceScenario: Scenario = {
   name: 'presence',
   title: 'Presence: cursors moving, echoed back by every client as the stock provider does',
-  params: flags => ({ ...shapeOf(flags), durationS: flags.duration ?? 30, warmupS: flags.warmup ?? 2, workers: flags.workers ?? 2 }),
-  plan: defaultPlan,
+  params: flags => ({ ...shapeOf(flags), nodes: flags.nodes ?? [1], durationS: flags.duration ?? 30, warmupS: flags.warmup ?? 2, workers: flags.workers ?? 2 }),
+  plan: flags => {
+    const plans = defaultPlan(flags)
+    // --nodes 1,2: ours on each further node count too, over Redis.
+    const more: TargetPlan[] = (flags.nodes ?? []).filter(nodes => nodes > 1).map(nodes => ({ kind: 'ours', nodes }))
+    return [plans[0]!, ...more, ...plans.slice(1)]
+  },
   run: runPresence,
-  compare: runs => compareOursReference(runs, [
-    'states_delivered_per_s', 'delivery_ratio', 'latency_p50_ms', 'latency_p99_ms', 'cpu_user_s_per_1k', 'cpu_system_s_per_1k', 'cpu_total_s_per_1k', 'rss_mb'
-  ], {
-    cpu_user_s_per_1k: { kind: 'max', ratio: 0.5, text: '<= 0.5x reference' },
-    cpu_total_s_per_1k: { kind: 'max', ratio: 1, text: '<= 1x reference' }
-  })
+  compare: runs => {
+    const single = runs.find(r => r.target === 'ours' && r.error === undefined)
+    const cluster: Comparison[] = []
+    for (const multi of runs.filter(r => /^ours-\d+-nodes$/.test(r.target) && r.error === undefined)) {
+      for (const metric of ['cpu_with_redis_s_per_1k', 'latency_p99_ms', 'delivery_ratio']) {
+        const c = compareMetric(metric, multi, single)
+        if (c !== null) cluster.push(c)
+      }
+    }
+    return [...compareOursReference(runs, [
+      'states_delivered_per_s', 'delivery_ratio', 'latency_p50_ms', 'latency_p99_ms', 'cpu_user_s_per_1k', 'cpu_system_s_per_1k', 'cpu_total_s_per_1k', 'rss_mb'
+    ], {
+      cpu_user_s_per_1k: { kind: 'max', ratio: 0.5, text: '<= 0.5x reference' },
+      cpu_total_s_per_1k: { kind: 'max', ratio: 1, text: '<= 1x reference' }
+    }), ...cluster]
+  }
 }
