@@ -36,9 +36,9 @@ class ServerYDoc extends Y.Doc {
   constructor (options: ConstructorParameters<typeof Y.Doc>[0]) {
     super(options)
     // A Y.Doc makes two promises and listens for 'load' and 'sync' for providers and subdocuments,
-    // which a server document never has: about 1 KB of each loaded document's 5. Until its first
-    // listener the document shares one empty map with the others (`on`, wrapped below the class,
-    // gives it its own): most loaded documents never get a listener.
+    // which a server document never has. Until its first listener the document shares one empty
+    // map with the others (`on`, wrapped below the class, gives it its own): most loaded documents
+    // never get a listener.
     this._observers = NO_LISTENERS
     this.whenLoaded = LOADED
     this.whenSynced = LOADED
