@@ -150,3 +150,30 @@ t.test('presence of someone who really left disappears promptly', async t => {
   await waitFor(() => !sees(bob, cleo), 'cleo is gone for bob', 10_000)
   t.ok(Date.now() - dropped < 5_000, `gone within the grace period (${Date.now() - dropped} ms)`)
 })
+
+t.test('idle people stay present past the 30 s presence timeout; one whose network vanished is gone for newcomers', { timeout: 150_000 }, async t => {
+  const ts = await startTestServer({ LOG_LEVEL: 'warn' })
+  t.teardown(ts.close)
+  const proxy = await startTcpProxy(ts.port)
+  t.teardown(proxy.close)
+  const ada = join('v3', `ws://127.0.0.1:${proxy.port}/ws/document`, 'idle-presence', await signToken({ sub: 'ada' }), 'Ada')
+  const bob = join('v4', ts.url, 'idle-presence', await signToken({ sub: 'bob' }), 'Bob')
+  t.teardown(() => { ada.destroy(); bob.destroy() })
+  await waitFor(() => sees(bob, ada) && sees(ada, bob), 'they see each other')
+
+  // Nobody moves for longer than the timeout: the stock providers renew their state every 15 s.
+  await sleep(40_000)
+  t.ok(sees(bob, ada) && sees(ada, bob), 'they still see each other')
+  const newcomer = join('v1', ts.url, 'idle-presence', await signToken({ sub: 'cy' }), 'Cy')
+  await waitFor(() => sees(newcomer, ada) && sees(newcomer, bob), 'a newcomer is shown both: the server kept their renewed states')
+  newcomer.destroy()
+
+  // Ada's network vanishes without a close: only the server's timeout can tell.
+  proxy.partition()
+  await sleep(36_000)
+  t.notOk(sees(bob, ada), 'Bob no longer sees Ada')
+  const late = join('v3', ts.url, 'idle-presence', await signToken({ sub: 'dee' }), 'Dee')
+  t.teardown(() => late.destroy())
+  await waitFor(() => sees(late, bob), 'a later newcomer is shown Bob')
+  t.notOk(sees(late, ada), 'and not Ada: the server dropped her state when it was no longer renewed')
+})
