@@ -192,6 +192,23 @@ t.test('what released ids remember stays bounded however many users come and go'
   t.ok([...remembered().byUser.values()].every(ids => ids.length === 1))
 })
 
+t.test('a removal never takes an id over: a node\'s late removal spares the tab that reconnected elsewhere', async t => {
+  const presence = new DocumentPresence()
+  t.teardown(() => { presence.destroy() })
+  // Ada's tab reconnected to this node and took her id over from the node she left.
+  const otherNode = owner('ada', true)
+  presence.apply([entry(7, 4, { tab: 'ada' })], otherNode, limits)
+  const reconnected = owner('ada')
+  t.equal(presence.apply([entry(7, 4, { tab: 'ada' })], reconnected, limits).length, 1, 'the takeover')
+  // The other node's grace period for her old connection ends now: it relays the removal.
+  t.equal(presence.apply([entry(7, 4, null)], otherNode, limits).length, 0, 'the removal is dropped')
+  t.equal(presence.ownerOf(7), reconnected)
+  t.equal(presence.presentCount, 1, 'Ada is still present')
+  // A removal echoed by another tab of hers, while this one is connected, is dropped the same way.
+  t.equal(presence.apply([entry(7, 5, null)], owner('ada'), limits).length, 0)
+  t.equal(presence.presentCount, 1)
+})
+
 t.test('presence comes back after everyone left, and only then is swept', async t => {
   const presence = new DocumentPresence()
   t.teardown(() => { presence.destroy() })
