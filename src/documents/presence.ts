@@ -107,12 +107,11 @@ export class DocumentPresence {
     const capped = owner.remote !== true
     for (const entry of entries) {
       const current = this.holdings.get(entry.clientId)?.owner
-      if (entry.state !== null && this.isSameUserElsewhere(current, owner) && this.mayTakeOver(owner, takeovers.length + claims.size)) {
+      if (current !== undefined && current !== owner && current.userId !== null && current.userId === owner.userId &&
+          this.mayTakeOver(owner, takeovers.length + claims.size)) {
         // The same user took its id over (a reconnect, perhaps to another node, while its old
         // connection's presence is in its grace period). Kept even when stale: relayed, it moves
         // the id on the other nodes too, and the old connection's delayed removal then spares it.
-        // A removal never takes an id over: the old connection's removal, relayed by its node
-        // after the reconnect took the id there, must not remove the reconnected tab.
         takeovers.push(entry.clientId)
         admitted.push(entry)
         continue
@@ -246,19 +245,15 @@ export class DocumentPresence {
 
   /**
    * Which entries of `owner`'s next update readAwarenessEntries may leave out unread: those that
-   * would change nothing, except a state for an id its user holds on another connection (a
-   * takeover, kept even when stale: see apply()).
+   * would change nothing, except where its user holds the id on another connection (a takeover,
+   * kept even when stale: see apply()).
    */
   staleFor (owner: AwarenessOwner): StaleEntryCheck {
     return (clientId, clock, removal) => {
-      if (!removal && this.isSameUserElsewhere(this.holdings.get(clientId)?.owner, owner)) return false
+      const current = this.holdings.get(clientId)?.owner
+      if (current !== undefined && current !== owner && current.userId !== null && current.userId === owner.userId) return false
       return this.staleAt(clientId, clock, removal)
     }
-  }
-
-  /** `current` holds an id for the user `owner` stands for, on another connection or node. */
-  private isSameUserElsewhere (current: AwarenessOwner | undefined, owner: AwarenessOwner): boolean {
-    return current !== undefined && current !== owner && current.userId !== null && current.userId === owner.userId
   }
 
   private isStale (entry: AwarenessEntry): boolean {
