@@ -1,6 +1,6 @@
 import t from 'tap'
 import * as encoding from 'lib0/encoding'
-import { encodeAwarenessEntries, encodeAwarenessFrame, isJsonNull, readAwarenessEntries, type AwarenessEntry } from '../src/protocol/awareness-entries.js'
+import { awarenessEntry, encodeAwarenessEntries, encodeAwarenessFrame, isJsonNull, readAwarenessEntries, type AwarenessEntry } from '../src/protocol/awareness-entries.js'
 import { encodeAwareness } from '../src/protocol/messages.js'
 
 const limits = { maxStateBytes: 4096, maxStateDepth: 8 }
@@ -18,7 +18,7 @@ function lib0Update (entries: AwarenessEntry[]): Uint8Array {
 }
 
 function entry (clientId: number, clock: number, json: string): AwarenessEntry {
-  return { clientId, clock, json, state: JSON.parse(json) as object | null }
+  return awarenessEntry(clientId, clock, json)
 }
 
 t.test('entries are encoded byte for byte as lib0 encodes them, framed or not', async t => {

@@ -5,7 +5,7 @@ import { LiveDocument, UpdateRejectedError } from '../src/documents/live-documen
 import { Metrics } from '../src/metrics/metrics.js'
 import { PRESENCE_LIMITS } from './helpers/presence.js'
 import { decodeClientMessage } from '../src/protocol/messages.js'
-import { encodeAwarenessEntries, encodeAwarenessFrame } from '../src/protocol/awareness-entries.js'
+import { awarenessEntry, encodeAwarenessEntries, encodeAwarenessFrame } from '../src/protocol/awareness-entries.js'
 
 // The commit path on its own: what each kind of change hands to the local fan-out, the peers, the
 // store queue and the change notice. End to end, every test that edits a document covers it too.
@@ -232,8 +232,8 @@ t.test('presence that times out is removed for the local clients; a throw while 
   for (const [i, doc] of docs.entries()) {
     doc.state = 'live'
     changes.afterLoad(doc)
-    const update = encodeAwarenessEntries([{ clientId: 100 + i, clock: 1, json: '{"user":"ada"}', state: {} }])
-    changes.commitAwareness(doc, update, encodeAwarenessFrame([{ clientId: 100 + i, clock: 1, json: '{"user":"ada"}', state: {} }]), { awarenessClients: null, userId: `user-${i}` }, sender)
+    const update = encodeAwarenessEntries([awarenessEntry(100 + i, 1, '{"user":"ada"}')])
+    changes.commitAwareness(doc, update, encodeAwarenessFrame([awarenessEntry(100 + i, 1, '{"user":"ada"}')]), { awarenessClients: null, userId: `user-${i}` }, sender)
   }
   const expire = (): void => { for (const doc of docs) doc.presence.expire(Date.now() + 31_000) }
   t.doesNotThrow(expire, 'the sweep goes on')
@@ -245,7 +245,7 @@ t.test('presence that times out is removed for the local clients; a throw while 
   t.teardown(() => { third.destroy() })
   third.state = 'live'
   changes.afterLoad(third)
-  changes.commitAwareness(third, encodeAwarenessEntries([{ clientId: 7, clock: 3, json: '{}', state: {} }]), encodeAwarenessFrame([{ clientId: 7, clock: 3, json: '{}', state: {} }]), { awarenessClients: null, userId: 'u' }, sender)
+  changes.commitAwareness(third, encodeAwarenessEntries([awarenessEntry(7, 3, '{}')]), encodeAwarenessFrame([awarenessEntry(7, 3, '{}')]), { awarenessClients: null, userId: 'u' }, sender)
   third.presence.expire(Date.now() + 31_000)
-  t.same(published, [encodeAwarenessFrame([{ clientId: 7, clock: 3, json: 'null', state: null }])], 'the removal, at the last clock, goes to every local client')
+  t.same(published, [encodeAwarenessFrame([awarenessEntry(7, 3, 'null')])], 'the removal, at the last clock, goes to every local client')
 })

@@ -5,12 +5,12 @@ import { applyAwarenessUpdate, Awareness, encodeAwarenessUpdate } from 'y-protoc
 import { DocumentPresence, type AwarenessOwner, type PresenceLimits } from '../src/documents/presence.js'
 import { presenceTimeouts } from '../src/documents/presence-timeouts.js'
 import { LiveDocument } from '../src/documents/live-document.js'
-import { encodeAwarenessEntries, readAwarenessEntries, type AwarenessEntry } from '../src/protocol/awareness-entries.js'
+import { awarenessEntry, encodeAwarenessEntries, readAwarenessEntries, type AwarenessEntry } from '../src/protocol/awareness-entries.js'
 
 const limits: PresenceLimits = { maxStateBytes: 4096, maxStateDepth: 8, maxClientsPerConnection: 4, maxEntriesPerDocument: 100, maxBytesPerDocument: 1 << 20 }
 
 function entry (clientId: number, clock: number, state: object | null): AwarenessEntry {
-  return { clientId, clock, json: JSON.stringify(state), state }
+  return awarenessEntry(clientId, clock, JSON.stringify(state))
 }
 
 function owner (userId: string | null, remote = false): AwarenessOwner {

@@ -21,7 +21,7 @@
 import * as Y from 'yjs'
 import { applyAwarenessUpdate, Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
 import { DocumentPresence, type AwarenessOwner, type PresenceLimits } from '../../src/documents/presence.js'
-import { encodeAwarenessEntries, readAwarenessEntries } from '../../src/protocol/awareness-entries.js'
+import { awarenessEntry, encodeAwarenessEntries, readAwarenessEntries } from '../../src/protocol/awareness-entries.js'
 
 const gc = (globalThis as { gc?: () => void }).gc
 if (gc === undefined) throw new Error('run with node --expose-gc')
@@ -39,12 +39,12 @@ function cursorState (n: number): object {
 const updates: Uint8Array[] = []
 for (let round = 0; updates.length < UPDATES; round++) {
   for (let person = 0; person < PEOPLE && updates.length < UPDATES; person++) {
-    updates.push(encodeAwarenessEntries([{ clientId: 1000 + person, clock: round + 1, json: JSON.stringify(cursorState(round * PEOPLE + person)), state: {} }]))
+    updates.push(encodeAwarenessEntries([awarenessEntry(1000 + person, round + 1, JSON.stringify(cursorState(round * PEOPLE + person)))]))
   }
 }
 
 // A person moves, then someone joins: the same updates for both, at clocks after the others.
-const moves = Array.from({ length: JOINS }, (_, i) => encodeAwarenessEntries([{ clientId: 1000 + (i % PEOPLE), clock: UPDATES + i + 1, json: JSON.stringify(cursorState(i)), state: {} }]))
+const moves = Array.from({ length: JOINS }, (_, i) => encodeAwarenessEntries([awarenessEntry(1000 + (i % PEOPLE), UPDATES + i + 1, JSON.stringify(cursorState(i)))]))
 
 function cpuMs (run: () => void): number {
   const before = process.cpuUsage()

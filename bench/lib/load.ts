@@ -236,7 +236,8 @@ export function generatorReport (before: WorkerSnapshot[], after: WorkerSnapshot
   }
 }
 
-async function snapshots (pool: GeneratorPool, reset: boolean, samples: boolean): Promise<WorkerSnapshot[]> {
+/** Every worker's snapshot (`reset`: start new event-loop and lag figures; `samples`: take the latency samples). */
+export async function snapshots (pool: GeneratorPool, reset: boolean, samples: boolean): Promise<WorkerSnapshot[]> {
   return await pool.all(async w => await w.snapshot(reset, samples))
 }
 

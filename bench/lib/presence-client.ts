@@ -100,7 +100,7 @@ export class PresenceClient {
   }
 
   private send (update: Uint8Array): void {
-    if (this.ws?.state !== 'open') return
+    if (this.ws.state !== 'open') return
     const frame = encoding.createEncoder()
     encoding.writeVarUint(frame, MESSAGE_AWARENESS)
     encoding.writeVarUint8Array(frame, update)

@@ -9,7 +9,7 @@
  */
 import { compareMetric, compareOursReference } from '../lib/compare.js'
 import type { ClientSpec, WorkerSnapshot } from '../lib/ipc.js'
-import { generatorReport, roundPercentiles, summarizeConnects, tokensFor } from '../lib/load.js'
+import { generatorReport, roundPercentiles, snapshots, summarizeConnects, tokensFor } from '../lib/load.js'
 import type { GeneratorPool } from '../lib/pool.js'
 import type { Comparison, TargetRun } from '../lib/result.js'
 import { isOurs } from '../lib/servers.js'
@@ -22,10 +22,6 @@ interface PresenceShape { docs: number; people: number; rate: number }
 
 function shapeOf (flags: Flags): PresenceShape {
   return { docs: flags.docs ?? 20, people: Math.max(2, flags.clients ?? 10), rate: flags.rate ?? 2 }
-}
-
-async function snapshots (pool: GeneratorPool, reset: boolean, samples: boolean): Promise<WorkerSnapshot[]> {
-  return await pool.all(async w => await w.snapshot(reset, samples))
 }
 
 function sum (snaps: WorkerSnapshot[], field: 'moves' | 'deliveries' | 'echoes'): number {

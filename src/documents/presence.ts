@@ -1,5 +1,5 @@
 import { outdatedTimeout } from 'y-protocols/awareness'
-import { encodeAwarenessEntries, encodeAwarenessFrame, PresenceLimitError, type AwarenessEntry, type AwarenessStateLimits, type StaleEntryCheck } from '../protocol/awareness-entries.js'
+import { awarenessEntry, encodeAwarenessEntries, encodeAwarenessFrame, PresenceLimitError, type AwarenessEntry, type AwarenessStateLimits, type StaleEntryCheck } from '../protocol/awareness-entries.js'
 import { SharedEmptyMap } from '../shared/shared-empty-map.js'
 import { presenceTimeouts } from './presence-timeouts.js'
 
@@ -107,8 +107,7 @@ export class DocumentPresence {
     const capped = owner.remote !== true
     for (const entry of entries) {
       const current = this.holdings.get(entry.clientId)?.owner
-      if (current !== undefined && current !== owner && current.userId !== null && current.userId === owner.userId &&
-          this.mayTakeOver(owner, takeovers.length + claims.size)) {
+      if (isSameUserElsewhere(current, owner) && this.mayTakeOver(owner, takeovers.length + claims.size)) {
         // The same user took its id over (a reconnect, perhaps to another node, while its old
         // connection's presence is in its grace period). Kept even when stale: relayed, it moves
         // the id on the other nodes too, and the old connection's delayed removal then spares it.
@@ -143,7 +142,7 @@ export class DocumentPresence {
       // A state that would take the document's presence past its byte budget is dropped (a
       // removal always fits); a new id that does not fit is not claimed.
       const json = entry.state === null ? null : entry.json
-      const bytes = json === null ? 0 : Buffer.byteLength(json)
+      const bytes = json === null ? 0 : entry.bytes
       const holding = this.holdings.get(entry.clientId)
       const delta = bytes - (holding?.bytes ?? 0)
       if (delta > 0 && this.totalBytes + delta > limits.maxBytesPerDocument) {
@@ -189,7 +188,8 @@ export class DocumentPresence {
   /** Everyone's presence as one awareness frame (null when nobody is present), encoded once per change. */
   frame (): Uint8Array | null {
     if (this.frameCache !== null) return this.frameCache
-    const entries = this.presentEntries(() => true)
+    const entries: AwarenessEntry[] = []
+    for (const [clientId, holding] of this.holdings) if (holding.json !== null) entries.push(presentEntry(clientId, holding))
     if (entries.length === 0) return null
     this.frameCache = encodeAwarenessFrame(entries)
     return this.frameCache
@@ -200,9 +200,15 @@ export class DocumentPresence {
    * the user of each entry; null when there are none.
    */
   localStates (): { update: Uint8Array, users: Array<string | null> } | null {
-    const entries = this.presentEntries(holding => holding.owner.remote !== true)
+    const entries: AwarenessEntry[] = []
+    const users: Array<string | null> = []
+    for (const [clientId, holding] of this.holdings) {
+      if (holding.json === null || holding.owner.remote === true) continue
+      entries.push(presentEntry(clientId, holding))
+      users.push(holding.owner.userId)
+    }
     if (entries.length === 0) return null
-    return { update: encodeAwarenessEntries(entries), users: entries.map(entry => this.holdings.get(entry.clientId)?.owner.userId ?? null) }
+    return { update: encodeAwarenessEntries(entries), users }
   }
 
   /**
@@ -250,8 +256,7 @@ export class DocumentPresence {
    */
   staleFor (owner: AwarenessOwner): StaleEntryCheck {
     return (clientId, clock, removal) => {
-      const current = this.holdings.get(clientId)?.owner
-      if (current !== undefined && current !== owner && current.userId !== null && current.userId === owner.userId) return false
+      if (isSameUserElsewhere(this.holdings.get(clientId)?.owner, owner)) return false
       return this.staleAt(clientId, clock, removal)
     }
   }
@@ -284,8 +289,7 @@ export class DocumentPresence {
     this.holdings.set(clientId, holding)
     this.totalBytes += holding.bytes
     this.formerOwners?.delete(clientId)
-    holding.owner.awarenessClients ??= new Set()
-    holding.owner.awarenessClients.add(clientId)
+    adopt(holding.owner, clientId)
   }
 
   /** The id moves to `owner` with its state, which the takeover's own entry then renews. */
@@ -294,8 +298,7 @@ export class DocumentPresence {
     if (holding === undefined) return
     holding.owner.awarenessClients?.delete(clientId)
     holding.owner = owner
-    owner.awarenessClients ??= new Set()
-    owner.awarenessClients.add(clientId)
+    adopt(owner, clientId)
   }
 
   private release (clientId: number): void {
@@ -310,14 +313,6 @@ export class DocumentPresence {
       this.holdings = NO_HOLDINGS
       presenceTimeouts.unwatch(this)
     }
-  }
-
-  private presentEntries (include: (holding: Holding) => boolean): AwarenessEntry[] {
-    const entries: AwarenessEntry[] = []
-    for (const [clientId, holding] of this.holdings) {
-      if (holding.json !== null && include(holding)) entries.push({ clientId, clock: holding.clock, json: holding.json, state: PRESENT })
-    }
-    return entries
   }
 }
 
@@ -362,9 +357,25 @@ class FormerOwners {
   }
 }
 
+/** `current` holds an id for the user `owner` stands for, on another connection or node. */
+function isSameUserElsewhere (current: AwarenessOwner | undefined, owner: AwarenessOwner): boolean {
+  return current !== undefined && current !== owner && current.userId !== null && current.userId === owner.userId
+}
+
+/** `owner` now holds `clientId` (its set is made on its first id). */
+function adopt (owner: AwarenessOwner, clientId: number): void {
+  owner.awarenessClients ??= new Set()
+  owner.awarenessClients.add(clientId)
+}
+
 /** Stands for a state that is there when only its JSON text matters (encoding, not deciding). */
 const PRESENT = Object.freeze({})
 
+/** A held id's current state as an entry, to encode. */
+function presentEntry (clientId: number, holding: Holding): AwarenessEntry {
+  return { clientId, clock: holding.clock, json: holding.json!, bytes: holding.bytes, state: PRESENT }
+}
+
 function removal (clientId: number, clock: number): AwarenessEntry {
-  return { clientId, clock, json: 'null', state: null }
+  return awarenessEntry(clientId, clock, 'null')
 }

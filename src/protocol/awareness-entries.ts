@@ -10,7 +10,14 @@ export interface AwarenessEntry {
   clock: number
   /** The state as sent (JSON text); `state` is what it parses to. */
   json: string
+  /** The UTF-8 bytes of `json`, as read: what it weighs in a frame and in a document's budget. */
+  bytes: number
   state: object | null
+}
+
+/** An entry made here rather than read (removals, tests): its JSON measured and parsed. */
+export function awarenessEntry (clientId: number, clock: number, json: string): AwarenessEntry {
+  return { clientId, clock, json, bytes: Buffer.byteLength(json), state: JSON.parse(json) as object | null }
 }
 
 export interface AwarenessStateLimits {
@@ -67,7 +74,7 @@ export function readAwarenessEntries (update: Uint8Array, limits: AwarenessState
       if (jsonDepthExceeds(json, limits.maxStateDepth)) throw new PresenceLimitError(`awareness state nested deeper than ${limits.maxStateDepth} levels`)
       const state: unknown = JSON.parse(json)
       if (state !== null && typeof state !== 'object') throw new MalformedMessageError('awareness state must be an object or null')
-      entries.push({ clientId, clock, json, state })
+      entries.push({ clientId, clock, json, bytes: bytes.length, state })
     }
     if (decoding.hasContent(decoder)) throw new MalformedMessageError('trailing bytes in awareness update')
   } catch (err) {
@@ -106,15 +113,12 @@ export function encodeAwarenessFrame (entries: AwarenessEntry[]): Uint8Array {
 
 /**
  * lib0's encoder writes a string byte by byte; states are most of an update's bytes, so they are
- * measured first and written natively in place, into a buffer of exactly the update's size.
+ * written natively in place, into a buffer of exactly the update's size (each entry knows its
+ * state's size).
  */
 function writeEntries (entries: AwarenessEntry[], framed: boolean): Uint8Array {
-  const stateBytes = entries.map(entry => Buffer.byteLength(entry.json))
   let updateSize = varUintSize(entries.length)
-  entries.forEach((entry, i) => {
-    const bytes = stateBytes[i]!
-    updateSize += varUintSize(entry.clientId) + varUintSize(entry.clock) + varUintSize(bytes) + bytes
-  })
+  for (const entry of entries) updateSize += varUintSize(entry.clientId) + varUintSize(entry.clock) + varUintSize(entry.bytes) + entry.bytes
   const headerSize = framed ? varUintSize(MessageType.Awareness) + varUintSize(updateSize) : 0
   const out = Buffer.alloc(headerSize + updateSize)
   let at = 0
@@ -123,12 +127,12 @@ function writeEntries (entries: AwarenessEntry[], framed: boolean): Uint8Array {
     at = writeVarUint(out, at, updateSize)
   }
   at = writeVarUint(out, at, entries.length)
-  entries.forEach((entry, i) => {
+  for (const entry of entries) {
     at = writeVarUint(out, at, entry.clientId)
     at = writeVarUint(out, at, entry.clock)
-    at = writeVarUint(out, at, stateBytes[i]!)
+    at = writeVarUint(out, at, entry.bytes)
     at += out.write(entry.json, at, 'utf8')
-  })
+  }
   // A plain view, as lib0 returns: a Buffer compares and serialises differently.
   return new Uint8Array(out.buffer, out.byteOffset, out.length)
 }
