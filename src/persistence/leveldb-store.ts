@@ -4,6 +4,9 @@ import { DocumentDeletedError, NOTHING_LOST, type AppendEntry, type AppendOutcom
 import { decodeVersionMeta, encodeVersionMeta } from './version-meta.js'
 import { decodeEntryValue } from './entry-value.js'
 
+/** A batch's values are copied into it (by LevelDB, on the event loop) at most this much per turn. */
+const COPY_PER_TURN_BYTES = 4 * 1024 * 1024
+
 /**
  * The embedded store: LevelDB (classic-level) in DATA_DIR, the engine y-leveldb uses, used
  * directly because y-leveldb swallows write errors (its transaction queue logs and resolves), which
@@ -62,14 +65,24 @@ export class LevelDbStore implements DocumentStore {
       await Promise.all(entries.map(entry => this.ensureSeq(entry.docId)))
     }
     // Sequence numbers are taken synchronously, so concurrent appends never share a key.
-    // A chained batch: abstract-level's array form copies and re-validates every operation.
-    const batch = this.db.batch()
     const seqs: number[] = []
     for (const entry of entries) {
       const seq = this.nextSeq.get(entry.docId) ?? 0
       this.nextSeq.set(entry.docId, seq + 1)
       seqs.push(seq)
-      batch.put(entryKey(entry.docId, seq), entry.value)
+    }
+    // A chained batch: abstract-level's array form copies and re-validates every operation. Each
+    // put copies its value on the event loop, so a large batch is filled over several turns.
+    const batch = this.db.batch()
+    let copied = 0
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!
+      if (copied >= COPY_PER_TURN_BYTES) {
+        copied = 0
+        await new Promise(resolve => setImmediate(resolve))
+      }
+      batch.put(entryKey(entry.docId, seqs[i]!), entry.value)
+      copied += entry.value.length
     }
     await batch.write({ sync: this.fsync })
     for (let i = 0; i < entries.length; i++) this.noteWritten(entries[i]!.docId, seqs[i]!)
