@@ -1,6 +1,6 @@
 import t from 'tap'
 import * as Y from 'yjs'
-import { restoreUpdate } from '../src/versions/restore.js'
+import { restoreStateChunks, restoreStateUpdate, restoreUpdate } from '../src/versions/restore.js'
 
 /** Every top-level type of a client's document, read with the types the client declared. */
 function view (doc: Y.Doc): Record<string, unknown> {
@@ -98,4 +98,33 @@ t.test('a restore copies shared types embedded in text (a Y.XmlText holding elem
   Y.applyUpdate(client, restoreUpdate(server, version))
   const after = { content: slate.toDelta().map((op: { insert: unknown }) => op.insert instanceof Y.AbstractType ? op.insert.toString() : op.insert), rich: rich.toDelta().map((op: { insert: unknown }) => op.insert instanceof Y.AbstractType ? op.insert.toJSON() : op.insert) }
   t.same(after, expected, 'embedded types restored with their content')
+})
+
+t.test('a restore in pieces: each piece applies in order, and together they make the same content as the whole update', async t => {
+  const size = { chunkBytes: 4 * 1024, maxPieceBytes: 16 * 1024 }
+  const writer = build()
+  // A long pasted string (cut into pieces) and many small items (several per chunk).
+  writer.getText('text').insert(0, 'pasted paragraph. '.repeat(5_000))
+  for (let i = 0; i < 2_000; i++) writer.getArray('list').push([`item ${i}`])
+  const version = Y.encodeStateAsUpdate(writer)
+  const expected = view(writer)
+  writer.getText('text').delete(0, 40_000)
+  writer.getArray('list').delete(0, 1_500)
+  writer.getMap('map').set('title', 'Rewritten')
+  const current = Y.encodeStateAsUpdate(writer)
+
+  const pieces = restoreStateChunks(current, version, size)
+  t.ok(pieces.length > 10, `several pieces (${pieces.length})`)
+  t.ok(pieces.filter(piece => piece.length > size.maxPieceBytes).length <= 1, 'the long string is cut (the list\'s restored values are one item, sent whole)')
+  const client = new Y.Doc()
+  Y.applyUpdate(client, current)
+  for (const piece of pieces) {
+    Y.applyUpdate(client, piece)
+    t.equal(client.store.pendingStructs, null, 'each piece integrates at once')
+  }
+  t.same(view(client), { ...expected, later: [] }, 'the version\'s content')
+  const whole = new Y.Doc()
+  Y.applyUpdate(whole, current)
+  Y.applyUpdate(whole, restoreStateUpdate(current, version))
+  t.same(view(client), view(whole), 'as the whole update makes it')
 })

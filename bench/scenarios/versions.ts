@@ -10,7 +10,7 @@ import { measureStep, setupLoad, tokensFor } from '../lib/load.js'
 import { round, sleep } from '../lib/stats.js'
 import { LIFTED_RATE_LIMITS } from '../lib/target.js'
 import { withTarget } from './steady.js'
-import type { Scenario, TargetPlan } from './types.js'
+import { defaultPlan, type Scenario } from './types.js'
 
 const BUSY = { docs: 5, clientsPerDoc: 10, rate: 10 }
 
@@ -31,7 +31,8 @@ export const versionsScenario: Scenario = {
   name: 'versions',
   title: 'Version history: version and restore a large document while others edit',
   params: flags => ({ mb: flags.mb ?? 24, busy: BUSY, durationS: flags.duration ?? 10, serverEnv: LIFTED_RATE_LIMITS }),
-  plan: flags => [{ kind: 'ours', nodes: 1 }, ...(flags.postgres === true ? [{ kind: 'ours', nodes: 1, store: 'postgres' } as TargetPlan] : [])],
+  // The reference server has no version history: ours, with --postgres and --baseline REV.
+  plan: flags => defaultPlan({ ...flags, compare: false }),
   run: async (ctx, plan) => {
     const flags = ctx.flags
     const bytes = Math.round((flags.mb ?? 24) * 1_000_000)
@@ -71,6 +72,6 @@ export const versionsScenario: Scenario = {
       }
     }, undefined, LIFTED_RATE_LIMITS, plan.store)
   },
-  // With --postgres: ours-postgres ÷ ours. The goal (p99 under 50 ms) is absolute: see the notes.
+  // With --postgres: ours-postgres ÷ ours; with --baseline: ours ÷ baseline. The goal (p99 under 50 ms) is absolute: see the notes.
   compare: runs => compareOursReference(runs, ['version_create_ms', 'version_restore_ms', 'others_p99_quiet_ms', 'others_p99_during_ms', 'others_max_during_ms', 'delivery_ratio'])
 }

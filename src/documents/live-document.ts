@@ -141,10 +141,6 @@ export class LiveDocument implements JoinCacheHolder {
     return store.pendingStructs !== null || store.pendingDs !== null
   }
 
-  /** Changes with every transaction: tells whether the document changed between two moments. */
-  get changeCounter (): number {
-    return this.version
-  }
   /**
    * When the chunks of a fresh client began to be recorded (null: none is): one copy of the
    * document at a time, however many fresh clients join at once. A recording whose connection
@@ -304,6 +300,15 @@ export class LiveDocument implements JoinCacheHolder {
    */
   encodeFullState (): Uint8Array | null {
     return this.state === 'unloaded' ? null : this.currentState()
+  }
+
+  /**
+   * encodeFullState(), but always a buffer of its own (the join cache's copy is copied): for a
+   * caller that hands it to a worker thread, which detaches it.
+   */
+  copyFullState (): Uint8Array | null {
+    if (this.state === 'unloaded') return null
+    return this.fullStateCache?.slice() ?? Y.encodeStateAsUpdate(this.ydoc)
   }
 
   private currentState (): Uint8Array {

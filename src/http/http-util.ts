@@ -19,12 +19,17 @@ export const STATUS_TEXT: Record<number, string> = {
  * only when the request was not aborted (it corks, as uWS requires outside the handler's stack).
  */
 export function sendJson (res: HttpResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  sendJsonText(res, status, JSON.stringify(body), headers)
+}
+
+/** sendJson() for a body already serialized (by a worker thread, say). */
+export function sendJsonText (res: HttpResponse, status: number, json: string, headers: Record<string, string> = {}): void {
   res.cork(() => {
     res.writeStatus(STATUS_TEXT[status] ?? `${status}`)
     res.writeHeader('content-type', 'application/json')
     res.writeHeader('cache-control', 'no-store')
     for (const [name, value] of Object.entries(headers)) res.writeHeader(name, value)
-    res.end(JSON.stringify(body))
+    res.end(json)
   })
 }
 

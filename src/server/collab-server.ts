@@ -39,6 +39,7 @@ import { handleUpgrade } from './upgrade.js'
 import { KeepAlive } from './keep-alive.js'
 import { registerVersionRoutes } from './version-routes.js'
 import { VersionHistory } from '../versions/version-history.js'
+import { StateWorker } from '../versions/state-worker.js'
 import { singleNodeClaims } from '../versions/version-claims.js'
 import { RedisVersionClaims } from '../cluster/redis-version-claims.js'
 
@@ -119,6 +120,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     },
     onPeerChange: (docId, transaction) => { versions.notePeerChange(docId, transaction) }
   })
+  const stateWorker = new StateWorker()
   const versions: VersionHistory = new VersionHistory(store, {
     idleMs: config.versions.idleMs,
     maxIntervalMs: config.versions.maxIntervalMs,
@@ -244,6 +246,8 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     versions,
     changes,
     writeBehind,
+    stateWorker,
+    chunks: chunkSize,
     requestsPerAddress: upgradesPerAddress,
     log,
     maxDocumentBytes: config.limits.maxDocumentBytes,
@@ -293,6 +297,7 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
         } finally {
           app.close()
           expiries.clear()
+          await stateWorker.close()
           await webhook?.close()
           await directory?.stop()
           await bridge?.close()

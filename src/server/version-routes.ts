@@ -3,15 +3,14 @@ import type { HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { AuthError, type Principal, type TokenVerifier } from '../auth/principal.js'
 import type { Revocations } from '../auth/revocations.js'
 import type { DocumentChanges } from '../documents/document-changes.js'
+import type { ChunkSize } from '../documents/state-chunks.js'
 import { validateDocumentId } from '../documents/document-id.js'
-import { documentToJson } from '../documents/document-json.js'
 import type { LiveDocument } from '../documents/live-document.js'
 import type { DocumentRegistry } from '../documents/registry.js'
-import { BodyTooLargeError, bearerToken, readBody, remoteAddress, sendBinary, sendJson, trackAbort } from '../http/http-util.js'
+import { BodyTooLargeError, bearerToken, readBody, remoteAddress, sendBinary, sendJson, sendJsonText, trackAbort } from '../http/http-util.js'
 import { DocumentDeletedError, type DocumentStore } from '../persistence/document-store.js'
 import type { WriteBehind } from '../persistence/write-behind.js'
-import { restoreUpdate } from '../versions/restore.js'
-import { diffStates } from '../versions/version-diff.js'
+import type { StateWorker } from '../versions/state-worker.js'
 import { isVersionId } from '../versions/version-id.js'
 import { VersionHistoryFullError, type VersionHistory } from '../versions/version-history.js'
 import type { AddressRateLimit } from './address-rate-limit.js'
@@ -25,6 +24,10 @@ export interface VersionRouteContext {
   versions: VersionHistory
   changes: DocumentChanges
   writeBehind: WriteBehind
+  /** Restores, diffs and versions as JSON are computed there, off the event loop. */
+  stateWorker: StateWorker
+  /** A restore is applied in pieces of this size (as large updates are sent to clients). */
+  chunks: ChunkSize
   requestsPerAddress: AddressRateLimit
   log: Logger
   /** Restores never grow a document past this (0: no limit). */
@@ -39,7 +42,7 @@ export interface VersionRouteContext {
 const MAX_LABEL_LENGTH = 200
 const MAX_LIST_LIMIT = 1_000
 const MAX_REQUEST_BODY_BYTES = 16 * 1024
-/** Diffs computed at once on one node (each holds the event loop while it runs). */
+/** Diffs computed at once on one node: each holds both states, decoded, in memory. */
 const MAX_CONCURRENT_DIFFS = 1
 
 class HttpError extends Error {
@@ -131,7 +134,8 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
   route('get', '/documents/:docId/versions/:versionId/json', 'read', async (res, { docId, versionId }, _principal, abort) => {
     const state = await ctx.store.loadVersion(docId, versionId!)
     if (state === null) throw notFound('version')
-    if (!abort.aborted) sendJson(res, 200, documentToJson(state))
+    const json = await ctx.stateWorker.documentJson(state)
+    if (!abort.aborted) sendJsonText(res, 200, json)
   })
 
   route('get', '/documents/:docId/versions/:versionId/diff', 'read', async (res, { docId, versionId, query }, _principal, abort) => {
@@ -143,13 +147,14 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
       const from = await ctx.store.loadVersion(docId, versionId!)
       if (from === null) throw notFound('version')
       const target = to === 'current'
-        ? await withDocument(ctx, docId, async doc => doc.encodeFullState()!)
+        ? await withDocument(ctx, docId, async doc => doc.copyFullState()!)
         : await ctx.store.loadVersion(docId, to)
       if (target === null) throw notFound('version')
-      // The diff walks every unit of both states on the event loop: bounded, so that one reader
-      // cannot stall every client of the node.
+      // The diff holds both states decoded, with their deleted content, in the worker's memory:
+      // bounded, so that one reader cannot take the node's memory.
       if (from.length + target.length > ctx.maxDiffBytes) throw new HttpError(413, 'too_large', `the two states hold ${from.length + target.length} bytes; diffs are computed up to ${ctx.maxDiffBytes} (VERSION_DIFF_MAX_BYTES)`)
-      if (!abort.aborted) sendJson(res, 200, { docId, from: versionId, to, types: diffStates(from, target) })
+      const types = await ctx.stateWorker.diffJson(from, target)
+      if (!abort.aborted) sendJsonText(res, 200, `{"docId":${JSON.stringify(docId)},"from":${JSON.stringify(versionId)},"to":${JSON.stringify(to)},"types":${types}}`)
     } finally {
       diffsRunning--
     }
@@ -162,18 +167,22 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
     // two nodes would both insert the version's content.
     if (!await ctx.versions.lockRestore(docId)) throw new HttpError(409, 'restore_in_progress', 'another restore of this document is in progress; retry in a moment')
     const result = await withDocument(ctx, docId, async doc => {
-      // Computed first: a restore that cannot be made takes no before-restore version.
-      const computedAt = doc.changeCounter
-      const update = restoreUpdate(doc.ydoc, state)
-      if (doc.wouldExceed(update.length, ctx.maxDocumentBytes)) throw new HttpError(413, 'document_too_large', `restoring would grow the document past MAX_DOCUMENT_BYTES (${ctx.maxDocumentBytes})`)
-      // Each step of a large restore holds the event loop: let other clients' messages in between.
-      await yieldToOthers()
+      // Computed first, on the worker thread: a restore that cannot be made takes no
+      // before-restore version. Edits made while it is computed stay, as edits still travelling
+      // from clients do: the restore is a change on top of the state it was computed from.
+      const { updates, current } = await ctx.stateWorker.restore(doc.copyFullState()!, state, ctx.chunks)
+      const bytes = updates.reduce((sum, update) => sum + update.length, 0)
+      if (doc.wouldExceed(bytes, ctx.maxDocumentBytes)) throw new HttpError(413, 'document_too_large', `restoring would grow the document past MAX_DOCUMENT_BYTES (${ctx.maxDocumentBytes})`)
       // Undoable: restoring this version puts back what the document held just before.
-      const before = await ctx.versions.create(docId, 'before-restore', null, doc.encodeFullState()!)
-      await yieldToOthers()
-      // Computed again if the document changed meanwhile: a restore starts from what it replaces.
-      const change = doc.changeCounter === computedAt ? update : restoreUpdate(doc.ydoc, state)
-      if (ctx.changes.commit(doc, change, null, 'restore', null, 'if-changed')) ctx.versions.noteChange(docId, principal.userId)
+      const before = await ctx.versions.create(docId, 'before-restore', null, current)
+      // A piece per turn, as a client's large update reaches the others: every other client's
+      // messages get in between.
+      let changed = false
+      for (const update of updates) {
+        await yieldToOthers()
+        if (ctx.changes.commit(doc, update, null, 'restore', null, 'if-changed')) changed = true
+      }
+      if (changed) ctx.versions.noteChange(docId, principal.userId)
       await ctx.writeBehind.flush([docId])
       return { restoredFrom: versionId, beforeRestore: before.id }
     }).finally(() => { void ctx.versions.unlockRestore(docId) })

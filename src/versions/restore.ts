@@ -1,5 +1,6 @@
 import * as Y from 'yjs'
 import { contentKind as kindOf, type ContentKind } from '../documents/document-json.js'
+import { StateChunks, type ChunkSize } from '../documents/state-chunks.js'
 
 type Kind = ContentKind
 
@@ -17,25 +18,55 @@ function copyOf (value: unknown): unknown {
   return value instanceof Y.AbstractType ? value.clone() : value
 }
 
-/**
- * The update that makes `current`'s content equal to the version's, as a change on top of
- * `current` (so every client receives it as an ordinary edit, and edits made meanwhile merge with
- * it): each top-level type the version holds gets the version's content, each one it lacks is
- * emptied. Map keys whose value did not change are left alone. Works on copies; `current` is not
- * changed.
- */
+/** restoreStateUpdate() for a document at hand. `current` is not changed. */
 export function restoreUpdate (current: Y.Doc, versionState: Uint8Array): Uint8Array {
+  return restoreStateUpdate(Y.encodeStateAsUpdate(current), versionState)
+}
+
+/**
+ * The update that makes the content of the document whose state is `currentState` equal to the
+ * version's, as a change on top of it (so every client receives it as an ordinary edit, and edits
+ * made meanwhile merge with it): each top-level type the version holds gets the version's content,
+ * each one it lacks is emptied. Map keys whose value did not change are left alone. A pure function
+ * of the two states, so it can run off the event loop (versions/state-worker.ts).
+ */
+export function restoreStateUpdate (currentState: Uint8Array, versionState: Uint8Array): Uint8Array {
+  return restored(currentState, versionState, (work, before) => Y.encodeStateAsUpdate(work, before))
+}
+
+/**
+ * restoreStateUpdate() as updates of about a chunk each (see StateChunks), to be applied in their
+ * order: a large restore is then applied and stored a piece at a time, as a large update from a
+ * client is fanned out, instead of holding the event loop for the whole of it.
+ */
+export function restoreStateChunks (currentState: Uint8Array, versionState: Uint8Array, size: ChunkSize): Uint8Array[] {
+  return restored(currentState, versionState, (work, before, transaction) => {
+    const chunks = StateChunks.forTransaction(work, transaction, size)
+    const updates: Uint8Array[] = []
+    try {
+      for (let chunk = chunks.next(); chunk !== null; chunk = chunks.next()) updates.push(chunk)
+    } catch {
+      return [Y.encodeStateAsUpdate(work, before)]
+    }
+    return updates
+  })
+}
+
+/** Makes the restore's change in a copy of the current document and encodes it with `encode`. */
+function restored<T> (currentState: Uint8Array, versionState: Uint8Array, encode: (work: Y.Doc, before: Uint8Array, transaction: Y.Transaction) => T): T {
   const target = new Y.Doc()
   Y.applyUpdate(target, versionState)
   const work = new Y.Doc({ gc: true })
-  Y.applyUpdate(work, Y.encodeStateAsUpdate(current))
+  Y.applyUpdate(work, currentState)
   const before = Y.encodeStateVector(work)
   const names = new Set([...work.share.keys(), ...target.share.keys()])
   const targetKinds = new Map<string, Kind | null>()
   for (const name of target.share.keys()) targetKinds.set(name, kindOf(target.share.get(name)!))
   const workKinds = new Map<string, Kind | null>()
   for (const name of work.share.keys()) workKinds.set(name, kindOf(work.share.get(name)!))
-  work.transact(() => {
+  let change: Y.Transaction | null = null
+  work.transact(transaction => {
+    change = transaction
     for (const name of names) {
       const kind = targetKinds.get(name) ?? workKinds.get(name) ?? null
       if (kind === null) continue // empty in both
@@ -63,8 +94,8 @@ export function restoreUpdate (current: Y.Doc, versionState: Uint8Array): Uint8A
       }
     }
   })
-  const update = Y.encodeStateAsUpdate(work, before)
+  const result = encode(work, before, change!)
   work.destroy()
   target.destroy()
-  return update
+  return result
 }
