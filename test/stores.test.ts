@@ -79,28 +79,30 @@ t.test('LevelDB store: a forgotten document keeps its log, and appends after it 
   t.same(itemsOf((await store.load('a')).updates), ['1', '2', '3', '4'], 'every entry kept')
 })
 
-t.test('LevelDB store: a batch larger than one turn\'s copy is filled over several turns and lands whole, in order', async t => {
+t.test('LevelDB store: large entries written on their own and a batch filled over several turns land whole, in order', async t => {
   const { store } = await openTempLevelDb(t)
   const text = (label: string, bytes: number): Uint8Array => {
     const doc = new Y.Doc()
-    doc.getText('t').insert(0, label + 'x'.repeat(bytes))
+    doc.getText('t').insert(0, label.padEnd(4) + 'x'.repeat(bytes))
     return Y.encodeStateAsUpdate(doc)
   }
-  // Two documents, 12 MiB in all: the batch is filled in at least three turns.
-  const entries = ['a1', 'b1', 'a2', 'b2'].map(label => ({ docId: label[0]!, value: encodeEntryValue([text(label, 3 * 1024 * 1024)]) }))
+  // Per document: large entries (a put each) among small ones (a batch of more than one turn).
+  const labels = (doc: string): string[] => Array.from({ length: 24 }, (_, i) => `${doc}${i}`)
+  const sizeOf = (label: string): number => label.endsWith('3') ? 3 * 1024 * 1024 : 200 * 1024
+  const entries = [...labels('a'), ...labels('b')].map(label => ({ docId: label[0]!, value: encodeEntryValue([text(label, sizeOf(label))]) }))
   await store.load('a')
   await store.load('b')
   const appended = store.append(entries)
   // Appended while the batch is filled: its sequence number follows the batch's, taken before.
-  await store.append([{ docId: 'a', value: encodeEntryValue([text('a3', 10)]) }])
+  await store.append([{ docId: 'a', value: encodeEntryValue([text('a24', 10)]) }])
   await appended
   const starts = async (docId: string): Promise<string[]> => (await store.load(docId)).updates.map(update => {
     const doc = new Y.Doc()
     Y.applyUpdate(doc, update)
-    return doc.getText('t').toString().slice(0, 2)
+    return doc.getText('t').toString().slice(0, 4).trim()
   })
-  t.same(await starts('a'), ['a1', 'a2', 'a3'], 'every entry, in the order appended')
-  t.same(await starts('b'), ['b1', 'b2'])
+  t.same(await starts('a'), [...labels('a'), 'a24'], 'every entry, in the order appended')
+  t.same(await starts('b'), labels('b'))
 })
 
 t.test('Redis store: many nodes append and compact at once without losing anything', async t => {

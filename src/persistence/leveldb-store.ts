@@ -6,6 +6,8 @@ import { decodeEntryValue } from './entry-value.js'
 
 /** A batch's values are copied into it (by LevelDB, on the event loop) at most this much per turn. */
 const COPY_PER_TURN_BYTES = 4 * 1024 * 1024
+/** A value this large is written with a put of its own, not in a batch. */
+const OWN_PUT_BYTES = 1024 * 1024
 
 /**
  * The embedded store: LevelDB (classic-level) in DATA_DIR, the engine y-leveldb uses, used
@@ -71,20 +73,37 @@ export class LevelDbStore implements DocumentStore {
       this.nextSeq.set(entry.docId, seq + 1)
       seqs.push(seq)
     }
-    // A chained batch: abstract-level's array form copies and re-validates every operation. Each
-    // put copies its value on the event loop, so a large batch is filled over several turns.
+    // Large values are written on their own: classic-level copies a put's value once on the event
+    // loop, a batch's twice (and again as the batch grows). An entry written before a batch that
+    // then fails is written again by the retry: a duplicate, which Yjs merges away.
+    const own: Array<Promise<void>> = []
+    let ownFailure: unknown = null
+    // A chained batch for the rest: abstract-level's array form copies and re-validates every
+    // operation. A large one is filled over several turns.
     const batch = this.db.batch()
     let copied = 0
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i]!
+      const key = entryKey(entry.docId, seqs[i]!)
+      if (entry.value.length >= OWN_PUT_BYTES) {
+        // Caught at once: the loop below may yield before these are awaited.
+        own.push(this.db.put(key, entry.value, { sync: this.fsync }).catch(err => { ownFailure ??= err }))
+        continue
+      }
       if (copied >= COPY_PER_TURN_BYTES) {
         copied = 0
         await new Promise(resolve => setImmediate(resolve))
       }
-      batch.put(entryKey(entry.docId, seqs[i]!), entry.value)
+      batch.put(key, entry.value)
       copied += entry.value.length
     }
-    await batch.write({ sync: this.fsync })
+    await Promise.all(own)
+    if (ownFailure !== null) {
+      await batch.close()
+      throw ownFailure
+    }
+    if (batch.length > 0) await batch.write({ sync: this.fsync })
+    else await batch.close()
     for (let i = 0; i < entries.length; i++) this.noteWritten(entries[i]!.docId, seqs[i]!)
     // This process holds the directory's lock: nothing else removes a document's entries.
     return NOTHING_LOST
@@ -132,12 +151,11 @@ export class LevelDbStore implements DocumentStore {
     // Not for a document deleted meanwhile: its content must not come back through a version.
     const tombstone = await this.db.get(tombstoneKey(docId))
     if (tombstone !== undefined && Number(new TextDecoder().decode(tombstone)) > Date.now()) throw new DocumentDeletedError(docId)
-    // One batch: the metadata is never listed without its state. A chained batch: the array form
-    // copies and re-validates every value, a long pause for a large document's state.
-    const batch = this.db.batch()
-    batch.put(versionKey('vs', docId, meta.id), state)
-    batch.put(versionKey('vm', docId, meta.id), new TextEncoder().encode(encodeVersionMeta(meta)))
-    await batch.write({ sync: this.fsync })
+    // The state first, with a put of its own (a batch copies a large state twice on the event
+    // loop): the metadata is never listed without its state. A crash between the two leaves a
+    // state nobody lists, removed with the document.
+    await this.db.put(versionKey('vs', docId, meta.id), state, { sync: this.fsync })
+    await this.db.put(versionKey('vm', docId, meta.id), new TextEncoder().encode(encodeVersionMeta(meta)), { sync: this.fsync })
   }
 
   async listVersions (docId: string, options: { limit: number, before?: string }): Promise<VersionMeta[]> {
