@@ -111,6 +111,30 @@ t.test('a viewer on a slow link receives a large update in paced chunks and is n
   t.equal(viewer.doc.getText('t').toString(), offline.getText('t').toString())
 })
 
+t.test('an update larger than a chunk but not than a piece reaches every other client as it came, on a slow link too', { timeout: 90_000 }, async t => {
+  const ts = await startTestServer({ LOG_LEVEL: 'warn' })
+  t.teardown(ts.close)
+  const slowLink = await startTcpProxy(ts.port, { downstreamBytesPerSecond: 3 * MiB })
+  t.teardown(slowLink.close)
+  const docId = 'one-piece'
+  const viewer = join(`ws://127.0.0.1:${slowLink.port}/ws/document`, docId, await signToken({ sub: 'viewer', docs: { [docId]: 'read-only' } }))
+  t.teardown(() => viewer.destroy())
+  const writer = join(ts.url, docId, await signToken({ sub: 'writer' }))
+  t.teardown(() => writer.destroy())
+  const other = join(ts.url, docId, await signToken({ sub: 'other' }))
+  t.teardown(() => other.destroy())
+  await waitFor(() => viewer.provider.synced && writer.provider.synced && other.provider.synced, 'all synced')
+  // Pastes of 3 MiB (the default piece is 4 MiB), each its own update, sent at once: more than
+  // the slow link takes in a few seconds, so most wait for the viewer after their message is gone.
+  const pastes = ['u', 'v', 'w', 'x', 'y', 'z'].map(letter => letter.repeat(3 * MiB))
+  for (const paste of pastes) writer.doc.getText('t').insert(writer.doc.getText('t').length, paste)
+  const expected = pastes.join('')
+  await waitFor(() => other.doc.getText('t').length === expected.length && viewer.doc.getText('t').length === expected.length, 'both have it', 60_000)
+  t.equal(other.doc.getText('t').toString(), expected, 'the other client has every byte')
+  t.equal(viewer.doc.getText('t').toString(), expected, 'and so has the slow viewer')
+  t.equal(viewer.reconnects() + other.reconnects(), 0, 'nobody was dropped')
+})
+
 t.test('two nodes: a large document brought to one reaches a client of the other', { timeout: 120_000 }, async t => {
   const redis = await startRedis()
   t.teardown(redis.cleanup)

@@ -28,8 +28,11 @@ export interface PeerPublisher {
 export interface LargeUpdateFanout {
   /** Updates whose frame is larger than this go through fanOut(). */
   readonly thresholdBytes: number
-  /** `except`: the socket that sent the update (null: nobody is skipped). */
-  fanOut (doc: LiveDocument, transaction: Transaction, except: TopicPublisher | null): void
+  /**
+   * `update`: the bytes applied in `transaction` (valid only during the call); `except`: the socket
+   * that sent the update (null: nobody is skipped).
+   */
+  fanOut (doc: LiveDocument, update: Uint8Array, transaction: Transaction, except: TopicPublisher | null): void
 }
 
 /** Where applied updates wait for the store; the write-behind implements it. */
@@ -241,7 +244,7 @@ export class DocumentChanges implements DocumentLifecycle {
 
   private distributeLocal (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, sender: TopicPublisher | null, transaction: Transaction | null): void {
     const message = frame ?? encodeSyncUpdate(update)
-    if (!this.fannedOutLarge(doc, message, transaction, sender)) {
+    if (!this.fannedOutLarge(doc, update, message, transaction, sender)) {
       // Two call sites, so that each stays monomorphic (a uWS socket, the uWS app).
       if (sender !== null) sender.publish(doc.topic, message, true)
       else this.fanout.publish(doc.topic, message, true)
@@ -254,7 +257,7 @@ export class DocumentChanges implements DocumentLifecycle {
 
   private distributeFromPeer (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, transaction: Transaction | null): void {
     const message = frame ?? encodeSyncUpdate(update)
-    if (!this.fannedOutLarge(doc, message, transaction, null)) this.publishToAll(doc, 'sync-update', message)
+    if (!this.fannedOutLarge(doc, update, message, transaction, null)) this.publishToAll(doc, 'sync-update', message)
     this.store.enqueue(doc.id, update)
     this.onPeerChange?.(doc.id, transaction)
   }
@@ -265,10 +268,10 @@ export class DocumentChanges implements DocumentLifecycle {
    * ended transaction says what it changed (one that an enclosing transaction will end later,
    * such as an offline batch's, is published whole).
    */
-  private fannedOutLarge (doc: LiveDocument, message: Uint8Array, transaction: Transaction | null, sender: TopicPublisher | null): boolean {
+  private fannedOutLarge (doc: LiveDocument, update: Uint8Array, message: Uint8Array, transaction: Transaction | null, sender: TopicPublisher | null): boolean {
     const large = this.largeUpdates
     if (large === null || message.length <= large.thresholdBytes || transaction === null || doc.ydoc._transaction !== null) return false
-    large.fanOut(doc, transaction, sender)
+    large.fanOut(doc, update, transaction, sender)
     return true
   }
 

@@ -1,7 +1,7 @@
 import type { Transaction } from 'yjs'
 import type { LargeUpdateFanout, TopicPublisher } from '../documents/document-changes.js'
 import type { LiveDocument } from '../documents/live-document.js'
-import { StateChunks, type ChunkSequence, type ChunkSize } from '../documents/state-chunks.js'
+import { ReplayedChunks, StateChunks, type ChunkSequence, type ChunkSize } from '../documents/state-chunks.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { encodeSyncStep2, encodeSyncUpdate } from '../protocol/messages.js'
 import type { ConnectionTable } from './connection-table.js'
@@ -125,8 +125,11 @@ export class PacedSends {
 
 /**
  * The server's LargeUpdateFanout: every local connection to the document but the sender receives
- * the transaction's changes through PacedSends. Each encodes its own chunks as its socket takes
- * them, so a large update costs no copy of it per subscriber.
+ * the update through PacedSends, so a large update costs no copy of it per subscriber. An update
+ * no larger than a piece goes as it came, one copy shared by all (encoding it again from the
+ * document would cost more: pieces of one string merge into one item there, which each encoding
+ * then copies whole); a larger one as the transaction's changes in chunks, each connection's
+ * encoded as its socket takes them.
  */
 export class PacedLargeUpdates implements LargeUpdateFanout {
   readonly thresholdBytes: number
@@ -139,10 +142,14 @@ export class PacedLargeUpdates implements LargeUpdateFanout {
     this.thresholdBytes = size.chunkBytes
   }
 
-  fanOut (doc: LiveDocument, transaction: Transaction, except: TopicPublisher | null): void {
+  fanOut (doc: LiveDocument, update: Uint8Array, transaction: Transaction, except: TopicPublisher | null): void {
+    const asItCame = update.length <= this.size.maxPieceBytes
+    let copy: Uint8Array[] | null = null
     for (const conn of this.connections.ofDocument(doc.id)) {
       if (conn.doc !== doc || conn.socket === null || conn.socket === except) continue
-      this.paced.send(conn, StateChunks.forTransaction(doc.ydoc, transaction, this.size), 'sync-update')
+      // Copied once: a client's update is a view into uWS's buffer, valid only during this call.
+      if (asItCame) copy ??= [update.slice()]
+      this.paced.send(conn, copy !== null ? new ReplayedChunks(copy, doc.ydoc) : StateChunks.forTransaction(doc.ydoc, transaction, this.size), 'sync-update')
     }
   }
 }
