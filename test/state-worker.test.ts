@@ -2,7 +2,7 @@ import t from 'tap'
 import * as Y from 'yjs'
 import { documentToJson } from '../src/documents/document-json.js'
 import { restoreStateUpdate } from '../src/versions/restore.js'
-import { StateWorker } from '../src/versions/state-worker.js'
+import { MAX_QUEUED_TASKS, StateWorker } from '../src/versions/state-worker.js'
 import { diffStates } from '../src/versions/version-diff.js'
 
 /** How a failed task rejects: with the worker's error, never taking this process down. */
@@ -87,4 +87,14 @@ t.test('closing fails the tasks in flight and refuses new ones', async t => {
   await worker.close()
   await inFlight
   await t.rejects(worker.documentJson(big), FAILED)
+})
+
+t.test('at most MAX_QUEUED_TASKS wait; more are refused at once, and the queue drains', async t => {
+  const worker = new StateWorker()
+  t.teardown(async () => { await worker.close() })
+  const state = Y.encodeStateAsUpdate(docWith('y'.repeat(500_000), 'queued'))
+  const queued = Array.from({ length: MAX_QUEUED_TASKS }, async () => await worker.documentJson(state.slice()))
+  await t.rejects(worker.documentJson(state.slice()), { name: 'StateWorkerBusyError' }, 'one more is refused')
+  t.equal((await Promise.all(queued)).length, MAX_QUEUED_TASKS, 'the queued ones are answered')
+  t.ok(JSON.parse(await worker.documentJson(state.slice())), 'and a task after them too')
 })

@@ -10,7 +10,7 @@ import type { DocumentRegistry } from '../documents/registry.js'
 import { BodyTooLargeError, bearerToken, readBody, remoteAddress, sendBinary, sendJson, sendJsonText, trackAbort } from '../http/http-util.js'
 import { DocumentDeletedError, type DocumentStore } from '../persistence/document-store.js'
 import type { WriteBehind } from '../persistence/write-behind.js'
-import type { StateWorker } from '../versions/state-worker.js'
+import { StateWorkerBusyError, type StateWorker } from '../versions/state-worker.js'
 import { isVersionId } from '../versions/version-id.js'
 import { VersionHistoryFullError, type VersionHistory } from '../versions/version-history.js'
 import type { AddressRateLimit } from './address-rate-limit.js'
@@ -94,6 +94,7 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
           else if (err instanceof AuthError) sendJson(res, err.reason === 'unavailable' ? 503 : 401, { error: `token_${err.reason}`, message: err.message })
           else if (err instanceof BodyTooLargeError) sendJson(res, 413, { error: 'too_large', message: err.message })
           else if (err instanceof DocumentDeletedError) sendJson(res, 410, { error: 'document_deleted', message: err.message })
+          else if (err instanceof StateWorkerBusyError) sendJson(res, 429, { error: 'too_many_requests', message: 'this node is computing other restores, diffs or exports; retry in a moment' }, { 'retry-after': '1' })
           else if (err instanceof VersionHistoryFullError) sendJson(res, 409, { error: 'version_history_full', message: err.message })
           else if (isStoreFailure(err)) sendJson(res, 503, { error: 'unavailable', message: 'version history unavailable, retry later' })
           else {

@@ -14,7 +14,12 @@ export type StateTaskReply =
 
 /** The worker thread failed or stopped before it answered (the server itself is unharmed). */
 export class StateWorkerError extends Error {
-  override readonly name = 'StateWorkerError'
+  override readonly name: string = 'StateWorkerError'
+}
+
+/** MAX_QUEUED_TASKS tasks wait already: refused at once (each holds its states in memory). */
+export class StateWorkerBusyError extends StateWorkerError {
+  override readonly name = 'StateWorkerBusyError'
 }
 
 /** A restore's result, with the current state it was computed from handed back. */
@@ -27,6 +32,9 @@ export interface RestoreResult {
 /** The thread is stopped after this long without work: an idle server keeps no second V8 heap. */
 const IDLE_STOP_MS = 30_000
 
+/** Tasks waiting or running at once; more are refused (StateWorkerBusyError). */
+export const MAX_QUEUED_TASKS = 8
+
 interface Pending {
   resolve: (reply: StateTaskReply) => void
   reject: (err: Error) => void
@@ -35,8 +43,9 @@ interface Pending {
 /**
  * Work on whole document states that would otherwise hold the event loop for as long as a large
  * document takes to decode (a restore's computation, a diff, a version as JSON): done on one worker
- * thread, one task at a time, while every client's messages keep flowing. The states go to the
- * thread and large results come back without being copied (their buffers are transferred).
+ * thread, one task at a time (at most MAX_QUEUED_TASKS waiting), while every client's messages
+ * keep flowing. The states go to the thread and large results come back without being copied
+ * (their buffers are transferred).
  *
  * The thread starts on first use and stops when idle. If it dies (an exception, or a computation
  * that ran out of memory: V8 ends only that thread), the tasks in flight fail with
@@ -87,6 +96,7 @@ export class StateWorker {
 
   private async run (make: (id: number) => StateTask): Promise<StateTaskReply & { ok: true }> {
     if (this.closed) throw new StateWorkerError('the server is shutting down')
+    if (this.pending.size >= MAX_QUEUED_TASKS) throw new StateWorkerBusyError(`${MAX_QUEUED_TASKS} computations on document states are queued on this node`)
     const worker = this.started()
     const task = make(this.nextId++)
     const reply = await new Promise<StateTaskReply>((resolve, reject) => {
