@@ -105,6 +105,27 @@ t.test('LevelDB store: large entries written on their own and a batch filled ove
   t.same(await starts('b'), labels('b'))
 })
 
+t.test('LevelDB store: a deletion never comes between a version\'s state and its metadata', async t => {
+  const { store } = await openTempLevelDb(t)
+  const doc = new Y.Doc()
+  doc.getText('t').insert(0, 'v'.repeat(2 * 1024 * 1024))
+  const state = Y.encodeStateAsUpdate(doc)
+  for (let round = 0; round < 4; round++) {
+    const docId = `doc-${round}`
+    await store.append([{ docId, value: encodeEntryValue([edit('x')]) }])
+    const meta = { id: `v${round}`, createdAt: new Date().toISOString(), reason: 'named' as const, label: 'l', bytes: state.length, authors: [] }
+    // The deletion starts while the version's state is being written (or, in later rounds, a
+    // little after it began).
+    const saving = store.saveVersion(docId, meta, state)
+    for (let i = 0; i < round; i++) await new Promise(resolve => setImmediate(resolve))
+    await Promise.all([saving, store.delete(docId)])
+    for (const listed of await store.listVersions(docId, { limit: 10 })) {
+      t.ok(await store.loadVersion(docId, listed.id), `round ${round}: a listed version can be read`)
+    }
+    t.same(await store.listVersions(docId, { limit: 10 }), [], `round ${round}: deleted with the document, having been written before`)
+  }
+})
+
 t.test('Redis store: many nodes append and compact at once without losing anything', async t => {
   const redis = await startRedis()
   t.teardown(redis.cleanup)

@@ -16,7 +16,7 @@ const OWN_PUT_BYTES = 1024 * 1024
  *
  * Layout: one key per log entry, `u\0{docId}\0{seq}` with seq as fixed-width hex so keys sort by
  * sequence; values as in entry-value.ts. Versions: `vm\0{docId}\0{id}` (metadata, JSON) and
- * `vs\0{docId}\0{id}` (state), written in one batch. Document ids never contain \0 (see documents/document-id.ts),
+ * `vs\0{docId}\0{id}` (state), the state first. Document ids never contain \0 (see documents/document-id.ts),
  * so ranges cannot overlap.
  * This process owns the directory (LevelDB holds a lock), so sequence numbers live in memory.
  */
@@ -28,6 +28,8 @@ export class LevelDbStore implements DocumentStore {
   private readonly lastWritten = new Map<string, number>()
   private readonly seqLookups = new Map<string, Promise<void>>()
   private readonly compactions = new Map<string, Promise<void>>()
+  /** Each document's version writes and deletion in progress, one after another (inTurn). */
+  private readonly versionWrites = new Map<string, Promise<void>>()
 
   constructor (private readonly dir: string, private readonly fsync = true) {
     this.db = new ClassicLevel<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' })
@@ -73,21 +75,24 @@ export class LevelDbStore implements DocumentStore {
       this.nextSeq.set(entry.docId, seq + 1)
       seqs.push(seq)
     }
-    // Large values are written on their own: classic-level copies a put's value once on the event
-    // loop, a batch's twice (and again as the batch grows). An entry written before a batch that
-    // then fails is written again by the retry: a duplicate, which Yjs merges away.
-    const own: Array<Promise<void>> = []
-    let ownFailure: unknown = null
-    // A chained batch for the rest: abstract-level's array form copies and re-validates every
-    // operation. A large one is filled over several turns.
-    const batch = this.db.batch()
+    // Written in their order, so that a crash leaves every document a complete prefix of its
+    // entries: small ones in chained batches (abstract-level's array form copies and re-validates
+    // every operation), filled over several turns when large; a value of OWN_PUT_BYTES or more with
+    // a put of its own, since classic-level copies a put's value once on the event loop and a
+    // batch's twice (and again as the batch grows). A failure part way leaves entries that the
+    // write-behind's retry writes again: duplicates, which Yjs merges away.
+    let batch = this.db.batch()
     let copied = 0
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i]!
       const key = entryKey(entry.docId, seqs[i]!)
       if (entry.value.length >= OWN_PUT_BYTES) {
-        // Caught at once: the loop below may yield before these are awaited.
-        own.push(this.db.put(key, entry.value, { sync: this.fsync }).catch(err => { ownFailure ??= err }))
+        if (batch.length > 0) {
+          await batch.write({ sync: this.fsync })
+          batch = this.db.batch()
+          copied = 0
+        }
+        await this.db.put(key, entry.value, { sync: this.fsync })
         continue
       }
       if (copied >= COPY_PER_TURN_BYTES) {
@@ -96,11 +101,6 @@ export class LevelDbStore implements DocumentStore {
       }
       batch.put(key, entry.value)
       copied += entry.value.length
-    }
-    await Promise.all(own)
-    if (ownFailure !== null) {
-      await batch.close()
-      throw ownFailure
     }
     if (batch.length > 0) await batch.write({ sync: this.fsync })
     else await batch.close()
@@ -148,6 +148,25 @@ export class LevelDbStore implements DocumentStore {
   }
 
   async saveVersion (docId: string, meta: VersionMeta, state: Uint8Array): Promise<void> {
+    await this.inTurn(docId, async () => { await this.writeVersion(docId, meta, state) })
+  }
+
+  /**
+   * Runs `write` after the document's earlier version writes and deletions have finished: a
+   * version is two writes, which a deletion must not come between.
+   */
+  private async inTurn (docId: string, write: () => Promise<void>): Promise<void> {
+    const previous = this.versionWrites.get(docId) ?? Promise.resolve()
+    const run = previous.catch(() => {}).then(write)
+    this.versionWrites.set(docId, run)
+    try {
+      await run
+    } finally {
+      if (this.versionWrites.get(docId) === run) this.versionWrites.delete(docId)
+    }
+  }
+
+  private async writeVersion (docId: string, meta: VersionMeta, state: Uint8Array): Promise<void> {
     // Not for a document deleted meanwhile: its content must not come back through a version.
     const tombstone = await this.db.get(tombstoneKey(docId))
     if (tombstone !== undefined && Number(new TextDecoder().decode(tombstone)) > Date.now()) throw new DocumentDeletedError(docId)
@@ -182,13 +201,15 @@ export class LevelDbStore implements DocumentStore {
   }
 
   async delete (docId: string, tombstoneSeconds = 0): Promise<void> {
-    await this.db.clear(versionRange('vm', docId))
-    await this.db.clear(versionRange('vs', docId))
-    await this.db.clear(docRange(docId))
-    this.lastWritten.delete(docId)
-    if (tombstoneSeconds > 0) {
-      await this.db.put(tombstoneKey(docId), new TextEncoder().encode(String(Date.now() + tombstoneSeconds * 1000)), { sync: this.fsync })
-    }
+    await this.inTurn(docId, async () => {
+      await this.db.clear(versionRange('vm', docId))
+      await this.db.clear(versionRange('vs', docId))
+      await this.db.clear(docRange(docId))
+      this.lastWritten.delete(docId)
+      if (tombstoneSeconds > 0) {
+        await this.db.put(tombstoneKey(docId), new TextEncoder().encode(String(Date.now() + tombstoneSeconds * 1000)), { sync: this.fsync })
+      }
+    })
   }
 
   async ping (): Promise<void> {
