@@ -169,3 +169,36 @@ t.test('an empty difference is still one (empty) update', async t => {
   t.equal(chunks.next(), null)
   t.ok(chunks.done)
 })
+
+t.test('a snapshot in chunks: the structs as they were at its start, their deletions as they are at its end', async t => {
+  for (const seed of [11, 12, 13]) {
+    const source = busyDocument(seed, 400)
+    const atStart = Y.encodeStateAsUpdate(source)
+    const snapshot = StateChunks.forSnapshot(source, size(200))
+    const pieces: Uint8Array[] = []
+    const editor = new Y.Doc()
+    Y.applyUpdate(editor, atStart)
+    editor.on('update', (update: Uint8Array) => { Y.applyUpdate(source, update) })
+    let deletedMeanwhile = 0
+    for (let piece = snapshot.next(); piece !== null; piece = snapshot.next()) {
+      pieces.push(piece)
+      // Between pieces: an insert (left out of the snapshot) and a deletion of older text (kept).
+      const text = editor.getText('text')
+      text.insert(0, 'added later ')
+      if (text.length > 40) {
+        text.delete(20, 3)
+        deletedMeanwhile += 3
+      }
+    }
+    const copy = new Y.Doc()
+    for (const piece of pieces) Y.applyUpdate(copy, piece)
+    t.equal(copy.store.pendingStructs, null, `seed ${seed}: nothing pending`)
+    t.equal(copy.store.pendingDs, null, `seed ${seed}: no deletion of what the snapshot left out`)
+    const expected = new Y.Doc()
+    Y.applyUpdate(expected, atStart)
+    t.same(Array.from(Y.encodeStateVector(copy)), Array.from(Y.encodeStateVector(expected)), `seed ${seed}: the structs of the start, none added meanwhile`)
+    // The deletions made meanwhile, of the snapshot's own structs: its delete set at the end.
+    Y.applyUpdate(expected, Y.encodeStateAsUpdate(source, Y.encodeStateVector(source)))
+    t.equal(copy.getText('text').toString(), expected.getText('text').toString(), `seed ${seed}: with the ${deletedMeanwhile} characters deleted meanwhile gone`)
+  }
+})

@@ -1,8 +1,9 @@
 import t from 'tap'
 import * as Y from 'yjs'
 import { documentToJson } from '../src/documents/document-json.js'
+import { StateChunks } from '../src/documents/state-chunks.js'
 import { restoreStateUpdate } from '../src/versions/restore.js'
-import { MAX_QUEUED_TASKS, StateWorker } from '../src/versions/state-worker.js'
+import { MAX_QUEUED_READS, MAX_QUEUED_TASKS, StateWorker } from '../src/versions/state-worker.js'
 import { diffStates } from '../src/versions/version-diff.js'
 
 /** How a failed task rejects: with the worker's error, never taking this process down. */
@@ -12,6 +13,12 @@ function docWith (text: string, title: string): Y.Doc {
   const doc = new Y.Doc()
   doc.getText('text').insert(0, text)
   doc.getMap('map').set('title', title)
+  return doc
+}
+
+function applied (state: Uint8Array): Y.Doc {
+  const doc = new Y.Doc()
+  Y.applyUpdate(doc, state)
   return doc
 }
 
@@ -35,12 +42,23 @@ t.test('the worker computes what the functions compute on the event loop, and ha
   const expected = contentAfter(current, [restoreStateUpdate(current, version)])
   const currentCopy = current.slice()
 
-  const result = await worker.restore(current, version.slice(), SIZE)
-  t.ok(result.updates.length > 3, `in pieces (${result.updates.length})`)
-  t.same(contentAfter(currentCopy, result.updates), expected, 'the same restore (each made by a fresh client id)')
+  // The current state in pieces, as the routes encode it (one per event-loop turn).
+  const snapshot = StateChunks.forSnapshot(doc, { chunkBytes: 16 * 1024, maxPieceBytes: 256 * 1024 })
+  const pieces: Uint8Array[] = []
+  for (let piece = snapshot.next(); piece !== null; piece = snapshot.next()) pieces.push(piece)
+  const large = pieces.find(piece => piece.byteLength >= 64 * 1024)!
+  t.ok(pieces.length > 1, `in pieces (${pieces.length})`)
+  const result = await worker.restore(pieces, version.slice())
+  t.same(contentAfter(currentCopy, [result.update]), expected, 'the same restore (each made by a fresh client id)')
   t.same(expected, { text: 'first words '.repeat(20_000), map: { title: 'Plan' } }, 'which restores the version')
-  t.same(Buffer.from(result.current), Buffer.from(currentCopy), 'the current state comes back whole')
-  t.equal(current.byteLength, 0, 'the state handed over was transferred, not copied')
+  t.same(documentToJson(result.current), documentToJson(currentCopy), 'the current state comes back as one')
+  t.same(Array.from(Y.encodeStateVector(applied(result.current))), Array.from(Y.encodeStateVector(doc)), 'with every struct')
+  t.equal(large.byteLength, 0, 'a large piece handed over was transferred, not copied')
+
+  const snapshotAgain = StateChunks.forSnapshot(doc, SIZE)
+  const again: Uint8Array[] = []
+  for (let piece = snapshotAgain.next(); piece !== null; piece = snapshotAgain.next()) again.push(piece)
+  t.same(documentToJson(await worker.mergeState(again)), documentToJson(currentCopy), 'pieces merged into one state')
 
   const from = version.slice()
   t.same(JSON.parse(await worker.diffJson(from, currentCopy.slice())), diffStates(version, currentCopy), 'the same diff')
@@ -67,7 +85,7 @@ t.test('a state that does not decode fails its task alone', async t => {
   t.same(JSON.parse(await worker.documentJson(Y.encodeStateAsUpdate(docWith('still', 'works')))), { text: 'still', map: { title: 'works' } }, 'the next task is answered')
 })
 
-t.test('a computation that runs out of memory ends only the thread; the next task gets a new one', async t => {
+t.test('a computation that kills the thread (its heap limit) fails alone: the task queued behind it gets a new thread', async t => {
   const worker = new StateWorker({ maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 })
   t.teardown(async () => { await worker.close() })
   const large = new Y.Doc()
@@ -75,9 +93,32 @@ t.test('a computation that runs out of memory ends only the thread; the next tas
   // Many small items (one per insert at a random place) take far more heap than their bytes.
   for (let i = 0; i < 60_000; i++) text.insert(Math.floor(Math.random() * (text.length + 1)), 'word ')
   const state = Y.encodeStateAsUpdate(large)
-  await t.rejects(worker.diffJson(state.slice(), state.slice()), { ...FAILED, message: /memory limit/ }, 'the task fails')
-  t.same(JSON.parse(await worker.documentJson(Y.encodeStateAsUpdate(docWith('after', 'it')))), { text: 'after', map: { title: 'it' } }, 'the next task is answered')
+  const heavy = t.rejects(worker.diffJson(state.slice(), state.slice()), { ...FAILED, message: /memory limit/ }, 'the task fails')
+  const behind = worker.documentJson(Y.encodeStateAsUpdate(docWith('after', 'it')))
+  await heavy
+  t.same(JSON.parse(await behind), { text: 'after', map: { title: 'it' } }, 'the task queued behind it is answered')
   t.ok(process.memoryUsage().rss > 0, 'this process is still running')
+})
+
+t.test('a computation past its deadline is stopped; the next one runs', async t => {
+  // Far apart: the diff takes several seconds, a new thread and a small task well under one.
+  const worker = new StateWorker(undefined, 1_500)
+  t.teardown(async () => { await worker.close() })
+  const large = new Y.Doc()
+  const text = large.getText('text')
+  for (let i = 0; i < 120_000; i++) text.insert(Math.floor(Math.random() * (text.length + 1)), 'word ')
+  const state = Y.encodeStateAsUpdate(large)
+  await t.rejects(worker.diffJson(state.slice(), state.slice()), { ...FAILED, message: /longer than 1500 ms/ })
+  t.same(JSON.parse(await worker.documentJson(Y.encodeStateAsUpdate(docWith('next', 'one')))), { text: 'next', map: { title: 'one' } })
+})
+
+t.test('an empty or already handed-over state is refused, not left waiting', async t => {
+  const worker = new StateWorker()
+  t.teardown(async () => { await worker.close() })
+  const state = Y.encodeStateAsUpdate(docWith('z'.repeat(100_000), 'handed'))
+  await worker.documentJson(state)
+  t.equal(state.byteLength, 0, 'handed over')
+  await t.rejects(worker.documentJson(state), { ...FAILED, message: /handed-over/ })
 })
 
 t.test('closing fails the tasks in flight and refuses new ones', async t => {
@@ -89,12 +130,16 @@ t.test('closing fails the tasks in flight and refuses new ones', async t => {
   await t.rejects(worker.documentJson(big), FAILED)
 })
 
-t.test('at most MAX_QUEUED_TASKS wait; more are refused at once, and the queue drains', async t => {
+t.test('at most MAX_QUEUED_TASKS at once, of which MAX_QUEUED_READS reads; more are refused at once, and the queue drains', async t => {
   const worker = new StateWorker()
   t.teardown(async () => { await worker.close() })
   const state = Y.encodeStateAsUpdate(docWith('y'.repeat(500_000), 'queued'))
-  const queued = Array.from({ length: MAX_QUEUED_TASKS }, async () => await worker.documentJson(state.slice()))
-  await t.rejects(worker.documentJson(state.slice()), { name: 'StateWorkerBusyError' }, 'one more is refused')
-  t.equal((await Promise.all(queued)).length, MAX_QUEUED_TASKS, 'the queued ones are answered')
+  const reads = Array.from({ length: MAX_QUEUED_READS }, async () => await worker.documentJson(state.slice()))
+  await t.rejects(worker.documentJson(state.slice()), { name: 'StateWorkerBusyError' }, 'one more read is refused')
+  const pieces = (): Uint8Array[] => [state.slice()]
+  const merges = Array.from({ length: MAX_QUEUED_TASKS - MAX_QUEUED_READS }, async () => await worker.mergeState(pieces()))
+  await t.rejects(worker.mergeState(pieces()), { name: 'StateWorkerBusyError' }, 'past the total, anything is refused')
+  t.equal((await Promise.all(reads)).length, MAX_QUEUED_READS, 'the queued reads are answered')
+  t.equal((await Promise.all(merges)).length, MAX_QUEUED_TASKS - MAX_QUEUED_READS, 'and the rest')
   t.ok(JSON.parse(await worker.documentJson(state.slice())), 'and a task after them too')
 })

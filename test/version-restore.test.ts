@@ -1,6 +1,7 @@
 import t from 'tap'
 import * as Y from 'yjs'
-import { restoreStateChunks, restoreStateUpdate, restoreUpdate } from '../src/versions/restore.js'
+import { StateChunks } from '../src/documents/state-chunks.js'
+import { restorePiecesUpdate, restoreStateUpdate, restoreUpdate } from '../src/versions/restore.js'
 
 /** Every top-level type of a client's document, read with the types the client declared. */
 function view (doc: Y.Doc): Record<string, unknown> {
@@ -100,10 +101,8 @@ t.test('a restore copies shared types embedded in text (a Y.XmlText holding elem
   t.same(after, expected, 'embedded types restored with their content')
 })
 
-t.test('a restore in pieces: each piece applies in order, and together they make the same content as the whole update', async t => {
-  const size = { chunkBytes: 4 * 1024, maxPieceBytes: 16 * 1024 }
+t.test('a restore from the current state in pieces (a snapshot encoded over several turns) is the restore from the state whole', async t => {
   const writer = build()
-  // A long pasted string (cut into pieces) and many small items (several per chunk).
   writer.getText('text').insert(0, 'pasted paragraph. '.repeat(5_000))
   for (let i = 0; i < 2_000; i++) writer.getArray('list').push([`item ${i}`])
   const version = Y.encodeStateAsUpdate(writer)
@@ -113,18 +112,21 @@ t.test('a restore in pieces: each piece applies in order, and together they make
   writer.getMap('map').set('title', 'Rewritten')
   const current = Y.encodeStateAsUpdate(writer)
 
-  const pieces = restoreStateChunks(current, version, size)
-  t.ok(pieces.length > 10, `several pieces (${pieces.length})`)
-  t.ok(pieces.filter(piece => piece.length > size.maxPieceBytes).length <= 1, 'the long string is cut (the list\'s restored values are one item, sent whole)')
-  const client = new Y.Doc()
-  Y.applyUpdate(client, current)
-  for (const piece of pieces) {
-    Y.applyUpdate(client, piece)
-    t.equal(client.store.pendingStructs, null, 'each piece integrates at once')
-  }
-  t.same(view(client), { ...expected, later: [] }, 'the version\'s content')
+  const snapshot = StateChunks.forSnapshot(writer, { chunkBytes: 4 * 1024, maxPieceBytes: 16 * 1024 })
+  const pieces: Uint8Array[] = []
+  for (let piece = snapshot.next(); piece !== null; piece = snapshot.next()) pieces.push(piece)
+  t.ok(pieces.length > 10, `in pieces (${pieces.length})`)
+  const restored = restorePiecesUpdate(pieces, version)
+  const fromPieces = new Y.Doc()
+  Y.applyUpdate(fromPieces, current)
+  Y.applyUpdate(fromPieces, restored.update)
+  t.same(view(fromPieces), { ...expected, later: [] }, 'the version\'s content')
   const whole = new Y.Doc()
   Y.applyUpdate(whole, current)
   Y.applyUpdate(whole, restoreStateUpdate(current, version))
-  t.same(view(client), view(whole), 'as the whole update makes it')
+  t.same(view(fromPieces), view(whole), 'as from the state whole')
+  const before = new Y.Doc()
+  Y.applyUpdate(before, restored.current)
+  t.same(view(before), view(writer), 'the current state comes back as one')
+  t.same(Array.from(Y.encodeStateVector(before)), Array.from(Y.encodeStateVector(writer)))
 })

@@ -3,6 +3,11 @@ import * as Y from 'yjs'
 
 type DeleteSet = ReturnType<typeof Y.createDeleteSet>
 
+/** A delete set's ranges, as deleteSetChunks() reads them. */
+interface DeleteRanges {
+  clients: Map<number, Array<{ clock: number, len: number }>>
+}
+
 /** Chunks handed out one at a time (see StateChunks). */
 export interface ChunkSequence {
   /** True once every chunk was returned by next(). */
@@ -45,13 +50,14 @@ export class StateChunks implements ChunkSequence {
   /**
    * `from`/`to`: each client's clock range to send. `deletions`: the transaction's delete set, or
    * 'document' for the whole document's, read when the structs are out (plus any updates Yjs keeps
-   * pending, which a complete answer to a sync step 1 includes).
+   * pending, which a complete answer to a sync step 1 includes), or 'snapshot' for the same, only
+   * of the structs sent.
    */
   private constructor (
     private readonly doc: Y.Doc,
     private readonly from: Map<number, number>,
     to: Map<number, number>,
-    private readonly deletions: DeleteSet | 'document',
+    private readonly deletions: DeleteSet | 'document' | 'snapshot',
     private readonly size: ChunkSize
   ) {
     for (const [client, end] of to) {
@@ -64,6 +70,15 @@ export class StateChunks implements ChunkSequence {
   /** What a client with `stateVector` lacks: the answer to its sync step 1, in chunks. */
   static forStateVector (doc: Y.Doc, stateVector: Uint8Array, size: ChunkSize): StateChunks {
     return new StateChunks(doc, Y.decodeStateVector(stateVector), Y.decodeStateVector(Y.encodeStateVector(doc)), 'document', size)
+  }
+
+  /**
+   * The whole document as a state some replica could hold: its structs as they are now, and
+   * their deletions as they are when the last chunk is made (an edit made between chunks is left
+   * out whole; a deletion made meanwhile is in). For a version taken over several turns.
+   */
+  static forSnapshot (doc: Y.Doc, size: ChunkSize): StateChunks {
+    return new StateChunks(doc, new Map(), Y.decodeStateVector(Y.encodeStateVector(doc)), 'snapshot', size)
   }
 
   /** What a transaction added and deleted, in chunks (the transaction must have ended). */
@@ -224,11 +239,27 @@ export class StateChunks implements ChunkSequence {
     return null
   }
 
+  /** The ranges of `deleteSet` within the clock ranges sent (their `to`: `from` is empty here). */
+  private sentOnly (deleteSet: DeleteSet): DeleteRanges {
+    const clients = new Map<number, Array<{ clock: number, len: number }>>()
+    for (const [client, items] of deleteSet.clients) {
+      const end = this.cursors.get(client)?.to ?? 0
+      const kept: Array<{ clock: number, len: number }> = []
+      for (const item of items) {
+        if (item.clock >= end) break // sorted by clock once the delete set is made
+        kept.push({ clock: item.clock, len: Math.min(item.len, end - item.clock) })
+      }
+      if (kept.length > 0) clients.set(client, kept)
+    }
+    return { clients }
+  }
+
   private trailingUpdates (): Uint8Array[] {
     const updates: Uint8Array[] = []
-    const deleteSet = this.deletions === 'document' ? Y.createDeleteSetFromStructStore(this.doc.store) : this.deletions
-    updates.push(...deleteSetChunks(deleteSet, this.size.chunkBytes))
-    if (this.deletions === 'document') {
+    const whole = this.deletions === 'document' || this.deletions === 'snapshot'
+    const deleteSet = whole ? Y.createDeleteSetFromStructStore(this.doc.store) : this.deletions as DeleteSet
+    updates.push(...deleteSetChunks(this.deletions === 'snapshot' ? this.sentOnly(deleteSet) : deleteSet, this.size.chunkBytes))
+    if (whole) {
       const { pendingStructs, pendingDs } = this.doc.store
       if (pendingStructs !== null) updates.push(Y.convertUpdateFormatV2ToV1(pendingStructs.update))
       if (pendingDs !== null) updates.push(Y.convertUpdateFormatV2ToV1(pendingDs))
@@ -301,7 +332,7 @@ function avoidSurrogateSplit (str: string, start: number, clock: number, end: nu
 }
 
 /** A delete set as updates without structs, each holding about `maxBytes` of it. */
-function deleteSetChunks (deleteSet: DeleteSet, maxBytes: number): Uint8Array[] {
+function deleteSetChunks (deleteSet: DeleteRanges, maxBytes: number): Uint8Array[] {
   const chunks: Uint8Array[] = []
   let part: Array<{ client: number, items: Array<{ clock: number, len: number }> }> = []
   let bytes = 0

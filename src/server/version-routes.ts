@@ -10,7 +10,8 @@ import type { DocumentRegistry } from '../documents/registry.js'
 import { BodyTooLargeError, bearerToken, readBody, remoteAddress, sendBinary, sendJson, sendJsonText, trackAbort } from '../http/http-util.js'
 import { DocumentDeletedError, type DocumentStore } from '../persistence/document-store.js'
 import type { WriteBehind } from '../persistence/write-behind.js'
-import { StateWorkerBusyError, type StateWorker } from '../versions/state-worker.js'
+import { snapshotPieces, snapshotState } from '../versions/state-snapshot.js'
+import { StateWorkerBusyError, StateWorkerError, type StateWorker } from '../versions/state-worker.js'
 import { isVersionId } from '../versions/version-id.js'
 import { VersionHistoryFullError, type VersionHistory } from '../versions/version-history.js'
 import type { AddressRateLimit } from './address-rate-limit.js'
@@ -26,7 +27,7 @@ export interface VersionRouteContext {
   writeBehind: WriteBehind
   /** Restores, diffs and versions as JSON are computed there, off the event loop. */
   stateWorker: StateWorker
-  /** A restore is applied in pieces of this size (as large updates are sent to clients). */
+  /** Large states are encoded in pieces of this size, one per turn (as large updates are sent). */
   chunks: ChunkSize
   requestsPerAddress: AddressRateLimit
   log: Logger
@@ -95,6 +96,11 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
           else if (err instanceof BodyTooLargeError) sendJson(res, 413, { error: 'too_large', message: err.message })
           else if (err instanceof DocumentDeletedError) sendJson(res, 410, { error: 'document_deleted', message: err.message })
           else if (err instanceof StateWorkerBusyError) sendJson(res, 429, { error: 'too_many_requests', message: 'this node is computing other restores, diffs or exports; retry in a moment' }, { 'retry-after': '1' })
+          else if (err instanceof StateWorkerError) {
+            // Before the store's failures: a thread that ran out of memory says "terminated".
+            ctx.log.error({ err, docId, versionId }, 'version computation failed')
+            sendJson(res, 500, { error: 'internal', message: 'the computation failed; see the server log' })
+          }
           else if (err instanceof VersionHistoryFullError) sendJson(res, 409, { error: 'version_history_full', message: err.message })
           else if (isStoreFailure(err)) sendJson(res, 503, { error: 'unavailable', message: 'version history unavailable, retry later' })
           else {
@@ -119,8 +125,7 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
     const label = parseLabel(body)
     if (!await exists(ctx, docId)) throw notFound('document')
     const meta = await withDocument(ctx, docId, async doc => {
-      const state = doc.encodeFullState()!
-      await yieldToOthers()
+      const state = await snapshotState(doc, ctx.chunks, ctx.stateWorker)
       return await ctx.versions.create(docId, 'named', label, state)
     })
     if (!abort.aborted) sendJson(res, 201, meta)
@@ -168,22 +173,16 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
     // two nodes would both insert the version's content.
     if (!await ctx.versions.lockRestore(docId)) throw new HttpError(409, 'restore_in_progress', 'another restore of this document is in progress; retry in a moment')
     const result = await withDocument(ctx, docId, async doc => {
-      // Computed first, on the worker thread: a restore that cannot be made takes no
-      // before-restore version. Edits made while it is computed stay, as edits still travelling
-      // from clients do: the restore is a change on top of the state it was computed from.
-      const { updates, current } = await ctx.stateWorker.restore(doc.copyFullState()!, state, ctx.chunks)
-      const bytes = updates.reduce((sum, update) => sum + update.length, 0)
-      if (doc.wouldExceed(bytes, ctx.maxDocumentBytes)) throw new HttpError(413, 'document_too_large', `restoring would grow the document past MAX_DOCUMENT_BYTES (${ctx.maxDocumentBytes})`)
+      // Computed first, on the worker thread, from the state encoded a piece per turn: a restore
+      // that cannot be made takes no before-restore version. Edits made meanwhile stay where the
+      // restore does not replace them, as edits still travelling from clients do.
+      const { update, current } = await ctx.stateWorker.restore(await snapshotPieces(doc, ctx.chunks), state)
+      if (doc.wouldExceed(update.length, ctx.maxDocumentBytes)) throw new HttpError(413, 'document_too_large', `restoring would grow the document past MAX_DOCUMENT_BYTES (${ctx.maxDocumentBytes})`)
       // Undoable: restoring this version puts back what the document held just before.
       const before = await ctx.versions.create(docId, 'before-restore', null, current)
-      // A piece per turn, as a client's large update reaches the others: every other client's
-      // messages get in between.
-      let changed = false
-      for (const update of updates) {
-        await yieldToOthers()
-        if (ctx.changes.commit(doc, update, null, 'restore', null, 'if-changed')) changed = true
-      }
-      if (changed) ctx.versions.noteChange(docId, principal.userId)
+      // One change, applied and stored whole: every replica has all of the restore or none of it.
+      // Clients receive it in paced chunks, as any large update.
+      if (ctx.changes.commit(doc, update, null, 'restore', null, 'if-changed')) ctx.versions.noteChange(docId, principal.userId)
       await ctx.writeBehind.flush([docId])
       return { restoredFrom: versionId, beforeRestore: before.id }
     }).finally(() => { void ctx.versions.unlockRestore(docId) })
@@ -221,10 +220,6 @@ async function withDocument<T> (ctx: VersionRouteContext, docId: string, use: (d
 function isStoreFailure (err: unknown): boolean {
   const code = (err as { code?: unknown }).code
   return typeof code === 'string' || /redis|connect|timeout|terminated|unavailable|closed/i.test((err as Error).message ?? '')
-}
-
-async function yieldToOthers (): Promise<void> {
-  await new Promise(resolve => setImmediate(resolve))
 }
 
 function parseLabel (body: Uint8Array | null): string {

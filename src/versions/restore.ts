@@ -1,6 +1,5 @@
 import * as Y from 'yjs'
 import { contentKind as kindOf, type ContentKind } from '../documents/document-json.js'
-import { StateChunks, type ChunkSize } from '../documents/state-chunks.js'
 
 type Kind = ContentKind
 
@@ -31,42 +30,38 @@ export function restoreUpdate (current: Y.Doc, versionState: Uint8Array): Uint8A
  * of the two states, so it can run off the event loop (versions/state-worker.ts).
  */
 export function restoreStateUpdate (currentState: Uint8Array, versionState: Uint8Array): Uint8Array {
-  return restored(currentState, versionState, (work, before) => Y.encodeStateAsUpdate(work, before))
+  return restored(currentState, versionState)
 }
 
 /**
- * restoreStateUpdate() as updates of about a chunk each (see StateChunks), to be applied in their
- * order: a large restore is then applied and stored a piece at a time, as a large update from a
- * client is fanned out, instead of holding the event loop for the whole of it.
+ * restoreStateUpdate() for a current state given in pieces (StateChunks.forSnapshot, encoded over
+ * several event-loop turns), which also returns that state as one (the before-restore version).
  */
-export function restoreStateChunks (currentState: Uint8Array, versionState: Uint8Array, size: ChunkSize): Uint8Array[] {
-  return restored(currentState, versionState, (work, before, transaction) => {
-    const chunks = StateChunks.forTransaction(work, transaction, size)
-    const updates: Uint8Array[] = []
-    try {
-      for (let chunk = chunks.next(); chunk !== null; chunk = chunks.next()) updates.push(chunk)
-    } catch {
-      return [Y.encodeStateAsUpdate(work, before)]
-    }
-    return updates
-  })
+export function restorePiecesUpdate (currentPieces: readonly Uint8Array[], versionState: Uint8Array): { update: Uint8Array, current: Uint8Array } {
+  let current: Uint8Array | null = null
+  const update = restored(currentPieces, versionState, work => { current = Y.encodeStateAsUpdate(work) })
+  return { update, current: current! }
 }
 
-/** Makes the restore's change in a copy of the current document and encodes it with `encode`. */
-function restored<T> (currentState: Uint8Array, versionState: Uint8Array, encode: (work: Y.Doc, before: Uint8Array, transaction: Y.Transaction) => T): T {
+/**
+ * Makes the restore's change in a copy of the current document and returns it as an update;
+ * `beforeChange` sees the copy as it was.
+ */
+function restored (current: Uint8Array | readonly Uint8Array[], versionState: Uint8Array, beforeChange: ((work: Y.Doc) => void) | null = null): Uint8Array {
   const target = new Y.Doc()
   Y.applyUpdate(target, versionState)
   const work = new Y.Doc({ gc: true })
-  Y.applyUpdate(work, currentState)
+  work.transact(() => {
+    for (const piece of current instanceof Uint8Array ? [current] : current) Y.applyUpdate(work, piece)
+  })
+  beforeChange?.(work)
   const before = Y.encodeStateVector(work)
   const names = new Set([...work.share.keys(), ...target.share.keys()])
   const targetKinds = new Map<string, Kind | null>()
   for (const name of target.share.keys()) targetKinds.set(name, kindOf(target.share.get(name)!))
   const workKinds = new Map<string, Kind | null>()
   for (const name of work.share.keys()) workKinds.set(name, kindOf(work.share.get(name)!))
-  let change: Y.Transaction | null = null
-  work.transact(transaction => {
-    change = transaction
+  work.transact(() => {
     for (const name of names) {
       const kind = targetKinds.get(name) ?? workKinds.get(name) ?? null
       if (kind === null) continue // empty in both
@@ -94,8 +89,8 @@ function restored<T> (currentState: Uint8Array, versionState: Uint8Array, encode
       }
     }
   })
-  const result = encode(work, before, change!)
+  const update = Y.encodeStateAsUpdate(work, before)
   work.destroy()
   target.destroy()
-  return result
+  return update
 }

@@ -3,23 +3,33 @@
  * states and answers with the result, handing large buffers back instead of copying them.
  */
 import { parentPort } from 'node:worker_threads'
+import * as Y from 'yjs'
 import { documentToJson } from '../documents/document-json.js'
-import { restoreStateChunks } from './restore.js'
-import type { StateTask, StateTaskReply } from './state-worker.js'
+import { restorePiecesUpdate } from './restore.js'
+import { transferListOf, type StateTask, type StateTaskReply } from './state-worker.js'
 import { diffStates } from './version-diff.js'
 
-/** Results smaller than this are copied back, larger ones transferred (see run()). */
-const TRANSFER_FROM_BYTES = 64 * 1024
+/** A state given in pieces, as one (the pieces applied in order, then encoded). */
+function mergedState (pieces: readonly Uint8Array[]): Uint8Array {
+  const doc = new Y.Doc()
+  doc.transact(() => {
+    for (const piece of pieces) Y.applyUpdate(doc, piece)
+  })
+  const state = Y.encodeStateAsUpdate(doc)
+  doc.destroy()
+  return state
+}
 
 function run (task: StateTask): { reply: StateTaskReply, transfer: ArrayBuffer[] } {
   switch (task.kind) {
     case 'restore': {
-      // A chunk may be a module's constant (the empty update), which must stay usable here: only
-      // large chunks, each in a buffer of its own, are transferred.
-      const updates = restoreStateChunks(task.current, task.version, task.size)
-      const transfer = updates.filter(update => update.byteLength >= TRANSFER_FROM_BYTES).map(update => update.buffer as ArrayBuffer)
-      // The current state goes back: the caller keeps it as the before-restore version.
-      return { reply: { id: task.id, ok: true, kind: 'restore', updates, current: task.current }, transfer: [...new Set([...transfer, task.current.buffer as ArrayBuffer])] }
+      // The current state goes back as one: the caller keeps it as the before-restore version.
+      const { update, current } = restorePiecesUpdate(task.current, task.version)
+      return { reply: { id: task.id, ok: true, kind: 'restore', update, current }, transfer: transferListOf([update, current]) }
+    }
+    case 'state': {
+      const state = mergedState(task.pieces)
+      return { reply: { id: task.id, ok: true, kind: 'state', state }, transfer: transferListOf([state]) }
     }
     case 'diff':
       return { reply: { id: task.id, ok: true, kind: 'diff', json: JSON.stringify(diffStates(task.from, task.to)) }, transfer: [] }

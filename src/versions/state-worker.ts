@@ -1,75 +1,93 @@
 import { Worker, type ResourceLimits } from 'node:worker_threads'
-import type { ChunkSize } from '../documents/state-chunks.js'
 
 /** What the state worker's thread is asked to compute (state-worker-thread.ts). */
 export type StateTask =
-  | { id: number, kind: 'restore', current: Uint8Array, version: Uint8Array, size: ChunkSize }
+  | { id: number, kind: 'restore', current: Uint8Array[], version: Uint8Array }
+  | { id: number, kind: 'state', pieces: Uint8Array[] }
   | { id: number, kind: 'diff', from: Uint8Array, to: Uint8Array }
   | { id: number, kind: 'json', state: Uint8Array }
 
 export type StateTaskReply =
-  | { id: number, ok: true, kind: 'restore', updates: Uint8Array[], current: Uint8Array }
+  | { id: number, ok: true, kind: 'restore', update: Uint8Array, current: Uint8Array }
+  | { id: number, ok: true, kind: 'state', state: Uint8Array }
   | { id: number, ok: true, kind: 'diff' | 'json', json: string }
   | { id: number, ok: false, message: string }
 
-/** The worker thread failed or stopped before it answered (the server itself is unharmed). */
+/** A computation failed, or the thread stopped before it answered (the server itself is unharmed). */
 export class StateWorkerError extends Error {
   override readonly name: string = 'StateWorkerError'
 }
 
-/** MAX_QUEUED_TASKS tasks wait already: refused at once (each holds its states in memory). */
+/** Too many computations of this kind wait already: refused at once (each holds its states). */
 export class StateWorkerBusyError extends StateWorkerError {
   override readonly name = 'StateWorkerBusyError'
 }
 
-/** A restore's result, with the current state it was computed from handed back. */
+/** A restore's result, with the current state it was computed from as one update. */
 export interface RestoreResult {
-  /** The restore as updates of about a chunk each, to be applied in order (restoreStateChunks). */
-  updates: Uint8Array[]
+  update: Uint8Array
   current: Uint8Array
 }
 
 /** The thread is stopped after this long without work: an idle server keeps no second V8 heap. */
 const IDLE_STOP_MS = 30_000
 
-/** Tasks waiting or running at once; more are refused (StateWorkerBusyError). */
+/** Computations waiting or running at once; more are refused (StateWorkerBusyError). */
 export const MAX_QUEUED_TASKS = 8
 
-interface Pending {
+/**
+ * Of those, at most this many may be reads (diffs, versions as JSON), which any reader can ask
+ * for: the rest stay free for restores and versions, which need write access.
+ */
+export const MAX_QUEUED_READS = 4
+
+/** A computation still running after this long is given up: the thread is stopped and replaced. */
+const TASK_DEADLINE_MS = 120_000
+
+interface Queued {
+  task: StateTask
   resolve: (reply: StateTaskReply) => void
   reject: (err: Error) => void
 }
 
 /**
  * Work on whole document states that would otherwise hold the event loop for as long as a large
- * document takes to decode (a restore's computation, a diff, a version as JSON): done on one worker
- * thread, one task at a time (at most MAX_QUEUED_TASKS waiting), while every client's messages
- * keep flowing. The states go to the thread and large results come back without being copied
- * (their buffers are transferred).
+ * document takes to decode (a restore's computation, merging a state encoded in pieces, a diff, a
+ * version as JSON): done on one worker thread, one task at a time, while every client's messages
+ * keep flowing. The queue stays here, so a task that kills the thread (an exception, V8's heap
+ * limit, the deadline) fails alone and the next one gets a new thread. States go to the thread
+ * and large results come back without being copied (their buffers are transferred).
  *
- * The thread starts on first use and stops when idle. If it dies (an exception, or a computation
- * that ran out of memory: V8 ends only that thread), the tasks in flight fail with
- * StateWorkerError and the next task starts a new thread.
+ * The thread starts on first use and stops when idle.
  */
 export class StateWorker {
   private worker: Worker | null = null
-  private readonly pending = new Map<number, Pending>()
+  private readonly queue: Queued[] = []
+  private running: Queued | null = null
   private nextId = 1
   private idleTimer: NodeJS.Timeout | null = null
+  private deadline: NodeJS.Timeout | null = null
   private closed = false
 
   /** `resourceLimits`: the thread's heap limits (tests provoke running out of memory with them). */
-  constructor (private readonly resourceLimits?: ResourceLimits) {}
+  constructor (private readonly resourceLimits?: ResourceLimits, private readonly deadlineMs = TASK_DEADLINE_MS) {}
 
   /**
-   * The updates that restore the version's content on top of `current`, in chunks of `size`
-   * (versions/restore.ts). Both states are handed over: the caller must not use them afterwards,
-   * except `current` as returned in the result.
+   * The update that restores the version's content on top of the current state, given in pieces
+   * (StateChunks.forSnapshot) (versions/restore.ts); the current state comes back as one.
+   * Everything given is handed over: the caller must not use it afterwards.
    */
-  async restore (current: Uint8Array, version: Uint8Array, size: ChunkSize): Promise<RestoreResult> {
-    const reply = await this.run(id => ({ id, kind: 'restore', current: owned(current), version: owned(version), size }))
+  async restore (current: Uint8Array[], version: Uint8Array): Promise<RestoreResult> {
+    const reply = await this.run(id => ({ id, kind: 'restore', current: current.map(owned), version: owned(version) }))
     if (!reply.ok || reply.kind !== 'restore') throw new StateWorkerError('unexpected reply from the state worker')
-    return { updates: reply.updates, current: reply.current }
+    return { update: reply.update, current: reply.current }
+  }
+
+  /** A state given in pieces (StateChunks.forSnapshot), as one. The pieces are handed over. */
+  async mergeState (pieces: Uint8Array[]): Promise<Uint8Array> {
+    const reply = await this.run(id => ({ id, kind: 'state', pieces: pieces.map(owned) }))
+    if (!reply.ok || reply.kind !== 'state') throw new StateWorkerError('unexpected reply from the state worker')
+    return reply.state
   }
 
   /** diffStates(from, to) as JSON text. Both states are handed over. */
@@ -82,73 +100,124 @@ export class StateWorker {
     return await this.runJson(id => ({ id, kind: 'json', state: owned(state) }))
   }
 
-  /** Stops the thread; tasks in flight fail. */
+  /** Stops the thread; tasks running or queued fail. */
   async close (): Promise<void> {
     this.closed = true
-    await this.stop()
+    const failure = new StateWorkerError('the server is shutting down')
+    for (const queued of this.queue.splice(0)) queued.reject(failure)
+    await this.stop(failure)
   }
 
   private async runJson (task: (id: number) => StateTask): Promise<string> {
     const reply = await this.run(task)
-    if (!reply.ok || reply.kind === 'restore') throw new StateWorkerError('unexpected reply from the state worker')
+    if (!reply.ok || (reply.kind !== 'diff' && reply.kind !== 'json')) throw new StateWorkerError('unexpected reply from the state worker')
     return reply.json
   }
 
   private async run (make: (id: number) => StateTask): Promise<StateTaskReply & { ok: true }> {
     if (this.closed) throw new StateWorkerError('the server is shutting down')
-    if (this.pending.size >= MAX_QUEUED_TASKS) throw new StateWorkerBusyError(`${MAX_QUEUED_TASKS} computations on document states are queued on this node`)
-    const worker = this.started()
     const task = make(this.nextId++)
+    const waiting = this.queue.length + (this.running === null ? 0 : 1)
+    if (waiting >= MAX_QUEUED_TASKS) throw new StateWorkerBusyError(`${MAX_QUEUED_TASKS} computations on document states are under way on this node`)
+    if (isRead(task) && this.reads() >= MAX_QUEUED_READS) throw new StateWorkerBusyError(`${MAX_QUEUED_READS} diffs or exports are under way on this node`)
+    // A state is never empty: an empty view is a buffer detached by an earlier hand-over.
+    if (statesOf(task).some(state => state.byteLength === 0)) throw new StateWorkerError('an empty or already handed-over state')
     const reply = await new Promise<StateTaskReply>((resolve, reject) => {
-      this.pending.set(task.id, { resolve, reject })
-      if (this.pending.size === 1) worker.ref()
-      worker.postMessage(task, transferList(task))
+      this.queue.push({ task, resolve, reject })
+      this.next()
     })
     if (!reply.ok) throw new StateWorkerError(reply.message)
     return reply
   }
 
-  private started (): Worker {
+  private reads (): number {
+    return this.queue.filter(queued => isRead(queued.task)).length + (this.running !== null && isRead(this.running.task) ? 1 : 0)
+  }
+
+  /** Posts the next queued task if none is running. */
+  private next (): void {
+    if (this.running !== null) return
+    const queued = this.queue.shift()
+    if (queued === undefined) {
+      this.becameIdle()
+      return
+    }
     if (this.idleTimer !== null) clearTimeout(this.idleTimer)
     this.idleTimer = null
+    const worker = this.started()
+    this.running = queued
+    worker.ref()
+    this.deadline = setTimeout(() => {
+      void this.stop(new StateWorkerError(`the computation took longer than ${this.deadlineMs} ms and was stopped`))
+    }, this.deadlineMs)
+    try {
+      worker.postMessage(queued.task, transferListOf(statesOf(queued.task)))
+    } catch (err) {
+      this.settle(null, err as Error)
+    }
+  }
+
+  private started (): Worker {
     if (this.worker !== null) return this.worker
     const worker = new Worker(threadBootstrap(), { eval: true, ...(this.resourceLimits === undefined ? {} : { resourceLimits: this.resourceLimits }) })
     worker.unref()
-    worker.on('message', (reply: StateTaskReply) => { this.settle(worker, reply) })
-    worker.on('error', err => { this.fail(worker, new StateWorkerError(`the state worker failed: ${err.message}`)) })
-    worker.on('exit', code => { this.fail(worker, new StateWorkerError(`the state worker stopped (exit code ${code})`)) })
+    worker.on('message', (reply: StateTaskReply) => {
+      if (this.worker === worker && this.running?.task.id === reply.id) this.settle(reply, null)
+    })
+    const failed = (err: Error): void => {
+      if (this.worker !== worker) return
+      this.worker = null
+      void worker.terminate()
+      this.settle(null, err)
+    }
+    worker.on('error', err => { failed(new StateWorkerError(`the state worker failed: ${err.message}`)) })
+    worker.on('messageerror', err => { failed(new StateWorkerError(`the state worker could not read a message: ${err.message}`)) })
+    worker.on('exit', code => { failed(new StateWorkerError(`the state worker stopped (exit code ${code})`)) })
     this.worker = worker
     return worker
   }
 
-  private settle (worker: Worker, reply: StateTaskReply): void {
-    const waiting = this.pending.get(reply.id)
-    if (waiting === undefined) return
-    this.pending.delete(reply.id)
-    if (this.pending.size === 0) this.becameIdle(worker)
-    waiting.resolve(reply)
+  /** Ends the running task with its reply or `err`, and goes on with the queue. */
+  private settle (reply: StateTaskReply | null, err: Error | null): void {
+    const running = this.running
+    this.running = null
+    if (this.deadline !== null) clearTimeout(this.deadline)
+    this.deadline = null
+    this.worker?.unref()
+    if (running !== null) {
+      if (reply !== null) running.resolve(reply)
+      else running.reject(err ?? new StateWorkerError('the state worker stopped'))
+    }
+    if (!this.closed) this.next()
   }
 
-  private becameIdle (worker: Worker): void {
-    worker.unref()
-    this.idleTimer = setTimeout(() => { void this.stop() }, IDLE_STOP_MS)
+  private becameIdle (): void {
+    if (this.worker === null || this.idleTimer !== null) return
+    this.idleTimer = setTimeout(() => { void this.stop(null) }, IDLE_STOP_MS)
     this.idleTimer.unref()
   }
 
-  private fail (worker: Worker, err: Error): void {
-    if (this.worker !== worker) return
-    this.worker = null
-    for (const waiting of this.pending.values()) waiting.reject(err)
-    this.pending.clear()
-  }
-
-  private async stop (): Promise<void> {
+  /** Stops the thread; the running task, if any, fails with `err`. */
+  private async stop (err: Error | null): Promise<void> {
     if (this.idleTimer !== null) clearTimeout(this.idleTimer)
     this.idleTimer = null
     const worker = this.worker
-    if (worker === null) return
-    this.fail(worker, new StateWorkerError('the state worker was stopped'))
-    await worker.terminate()
+    this.worker = null
+    if (this.running !== null) this.settle(null, err ?? new StateWorkerError('the state worker was stopped'))
+    await worker?.terminate()
+  }
+}
+
+function isRead (task: StateTask): boolean {
+  return task.kind === 'diff' || task.kind === 'json'
+}
+
+function statesOf (task: StateTask): Uint8Array[] {
+  switch (task.kind) {
+    case 'restore': return [...task.current, task.version]
+    case 'state': return task.pieces
+    case 'diff': return [task.from, task.to]
+    case 'json': return [task.state]
   }
 }
 
@@ -164,17 +233,27 @@ function threadBootstrap (): string {
   return fromSources ? `import('tsx/esm/api').then(tsx => { tsx.register(); return ${load} })` : load
 }
 
+/** Smaller buffers are copied between the threads, never moved. */
+const TRANSFER_FROM_BYTES = 64 * 1024
+
 /**
- * `bytes` itself when it is the whole of its buffer (then the buffer is transferred, not copied);
- * otherwise a copy of just its bytes: a view into a larger buffer (Node's pool, a network read)
- * must neither detach what it shares nor send the rest along.
+ * Whether the buffer under `bytes` may be moved to the other thread (which detaches it here): it
+ * must be all of that buffer, and large. A view into a larger buffer (Node's pool, a network read)
+ * shares it; a small one may be a module's constant (StateChunks' empty update).
  */
-function owned (bytes: Uint8Array): Uint8Array {
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer) ? bytes : bytes.slice()
+export function transferable (bytes: Uint8Array): boolean {
+  return bytes.byteLength >= TRANSFER_FROM_BYTES && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer)
 }
 
-function transferList (task: StateTask): ArrayBuffer[] {
-  const states = task.kind === 'restore' ? [task.current, task.version] : task.kind === 'diff' ? [task.from, task.to] : [task.state]
-  // The same buffer listed twice is an error: a caller may pass one state as both.
-  return [...new Set(states.map(state => state.buffer as ArrayBuffer))]
+/** The buffers of `states` that may be moved to the other thread, each once. */
+export function transferListOf (states: readonly Uint8Array[]): ArrayBuffer[] {
+  return [...new Set(states.filter(transferable).map(state => state.buffer as ArrayBuffer))]
+}
+
+/**
+ * `bytes` itself when it is all of its buffer, otherwise a copy of just its bytes: a view is
+ * cloned with the whole buffer under it.
+ */
+function owned (bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice()
 }

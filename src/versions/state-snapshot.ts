@@ -1,0 +1,36 @@
+import * as Y from 'yjs'
+import type { LiveDocument } from '../documents/live-document.js'
+import { StateChunks, type ChunkSize } from '../documents/state-chunks.js'
+import type { StateWorker } from './state-worker.js'
+
+/** Pieces adding up to less than this are merged on the event loop: a worker's round trip costs more. */
+const MERGE_HERE_BYTES = 1024 * 1024
+
+/**
+ * A loaded document's whole state as pieces encoded one per event-loop turn
+ * (StateChunks.forSnapshot), so that encoding a large document does not hold every other client
+ * for as long as it takes. The caller keeps the document loaded meanwhile. The pieces are new
+ * buffers of the caller's own.
+ */
+export async function snapshotPieces (doc: LiveDocument, size: ChunkSize): Promise<Uint8Array[]> {
+  const chunks = StateChunks.forSnapshot(doc.ydoc, size)
+  const pieces: Uint8Array[] = []
+  try {
+    for (let piece = chunks.next(); piece !== null; piece = chunks.next()) {
+      pieces.push(piece)
+      if (!chunks.done) await new Promise(resolve => setImmediate(resolve))
+    }
+  } catch {
+    // Structs that cannot be ordered (never for a document Yjs built): the state in one piece.
+    return [doc.copyFullState() ?? Y.encodeStateAsUpdate(new Y.Doc())]
+  }
+  return pieces
+}
+
+/** The document's state as one update, encoded in pieces (snapshotPieces) and merged off the event loop when large. */
+export async function snapshotState (doc: LiveDocument, size: ChunkSize, worker: StateWorker): Promise<Uint8Array> {
+  const pieces = await snapshotPieces(doc, size)
+  if (pieces.length === 1) return pieces[0]!
+  if (pieces.reduce((sum, piece) => sum + piece.length, 0) < MERGE_HERE_BYTES) return Y.mergeUpdates(pieces)
+  return await worker.mergeState(pieces)
+}
