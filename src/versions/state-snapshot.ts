@@ -13,7 +13,9 @@ const MERGE_HERE_BYTES = 1024 * 1024
  * buffers of the caller's own.
  */
 export async function snapshotPieces (doc: LiveDocument, size: ChunkSize): Promise<Uint8Array[]> {
-  const chunks = StateChunks.forSnapshot(doc.ydoc, size)
+  // Long strings cut to a chunk too, not to a piece: these pieces go to the worker thread, not to
+  // a client whose 'update' event would copy the merged string at each one.
+  const chunks = StateChunks.forSnapshot(doc.ydoc, { chunkBytes: size.chunkBytes, maxPieceBytes: size.chunkBytes })
   const pieces: Uint8Array[] = []
   try {
     for (let piece = chunks.next(); piece !== null; piece = chunks.next()) {
