@@ -195,6 +195,18 @@ t.test('write-behind splits a large backlog into bounded entries, losing nothing
   await writeBehind.flush()
   t.equal(entriesOf('bulk'), 30, '3 MB of 100 KB updates stored as an entry each')
   t.equal(itemsOf((await store.load('bulk')).updates).length, 30, 'every large update is in the store')
+
+  // One the server made and gave up (a restore) is kept as it is, and reads back the same.
+  const made = new Y.Doc()
+  made.getArray('items').push(['made:' + 'y'.repeat(100_000)])
+  const update = Y.encodeStateAsUpdate(made)
+  writeBehind.enqueue('made', update, true)
+  writeBehind.enqueue('made', edit('after'))
+  await writeBehind.flush()
+  const loaded = await store.load('made')
+  t.equal(loaded.updates.length, 2, 'an entry of its own, then the next')
+  t.same(Buffer.from(loaded.updates[0]!), Buffer.from(update), 'stored as it was given')
+  t.same(itemsOf(loaded.updates).map(item => item.slice(0, 5)), ['after', 'made:'])
 })
 
 t.test('write-behind keeps every update through failed writes and writes them once the store is back', async t => {

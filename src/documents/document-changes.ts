@@ -37,8 +37,11 @@ export interface LargeUpdateFanout {
 
 /** Where applied updates wait for the store; the write-behind implements it. */
 export interface UpdateQueue {
-  /** Copies `update`: the caller may hand in a view into a buffer it does not own. */
-  enqueue (docId: string, update: Uint8Array): void
+  /**
+   * Copies `update`: the caller may hand in a view into a buffer it does not own. With
+   * `serverMade`, the caller gives up an update this server encoded, which may be kept as it is.
+   */
+  enqueue (docId: string, update: Uint8Array, serverMade?: boolean): void
 }
 
 /**
@@ -117,7 +120,7 @@ export class DocumentChanges implements DocumentLifecycle {
    * 'always', only when it changed the document with 'if-changed'. Throws UpdateRejectedError,
    * after handing on whatever part of the update did integrate.
    */
-  commit (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, origin: unknown, sender: TopicPublisher | null, relay: Relay): boolean {
+  commit (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, origin: unknown, sender: TopicPublisher | null, relay: Relay, serverMade = false): boolean {
     // Clients' updates (the only ones relayed always) are the ones the timing metrics describe.
     const sampled = relay === 'always' && this.metrics.sampleThis()
     const started = sampled ? performance.now() : 0
@@ -134,7 +137,7 @@ export class DocumentChanges implements DocumentLifecycle {
     // replicas all the same: the update that completes it later carries none of its structs.
     if (pending !== null && changedNothing(doc, transaction, pending)) return false
     const applied = sampled ? performance.now() : 0
-    this.distributeLocal(doc, update, frame, sender, transaction)
+    this.distributeLocal(doc, update, frame, sender, transaction, serverMade)
     if (sampled) {
       this.metrics.fanoutSeconds.observe((performance.now() - applied) / 1000)
       this.metrics.updateApplySeconds.observe((applied - started) / 1000)
@@ -242,22 +245,23 @@ export class DocumentChanges implements DocumentLifecycle {
     }
   }
 
-  private distributeLocal (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, sender: TopicPublisher | null, transaction: Transaction | null): void {
-    const message = frame ?? encodeSyncUpdate(update)
-    if (!this.fannedOutLarge(doc, update, message, transaction, sender)) {
+  private distributeLocal (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, sender: TopicPublisher | null, transaction: Transaction | null, serverMade = false): void {
+    // Framed only when a frame is sent whole: a large update's copy would cost megabytes.
+    let message = frame
+    if (!this.fannedOutLarge(doc, update, frame, transaction, sender)) {
+      message ??= encodeSyncUpdate(update)
       // Two call sites, so that each stays monomorphic (a uWS socket, the uWS app).
       if (sender !== null) sender.publish(doc.topic, message, true)
       else this.fanout.publish(doc.topic, message, true)
       this.metrics.sent('sync-update', message.length)
     }
-    this.peers?.publishUpdate(doc, message)
-    this.store.enqueue(doc.id, update)
+    if (this.peers !== null) this.peers.publishUpdate(doc, message ?? encodeSyncUpdate(update))
+    this.store.enqueue(doc.id, update, serverMade)
     this.onLocalChange?.(doc.id, transaction)
   }
 
   private distributeFromPeer (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, transaction: Transaction | null): void {
-    const message = frame ?? encodeSyncUpdate(update)
-    if (!this.fannedOutLarge(doc, update, message, transaction, null)) this.publishToAll(doc, 'sync-update', message)
+    if (!this.fannedOutLarge(doc, update, frame, transaction, null)) this.publishToAll(doc, 'sync-update', frame ?? encodeSyncUpdate(update))
     this.store.enqueue(doc.id, update)
     this.onPeerChange?.(doc.id, transaction)
   }
@@ -268,9 +272,11 @@ export class DocumentChanges implements DocumentLifecycle {
    * ended transaction says what it changed (one that an enclosing transaction will end later,
    * such as an offline batch's, is published whole).
    */
-  private fannedOutLarge (doc: LiveDocument, update: Uint8Array, message: Uint8Array, transaction: Transaction | null, sender: TopicPublisher | null): boolean {
+  private fannedOutLarge (doc: LiveDocument, update: Uint8Array, frame: Uint8Array | null, transaction: Transaction | null, sender: TopicPublisher | null): boolean {
     const large = this.largeUpdates
-    if (large === null || message.length <= large.thresholdBytes || transaction === null || doc.ydoc._transaction !== null) return false
+    // A frame is the update and at most 7 bytes of header.
+    const frameBytes = frame?.length ?? update.length + 7
+    if (large === null || frameBytes <= large.thresholdBytes || transaction === null || doc.ydoc._transaction !== null) return false
     large.fanOut(doc, update, transaction, sender)
     return true
   }

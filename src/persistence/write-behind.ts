@@ -81,8 +81,13 @@ export class WriteBehind {
     return this.lastError
   }
 
-  /** Copies `update` into the document's next entry: the caller keeps its buffer. */
-  enqueue (docId: string, update: Uint8Array): void {
+  /**
+   * Copies `update` into the document's next entry: the caller keeps its buffer. A large update
+   * the server encoded itself and gives up (`serverMade`, a restore) is kept as its own entry as it
+   * is, saving a copy of megabytes: a value that is a bare Yjs update reads as one, and lib0 never
+   * writes the entry header's bytes at its start.
+   */
+  enqueue (docId: string, update: Uint8Array, serverMade = false): void {
     let entry = this.pending.get(docId)
     if (entry === undefined) {
       entry = { values: [], current: null, bytes: 0, collapsedBytes: 0 }
@@ -96,7 +101,7 @@ export class WriteBehind {
       entry.current = null
     }
     if (own) {
-      entry.values.push(encodeEntryValue([update]))
+      entry.values.push(serverMade ? update : encodeEntryValue([update]))
       return
     }
     entry.current ??= new EntryBuilder(update.length)

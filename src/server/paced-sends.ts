@@ -38,11 +38,12 @@ export class PacedSends {
   constructor (private readonly lowWaterBytes: number, private readonly metrics: Metrics) {}
 
   /**
-   * Queues `chunks` for the connection and sends the first one now if its socket is free. A
+   * Queues `chunks` for the connection and sends the first one now if its socket is free (with
+   * `firstNow` false: on the next turn, for a caller that held the event loop already). A
    * connection that lets MAX_QUEUED_SEQUENCES pile up is a slow reader: it is dropped (1006), as
    * uWS drops one past MAX_BACKPRESSURE_BYTES, and re-syncs when it reconnects.
    */
-  send (conn: Connection, chunks: ChunkSequence, last: LastChunk): void {
+  send (conn: Connection, chunks: ChunkSequence, last: LastChunk, firstNow = true): void {
     const queue = this.queues.get(conn)
     if (queue === undefined) {
       this.queues.set(conn, [{ chunks, last }])
@@ -56,7 +57,8 @@ export class PacedSends {
     } else {
       queue.push({ chunks, last })
     }
-    this.pump(conn)
+    if (firstNow) this.pump(conn)
+    else this.readyNextTurn(conn)
   }
 
   /** uWS's drain: the socket's buffer went down, the connection may take the next chunk. */
@@ -91,6 +93,10 @@ export class PacedSends {
       this.queues.delete(conn)
       return
     }
+    this.readyNextTurn(conn)
+  }
+
+  private readyNextTurn (conn: Connection): void {
     this.ready.add(conn)
     if (!this.scheduled) {
       this.scheduled = true
@@ -149,7 +155,8 @@ export class PacedLargeUpdates implements LargeUpdateFanout {
       if (conn.doc !== doc || conn.socket === null || conn.socket === except) continue
       // Copied once: a client's update is a view into uWS's buffer, valid only during this call.
       if (asItCame) copy ??= [update.slice()]
-      this.paced.send(conn, copy !== null ? new ReplayedChunks(copy, doc.ydoc) : StateChunks.forTransaction(doc.ydoc, transaction, this.size), 'sync-update')
+      // The first chunk on the next turn: applying a large update held the event loop already.
+      this.paced.send(conn, copy !== null ? new ReplayedChunks(copy, doc.ydoc) : StateChunks.forTransaction(doc.ydoc, transaction, this.size), 'sync-update', false)
     }
   }
 }

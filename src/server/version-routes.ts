@@ -182,7 +182,7 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
       const before = await ctx.versions.create(docId, 'before-restore', null, current)
       // One change, applied and stored whole: every replica has all of the restore or none of it.
       // Clients receive it in paced chunks, as any large update.
-      if (ctx.changes.commit(doc, update, null, 'restore', null, 'if-changed')) ctx.versions.noteChange(docId, principal.userId)
+      if (ctx.changes.commit(doc, update, null, 'restore', null, 'if-changed', true)) ctx.versions.noteChange(docId, principal.userId)
       await ctx.writeBehind.flush([docId])
       return { restoredFrom: versionId, beforeRestore: before.id }
     }).finally(() => { void ctx.versions.unlockRestore(docId) })
