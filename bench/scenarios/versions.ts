@@ -39,7 +39,9 @@ export const versionsScenario: Scenario = {
     const [writerToken, observerToken, apiToken] = await tokensFor(3)
     return await withTarget(ctx, plan.kind, 1, async (target, pool) => {
       const port = target.nodes[0]!.port
-      const up = await pool.workers[0]!.upload(target.endpoint(0, 'big-0', writerToken!), target.endpoint(0, 'big-0', observerToken!), bytes, 64 * 1024, 180_000)
+      // On the last process (sinks only): applying the 24 MB restore stalls the process holding
+      // the document's clients, which must not be the writers' or the observers'.
+      const up = await pool.workers[pool.workers.length - 1]!.upload(target.endpoint(0, 'big-0', writerToken!), target.endpoint(0, 'big-0', observerToken!), bytes, 64 * 1024, 180_000)
       if (!up.ok) throw new Error(`the upload did not reach the observer: ${up.error ?? ''}`)
       ctx.log(`  ${round(bytes / 1e6, 1)} MB document uploaded`)
       const session = await setupLoad(pool, target, { docs: BUSY.docs, clientsPerDoc: BUSY.clientsPerDoc, docPrefix: 'busy' }, 50)
