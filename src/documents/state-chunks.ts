@@ -3,11 +3,6 @@ import * as Y from 'yjs'
 
 type DeleteSet = ReturnType<typeof Y.createDeleteSet>
 
-/** A delete set's ranges, as deleteSetChunks() reads them. */
-interface DeleteRanges {
-  clients: Map<number, Array<{ clock: number, len: number }>>
-}
-
 /** Chunks handed out one at a time (see StateChunks). */
 export interface ChunkSequence {
   /** True once every chunk was returned by next(). */
@@ -50,13 +45,12 @@ export class StateChunks implements ChunkSequence {
   /**
    * `from`/`to`: each client's clock range to send. `deletions`: the transaction's delete set, or
    * 'document' for the whole document's, read when the structs are out (plus any updates Yjs keeps
-   * pending, which a complete answer to a sync step 1 includes), or 'snapshot' for the same, only
-   * of the structs sent.
+   * pending, which a complete answer to a sync step 1 includes), or 'snapshot': see forSnapshot.
    */
   private constructor (
     private readonly doc: Y.Doc,
     private readonly from: Map<number, number>,
-    to: Map<number, number>,
+    private readonly to: Map<number, number>,
     private readonly deletions: DeleteSet | 'document' | 'snapshot',
     private readonly size: ChunkSize
   ) {
@@ -73,9 +67,10 @@ export class StateChunks implements ChunkSequence {
   }
 
   /**
-   * The whole document as a state some replica could hold: its structs as they are now, and
-   * their deletions as they are when the last chunk is made (an edit made between chunks is left
-   * out whole; a deletion made meanwhile is in). For a version taken over several turns.
+   * The whole document as it is when the last chunk is made, encoded over several turns (a
+   * version of a large document): the structs it has now, then one last update with what was
+   * added since, the whole delete set and what Yjs holds pending. Structs already written change
+   * afterwards only by being deleted, which that delete set covers.
    */
   static forSnapshot (doc: Y.Doc, size: ChunkSize): StateChunks {
     return new StateChunks(doc, new Map(), Y.decodeStateVector(Y.encodeStateVector(doc)), 'snapshot', size)
@@ -239,26 +234,14 @@ export class StateChunks implements ChunkSequence {
     return null
   }
 
-  /** The ranges of `deleteSet` within the clock ranges sent (their `to`: `from` is empty here). */
-  private sentOnly (deleteSet: DeleteSet): DeleteRanges {
-    const clients = new Map<number, Array<{ clock: number, len: number }>>()
-    for (const [client, items] of deleteSet.clients) {
-      const end = this.cursors.get(client)?.to ?? 0
-      const kept: Array<{ clock: number, len: number }> = []
-      for (const item of items) {
-        if (item.clock >= end) break // sorted by clock once the delete set is made
-        kept.push({ clock: item.clock, len: Math.min(item.len, end - item.clock) })
-      }
-      if (kept.length > 0) clients.set(client, kept)
-    }
-    return { clients }
-  }
-
   private trailingUpdates (): Uint8Array[] {
+    // Made in the same turn as the chunk before it, or the document's own changes since would
+    // be in neither.
+    if (this.deletions === 'snapshot') return [Y.encodeStateAsUpdate(this.doc, Y.encodeStateVector(this.to))]
     const updates: Uint8Array[] = []
-    const whole = this.deletions === 'document' || this.deletions === 'snapshot'
+    const whole = this.deletions === 'document'
     const deleteSet = whole ? Y.createDeleteSetFromStructStore(this.doc.store) : this.deletions as DeleteSet
-    updates.push(...deleteSetChunks(this.deletions === 'snapshot' ? this.sentOnly(deleteSet) : deleteSet, this.size.chunkBytes))
+    updates.push(...deleteSetChunks(deleteSet, this.size.chunkBytes))
     if (whole) {
       const { pendingStructs, pendingDs } = this.doc.store
       if (pendingStructs !== null) updates.push(Y.convertUpdateFormatV2ToV1(pendingStructs.update))
@@ -332,7 +315,7 @@ function avoidSurrogateSplit (str: string, start: number, clock: number, end: nu
 }
 
 /** A delete set as updates without structs, each holding about `maxBytes` of it. */
-function deleteSetChunks (deleteSet: DeleteRanges, maxBytes: number): Uint8Array[] {
+function deleteSetChunks (deleteSet: DeleteSet, maxBytes: number): Uint8Array[] {
   const chunks: Uint8Array[] = []
   let part: Array<{ client: number, items: Array<{ clock: number, len: number }> }> = []
   let bytes = 0
