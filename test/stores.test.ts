@@ -205,7 +205,8 @@ t.test('write-behind splits a large backlog into bounded entries, losing nothing
   await writeBehind.flush()
   const loaded = await store.load('made')
   t.equal(loaded.updates.length, 2, 'an entry of its own, then the next')
-  t.same(Buffer.from(loaded.updates[0]!), Buffer.from(update), 'stored as it was given')
+  t.same(Buffer.from(loaded.updates[0]!), Buffer.from(update), 'read back as it was given')
+  t.equal(loaded.bytes, update.length + encodeEntryValue([edit('after')]).length, 'and stored without a frame around it')
   t.same(itemsOf(loaded.updates).map(item => item.slice(0, 5)), ['after', 'made:'])
 })
 

@@ -15,8 +15,9 @@ import * as decoding from 'lib0/decoding'
  * the header (lib0 writes canonical varUints, and 0x80 followed by 0x00 is a non-canonical zero),
  * so a bare value starts with it only if a client crafted such an update (Yjs reads it as one
  * without structs) and an earlier version stored it; such a value is read as one update unless its
- * rest also parses as a list. Every value written now carries the header, so crafted updates are
- * always framed.
+ * rest also parses as a list. Every value holding a client's update carries the header, so crafted
+ * updates are always framed; only a large update the server encoded itself (a restore) is stored
+ * bare (write-behind.ts).
  */
 const HEADER = Uint8Array.of(0x80, 0x80, 0x80, 0x80, 0x00, 0x01)
 

@@ -83,27 +83,31 @@ export class LevelDbStore implements DocumentStore {
     // write-behind's retry writes again: duplicates, which Yjs merges away.
     let batch = this.db.batch()
     let copied = 0
-    for (let i = 0; i < entries.length; i++) {
-      const entry = entries[i]!
-      const key = entryKey(entry.docId, seqs[i]!)
-      if (entry.value.length >= OWN_PUT_BYTES) {
-        if (batch.length > 0) {
-          await batch.write({ sync: this.fsync })
-          batch = this.db.batch()
-          copied = 0
+    try {
+      for (let i = 0; i < entries.length; i++) {
+        const entry = entries[i]!
+        const key = entryKey(entry.docId, seqs[i]!)
+        if (entry.value.length >= OWN_PUT_BYTES) {
+          if (batch.length > 0) {
+            await batch.write({ sync: this.fsync })
+            batch = this.db.batch()
+            copied = 0
+          }
+          await this.db.put(key, entry.value, { sync: this.fsync })
+          continue
         }
-        await this.db.put(key, entry.value, { sync: this.fsync })
-        continue
+        if (copied >= COPY_PER_TURN_BYTES) {
+          copied = 0
+          await new Promise(resolve => setImmediate(resolve))
+        }
+        batch.put(key, entry.value)
+        copied += entry.value.length
       }
-      if (copied >= COPY_PER_TURN_BYTES) {
-        copied = 0
-        await new Promise(resolve => setImmediate(resolve))
-      }
-      batch.put(key, entry.value)
-      copied += entry.value.length
+      if (batch.length > 0) await batch.write({ sync: this.fsync })
+    } finally {
+      // One left open would stay attached to the database; closing a written one does nothing.
+      await batch.close()
     }
-    if (batch.length > 0) await batch.write({ sync: this.fsync })
-    else await batch.close()
     for (let i = 0; i < entries.length; i++) this.noteWritten(entries[i]!.docId, seqs[i]!)
     // This process holds the directory's lock: nothing else removes a document's entries.
     return NOTHING_LOST
