@@ -152,13 +152,18 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
     try {
       const from = await ctx.store.loadVersion(docId, versionId!)
       if (from === null) throw notFound('version')
-      const target = to === 'current'
-        ? await withDocument(ctx, docId, async doc => doc.copyFullState()!)
-        : await ctx.store.loadVersion(docId, to)
-      if (target === null) throw notFound('version')
       // The diff holds both states decoded, with their deleted content, in the worker's memory:
       // bounded, so that one reader cannot take the node's memory.
-      if (from.length + target.length > ctx.maxDiffBytes) throw new HttpError(413, 'too_large', `the two states hold ${from.length + target.length} bytes; diffs are computed up to ${ctx.maxDiffBytes} (VERSION_DIFF_MAX_BYTES)`)
+      const tooLarge = (bytes: string): HttpError => new HttpError(413, 'too_large', `the two states hold ${bytes} bytes; diffs are computed up to ${ctx.maxDiffBytes} (VERSION_DIFF_MAX_BYTES)`)
+      const target = to === 'current'
+        ? await withDocument(ctx, docId, async doc => {
+          // Refused before the document is encoded (its size estimate is made exact near a limit).
+          if (doc.wouldExceed(from.length, ctx.maxDiffBytes)) throw tooLarge('more than that many')
+          return await snapshotState(doc, ctx.chunks, ctx.stateWorker)
+        })
+        : await ctx.store.loadVersion(docId, to)
+      if (target === null) throw notFound('version')
+      if (from.length + target.length > ctx.maxDiffBytes) throw tooLarge(String(from.length + target.length))
       const types = await ctx.stateWorker.diffJson(from, target)
       if (!abort.aborted) sendJsonText(res, 200, `{"docId":${JSON.stringify(docId)},"from":${JSON.stringify(versionId)},"to":${JSON.stringify(to)},"types":${types}}`)
     } finally {
