@@ -1,7 +1,7 @@
 import t from 'tap'
 import * as Y from 'yjs'
 import { StateChunks } from '../src/documents/state-chunks.js'
-import { restorePiecesUpdate, restoreStateUpdate, restoreUpdate } from '../src/versions/restore.js'
+import { restorePiecesUpdate, restoreStateUpdate } from '../src/versions/restore.js'
 
 /** Every top-level type of a client's document, read with the types the client declared. */
 function view (doc: Y.Doc): Record<string, unknown> {
@@ -51,7 +51,7 @@ t.test('a restore gives every type the version\'s content, as one change on top 
   // The server's copy has no declared types, as on a real node.
   const server = new Y.Doc()
   Y.applyUpdate(server, Y.encodeStateAsUpdate(client))
-  const update = restoreUpdate(server, version)
+  const update = restoreStateUpdate(Y.encodeStateAsUpdate(server), version)
   Y.applyUpdate(client, update)
   t.same(view(client), { ...expected, later: [] }, 'every type as in the version; a type the version lacks is emptied')
   const other = new Y.Doc()
@@ -65,7 +65,7 @@ t.test('a restore gives every type the version\'s content, as one change on top 
   concurrent.getMap('map').set('title', 'Changed')
   const base = new Y.Doc()
   Y.applyUpdate(base, Y.encodeStateAsUpdate(concurrent))
-  const restore = restoreUpdate(base, concurrentVersion)
+  const restore = restoreStateUpdate(Y.encodeStateAsUpdate(base), concurrentVersion)
   concurrent.getMap('map').set('note', 'written while the restore travelled')
   Y.applyUpdate(concurrent, restore)
   t.equal(concurrent.getMap('map').get('title'), 'Plan', 'restored')
@@ -73,7 +73,7 @@ t.test('a restore gives every type the version\'s content, as one change on top 
 
   const unchanged = new Y.Doc()
   Y.applyUpdate(unchanged, version)
-  const noop = restoreUpdate(unchanged, Y.encodeStateAsUpdate(unchanged))
+  const noop = restoreStateUpdate(Y.encodeStateAsUpdate(unchanged), Y.encodeStateAsUpdate(unchanged))
   Y.applyUpdate(unchanged, noop)
   t.same(view(unchanged), expected, 'restoring the current content keeps it')
 })
@@ -96,7 +96,7 @@ t.test('a restore copies shared types embedded in text (a Y.XmlText holding elem
   rich.insert(0, 'gone')
   const server = new Y.Doc()
   Y.applyUpdate(server, Y.encodeStateAsUpdate(client))
-  Y.applyUpdate(client, restoreUpdate(server, version))
+  Y.applyUpdate(client, restoreStateUpdate(Y.encodeStateAsUpdate(server), version))
   const after = { content: slate.toDelta().map((op: { insert: unknown }) => op.insert instanceof Y.AbstractType ? op.insert.toString() : op.insert), rich: rich.toDelta().map((op: { insert: unknown }) => op.insert instanceof Y.AbstractType ? op.insert.toJSON() : op.insert) }
   t.same(after, expected, 'embedded types restored with their content')
 })

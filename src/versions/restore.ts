@@ -17,11 +17,6 @@ function copyOf (value: unknown): unknown {
   return value instanceof Y.AbstractType ? value.clone() : value
 }
 
-/** restoreStateUpdate() for a document at hand. `current` is not changed. */
-export function restoreUpdate (current: Y.Doc, versionState: Uint8Array): Uint8Array {
-  return restoreStateUpdate(Y.encodeStateAsUpdate(current), versionState)
-}
-
 /**
  * The update that makes the content of the document whose state is `currentState` equal to the
  * version's, as a change on top of it (so every client receives it as an ordinary edit, and edits

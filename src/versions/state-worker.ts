@@ -241,7 +241,7 @@ const TRANSFER_FROM_BYTES = 64 * 1024
  * must be all of that buffer, and large. A view into a larger buffer (Node's pool, a network read)
  * shares it; a small one may be a module's constant (StateChunks' empty update).
  */
-export function transferable (bytes: Uint8Array): boolean {
+function transferable (bytes: Uint8Array): boolean {
   return bytes.byteLength >= TRANSFER_FROM_BYTES && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer)
 }
 
