@@ -29,6 +29,13 @@ function contentAfter (state: Uint8Array, updates: Uint8Array[]): Record<string,
   return documentToJson(Y.encodeStateAsUpdate(doc))
 }
 
+/** A promise and the function that settles it (Node 20 has no Promise.withResolvers). */
+function opened (): { promise: Promise<void>, resolve: () => void } {
+  let resolve = (): void => {}
+  const promise = new Promise<void>(r => { resolve = r })
+  return { promise, resolve }
+}
+
 const SIZE = { chunkBytes: 16 * 1024, maxPieceBytes: 64 * 1024 }
 
 t.test('the worker computes what the functions compute on the event loop, and hands the current state back', async t => {
@@ -142,4 +149,42 @@ t.test('at most MAX_QUEUED_TASKS at once, of which MAX_QUEUED_READS reads; more 
   t.equal((await Promise.all(reads)).length, MAX_QUEUED_READS, 'the queued reads are answered')
   t.equal((await Promise.all(merges)).length, MAX_QUEUED_TASKS - MAX_QUEUED_READS, 'and the rest')
   t.ok(JSON.parse(await worker.documentJson(state.slice())), 'and a task after them too')
+})
+
+t.test('a place is taken before the states are gathered: a busy node refuses before it loads or encodes anything', async t => {
+  const worker = new StateWorker()
+  t.teardown(async () => { await worker.close() })
+  const state = Y.encodeStateAsUpdate(docWith('z'.repeat(200_000), 'slots'))
+  const gate = opened()
+  const held: Array<Promise<string>> = []
+  // Every place taken by callers still gathering their states (nothing queued on the thread yet).
+  for (let i = 0; i < MAX_QUEUED_TASKS; i++) {
+    held.push(worker.withSlot(i < MAX_QUEUED_READS ? 'read' : 'write', async slot => {
+      await gate.promise
+      return await worker.documentJson(state.slice(), slot)
+    }))
+  }
+  let gathered = false
+  await t.rejects(worker.withSlot('write', async () => { gathered = true }), { name: 'StateWorkerBusyError' }, 'one more caller is refused')
+  t.notOk(gathered, 'before it gathers anything')
+  await t.rejects(worker.documentJson(state.slice()), { name: 'StateWorkerBusyError' }, 'and so is a task without a place')
+  gate.resolve()
+  t.equal((await Promise.all(held)).length, MAX_QUEUED_TASKS, 'the callers holding places get their results')
+  const failing = worker.withSlot('read', async () => { throw new Error('the version is gone') })
+  await t.rejects(failing, /the version is gone/, 'a caller that fails ...')
+  const reads = Array.from({ length: MAX_QUEUED_READS }, async () => await worker.withSlot('read', async slot => await worker.documentJson(state.slice(), slot)))
+  t.equal((await Promise.all(reads)).length, MAX_QUEUED_READS, '... gives its place back, as every finished one did')
+})
+
+t.test('reads take at most MAX_QUEUED_READS places; writes still get the rest', async t => {
+  const worker = new StateWorker()
+  t.teardown(async () => { await worker.close() })
+  const gate = opened()
+  const reads = Array.from({ length: MAX_QUEUED_READS }, async () => { await worker.withSlot('read', async () => { await gate.promise }) })
+  await t.rejects(worker.withSlot('read', async () => {}), { name: 'StateWorkerBusyError' }, 'one more read is refused')
+  let wrote = false
+  await worker.withSlot('write', async () => { wrote = true })
+  t.ok(wrote, 'a restore or a version still gets a place')
+  gate.resolve()
+  await Promise.all(reads)
 })

@@ -1,12 +1,18 @@
+import { randomUUID } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
 import { documentKeys } from '../redis/keys.js'
 import type { VersionClaims } from '../versions/version-claims.js'
 
+// Compare and act in one step: a lock that expired and was taken by another node is theirs.
+const RENEW_IF_HELD = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+const DELETE_IF_HELD = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
 /**
  * Version claims in Redis, in the document's slot: `{prefix}{docId}:version-claim` (SET NX PX,
- * the node id as value) and `{prefix}{docId}:version-authors` (a set, emptied by the node that
- * takes the version). Losing these keys (a flush, a failover) costs at most a duplicate version or
- * an author missing from one version's list, never a document change.
+ * the node id as value), `{prefix}{docId}:version-authors` (a set, emptied by the node that takes
+ * the version) and `{prefix}{docId}:restore-lock` (its holder's token, renewed while the restore
+ * runs). Losing these keys (a flush, a failover) costs at most a duplicate version, an author
+ * missing from one version's list, or two restores of one document running at once.
  */
 export class RedisVersionClaims implements VersionClaims {
   constructor (
@@ -31,12 +37,18 @@ export class RedisVersionClaims implements VersionClaims {
     await this.redis.multi().sadd(key, ...authors).expire(key, this.authorsTtlSeconds).exec()
   }
 
-  async lockRestore (docId: string, ttlMs: number): Promise<boolean> {
-    return await this.redis.set(documentKeys(this.prefix, docId).restoreLock, this.nodeId, 'PX', ttlMs, 'NX') === 'OK'
+  async lockRestore (docId: string, ttlMs: number): Promise<string | null> {
+    // The node's id tells an operator who holds it; the random part tells one restore from the next.
+    const token = `${this.nodeId}:${randomUUID()}`
+    return await this.redis.set(documentKeys(this.prefix, docId).restoreLock, token, 'PX', ttlMs, 'NX') === 'OK' ? token : null
   }
 
-  async unlockRestore (docId: string): Promise<void> {
-    await this.redis.del(documentKeys(this.prefix, docId).restoreLock)
+  async renewRestore (docId: string, token: string, ttlMs: number): Promise<boolean> {
+    return await this.redis.eval(RENEW_IF_HELD, 1, documentKeys(this.prefix, docId).restoreLock, token, ttlMs) === 1
+  }
+
+  async unlockRestore (docId: string, token: string): Promise<void> {
+    await this.redis.eval(DELETE_IF_HELD, 1, documentKeys(this.prefix, docId).restoreLock, token)
   }
 
   async takeAuthors (docId: string): Promise<string[]> {

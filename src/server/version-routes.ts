@@ -124,10 +124,9 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
   route('post', '/documents/:docId/versions', 'write', async (res, { docId, body }, _principal, abort) => {
     const label = parseLabel(body)
     if (!await exists(ctx, docId)) throw notFound('document')
-    const meta = await withDocument(ctx, docId, async doc => {
-      const state = await snapshotState(doc, ctx.chunks, ctx.stateWorker)
-      return await ctx.versions.create(docId, 'named', label, state)
-    })
+    // The place is taken before the document is encoded: each encoding holds the document's size.
+    const state = await ctx.stateWorker.withSlot('write', async slot => await withDocument(ctx, docId, async doc => await snapshotState(doc, ctx.chunks, ctx.stateWorker, slot)))
+    const meta = await ctx.versions.create(docId, 'named', label, state)
     if (!abort.aborted) sendJson(res, 201, meta)
   }, { body: true })
 
@@ -138,9 +137,11 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
   })
 
   route('get', '/documents/:docId/versions/:versionId/json', 'read', async (res, { docId, versionId }, _principal, abort) => {
-    const state = await ctx.store.loadVersion(docId, versionId!)
-    if (state === null) throw notFound('version')
-    const json = await ctx.stateWorker.documentJson(state)
+    const json = await ctx.stateWorker.withSlot('read', async slot => {
+      const state = await ctx.store.loadVersion(docId, versionId!)
+      if (state === null) throw notFound('version')
+      return await ctx.stateWorker.documentJson(state, slot)
+    })
     if (!abort.aborted) sendJsonText(res, 200, json)
   })
 
@@ -150,21 +151,23 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
     if (diffsRunning >= MAX_CONCURRENT_DIFFS) throw new HttpError(429, 'too_many_requests', 'a diff is being computed on this node; retry in a moment')
     diffsRunning++
     try {
-      const from = await ctx.store.loadVersion(docId, versionId!)
-      if (from === null) throw notFound('version')
-      // The diff holds both states decoded, with their deleted content, in the worker's memory:
-      // bounded, so that one reader cannot take the node's memory.
-      const tooLarge = (bytes: string): HttpError => new HttpError(413, 'too_large', `the two states hold ${bytes} bytes; diffs are computed up to ${ctx.maxDiffBytes} (VERSION_DIFF_MAX_BYTES)`)
-      const target = to === 'current'
-        ? await withDocument(ctx, docId, async doc => {
-          // Refused before the document is encoded (its size estimate is made exact near a limit).
-          if (doc.wouldExceed(from.length, ctx.maxDiffBytes)) throw tooLarge('more than that many')
-          return await snapshotState(doc, ctx.chunks, ctx.stateWorker)
-        })
-        : await ctx.store.loadVersion(docId, to)
-      if (target === null) throw notFound('version')
-      if (from.length + target.length > ctx.maxDiffBytes) throw tooLarge(String(from.length + target.length))
-      const types = await ctx.stateWorker.diffJson(from, target)
+      const types = await ctx.stateWorker.withSlot('read', async slot => {
+        const from = await ctx.store.loadVersion(docId, versionId!)
+        if (from === null) throw notFound('version')
+        // The diff holds both states decoded, with their deleted content, in the worker's memory:
+        // bounded, so that one reader cannot take the node's memory.
+        const tooLarge = (bytes: string): HttpError => new HttpError(413, 'too_large', `the two states hold ${bytes} bytes; diffs are computed up to ${ctx.maxDiffBytes} (VERSION_DIFF_MAX_BYTES)`)
+        const target = to === 'current'
+          ? await withDocument(ctx, docId, async doc => {
+            // Refused before the document is encoded (its size estimate is made exact near a limit).
+            if (doc.wouldExceed(from.length, ctx.maxDiffBytes)) throw tooLarge('more than that many')
+            return await snapshotState(doc, ctx.chunks, ctx.stateWorker, slot)
+          })
+          : await ctx.store.loadVersion(docId, to)
+        if (target === null) throw notFound('version')
+        if (from.length + target.length > ctx.maxDiffBytes) throw tooLarge(String(from.length + target.length))
+        return await ctx.stateWorker.diffJson(from, target, slot)
+      })
       if (!abort.aborted) sendJsonText(res, 200, `{"docId":${JSON.stringify(docId)},"from":${JSON.stringify(versionId)},"to":${JSON.stringify(to)},"types":${types}}`)
     } finally {
       diffsRunning--
@@ -172,25 +175,38 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
   })
 
   route('post', '/documents/:docId/versions/:versionId/restore', 'write', async (res, { docId, versionId }, principal, abort) => {
-    const state = await ctx.store.loadVersion(docId, versionId!)
-    if (state === null) throw notFound('version')
-    // One restore of a document at a time in the whole cluster: two computed from the same state on
-    // two nodes would both insert the version's content.
-    if (!await ctx.versions.lockRestore(docId)) throw new HttpError(409, 'restore_in_progress', 'another restore of this document is in progress; retry in a moment')
-    const result = await withDocument(ctx, docId, async doc => {
-      // Computed first, on the worker thread, from the state encoded a piece per turn: a restore
-      // that cannot be made takes no before-restore version. Edits made meanwhile stay where the
-      // restore does not replace them, as edits still travelling from clients do.
-      const { update, current } = await ctx.stateWorker.restore(await snapshotPieces(doc, ctx.chunks), state)
-      if (doc.wouldExceed(update.length, ctx.maxDocumentBytes)) throw new HttpError(413, 'document_too_large', `restoring would grow the document past MAX_DOCUMENT_BYTES (${ctx.maxDocumentBytes})`)
-      // Undoable: restoring this version puts back what the document held just before.
-      const before = await ctx.versions.create(docId, 'before-restore', null, current)
-      // One change, applied and stored whole: every replica has all of the restore or none of it.
-      // Clients receive it in paced chunks, as any large update.
-      if (ctx.changes.commit(doc, update, null, 'restore', null, 'if-changed', true)) ctx.versions.noteChange(docId, principal.userId)
-      await ctx.writeBehind.flush([docId])
-      return { restoredFrom: versionId, beforeRestore: before.id }
-    }).finally(() => { void ctx.versions.unlockRestore(docId) })
+    const result = await ctx.stateWorker.withSlot('write', async slot => {
+      const state = await ctx.store.loadVersion(docId, versionId!)
+      if (state === null) throw notFound('version')
+      // One restore of a document at a time in the whole cluster: two computed from the same state
+      // on two nodes would both insert the version's content.
+      const lock = await ctx.versions.lockRestore(docId)
+      if (lock === null) throw new HttpError(409, 'restore_in_progress', 'another restore of this document is in progress; retry in a moment')
+      // Asked before each step that changes something: a lock lost meanwhile may be another's now.
+      const stillLocked = (): void => {
+        if (!lock.held) throw new HttpError(503, 'restore_interrupted', 'the restore lost its lock (the lock store was unreachable, or the restore took too long); nothing was changed, retry')
+      }
+      try {
+        return await withDocument(ctx, docId, async doc => {
+          // Computed first, on the worker thread, from the state encoded a piece per turn: a restore
+          // that cannot be made takes no before-restore version. Edits made meanwhile stay where
+          // the restore does not replace them, as edits still travelling from clients do.
+          const { update, current } = await ctx.stateWorker.restore(await snapshotPieces(doc, ctx.chunks), state, slot)
+          if (doc.wouldExceed(update.length, ctx.maxDocumentBytes)) throw new HttpError(413, 'document_too_large', `restoring would grow the document past MAX_DOCUMENT_BYTES (${ctx.maxDocumentBytes})`)
+          stillLocked()
+          // Undoable: restoring this version puts back what the document held just before.
+          const before = await ctx.versions.create(docId, 'before-restore', null, current)
+          stillLocked()
+          // One change, applied and stored whole: every replica has all of the restore or none of
+          // it. Clients receive it in paced chunks, as any large update.
+          if (ctx.changes.commit(doc, update, null, 'restore', null, 'if-changed', true)) ctx.versions.noteChange(docId, principal.userId)
+          await ctx.writeBehind.flush([docId])
+          return { restoredFrom: versionId, beforeRestore: before.id }
+        })
+      } finally {
+        void lock.release()
+      }
+    })
     if (!abort.aborted) sendJson(res, 200, result)
   })
 

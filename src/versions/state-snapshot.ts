@@ -1,7 +1,7 @@
 import * as Y from 'yjs'
 import type { LiveDocument } from '../documents/live-document.js'
 import { StateChunks, type ChunkSize } from '../documents/state-chunks.js'
-import type { StateWorker } from './state-worker.js'
+import type { StateWorker, StateWorkerSlot } from './state-worker.js'
 
 /** Pieces adding up to less than this are merged on the event loop: a worker's round trip costs more. */
 const MERGE_HERE_BYTES = 1024 * 1024
@@ -29,10 +29,13 @@ export async function snapshotPieces (doc: LiveDocument, size: ChunkSize): Promi
   return pieces
 }
 
-/** The document's state as one update, encoded in pieces (snapshotPieces) and merged off the event loop when large. */
-export async function snapshotState (doc: LiveDocument, size: ChunkSize, worker: StateWorker): Promise<Uint8Array> {
+/**
+ * The document's state as one update, encoded in pieces (snapshotPieces) and merged off the event
+ * loop when large, in the caller's place among the worker's computations.
+ */
+export async function snapshotState (doc: LiveDocument, size: ChunkSize, worker: StateWorker, slot: StateWorkerSlot): Promise<Uint8Array> {
   const pieces = await snapshotPieces(doc, size)
   if (pieces.length === 1) return pieces[0]!
   if (pieces.reduce((sum, piece) => sum + piece.length, 0) < MERGE_HERE_BYTES) return Y.mergeUpdates(pieces)
-  return await worker.mergeState(pieces)
+  return await worker.mergeState(pieces, slot)
 }

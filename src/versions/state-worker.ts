@@ -23,6 +23,11 @@ export class StateWorkerBusyError extends StateWorkerError {
   override readonly name = 'StateWorkerBusyError'
 }
 
+/** A place among the computations under way (StateWorker.withSlot); its tasks pass it along. */
+export interface StateWorkerSlot {
+  release (): void
+}
+
 /** A restore's result, with the current state it was computed from as one update. */
 export interface RestoreResult {
   update: Uint8Array
@@ -32,7 +37,7 @@ export interface RestoreResult {
 /** The thread is stopped after this long without work: an idle server keeps no second V8 heap. */
 const IDLE_STOP_MS = 30_000
 
-/** Computations waiting or running at once; more are refused (StateWorkerBusyError). */
+/** Computations waiting, running or gathering their states at once; more are refused (StateWorkerBusyError). */
 export const MAX_QUEUED_TASKS = 8
 
 /**
@@ -68,6 +73,9 @@ export class StateWorker {
   private idleTimer: NodeJS.Timeout | null = null
   private deadline: NodeJS.Timeout | null = null
   private closed = false
+  /** Places taken (withSlot, or a task run without one), and how many of them by reads. */
+  private slots = 0
+  private readSlots = 0
 
   /** `resourceLimits`: the thread's heap limits (tests provoke running out of memory with them). */
   constructor (private readonly resourceLimits?: ResourceLimits, private readonly deadlineMs = TASK_DEADLINE_MS) {}
@@ -77,27 +85,42 @@ export class StateWorker {
    * (StateChunks.forSnapshot) (versions/restore.ts); the current state comes back as one.
    * Everything given is handed over: the caller must not use it afterwards.
    */
-  async restore (current: Uint8Array[], version: Uint8Array): Promise<RestoreResult> {
-    const reply = await this.run(id => ({ id, kind: 'restore', current: current.map(owned), version: owned(version) }))
+  async restore (current: Uint8Array[], version: Uint8Array, slot?: StateWorkerSlot): Promise<RestoreResult> {
+    const reply = await this.run(id => ({ id, kind: 'restore', current: current.map(owned), version: owned(version) }), slot)
     if (!reply.ok || reply.kind !== 'restore') throw new StateWorkerError('unexpected reply from the state worker')
     return { update: reply.update, current: reply.current }
   }
 
   /** A state given in pieces (StateChunks.forSnapshot), as one. The pieces are handed over. */
-  async mergeState (pieces: Uint8Array[]): Promise<Uint8Array> {
-    const reply = await this.run(id => ({ id, kind: 'state', pieces: pieces.map(owned) }))
+  async mergeState (pieces: Uint8Array[], slot?: StateWorkerSlot): Promise<Uint8Array> {
+    const reply = await this.run(id => ({ id, kind: 'state', pieces: pieces.map(owned) }), slot)
     if (!reply.ok || reply.kind !== 'state') throw new StateWorkerError('unexpected reply from the state worker')
     return reply.state
   }
 
   /** diffStates(from, to) as JSON text. Both states are handed over. */
-  async diffJson (from: Uint8Array, to: Uint8Array): Promise<string> {
-    return await this.runJson(id => ({ id, kind: 'diff', from: owned(from), to: owned(to) }))
+  async diffJson (from: Uint8Array, to: Uint8Array, slot?: StateWorkerSlot): Promise<string> {
+    return await this.runJson(id => ({ id, kind: 'diff', from: owned(from), to: owned(to) }), slot)
   }
 
   /** documentToJson(state) as JSON text. The state is handed over. */
-  async documentJson (state: Uint8Array): Promise<string> {
-    return await this.runJson(id => ({ id, kind: 'json', state: owned(state) }))
+  async documentJson (state: Uint8Array, slot?: StateWorkerSlot): Promise<string> {
+    return await this.runJson(id => ({ id, kind: 'json', state: owned(state) }), slot)
+  }
+
+  /**
+   * A place among the computations this node takes at once, held by `use` from before it gathers
+   * the states (loading a version, encoding the document) until its computations are done: a busy
+   * node refuses (StateWorkerBusyError) before it spends memory on them. Reads (diffs, versions as
+   * JSON), which any reader can ask for, get at most MAX_QUEUED_READS of the places.
+   */
+  async withSlot<T> (kind: 'read' | 'write', use: (slot: StateWorkerSlot) => Promise<T>): Promise<T> {
+    const slot = this.reserve(kind)
+    try {
+      return await use(slot)
+    } finally {
+      slot.release()
+    }
   }
 
   /** Stops the thread; tasks running or queued fail. */
@@ -108,30 +131,45 @@ export class StateWorker {
     await this.stop(failure)
   }
 
-  private async runJson (task: (id: number) => StateTask): Promise<string> {
-    const reply = await this.run(task)
+  private async runJson (task: (id: number) => StateTask, slot?: StateWorkerSlot): Promise<string> {
+    const reply = await this.run(task, slot)
     if (!reply.ok || (reply.kind !== 'diff' && reply.kind !== 'json')) throw new StateWorkerError('unexpected reply from the state worker')
     return reply.json
   }
 
-  private async run (make: (id: number) => StateTask): Promise<StateTaskReply & { ok: true }> {
-    if (this.closed) throw new StateWorkerError('the server is shutting down')
+  private async run (make: (id: number) => StateTask, slot?: StateWorkerSlot): Promise<StateTaskReply & { ok: true }> {
     const task = make(this.nextId++)
-    const waiting = this.queue.length + (this.running === null ? 0 : 1)
-    if (waiting >= MAX_QUEUED_TASKS) throw new StateWorkerBusyError(`${MAX_QUEUED_TASKS} computations on document states are under way on this node`)
-    if (isRead(task) && this.reads() >= MAX_QUEUED_READS) throw new StateWorkerBusyError(`${MAX_QUEUED_READS} diffs or exports are under way on this node`)
-    // A state is never empty: an empty view is a buffer detached by an earlier hand-over.
-    if (statesOf(task).some(state => state.byteLength === 0)) throw new StateWorkerError('an empty or already handed-over state')
-    const reply = await new Promise<StateTaskReply>((resolve, reject) => {
-      this.queue.push({ task, resolve, reject })
-      this.next()
-    })
-    if (!reply.ok) throw new StateWorkerError(reply.message)
-    return reply
+    const own = slot ?? this.reserve(isRead(task) ? 'read' : 'write')
+    try {
+      if (this.closed) throw new StateWorkerError('the server is shutting down')
+      // A state is never empty: an empty view is a buffer detached by an earlier hand-over.
+      if (statesOf(task).some(state => state.byteLength === 0)) throw new StateWorkerError('an empty or already handed-over state')
+      const reply = await new Promise<StateTaskReply>((resolve, reject) => {
+        this.queue.push({ task, resolve, reject })
+        this.next()
+      })
+      if (!reply.ok) throw new StateWorkerError(reply.message)
+      return reply
+    } finally {
+      if (slot === undefined) own.release()
+    }
   }
 
-  private reads (): number {
-    return this.queue.filter(queued => isRead(queued.task)).length + (this.running !== null && isRead(this.running.task) ? 1 : 0)
+  private reserve (kind: 'read' | 'write'): StateWorkerSlot {
+    if (this.closed) throw new StateWorkerError('the server is shutting down')
+    if (this.slots >= MAX_QUEUED_TASKS) throw new StateWorkerBusyError(`${MAX_QUEUED_TASKS} computations on document states are under way on this node`)
+    if (kind === 'read' && this.readSlots >= MAX_QUEUED_READS) throw new StateWorkerBusyError(`${MAX_QUEUED_READS} diffs or exports are under way on this node`)
+    this.slots++
+    if (kind === 'read') this.readSlots++
+    let released = false
+    return {
+      release: () => {
+        if (released) return
+        released = true
+        this.slots--
+        if (kind === 'read') this.readSlots--
+      }
+    }
   }
 
   /** Posts the next queued task if none is running. */

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto'
+
 /**
  * Coordination of automatic versions between the nodes that hold a document, so that each version
  * is taken once per document, not once per node: every node sees the same changes (its clients'
@@ -16,24 +18,33 @@ export interface VersionClaims {
   addAuthors (docId: string, authors: string[]): Promise<void>
   /** The authors recorded by every node since the last version, emptied. */
   takeAuthors (docId: string): Promise<string[]>
-  /** True for the one caller that may restore the document now (until unlock or `ttlMs`). */
-  lockRestore (docId: string, ttlMs: number): Promise<boolean>
-  unlockRestore (docId: string): Promise<void>
+  /**
+   * For the one caller that may restore the document now: a token that holds the lock until
+   * released or `ttlMs` without a renewal; null while another caller holds it.
+   */
+  lockRestore (docId: string, ttlMs: number): Promise<string | null>
+  /** Extends the lock by `ttlMs`; false when `token` no longer holds it (it expired, another took it). */
+  renewRestore (docId: string, token: string, ttlMs: number): Promise<boolean>
+  /** Releases the lock if `token` still holds it: never another caller's. */
+  unlockRestore (docId: string, token: string): Promise<void>
 }
 
 /** One node: every claim is its own, and the authors it knows are all there are. */
 export function singleNodeClaims (): VersionClaims {
-  const restoring = new Set<string>()
+  // In memory, the lock cannot outlive its holder: it never expires, and renewing keeps it.
+  const restoring = new Map<string, string>()
   return {
     claim: async () => true,
     mark: async () => {},
     addAuthors: async () => {},
     takeAuthors: async () => [],
     lockRestore: async docId => {
-      if (restoring.has(docId)) return false
-      restoring.add(docId)
-      return true
+      if (restoring.has(docId)) return null
+      const token = randomUUID()
+      restoring.set(docId, token)
+      return token
     },
-    unlockRestore: async docId => { restoring.delete(docId) }
+    renewRestore: async (docId, token) => restoring.get(docId) === token,
+    unlockRestore: async (docId, token) => { if (restoring.get(docId) === token) restoring.delete(docId) }
   }
 }

@@ -16,6 +16,8 @@ export interface VersionHistoryOptions {
   retention: RetentionPolicy
   /** Told of every version this node took (the change webhook). */
   onCreated?: (docId: string, meta: VersionMeta) => void
+  /** How long a restore lock outlives a node that died holding it (tests shorten it). */
+  restoreLockMs?: number
 }
 
 /** Changes of a document since its last version. */
@@ -44,6 +46,16 @@ export class VersionHistoryFullError extends Error {}
 /** A restore lock outlives a node that died holding it by at most this long. */
 const RESTORE_LOCK_MS = 60_000
 
+/**
+ * The one restore of a document allowed at a time, cluster-wide. Renewed while held; `held` turns
+ * false once a renewal found it taken or gone, or none succeeded for as long as the lock lives (the
+ * store of locks unreachable): another node may then hold it, and the restore must not commit.
+ */
+export interface RestoreLock {
+  readonly held: boolean
+  release (): Promise<void>
+}
+
 /** Retention reads at most this many versions of a document (the policy keeps far fewer). */
 const RETENTION_SCAN_LIMIT = 100_000
 
@@ -55,8 +67,10 @@ const RETENTION_SCAN_LIMIT = 100_000
  */
 export class VersionHistory implements DocumentLifecycle {
   private readonly unversioned = new Map<string, Unversioned>()
-  /** Each document's last before-offline-merge version, reused within VERSION_IDLE_SECONDS. */
-  /** The last before-offline-merge version per document: its id once written (it may still be). */
+  /**
+   * Each document's last before-offline-merge version, reused within VERSION_IDLE_SECONDS: its id
+   * once written (it may still be being written).
+   */
   private readonly lastMergeVersion = new Map<string, { id: Promise<string>, at: number }>()
   /** Documents whose automatic version is being decided or written. */
   private readonly taking = new Set<string>()
@@ -187,13 +201,37 @@ export class VersionHistory implements DocumentLifecycle {
     if (named + bytes > room) throw new VersionHistoryFullError(`named versions of this document would hold ${named + bytes} bytes, more than half of VERSION_MAX_BYTES_PER_DOCUMENT (${this.options.retention.maxBytesPerDocument}); delete some first`)
   }
 
-  /** A restore may run (no other one of this document is running, on any node). */
-  async lockRestore (docId: string): Promise<boolean> {
-    return await this.claims.lockRestore(docId, RESTORE_LOCK_MS)
-  }
-
-  async unlockRestore (docId: string): Promise<void> {
-    await this.claims.unlockRestore(docId).catch(err => { this.log.warn({ docId, err }, 'restore lock not released; it expires by itself') })
+  /** The lock a restore runs under; null while another restore of this document runs, on any node. */
+  async lockRestore (docId: string): Promise<RestoreLock | null> {
+    const lockMs = this.options.restoreLockMs ?? RESTORE_LOCK_MS
+    let confirmedAt = Date.now()
+    const token = await this.claims.lockRestore(docId, lockMs)
+    if (token === null) return null
+    let lost = false
+    let released = false
+    // Four tries per lifetime: a restore may take longer than the lock lives, and one failed
+    // renewal (a failover) does not lose it.
+    const timer = setInterval(() => {
+      const asked = Date.now()
+      this.claims.renewRestore(docId, token, lockMs).then(renewed => {
+        if (renewed) confirmedAt = Math.max(confirmedAt, asked)
+        else if (!released) {
+          lost = true
+          this.log.warn({ docId }, 'restore lock lost while the restore ran: a restore not yet applied is given up')
+        }
+      }, (err: unknown) => { this.log.warn({ docId, err }, 'restore lock not renewed; retrying') })
+    }, lockMs / 4)
+    timer.unref()
+    return {
+      // From when the last successful renewal was asked for: the lock lives at least lockMs past it.
+      get held () { return !lost && !released && Date.now() - confirmedAt < lockMs },
+      release: async () => {
+        if (released) return
+        released = true
+        clearInterval(timer)
+        await this.claims.unlockRestore(docId, token).catch(err => { this.log.warn({ docId, err }, 'restore lock not released; it expires by itself') })
+      }
+    }
   }
 
   async delete (docId: string, versionId: string, bytes: number): Promise<void> {
