@@ -23,7 +23,7 @@ function history (claims: RedisVersionClaims | ReturnType<typeof singleNodeClaim
     maxIntervalMs: 600_000,
     retention: { keepAllMs: DAY, hourlyUntilMs: 7 * DAY, retentionMs: 30 * DAY, maxBytesPerDocument: 1 << 30 },
     restoreLockMs
-  }, () => null, createLogger('silent'), undefined, claims)
+  }, async () => null, createLogger('silent'), undefined, claims)
 }
 
 t.test('Redis: a lock is released only by its holder, even after it expired and another node took it', async t => {

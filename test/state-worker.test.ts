@@ -1,7 +1,9 @@
 import t from 'tap'
 import * as Y from 'yjs'
 import { documentToJson } from '../src/documents/document-json.js'
+import { LiveDocument } from '../src/documents/live-document.js'
 import { StateChunks } from '../src/documents/state-chunks.js'
+import { automaticVersionState } from '../src/versions/state-snapshot.js'
 import { restoreStateUpdate } from '../src/versions/restore.js'
 import { MAX_QUEUED_READS, MAX_QUEUED_TASKS, StateWorker } from '../src/versions/state-worker.js'
 import { diffStates } from '../src/versions/version-diff.js'
@@ -187,4 +189,25 @@ t.test('reads take at most MAX_QUEUED_READS places; writes still get the rest', 
   t.ok(wrote, 'a restore or a version still gets a place')
   gate.resolve()
   await Promise.all(reads)
+})
+
+t.test('an automatic version never waits for a full or failing worker: its state is then encoded at once', async t => {
+  const doc = new LiveDocument('large')
+  doc.state = 'live'
+  t.teardown(() => doc.destroy())
+  for (let i = 0; i < 40; i++) doc.ydoc.getText('text').insert(0, `${i}:` + 'w'.repeat(40_000))
+  doc.sizeEstimate = Y.encodeStateAsUpdate(doc.ydoc).length
+  const expected = documentToJson(Y.encodeStateAsUpdate(doc.ydoc))
+  const working = new StateWorker()
+  t.teardown(async () => { await working.close() })
+  t.same(documentToJson((await automaticVersionState(doc, SIZE, working))!), expected, 'through the worker')
+  const failing = new StateWorker(undefined, 1) // every computation past its deadline
+  t.teardown(async () => { await failing.close() })
+  t.same(documentToJson((await automaticVersionState(doc, SIZE, failing))!), expected, 'a failing worker: encoded at once')
+  const gate = opened()
+  const held = Array.from({ length: MAX_QUEUED_TASKS }, async () => { await working.withSlot('write', async () => { await gate.promise }) })
+  t.same(documentToJson((await automaticVersionState(doc, SIZE, working))!), expected, 'a full worker: encoded at once')
+  gate.resolve()
+  await Promise.all(held)
+  t.equal(await automaticVersionState(undefined, SIZE, working), null, 'a document not loaded here has none')
 })

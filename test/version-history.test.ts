@@ -24,7 +24,7 @@ async function setup (t: Test): Promise<{ store: LevelDbStore, history: VersionH
     idleMs: 60_000,
     maxIntervalMs: 600_000,
     retention: { keepAllMs: DAY, hourlyUntilMs: 7 * DAY, retentionMs: 30 * DAY, maxBytesPerDocument: 1 << 30 }
-  }, () => null, createLogger('silent'))
+  }, async () => null, createLogger('silent'))
   const doc = new LiveDocument('doc')
   doc.state = 'live'
   doc.ydoc.getText('t').insert(0, 'before the merge')
@@ -63,4 +63,40 @@ t.test('versions past the retention period go when the document is unloaded, wit
     await new Promise(resolve => setTimeout(resolve, 10))
   }
   t.same(ids, [recent.id], 'the 40-day-old version was dropped, the recent one kept')
+})
+
+t.test('a document is unloaded only after its automatic version still being encoded was written', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'version-history-'))
+  const store = new LevelDbStore(dir, false)
+  await store.open()
+  t.teardown(async () => { await store.close(); rmSync(dir, { recursive: true, force: true }) })
+  let encoded = (_state: Uint8Array): void => {}
+  let asked = 0
+  const history = new VersionHistory(store, {
+    idleMs: 50,
+    maxIntervalMs: 600_000,
+    retention: { keepAllMs: DAY, hourlyUntilMs: 7 * DAY, retentionMs: 30 * DAY, maxBytesPerDocument: 1 << 30 }
+  }, async () => {
+    asked++
+    // A large document's state, still being encoded a piece per turn.
+    return await new Promise<Uint8Array>(resolve => { encoded = resolve })
+  }, createLogger('silent'))
+  t.teardown(() => history.stop())
+  const doc = new LiveDocument('doc')
+  doc.state = 'live'
+  t.teardown(() => doc.destroy())
+  history.noteChange('doc', 'alice')
+  history.start()
+  for (let i = 0; i < 100 && asked === 0; i++) await new Promise(resolve => setTimeout(resolve, 20))
+  t.equal(asked, 1, 'the sweep started the version')
+  let unloaded = false
+  const unloading = history.beforeUnload(doc).then(() => { unloaded = true })
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.notOk(unloaded, 'the unload waits for the version')
+  doc.ydoc.getText('t').insert(0, 'kept')
+  encoded(Y.encodeStateAsUpdate(doc.ydoc))
+  await unloading
+  const versions = await store.listVersions('doc', { limit: 10 })
+  t.same(versions.map(v => [v.reason, v.authors]), [['auto', ['alice']]], 'and goes on once it was written, without a second one')
+  t.equal(asked, 1, 'the state was encoded once')
 })

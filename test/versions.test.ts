@@ -417,3 +417,23 @@ t.test('limits: named versions may fill half the byte cap, diffs are bounded, a 
   t.equal(restore.json.error, 'document_too_large')
   t.equal((await api(node.port, 'GET', '/documents/limited/versions', token)).json.versions.filter((v: Meta) => v.reason === 'before-restore').length, 0, 'and takes no before-restore version')
 })
+
+t.test('an automatic version of a document larger than a chunk is encoded in pieces and holds all of it', async t => {
+  // 64 KiB of backpressure: 16 KiB chunks; past 1 MiB the pieces are merged on the worker thread.
+  const node = await startTestServer({ ...ENV, MAX_BACKPRESSURE_BYTES: String(64 * 1024) })
+  t.teardown(node.close)
+  const token = await signToken({ sub: 'reader' })
+  const alice = await writer(t, node, 'large-auto', 'alice')
+  const text = alice.doc.getText('text')
+  for (let i = 0; i < 30; i++) text.insert(Math.floor(text.length / 2), `${i}:` + 'x'.repeat(40_000))
+  alice.doc.getMap('meta').set('title', 'large')
+  text.delete(5, 1_000)
+  await waitFor(async () => (await api(node.port, 'GET', '/documents/large-auto/versions', token)).json?.versions?.length >= 1, 'an automatic version', 10_000)
+  const [version] = (await api(node.port, 'GET', '/documents/large-auto/versions', token)).json.versions as Meta[]
+  t.equal(version!.reason, 'auto')
+  const state = await api(node.port, 'GET', `/documents/large-auto/versions/${version!.id}`, token)
+  const copy = new Y.Doc()
+  Y.applyUpdate(copy, state.bytes)
+  t.equal(copy.getText('text').toString(), text.toString(), 'the whole text, the deletion included')
+  t.equal(copy.getMap('meta').get('title'), 'large', 'and the other types')
+})

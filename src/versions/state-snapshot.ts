@@ -1,7 +1,7 @@
 import * as Y from 'yjs'
 import type { LiveDocument } from '../documents/live-document.js'
 import { StateChunks, type ChunkSize } from '../documents/state-chunks.js'
-import type { StateWorker, StateWorkerSlot } from './state-worker.js'
+import { StateWorkerError, type StateWorker, type StateWorkerSlot } from './state-worker.js'
 
 /** Pieces adding up to less than this are merged on the event loop: a worker's round trip costs more. */
 const MERGE_HERE_BYTES = 1024 * 1024
@@ -30,12 +30,33 @@ export async function snapshotPieces (doc: LiveDocument, size: ChunkSize): Promi
 }
 
 /**
- * The document's state as one update, encoded in pieces (snapshotPieces) and merged off the event
- * loop when large, in the caller's place among the worker's computations.
+ * The document's state as one update, a buffer of the caller's own: a small document's at once (a
+ * copy of the join cache's when it holds it), a large one's encoded in pieces (snapshotPieces) and
+ * merged off the event loop, in the caller's place among the worker's computations.
  */
 export async function snapshotState (doc: LiveDocument, size: ChunkSize, worker: StateWorker, slot: StateWorkerSlot): Promise<Uint8Array> {
+  // The estimate only overstates the size: a document under one chunk by it is one.
+  if (doc.sizeEstimate <= size.chunkBytes) {
+    const state = doc.copyFullState()
+    if (state !== null) return state
+  }
   const pieces = await snapshotPieces(doc, size)
   if (pieces.length === 1) return pieces[0]!
   if (pieces.reduce((sum, piece) => sum + piece.length, 0) < MERGE_HERE_BYTES) return Y.mergeUpdates(pieces)
   return await worker.mergeState(pieces, slot)
+}
+
+/**
+ * The state of an automatic version of `doc` (null once it is not loaded): as snapshotState, or,
+ * with the worker full of restores and exports or failing on this document, encoded at once, so
+ * that no version is skipped and no failing merge is tried again at every sweep.
+ */
+export async function automaticVersionState (doc: LiveDocument | undefined, size: ChunkSize, worker: StateWorker): Promise<Uint8Array | null> {
+  if (doc === undefined || doc.state === 'unloaded') return null
+  try {
+    return await worker.withSlot('write', async slot => await snapshotState(doc, size, worker, slot))
+  } catch (err) {
+    if (err instanceof StateWorkerError) return doc.copyFullState()
+    throw err
+  }
 }

@@ -72,15 +72,18 @@ export class VersionHistory implements DocumentLifecycle {
    * once written (it may still be being written).
    */
   private readonly lastMergeVersion = new Map<string, { id: Promise<string>, at: number }>()
-  /** Documents whose automatic version is being decided or written. */
-  private readonly taking = new Set<string>()
+  /** Documents whose automatic version is being decided, encoded or written. */
+  private readonly taking = new Map<string, Promise<void>>()
   private timer: NodeJS.Timeout | null = null
 
   constructor (
     private readonly store: VersionStore,
     private readonly options: VersionHistoryOptions,
-    /** A loaded document's full state (null when it is not loaded here). */
-    private readonly stateOf: (docId: string) => Uint8Array | null,
+    /**
+     * A loaded document's full state (null when it is not loaded here); a large one is encoded a
+     * piece per event-loop turn, so an automatic version does not hold every other client.
+     */
+    private readonly stateOf: (docId: string) => Promise<Uint8Array | null>,
     private readonly log: Logger,
     private readonly metrics?: Metrics,
     private readonly claims: VersionClaims = singleNodeClaims()
@@ -256,6 +259,8 @@ export class VersionHistory implements DocumentLifecycle {
   }
 
   async beforeUnload (doc: LiveDocument): Promise<void> {
+    // One still being encoded finishes first: the document must stay loaded until it is.
+    await this.taking.get(doc.id)
     if (this.unversioned.has(doc.id)) await this.takeAutomatic(doc.id)
   }
 
@@ -275,8 +280,14 @@ export class VersionHistory implements DocumentLifecycle {
   }
 
   private async takeAutomatic (docId: string): Promise<void> {
-    if (this.taking.has(docId)) return
-    this.taking.add(docId)
+    const running = this.taking.get(docId)
+    if (running !== undefined) return await running
+    const taking = this.decideAndTake(docId).finally(() => { this.taking.delete(docId) })
+    this.taking.set(docId, taking)
+    await taking
+  }
+
+  private async decideAndTake (docId: string): Promise<void> {
     try {
       const entry = this.unversioned.get(docId)
       const seen = entry?.lastChangeAt
@@ -289,7 +300,7 @@ export class VersionHistory implements DocumentLifecycle {
         return
       }
       // Read after the claim: the version holds every change this node had until now.
-      const state = this.stateOf(docId)
+      const state = await this.stateOf(docId)
       if (state === null) {
         this.unversioned.delete(docId)
         return
@@ -297,8 +308,6 @@ export class VersionHistory implements DocumentLifecycle {
       await this.create(docId, 'auto', null, state)
     } catch (err) {
       this.log.warn({ docId, err }, 'automatic version failed; will retry')
-    } finally {
-      this.taking.delete(docId)
     }
   }
 
