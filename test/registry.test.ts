@@ -110,3 +110,30 @@ t.test('joins racing a load share it, and a load that fails leaves nothing behin
   t.equal(fine.state, 'live', 'a later join loads it')
   registry.release(fine)
 })
+
+t.test('a document changed while its before-unload hooks ran stays loaded, and leaves later with the change stored', async t => {
+  const store = new FlakyStore(tempDir())
+  await store.open()
+  const compactor = new Compactor(store, { compactAfterEntries: 1_000 }, log)
+  const writeBehind = new WriteBehind(store, { intervalMs: 1_000, retryMaxMs: 50 }, log, undefined, compactor)
+  const unloaded: string[] = []
+  let hooks = 0
+  const registry: DocumentRegistry = new DocumentRegistry(store, writeBehind, compactor, { idleUnloadMs: IDLE_UNLOAD_MS, unloadRetryMs: 30 }, log, [{
+    // The first time, a change arrives while the hook runs (a peer's edit during a long version).
+    beforeUnload: async doc => {
+      if (++hooks > 1) return
+      await sleep(20)
+      edit({ store, writeBehind, registry, unloaded }, doc, 'during the hook')
+    },
+    afterUnload: async docId => { unloaded.push(docId) }
+  }])
+  t.teardown(async () => { await registry.closeAll(Date.now() + 1_000); await store.close() })
+  const doc = await registry.acquire('changing')
+  edit({ store, writeBehind, registry, unloaded }, doc, 'before')
+  registry.release(doc)
+  await waitFor(() => unloaded.length === 1, 'the document unloads in the end')
+  t.equal(hooks, 2, 'not on the first attempt: the change made during it kept the document loaded')
+  const reloaded = await registry.acquire('changing')
+  t.same(reloaded.ydoc.getArray('items').toArray().sort(), ['before', 'during the hook'], 'and the change was stored before it left')
+  registry.release(reloaded)
+})

@@ -3,7 +3,7 @@ import * as Y from 'yjs'
 import { documentToJson } from '../src/documents/document-json.js'
 import { LiveDocument } from '../src/documents/live-document.js'
 import { StateChunks } from '../src/documents/state-chunks.js'
-import { automaticVersionState } from '../src/versions/state-snapshot.js'
+import { AutomaticVersionStates, MAX_AUTOMATIC_AT_ONCE } from '../src/versions/state-snapshot.js'
 import { restoreStateUpdate } from '../src/versions/restore.js'
 import { MAX_QUEUED_READS, MAX_QUEUED_TASKS, StateWorker } from '../src/versions/state-worker.js'
 import { diffStates } from '../src/versions/version-diff.js'
@@ -191,7 +191,7 @@ t.test('reads take at most MAX_QUEUED_READS places; writes still get the rest', 
   await Promise.all(reads)
 })
 
-t.test('an automatic version never waits for a full or failing worker: its state is then encoded at once', async t => {
+t.test('automatic versions: a large document through the worker, at most MAX_AUTOMATIC_AT_ONCE at a time; at once with the worker full or failing', async t => {
   const doc = new LiveDocument('large')
   doc.state = 'live'
   t.teardown(() => doc.destroy())
@@ -200,14 +200,53 @@ t.test('an automatic version never waits for a full or failing worker: its state
   const expected = documentToJson(Y.encodeStateAsUpdate(doc.ydoc))
   const working = new StateWorker()
   t.teardown(async () => { await working.close() })
-  t.same(documentToJson((await automaticVersionState(doc, SIZE, working))!), expected, 'through the worker')
+  // Counts the merges the worker is asked for, and holds them while `hold` is closed.
+  let merges = 0
+  let inFlight = 0
+  let most = 0
+  let hold: Promise<void> = Promise.resolve()
+  const merge = working.mergeState.bind(working)
+  working.mergeState = async (pieces, slot) => {
+    merges++
+    most = Math.max(most, ++inFlight)
+    try {
+      await hold
+      return await merge(pieces, slot)
+    } finally {
+      inFlight--
+    }
+  }
+  const states = new AutomaticVersionStates(SIZE, working)
+  t.same(documentToJson((await states.of(doc))!), expected, 'the whole document')
+  t.equal(merges, 1, 'merged on the worker')
+  const gate = opened()
+  hold = gate.promise
+  const many = Array.from({ length: MAX_AUTOMATIC_AT_ONCE + 3 }, async () => await states.of(doc))
+  await new Promise(resolve => setTimeout(resolve, 300))
+  gate.resolve()
+  for (const state of await Promise.all(many)) t.same(documentToJson(state!), expected)
+  t.equal(most, MAX_AUTOMATIC_AT_ONCE, 'never more than MAX_AUTOMATIC_AT_ONCE on the worker at once; the others waited their turn')
+  t.equal(merges, 1 + MAX_AUTOMATIC_AT_ONCE + 3, 'and then went through it too')
+
   const failing = new StateWorker(undefined, 1) // every computation past its deadline
   t.teardown(async () => { await failing.close() })
-  t.same(documentToJson((await automaticVersionState(doc, SIZE, failing))!), expected, 'a failing worker: encoded at once')
-  const gate = opened()
-  const held = Array.from({ length: MAX_QUEUED_TASKS }, async () => { await working.withSlot('write', async () => { await gate.promise }) })
-  t.same(documentToJson((await automaticVersionState(doc, SIZE, working))!), expected, 'a full worker: encoded at once')
-  gate.resolve()
+  t.same(documentToJson((await new AutomaticVersionStates(SIZE, failing).of(doc))!), expected, 'a failing worker: encoded at once')
+  const full = opened()
+  const held = Array.from({ length: MAX_QUEUED_TASKS }, async () => { await working.withSlot('write', async () => { await full.promise }) })
+  const before = merges
+  t.same(documentToJson((await states.of(doc))!), expected, 'a full worker: encoded at once')
+  t.equal(merges, before, 'without waiting for it')
+  full.resolve()
   await Promise.all(held)
-  t.equal(await automaticVersionState(undefined, SIZE, working), null, 'a document not loaded here has none')
+  t.equal(await states.of(undefined), null, 'a document not loaded here has none')
+  const small = new LiveDocument('small')
+  small.state = 'live'
+  t.teardown(() => small.destroy())
+  small.ydoc.getText('text').insert(0, 'short')
+  small.sizeEstimate = 100
+  const smallState = await states.of(small)
+  t.equal(merges, before, 'a small document never asks the worker')
+  const copy = new Y.Doc()
+  Y.applyUpdate(copy, smallState!)
+  t.equal(copy.getText('text').toString(), 'short')
 })

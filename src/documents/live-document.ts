@@ -150,6 +150,11 @@ export class LiveDocument implements JoinCacheHolder {
   private diffCache: Map<string, Uint8Array> | null = null
   private diffCacheBytes = 0
 
+  /** Counts the transactions applied: unchanged between two reads, the document did not change. */
+  get revision (): number {
+    return this.version
+  }
+
   constructor (readonly id: string) {
     // The document's id is its guid: Yjs would make a random one (a string per document) that
     // only subdocuments use.

@@ -176,12 +176,21 @@ export class DocumentRegistry {
       if (doc.refs === 0 && !this.closing) this.scheduleUnload(doc, this.options.unloadRetryMs)
       return
     }
+    const revision = doc.revision
     for (const observer of this.lifecycle) {
       await observer.beforeUnload?.(doc).catch(err => this.log.warn({ docId: doc.id, err }, 'before-unload hook failed'))
     }
-    // A client may have joined while the flush was running: it keeps the document alive.
+    // A client may have joined while the flush and the hooks ran (a large document's version takes
+    // a while): it keeps the document alive.
     if (doc.refs > 0 || this.closing) {
       doc.state = 'live'
+      return
+    }
+    // Changed meanwhile (a client came and went, a peer's edit): its changes are stored and
+    // versioned by a later unload, not lost with this one.
+    if (doc.revision !== revision || this.writeBehind.hasPending(doc.id)) {
+      doc.state = 'live'
+      this.scheduleUnload(doc, this.options.idleUnloadMs)
       return
     }
     // Nothing of it is pending or being written: the flush above resolved.

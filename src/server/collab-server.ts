@@ -40,7 +40,7 @@ import { KeepAlive } from './keep-alive.js'
 import { registerVersionRoutes } from './version-routes.js'
 import { VersionHistory } from '../versions/version-history.js'
 import { StateWorker } from '../versions/state-worker.js'
-import { automaticVersionState } from '../versions/state-snapshot.js'
+import { AutomaticVersionStates } from '../versions/state-snapshot.js'
 import { singleNodeClaims } from '../versions/version-claims.js'
 import { RedisVersionClaims } from '../cluster/redis-version-claims.js'
 
@@ -122,12 +122,13 @@ export async function startServer (config: Config, log: Logger, deps: ServerDepe
     onPeerChange: (docId, transaction) => { versions.notePeerChange(docId, transaction) }
   })
   const stateWorker = new StateWorker()
+  const automaticStates = new AutomaticVersionStates(chunkSize, stateWorker)
   const versions: VersionHistory = new VersionHistory(store, {
     idleMs: config.versions.idleMs,
     maxIntervalMs: config.versions.maxIntervalMs,
     retention: { keepAllMs: config.versions.keepAllMs, hourlyUntilMs: VERSION_HOURLY_FOR_MS, retentionMs: config.versions.retentionMs, maxBytesPerDocument: config.versions.maxBytesPerDocument },
     ...(webhook === null ? {} : { onCreated: (docId: string, meta: VersionMeta) => { webhook.noteVersion(docId, meta) } })
-  }, async docId => await automaticVersionState(registry.get(docId), chunkSize, stateWorker), log, metrics, cluster === null
+  }, async docId => await automaticStates.of(registry.get(docId)), log, metrics, cluster === null
     ? singleNodeClaims()
     : new RedisVersionClaims(cluster.connections.commands, cluster.config.keyPrefix, config.nodeId, Math.max(3600, 2 * config.versions.maxIntervalMs / 1000)))
   const lifecycle: DocumentLifecycle[] = peerLinks === null ? [changes, versions] : [peerLinks, changes, versions]

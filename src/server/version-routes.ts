@@ -124,9 +124,11 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
   route('post', '/documents/:docId/versions', 'write', async (res, { docId, body }, _principal, abort) => {
     const label = parseLabel(body)
     if (!await exists(ctx, docId)) throw notFound('document')
-    // The place is taken before the document is encoded: each encoding holds the document's size.
-    const state = await ctx.stateWorker.withSlot('write', async slot => await withDocument(ctx, docId, async doc => await snapshotState(doc, ctx.chunks, ctx.stateWorker, slot)))
-    const meta = await ctx.versions.create(docId, 'named', label, state)
+    // The place is taken before the document is encoded, and held until the state is written:
+    // each one holds the document's size.
+    const meta = await ctx.stateWorker.withSlot('write', async slot => await ctx.versions.createFrom(docId, 'named', label, async () =>
+      await withDocument(ctx, docId, async doc => await snapshotState(doc, ctx.chunks, ctx.stateWorker, slot))))
+    if (meta === null) throw notFound('document')
     if (!abort.aborted) sendJson(res, 201, meta)
   }, { body: true })
 
@@ -184,19 +186,24 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
       if (lock === null) throw new HttpError(409, 'restore_in_progress', 'another restore of this document is in progress; retry in a moment')
       // Asked before each step that changes something: a lock lost meanwhile may be another's now.
       const stillLocked = (): void => {
-        if (!lock.held) throw new HttpError(503, 'restore_interrupted', 'the restore lost its lock (the lock store was unreachable, or the restore took too long); nothing was changed, retry')
+        if (!lock.held) throw new HttpError(503, 'restore_interrupted', 'the restore lost its lock (the lock store was unreachable, or emptied); the document was not changed, retry')
       }
       try {
         return await withDocument(ctx, docId, async doc => {
           // Computed first, on the worker thread, from the state encoded a piece per turn: a restore
           // that cannot be made takes no before-restore version. Edits made meanwhile stay where
           // the restore does not replace them, as edits still travelling from clients do.
-          const { update, current } = await ctx.stateWorker.restore(await snapshotPieces(doc, ctx.chunks), state, slot)
-          if (doc.wouldExceed(update.length, ctx.maxDocumentBytes)) throw new HttpError(413, 'document_too_large', `restoring would grow the document past MAX_DOCUMENT_BYTES (${ctx.maxDocumentBytes})`)
-          stillLocked()
+          let update: Uint8Array | null = null
           // Undoable: restoring this version puts back what the document held just before.
-          const before = await ctx.versions.create(docId, 'before-restore', null, current)
+          const before = await ctx.versions.createFrom(docId, 'before-restore', null, async () => {
+            const computed = await ctx.stateWorker.restore(await snapshotPieces(doc, ctx.chunks), state, slot)
+            if (doc.wouldExceed(computed.update.length, ctx.maxDocumentBytes)) throw new HttpError(413, 'document_too_large', `restoring would grow the document past MAX_DOCUMENT_BYTES (${ctx.maxDocumentBytes})`)
+            stillLocked()
+            update = computed.update
+            return computed.current
+          })
           stillLocked()
+          if (before === null || update === null) throw new Error('the restore was computed without a result')
           // One change, applied and stored whole: every replica has all of the restore or none of
           // it. Clients receive it in paced chunks, as any large update.
           if (ctx.changes.commit(doc, update, null, 'restore', null, 'if-changed', true)) ctx.versions.noteChange(docId, principal.userId)

@@ -35,7 +35,7 @@ export async function snapshotPieces (doc: LiveDocument, size: ChunkSize): Promi
  * merged off the event loop, in the caller's place among the worker's computations.
  */
 export async function snapshotState (doc: LiveDocument, size: ChunkSize, worker: StateWorker, slot: StateWorkerSlot): Promise<Uint8Array> {
-  // The estimate only overstates the size: a document under one chunk by it is one.
+  // By the estimate (the updates applied), small: at most a few chunks, encoded at once.
   if (doc.sizeEstimate <= size.chunkBytes) {
     const state = doc.copyFullState()
     if (state !== null) return state
@@ -46,17 +46,53 @@ export async function snapshotState (doc: LiveDocument, size: ChunkSize, worker:
   return await worker.mergeState(pieces, slot)
 }
 
+/** Automatic versions of large documents encoded at once; the others wait their turn. */
+export const MAX_AUTOMATIC_AT_ONCE = 2
+
 /**
- * The state of an automatic version of `doc` (null once it is not loaded): as snapshotState, or,
- * with the worker full of restores and exports or failing on this document, encoded at once, so
- * that no version is skipped and no failing merge is tried again at every sweep.
+ * The states of automatic versions: a small document's at once, a large one's as snapshotState.
+ * At most MAX_AUTOMATIC_AT_ONCE of those take the worker's places at a time, so that background
+ * versions leave the rest to people's restores, versions and exports; with the worker full
+ * anyway or failing on the document, the state is encoded at once, so that no version is skipped
+ * and no failing merge is tried again at every sweep.
  */
-export async function automaticVersionState (doc: LiveDocument | undefined, size: ChunkSize, worker: StateWorker): Promise<Uint8Array | null> {
-  if (doc === undefined || doc.state === 'unloaded') return null
-  try {
-    return await worker.withSlot('write', async slot => await snapshotState(doc, size, worker, slot))
-  } catch (err) {
-    if (err instanceof StateWorkerError) return doc.copyFullState()
-    throw err
+export class AutomaticVersionStates {
+  private running = 0
+  private readonly waiting: Array<() => void> = []
+
+  constructor (private readonly size: ChunkSize, private readonly worker: StateWorker) {}
+
+  /** The state of `doc` for its automatic version; null once it is not loaded here. */
+  async of (doc: LiveDocument | undefined): Promise<Uint8Array | null> {
+    if (doc === undefined || doc.state === 'unloaded') return null
+    // The estimate counts the updates applied, so a document under one chunk by it is at most a
+    // few chunks (deletions spread over it encode larger than they arrived).
+    if (doc.sizeEstimate <= this.size.chunkBytes) return doc.copyFullState()
+    await this.enter()
+    try {
+      // It may have left while waiting for its turn.
+      if ((doc.state as LiveDocument['state']) === 'unloaded') return null
+      return await this.worker.withSlot('write', async slot => await snapshotState(doc, this.size, this.worker, slot))
+    } catch (err) {
+      if (err instanceof StateWorkerError) return doc.copyFullState()
+      throw err
+    } finally {
+      this.leave()
+    }
+  }
+
+  private async enter (): Promise<void> {
+    if (this.running < MAX_AUTOMATIC_AT_ONCE) {
+      this.running++
+      return
+    }
+    // The place is handed over by leave(), still counted.
+    await new Promise<void>(resolve => { this.waiting.push(resolve) })
+  }
+
+  private leave (): void {
+    const next = this.waiting.shift()
+    if (next !== undefined) next()
+    else this.running--
   }
 }

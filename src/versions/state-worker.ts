@@ -47,7 +47,7 @@ export const MAX_QUEUED_TASKS = 8
 export const MAX_QUEUED_READS = 4
 
 /** A computation still running after this long is given up: the thread is stopped and replaced. */
-const TASK_DEADLINE_MS = 120_000
+export const TASK_DEADLINE_MS = 120_000
 
 interface Queued {
   task: StateTask

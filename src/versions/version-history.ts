@@ -5,6 +5,7 @@ import { changedBy, type LiveDocument } from '../documents/live-document.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { VersionMeta, VersionReason, VersionStore } from '../persistence/document-store.js'
 import { versionsToDrop, type RetentionPolicy } from './retention.js'
+import { TASK_DEADLINE_MS } from './state-worker.js'
 import { singleNodeClaims, type VersionClaims } from './version-claims.js'
 import { newVersionId } from './version-id.js'
 
@@ -18,6 +19,11 @@ export interface VersionHistoryOptions {
   onCreated?: (docId: string, meta: VersionMeta) => void
   /** How long a restore lock outlives a node that died holding it (tests shorten it). */
   restoreLockMs?: number
+  /**
+   * The longest a state may take to encode (default: the state worker's deadline): an automatic
+   * version's claim lasts idleMs plus this.
+   */
+  encodeDeadlineMs?: number
 }
 
 /** Changes of a document since its last version. */
@@ -125,6 +131,27 @@ export class VersionHistory implements DocumentLifecycle {
     this.timer = null
   }
 
+  /**
+   * Takes a version of the state `encode` gives (null: none taken). The changes noted until now
+   * are this version's: detached before the state is encoded, since a large one is encoded over
+   * several turns and changes made meanwhile may not be in it; they wait for the next version.
+   */
+  async createFrom (docId: string, reason: VersionReason, label: string | null, encode: () => Promise<Uint8Array | null>): Promise<VersionMeta | null> {
+    const pending = this.detach(docId)
+    let state: Uint8Array | null
+    try {
+      state = await encode()
+    } catch (err) {
+      if (pending !== undefined) this.restorePending(docId, pending)
+      throw err
+    }
+    if (state === null) {
+      if (pending !== undefined) this.restorePending(docId, pending)
+      return null
+    }
+    return await this.create(docId, reason, label, state, pending)
+  }
+
   /** Takes a version of the given state now; the authors are those of the changes since the last one. */
   async create (docId: string, reason: VersionReason, label: string | null, state: Uint8Array, pending = this.detach(docId)): Promise<VersionMeta> {
     if (reason === 'named') {
@@ -138,7 +165,8 @@ export class VersionHistory implements DocumentLifecycle {
     const authors = new Set(pending?.authors ?? [])
     try {
       for (const author of await this.claims.takeAuthors(docId)) authors.add(author)
-      if (reason !== 'auto') await this.claims.mark(docId, this.options.idleMs)
+      // An automatic version's claim was taken long enough to encode it; from now, idleMs.
+      await this.claims.mark(docId, this.options.idleMs)
     } catch (err) {
       this.log.debug({ docId, err }, 'other nodes\' version authors unavailable')
     }
@@ -207,7 +235,7 @@ export class VersionHistory implements DocumentLifecycle {
   /** The lock a restore runs under; null while another restore of this document runs, on any node. */
   async lockRestore (docId: string): Promise<RestoreLock | null> {
     const lockMs = this.options.restoreLockMs ?? RESTORE_LOCK_MS
-    let confirmedAt = Date.now()
+    let confirmedAt = performance.now()
     const token = await this.claims.lockRestore(docId, lockMs)
     if (token === null) return null
     let lost = false
@@ -215,7 +243,7 @@ export class VersionHistory implements DocumentLifecycle {
     // Four tries per lifetime: a restore may take longer than the lock lives, and one failed
     // renewal (a failover) does not lose it.
     const timer = setInterval(() => {
-      const asked = Date.now()
+      const asked = performance.now()
       this.claims.renewRestore(docId, token, lockMs).then(renewed => {
         if (renewed) confirmedAt = Math.max(confirmedAt, asked)
         else if (!released) {
@@ -227,7 +255,7 @@ export class VersionHistory implements DocumentLifecycle {
     timer.unref()
     return {
       // From when the last successful renewal was asked for: the lock lives at least lockMs past it.
-      get held () { return !lost && !released && Date.now() - confirmedAt < lockMs },
+      get held () { return !lost && !released && performance.now() - confirmedAt < lockMs },
       release: async () => {
         if (released) return
         released = true
@@ -291,7 +319,9 @@ export class VersionHistory implements DocumentLifecycle {
     try {
       const entry = this.unversioned.get(docId)
       const seen = entry?.lastChangeAt
-      if (!await this.claims.claim(docId, this.options.idleMs)) {
+      // Claimed for as long as the state may take to encode: another node must not take the same
+      // version meanwhile. Once written, the claim is set to idleMs from then (create's mark).
+      if (!await this.claims.claim(docId, this.options.idleMs + (this.options.encodeDeadlineMs ?? TASK_DEADLINE_MS))) {
         // Another node takes this one (it holds the same changes); later changes wait for the next,
         // counted from now, as on the node that took it.
         const current = this.unversioned.get(docId)
@@ -299,13 +329,9 @@ export class VersionHistory implements DocumentLifecycle {
         else if (current !== undefined) current.firstChangeAt = Date.now()
         return
       }
-      // Read after the claim: the version holds every change this node had until now.
-      const state = await this.stateOf(docId)
-      if (state === null) {
-        this.unversioned.delete(docId)
-        return
-      }
-      await this.create(docId, 'auto', null, state)
+      const meta = await this.createFrom(docId, 'auto', null, async () => await this.stateOf(docId))
+      // Not loaded here any more: its changes were versioned before it left, or never will be here.
+      if (meta === null) this.unversioned.delete(docId)
     } catch (err) {
       this.log.warn({ docId, err }, 'automatic version failed; will retry')
     }
