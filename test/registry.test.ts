@@ -111,29 +111,69 @@ t.test('joins racing a load share it, and a load that fails leaves nothing behin
   registry.release(fine)
 })
 
-t.test('a document changed while its before-unload hooks ran stays loaded, and leaves later with the change stored', async t => {
+/** A registry whose before-unload hook runs `during` (once) while it holds the unload up. */
+async function withHook (t: Test, during: (setup: Setup, doc: LiveDocument) => Promise<void>): Promise<Setup & { hooks: () => number }> {
   const store = new FlakyStore(tempDir())
   await store.open()
   const compactor = new Compactor(store, { compactAfterEntries: 1_000 }, log)
   const writeBehind = new WriteBehind(store, { intervalMs: 1_000, retryMaxMs: 50 }, log, undefined, compactor)
   const unloaded: string[] = []
   let hooks = 0
-  const registry: DocumentRegistry = new DocumentRegistry(store, writeBehind, compactor, { idleUnloadMs: IDLE_UNLOAD_MS, unloadRetryMs: 30 }, log, [{
-    // The first time, a change arrives while the hook runs (a peer's edit during a long version).
+  const setup: Setup = { store, writeBehind, registry: null as unknown as DocumentRegistry, unloaded }
+  setup.registry = new DocumentRegistry(store, writeBehind, compactor, { idleUnloadMs: IDLE_UNLOAD_MS, unloadRetryMs: 30 }, log, [{
     beforeUnload: async doc => {
       if (++hooks > 1) return
       await sleep(20)
-      edit({ store, writeBehind, registry, unloaded }, doc, 'during the hook')
+      await during(setup, doc)
     },
     afterUnload: async docId => { unloaded.push(docId) }
   }])
-  t.teardown(async () => { await registry.closeAll(Date.now() + 1_000); await store.close() })
-  const doc = await registry.acquire('changing')
-  edit({ store, writeBehind, registry, unloaded }, doc, 'before')
-  registry.release(doc)
-  await waitFor(() => unloaded.length === 1, 'the document unloads in the end')
-  t.equal(hooks, 2, 'not on the first attempt: the change made during it kept the document loaded')
-  const reloaded = await registry.acquire('changing')
+  t.teardown(async () => { await setup.registry.closeAll(Date.now() + 1_000); await store.close() })
+  return { ...setup, hooks: () => hooks }
+}
+
+t.test('a document used on this node while its before-unload hooks ran stays loaded, and leaves later with the change stored', async t => {
+  const setup = await withHook(t, async (setup, doc) => {
+    // A client comes, edits and goes while the hook (a large document's version) runs.
+    const same = await setup.registry.acquire(doc.id)
+    edit(setup, same, 'during the hook')
+    setup.registry.release(same)
+  })
+  const doc = await setup.registry.acquire('changing')
+  edit(setup, doc, 'before')
+  setup.registry.release(doc)
+  await waitFor(() => setup.unloaded.length === 1, 'the document unloads in the end')
+  t.equal(setup.hooks(), 2, 'not on the first attempt: the use during it kept the document loaded')
+  const reloaded = await setup.registry.acquire('changing')
   t.same(reloaded.ydoc.getArray('items').toArray().sort(), ['before', 'during the hook'], 'and the change was stored before it left')
-  registry.release(reloaded)
+  setup.registry.release(reloaded)
+})
+
+t.test('a peer\'s edit during the before-unload hooks is stored, and the document still leaves', async t => {
+  // A peer's edit: applied and queued for the store without the document being acquired here.
+  const setup = await withHook(t, async (setup, doc) => { edit(setup, doc, 'from a peer') })
+  const doc = await setup.registry.acquire('edited-elsewhere')
+  edit(setup, doc, 'before')
+  setup.registry.release(doc)
+  await waitFor(() => setup.unloaded.length === 1, 'the document unloads')
+  t.equal(setup.hooks(), 1, 'at the first attempt: edits made on other nodes do not keep it here')
+  const reloaded = await setup.registry.acquire('edited-elsewhere')
+  t.same(reloaded.ydoc.getArray('items').toArray().sort(), ['before', 'from a peer'], 'with the peer\'s edit stored')
+  setup.registry.release(reloaded)
+})
+
+t.test('a document deleted while its before-unload hooks ran is not brought back, nor is its successor evicted', async t => {
+  let successor: LiveDocument | null = null
+  const setup = await withHook(t, async (setup, doc) => {
+    await setup.registry.drop(doc.id)
+    successor = await setup.registry.acquire(doc.id)
+  })
+  const doc = await setup.registry.acquire('deleted')
+  setup.registry.release(doc)
+  await waitFor(() => successor !== null, 'the document was deleted and opened again')
+  await sleep(IDLE_UNLOAD_MS * 5)
+  t.equal(doc.state, 'unloaded', 'the deleted document stays unloaded')
+  t.equal(setup.registry.get('deleted'), successor, 'the one opened since is still the registry\'s')
+  t.equal(successor!.state, 'live')
+  setup.registry.release(successor!)
 })

@@ -5,11 +5,13 @@ import type { VersionClaims } from '../versions/version-claims.js'
 
 // Compare and act in one step: a lock that expired and was taken by another node is theirs.
 const RENEW_IF_HELD = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+// Free, or this node's own (its last version): a node is never kept out by its own claim.
+const CLAIM_IF_FREE_OR_MINE = "local held = redis.call('get', KEYS[1]) if held == false or held == ARGV[1] then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end return 0"
 const DELETE_IF_HELD = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 /**
- * Version claims in Redis, in the document's slot: `{prefix}{docId}:version-claim` (SET NX PX,
- * the node id as value), `{prefix}{docId}:version-authors` (a set, emptied by the node that takes
+ * Version claims in Redis, in the document's slot: `{prefix}{docId}:version-claim` (the
+ * node id, with an expiry), `{prefix}{docId}:version-authors` (a set, emptied by the node that takes
  * the version) and `{prefix}{docId}:restore-lock` (its holder's token, renewed while the restore
  * runs). Losing these keys (a flush, a failover) costs at most a duplicate version, an author
  * missing from one version's list, or two restores of one document running at once.
@@ -24,7 +26,7 @@ export class RedisVersionClaims implements VersionClaims {
   ) {}
 
   async claim (docId: string, ttlMs: number): Promise<boolean> {
-    return await this.redis.set(documentKeys(this.prefix, docId).versionClaim, this.nodeId, 'PX', ttlMs, 'NX') === 'OK'
+    return await this.redis.eval(CLAIM_IF_FREE_OR_MINE, 1, documentKeys(this.prefix, docId).versionClaim, this.nodeId, ttlMs) === 1
   }
 
   async mark (docId: string, ttlMs: number): Promise<void> {

@@ -105,6 +105,8 @@ export class LiveDocument implements JoinCacheHolder {
   readonly topic: Uint8Array
   /** Connections using the document plus joins still being upgraded. */
   refs = 0
+  /** Times the registry handed it out: unchanged between two reads, nobody on this node used it. */
+  acquisitions = 0
   state: 'loading' | 'live' | 'unloading' | 'unloaded' = 'loading'
   ready: Promise<void> = Promise.resolve()
   unloadTimer: NodeJS.Timeout | null = null
@@ -149,11 +151,6 @@ export class LiveDocument implements JoinCacheHolder {
   private recordingSince: number | null = null
   private diffCache: Map<string, Uint8Array> | null = null
   private diffCacheBytes = 0
-
-  /** Counts the transactions applied: unchanged between two reads, the document did not change. */
-  get revision (): number {
-    return this.version
-  }
 
   constructor (readonly id: string) {
     // The document's id is its guid: Yjs would make a random one (a string per document) that

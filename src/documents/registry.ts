@@ -67,6 +67,7 @@ export class DocumentRegistry {
       this.docs.set(docId, doc)
     }
     doc.refs++
+    doc.acquisitions++
     this.cancelUnload(doc)
     try {
       await doc.ready
@@ -167,36 +168,54 @@ export class DocumentRegistry {
   private async unload (doc: LiveDocument): Promise<void> {
     if (doc.refs > 0 || doc.state !== 'live') return
     doc.state = 'unloading'
-    try {
-      // Loop: anything applied while the flush ran (e.g. server-side writes) is flushed too.
-      while (this.writeBehind.hasPending(doc.id)) await this.writeBehind.flush([doc.id])
-    } catch (err) {
-      doc.state = 'live'
-      this.log.warn({ docId: doc.id, err }, 'unload postponed: pending updates could not be stored')
-      if (doc.refs === 0 && !this.closing) this.scheduleUnload(doc, this.options.unloadRetryMs)
-      return
-    }
-    const revision = doc.revision
+    if (!await this.flushBeforeUnload(doc)) return
+    const acquisitions = doc.acquisitions
     for (const observer of this.lifecycle) {
       await observer.beforeUnload?.(doc).catch(err => this.log.warn({ docId: doc.id, err }, 'before-unload hook failed'))
     }
-    // A client may have joined while the flush and the hooks ran (a large document's version takes
-    // a while): it keeps the document alive.
-    if (doc.refs > 0 || this.closing) {
-      doc.state = 'live'
-      return
-    }
-    // Changed meanwhile (a client came and went, a peer's edit): its changes are stored and
-    // versioned by a later unload, not lost with this one.
-    if (doc.revision !== revision || this.writeBehind.hasPending(doc.id)) {
+    if (!this.stillUnloading(doc)) return
+    // Used on this node while the hooks ran (a large document's version takes a while), by a
+    // client that came and went or a server-side write: its changes get their version at a later
+    // unload, not lost with this one.
+    if (doc.acquisitions !== acquisitions) {
       doc.state = 'live'
       this.scheduleUnload(doc, this.options.idleUnloadMs)
       return
     }
+    // Peers' edits that arrived meanwhile are stored before it leaves (the nodes they came from
+    // version them): a document edited elsewhere still unloads here.
+    if (!await this.flushBeforeUnload(doc) || !this.stillUnloading(doc)) return
     // Nothing of it is pending or being written: the flush above resolved.
     this.evict(doc)
     this.log.debug({ docId: doc.id }, 'document unloaded')
     await this.afterUnload(doc.id)
+  }
+
+  /** Stores what is pending for a document being unloaded; false (and the unload postponed) if the store failed. */
+  private async flushBeforeUnload (doc: LiveDocument): Promise<boolean> {
+    try {
+      // Loop: anything applied while the flush ran (e.g. server-side writes) is flushed too.
+      while (this.writeBehind.hasPending(doc.id)) await this.writeBehind.flush([doc.id])
+      return true
+    } catch (err) {
+      if (doc.state !== 'unloading') return false
+      doc.state = 'live'
+      this.log.warn({ docId: doc.id, err }, 'unload postponed: pending updates could not be stored')
+      if (doc.refs === 0 && !this.closing) this.scheduleUnload(doc, this.options.unloadRetryMs)
+      return false
+    }
+  }
+
+  /** After an await of the unload: false if it must stop (dropped meanwhile, joined, shutting down). */
+  private stillUnloading (doc: LiveDocument): boolean {
+    // Deleted meanwhile (drop evicted it; the id may hold a new document by now): nothing to do.
+    if (doc.state !== 'unloading' || this.docs.get(doc.id) !== doc) return false
+    // A client joined meanwhile: it keeps the document alive. At shutdown closeAll takes over.
+    if (doc.refs > 0 || this.closing) {
+      doc.state = 'live'
+      return false
+    }
+    return true
   }
 
   private async afterUnload (docId: string, observers = this.lifecycle): Promise<void> {
@@ -210,9 +229,12 @@ export class DocumentRegistry {
    * later load rebuilds it) and the Y.Doc. Unload, delete and a failed load all leave through here.
    */
   private evict (doc: LiveDocument): void {
-    this.docs.delete(doc.id)
-    this.compactor.forget(doc.id)
-    this.store.forget(doc.id)
+    // Never another document loaded under the same id since, nor its store's state.
+    if (this.docs.get(doc.id) === doc) {
+      this.docs.delete(doc.id)
+      this.compactor.forget(doc.id)
+      this.store.forget(doc.id)
+    }
     doc.destroy()
   }
 }

@@ -193,16 +193,17 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
           // Computed first, on the worker thread, from the state encoded a piece per turn: a restore
           // that cannot be made takes no before-restore version. Edits made meanwhile stay where
           // the restore does not replace them, as edits still travelling from clients do.
-          let update: Uint8Array | null = null
+          const computed: { update: Uint8Array | null } = { update: null }
           // Undoable: restoring this version puts back what the document held just before.
           const before = await ctx.versions.createFrom(docId, 'before-restore', null, async () => {
-            const computed = await ctx.stateWorker.restore(await snapshotPieces(doc, ctx.chunks), state, slot)
-            if (doc.wouldExceed(computed.update.length, ctx.maxDocumentBytes)) throw new HttpError(413, 'document_too_large', `restoring would grow the document past MAX_DOCUMENT_BYTES (${ctx.maxDocumentBytes})`)
+            const result = await ctx.stateWorker.restore(await snapshotPieces(doc, ctx.chunks), state, slot)
+            if (doc.wouldExceed(result.update.length, ctx.maxDocumentBytes)) throw new HttpError(413, 'document_too_large', `restoring would grow the document past MAX_DOCUMENT_BYTES (${ctx.maxDocumentBytes})`)
             stillLocked()
-            update = computed.update
-            return computed.current
+            computed.update = result.update
+            return result.current
           })
           stillLocked()
+          const update = computed.update
           if (before === null || update === null) throw new Error('the restore was computed without a result')
           // One change, applied and stored whole: every replica has all of the restore or none of
           // it. Clients receive it in paced chunks, as any large update.

@@ -8,11 +8,12 @@ import { randomUUID } from 'node:crypto'
  */
 export interface VersionClaims {
   /**
-   * True for the one node that takes the document's next automatic version; false while another
-   * node's claim (or any version taken in the last `ttlMs`) stands.
+   * True for the one node that takes the document's next automatic version (for `ttlMs`); false
+   * while another node's claim, or its mark of a version it just took, stands. A node's own claim
+   * or mark never keeps it out: changes made while it encoded its last version are its to take.
    */
   claim (docId: string, ttlMs: number): Promise<boolean>
-  /** A version was just taken on request: other nodes skip their automatic one for `ttlMs`. */
+  /** This node just took a version: the other nodes skip their automatic one for `ttlMs`. */
   mark (docId: string, ttlMs: number): Promise<void>
   /** Records authors of changes not yet in a version, for whichever node takes it. */
   addAuthors (docId: string, authors: string[]): Promise<void>

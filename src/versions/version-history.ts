@@ -137,7 +137,14 @@ export class VersionHistory implements DocumentLifecycle {
    * several turns and changes made meanwhile may not be in it; they wait for the next version.
    */
   async createFrom (docId: string, reason: VersionReason, label: string | null, encode: () => Promise<Uint8Array | null>): Promise<VersionMeta | null> {
-    const pending = this.detach(docId)
+    let pending = this.detach(docId)
+    // The other nodes' authors too: those recorded later are of changes this version may lack.
+    const others = await this.othersAuthors(docId)
+    if (others.length > 0) {
+      const now = Date.now()
+      pending ??= { firstChangeAt: now, lastChangeAt: now, authors: new Set() }
+      for (const author of others) pending.authors.add(author)
+    }
     let state: Uint8Array | null
     try {
       state = await encode()
@@ -149,11 +156,11 @@ export class VersionHistory implements DocumentLifecycle {
       if (pending !== undefined) this.restorePending(docId, pending)
       return null
     }
-    return await this.create(docId, reason, label, state, pending)
+    return await this.create(docId, reason, label, state, pending, true)
   }
 
   /** Takes a version of the given state now; the authors are those of the changes since the last one. */
-  async create (docId: string, reason: VersionReason, label: string | null, state: Uint8Array, pending = this.detach(docId)): Promise<VersionMeta> {
+  async create (docId: string, reason: VersionReason, label: string | null, state: Uint8Array, pending = this.detach(docId), othersTaken = false): Promise<VersionMeta> {
     if (reason === 'named') {
       try {
         await this.checkNamedRoom(docId, state.length)
@@ -163,12 +170,13 @@ export class VersionHistory implements DocumentLifecycle {
       }
     }
     const authors = new Set(pending?.authors ?? [])
+    if (!othersTaken) for (const author of await this.othersAuthors(docId)) authors.add(author)
     try {
-      for (const author of await this.claims.takeAuthors(docId)) authors.add(author)
-      // An automatic version's claim was taken long enough to encode it; from now, idleMs.
+      // The others hold the same changes and skip their version of them; an automatic version's
+      // claim, long enough to encode it, lasts idleMs from now.
       await this.claims.mark(docId, this.options.idleMs)
     } catch (err) {
-      this.log.debug({ docId, err }, 'other nodes\' version authors unavailable')
+      this.log.debug({ docId, err }, 'version not marked for the other nodes')
     }
     const now = Date.now()
     const meta: VersionMeta = { id: newVersionId(now), createdAt: new Date(now).toISOString(), reason, label, bytes: state.length, authors: [...authors].sort() }
@@ -334,6 +342,16 @@ export class VersionHistory implements DocumentLifecycle {
       if (meta === null) this.unversioned.delete(docId)
     } catch (err) {
       this.log.warn({ docId, err }, 'automatic version failed; will retry')
+    }
+  }
+
+  /** The authors the other nodes recorded since the last version, taken (none when Redis fails). */
+  private async othersAuthors (docId: string): Promise<string[]> {
+    try {
+      return await this.claims.takeAuthors(docId)
+    } catch (err) {
+      this.log.debug({ docId, err }, 'other nodes\' version authors unavailable')
+      return []
     }
   }
 
