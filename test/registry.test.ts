@@ -177,3 +177,35 @@ t.test('a document deleted while its before-unload hooks ran is not brought back
   t.equal(successor!.state, 'live')
   setup.registry.release(successor!)
 })
+
+t.test('a document deleted while it loads never comes alive: its joins fail and nothing keeps it', async t => {
+  class HeldLoads extends FlakyStore {
+    loadHeld: Promise<void> | null = null
+    override async load (docId: string): ReturnType<FlakyStore['load']> {
+      if (this.loadHeld !== null) await this.loadHeld
+      return await super.load(docId)
+    }
+  }
+  const store = new HeldLoads(tempDir())
+  await store.open()
+  const compactor = new Compactor(store, { compactAfterEntries: 1_000 }, log)
+  const writeBehind = new WriteBehind(store, { intervalMs: 1_000, retryMaxMs: 50 }, log, undefined, compactor)
+  const unloaded: string[] = []
+  const registry = new DocumentRegistry(store, writeBehind, compactor, { idleUnloadMs: IDLE_UNLOAD_MS, unloadRetryMs: 30 }, log, [{ afterUnload: async docId => { unloaded.push(docId) } }])
+  t.teardown(async () => { await registry.closeAll(Date.now() + 1_000); await store.close() })
+  let release = (): void => {}
+  store.loadHeld = new Promise(resolve => { release = resolve })
+  const joining = registry.acquire('deleted-while-loading')
+  joining.catch(() => {})
+  await sleep(20)
+  await registry.drop('deleted-while-loading')
+  release()
+  await t.rejects(joining, { name: 'Error', message: /was deleted/ }, 'the join fails')
+  t.equal(registry.get('deleted-while-loading'), undefined, 'the registry does not hold it')
+  t.notOk((compactor as unknown as { docs: Map<string, unknown> }).docs.has('deleted-while-loading'), 'nor does the compactor')
+  t.same(unloaded, ['deleted-while-loading'], 'its observers were told once, by the delete')
+  store.loadHeld = null
+  const again = await registry.acquire('deleted-while-loading')
+  t.equal(again.state, 'live', 'opened again later, it loads')
+  registry.release(again)
+})

@@ -5,6 +5,7 @@ import { Redis } from 'ioredis'
 import t from 'tap'
 import * as Y from 'yjs'
 import { RedisVersionClaims } from '../src/cluster/redis-version-claims.js'
+import type { LiveDocument } from '../src/documents/live-document.js'
 import { createLogger } from '../src/log/logger.js'
 import { LevelDbStore } from '../src/persistence/leveldb-store.js'
 import { VersionHistory } from '../src/versions/version-history.js'
@@ -24,16 +25,19 @@ t.test('a claim keeps other nodes out, never its own node', async t => {
   t.teardown(() => { client.disconnect() })
   const a = new RedisVersionClaims(client, PREFIX, 'node-a', 3600)
   const b = new RedisVersionClaims(client, PREFIX, 'node-b', 3600)
-  t.ok(await a.claim('doc', 300), 'node A claims the version')
-  t.notOk(await b.claim('doc', 300), 'node B is kept out')
-  t.ok(await a.claim('doc', 300), 'node A is not kept out by its own claim')
-  await a.mark('doc', 300)
-  t.notOk(await b.claim('doc', 300), 'nor by its mark, which keeps B out')
+  t.same(await a.claim('doc', 300, 1000), { taken: true }, 'node A claims the version of the changes until 1000')
+  t.same(await b.claim('doc', 300, 1001), { taken: false, covers: 1000 }, 'node B is kept out, and told until when A\'s version covers')
+  t.same(await a.claim('doc', 300, 1002), { taken: true }, 'node A is not kept out by its own claim')
+  await a.mark('doc', 300, 1003)
+  t.same(await b.claim('doc', 300, 1004), { taken: false, covers: 1003 }, 'nor by its mark, which keeps B out')
+  await b.mark('doc', 300, 1005)
+  t.same(await b.claim('doc', 300, 1006), { taken: false, covers: 1003 }, 'B\'s mark leaves A\'s claim standing')
   await sleep(400)
-  t.ok(await b.claim('doc', 300), 'once it lapsed, B may claim')
+  t.same(await b.claim('doc', 300, 1007), { taken: true }, 'once it lapsed, B may claim')
 })
 
-t.test('two nodes: an edit made while a version was encoded gets the next version', async t => {
+for (const unloads of [false, true]) {
+t.test(`two nodes: an edit made while a version was encoded gets the next version${unloads ? ', also when the node that took it unloads the document' : ''}`, async t => {
   const redis = await startRedis()
   t.teardown(async () => { await redis.cleanup() })
   const client = new Redis(redis.url)
@@ -70,9 +74,16 @@ t.test('two nodes: an edit made while a version was encoded gets the next versio
   // Bob, on node B, edits while A encodes: his edit is not in A's version.
   doc.getText('t').insert(0, 'bob ')
   b.noteChange('doc', 'bob')
-  a.notePeerChange('doc')
+  // When A unloads, bob's edit reaches it too late to count there: B must version it.
+  if (!unloads) a.notePeerChange('doc')
   await sleep(300) // B's sweeps meet A's claim
   encoded()
+  if (unloads) {
+    // A's last client left: A took the version before the document left, and keeps no entry.
+    await a.beforeUnload({ id: 'doc' } as LiveDocument)
+    await a.afterUnload('doc')
+    a.stop()
+  }
   await waitFor(async () => (await store.listVersions('doc', { limit: 10 })).length === 2, 'a second version, with bob\'s edit', 5_000)
   await sleep(500)
   const versions = await store.listVersions('doc', { limit: 10 })
@@ -82,3 +93,4 @@ t.test('two nodes: an edit made while a version was encoded gets the next versio
   Y.applyUpdate(newest, (await store.loadVersion('doc', versions[0]!.id))!)
   t.equal(newest.getText('t').toString(), 'bob alice ', 'the second holds bob\'s edit')
 })
+}

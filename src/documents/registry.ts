@@ -129,6 +129,8 @@ export class DocumentRegistry {
         prepared++
       }
       const stored = await this.store.load(doc.id)
+      // Deleted while it loaded (drop evicted it and told the observers): it must not come alive.
+      if (this.docs.get(doc.id) !== doc) throw new DocumentDeletedError(doc.id)
       doc.applyStored(stored.updates)
       // The stored bytes bound the encoded size from above; the exact size is measured only if
       // a write ever approaches MAX_DOCUMENT_BYTES, so a load never encodes the document.
@@ -144,8 +146,9 @@ export class DocumentRegistry {
         this.metrics?.storeErrors.labels('load').inc()
         this.log.error({ err, docId: doc.id }, 'document load failed')
       }
+      const dropped = this.docs.get(doc.id) !== doc
       this.evict(doc)
-      await this.afterUnload(doc.id, this.lifecycle.slice(0, prepared))
+      if (!dropped) await this.afterUnload(doc.id, this.lifecycle.slice(0, prepared))
       throw err
     }
   }
@@ -168,23 +171,15 @@ export class DocumentRegistry {
   private async unload (doc: LiveDocument): Promise<void> {
     if (doc.refs > 0 || doc.state !== 'live') return
     doc.state = 'unloading'
-    if (!await this.flushBeforeUnload(doc)) return
     const acquisitions = doc.acquisitions
+    if (!await this.flushBeforeUnload(doc) || !this.stillUnloading(doc)) return
     for (const observer of this.lifecycle) {
       await observer.beforeUnload?.(doc).catch(err => this.log.warn({ docId: doc.id, err }, 'before-unload hook failed'))
     }
-    if (!this.stillUnloading(doc)) return
-    // Used on this node while the hooks ran (a large document's version takes a while), by a
-    // client that came and went or a server-side write: its changes get their version at a later
-    // unload, not lost with this one.
-    if (doc.acquisitions !== acquisitions) {
-      doc.state = 'live'
-      this.scheduleUnload(doc, this.options.idleUnloadMs)
-      return
-    }
+    if (!this.stillUnloading(doc) || this.usedMeanwhile(doc, acquisitions)) return
     // Peers' edits that arrived meanwhile are stored before it leaves (the nodes they came from
     // version them): a document edited elsewhere still unloads here.
-    if (!await this.flushBeforeUnload(doc) || !this.stillUnloading(doc)) return
+    if (!await this.flushBeforeUnload(doc) || !this.stillUnloading(doc) || this.usedMeanwhile(doc, acquisitions)) return
     // Nothing of it is pending or being written: the flush above resolved.
     this.evict(doc)
     this.log.debug({ docId: doc.id }, 'document unloaded')
@@ -206,10 +201,26 @@ export class DocumentRegistry {
     }
   }
 
+  /**
+   * Used on this node since the unload began (a client that came and went, a server-side write;
+   * a large document's version makes the hooks take a while): it stays loaded, and its changes get
+   * their version at a later unload instead of being lost with this one.
+   */
+  private usedMeanwhile (doc: LiveDocument, acquisitions: number): boolean {
+    if (doc.acquisitions === acquisitions) return false
+    doc.state = 'live'
+    this.scheduleUnload(doc, this.options.idleUnloadMs)
+    return true
+  }
+
   /** After an await of the unload: false if it must stop (dropped meanwhile, joined, shutting down). */
   private stillUnloading (doc: LiveDocument): boolean {
     // Deleted meanwhile (drop evicted it; the id may hold a new document by now): nothing to do.
-    if (doc.state !== 'unloading' || this.docs.get(doc.id) !== doc) return false
+    if (doc.state !== 'unloading') return false
+    if (this.docs.get(doc.id) !== doc) {
+      doc.destroy()
+      return false
+    }
     // A client joined meanwhile: it keeps the document alive. At shutdown closeAll takes over.
     if (doc.refs > 0 || this.closing) {
       doc.state = 'live'

@@ -8,13 +8,18 @@ import { randomUUID } from 'node:crypto'
  */
 export interface VersionClaims {
   /**
-   * True for the one node that takes the document's next automatic version (for `ttlMs`); false
-   * while another node's claim, or its mark of a version it just took, stands. A node's own claim
-   * or mark never keeps it out: changes made while it encoded its last version are its to take.
+   * Taken by the one node that takes the document's next automatic version, of the changes made
+   * until `covers` (epoch ms), for `ttlMs`. Refused while another node's claim, or its mark of a
+   * version it just took, stands: the answer says until when that version covers changes, so
+   * that a node keeps those made later for the next one. A node's own claim or mark never keeps
+   * it out.
    */
-  claim (docId: string, ttlMs: number): Promise<boolean>
-  /** This node just took a version: the other nodes skip their automatic one for `ttlMs`. */
-  mark (docId: string, ttlMs: number): Promise<void>
+  claim (docId: string, ttlMs: number, covers: number): Promise<ClaimAnswer>
+  /**
+   * This node just took a version of the changes made until `covers`: the other nodes skip their
+   * automatic one of those for `ttlMs`. Another node's claim standing is left alone.
+   */
+  mark (docId: string, ttlMs: number, covers: number): Promise<void>
   /** Records authors of changes not yet in a version, for whichever node takes it. */
   addAuthors (docId: string, authors: string[]): Promise<void>
   /** The authors recorded by every node since the last version, emptied. */
@@ -30,12 +35,14 @@ export interface VersionClaims {
   unlockRestore (docId: string, token: string): Promise<void>
 }
 
+export type ClaimAnswer = { taken: true } | { taken: false, covers: number }
+
 /** One node: every claim is its own, and the authors it knows are all there are. */
 export function singleNodeClaims (): VersionClaims {
   // In memory, the lock cannot outlive its holder: it never expires, and renewing keeps it.
   const restoring = new Map<string, string>()
   return {
-    claim: async () => true,
+    claim: async () => ({ taken: true }),
     mark: async () => {},
     addAuthors: async () => {},
     takeAuthors: async () => [],

@@ -136,31 +136,33 @@ export class VersionHistory implements DocumentLifecycle {
    * are this version's: detached before the state is encoded, since a large one is encoded over
    * several turns and changes made meanwhile may not be in it; they wait for the next version.
    */
-  async createFrom (docId: string, reason: VersionReason, label: string | null, encode: () => Promise<Uint8Array | null>): Promise<VersionMeta | null> {
-    let pending = this.detach(docId)
+  async createFrom (docId: string, reason: VersionReason, label: string | null, encode: () => Promise<Uint8Array | null>, covers = Date.now()): Promise<VersionMeta | null> {
+    const local = this.detach(docId)
     // The other nodes' authors too: those recorded later are of changes this version may lack.
     const others = await this.othersAuthors(docId)
-    if (others.length > 0) {
-      const now = Date.now()
-      pending ??= { firstChangeAt: now, lastChangeAt: now, authors: new Set() }
-      for (const author of others) pending.authors.add(author)
+    const pending = local ?? (others.length > 0 ? { firstChangeAt: covers, lastChangeAt: covers, authors: new Set<string>() } : undefined)
+    for (const author of others) pending!.authors.add(author)
+    const giveBack = (): void => {
+      if (local !== undefined) this.restorePending(docId, local)
+      // Whichever node takes the version names them.
+      if (others.length > 0) this.claims.addAuthors(docId, others).catch(err => { this.log.debug({ docId, err }, 'version authors not given back to the other nodes') })
     }
     let state: Uint8Array | null
     try {
       state = await encode()
     } catch (err) {
-      if (pending !== undefined) this.restorePending(docId, pending)
+      giveBack()
       throw err
     }
     if (state === null) {
-      if (pending !== undefined) this.restorePending(docId, pending)
+      giveBack()
       return null
     }
-    return await this.create(docId, reason, label, state, pending, true)
+    return await this.create(docId, reason, label, state, pending, true, covers)
   }
 
   /** Takes a version of the given state now; the authors are those of the changes since the last one. */
-  async create (docId: string, reason: VersionReason, label: string | null, state: Uint8Array, pending = this.detach(docId), othersTaken = false): Promise<VersionMeta> {
+  async create (docId: string, reason: VersionReason, label: string | null, state: Uint8Array, pending = this.detach(docId), othersTaken = false, covers = Date.now()): Promise<VersionMeta> {
     if (reason === 'named') {
       try {
         await this.checkNamedRoom(docId, state.length)
@@ -174,7 +176,7 @@ export class VersionHistory implements DocumentLifecycle {
     try {
       // The others hold the same changes and skip their version of them; an automatic version's
       // claim, long enough to encode it, lasts idleMs from now.
-      await this.claims.mark(docId, this.options.idleMs)
+      await this.claims.mark(docId, this.options.idleMs, covers)
     } catch (err) {
       this.log.debug({ docId, err }, 'version not marked for the other nodes')
     }
@@ -325,15 +327,15 @@ export class VersionHistory implements DocumentLifecycle {
 
   private async decideAndTake (docId: string): Promise<void> {
     try {
-      const entry = this.unversioned.get(docId)
-      const seen = entry?.lastChangeAt
       // Claimed for as long as the state may take to encode: another node must not take the same
       // version meanwhile. Once written, the claim is set to idleMs from then (create's mark).
-      if (!await this.claims.claim(docId, this.options.idleMs + (this.options.encodeDeadlineMs ?? TASK_DEADLINE_MS))) {
-        // Another node takes this one (it holds the same changes); later changes wait for the next,
-        // counted from now, as on the node that took it.
+      const covers = Date.now()
+      const answer = await this.claims.claim(docId, this.options.idleMs + (this.options.encodeDeadlineMs ?? TASK_DEADLINE_MS), covers)
+      if (!answer.taken) {
+        // Another node takes this one (it holds the same changes). Changes made after its version
+        // began are not in it: they wait for the next, counted from now, as on that node.
         const current = this.unversioned.get(docId)
-        if (current?.lastChangeAt === seen) this.unversioned.delete(docId)
+        if (current !== undefined && current.lastChangeAt <= answer.covers) this.unversioned.delete(docId)
         else if (current !== undefined) current.firstChangeAt = Date.now()
         return
       }
