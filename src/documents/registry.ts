@@ -172,7 +172,7 @@ export class DocumentRegistry {
     if (doc.refs > 0 || doc.state !== 'live') return
     doc.state = 'unloading'
     const acquisitions = doc.acquisitions
-    if (!await this.flushBeforeUnload(doc) || !this.stillUnloading(doc)) return
+    if (!await this.flushBeforeUnload(doc) || !this.stillUnloading(doc) || this.usedMeanwhile(doc, acquisitions)) return
     for (const observer of this.lifecycle) {
       await observer.beforeUnload?.(doc).catch(err => this.log.warn({ docId: doc.id, err }, 'before-unload hook failed'))
     }
@@ -216,11 +216,7 @@ export class DocumentRegistry {
   /** After an await of the unload: false if it must stop (dropped meanwhile, joined, shutting down). */
   private stillUnloading (doc: LiveDocument): boolean {
     // Deleted meanwhile (drop evicted it; the id may hold a new document by now): nothing to do.
-    if (doc.state !== 'unloading') return false
-    if (this.docs.get(doc.id) !== doc) {
-      doc.destroy()
-      return false
-    }
+    if (doc.state !== 'unloading' || this.docs.get(doc.id) !== doc) return false
     // A client joined meanwhile: it keeps the document alive. At shutdown closeAll takes over.
     if (doc.refs > 0 || this.closing) {
       doc.state = 'live'

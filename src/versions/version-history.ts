@@ -49,6 +49,9 @@ function gainedSince (current: Uint8Array, synced: Uint8Array): boolean {
 /** A named version would take more than named versions may hold. */
 export class VersionHistoryFullError extends Error {}
 
+/** How much older than another node's version a change must be to count as in it. */
+const CLOCK_MARGIN_MS = 1_000
+
 /** A restore lock outlives a node that died holding it by at most this long. */
 const RESTORE_LOCK_MS = 60_000
 
@@ -140,11 +143,12 @@ export class VersionHistory implements DocumentLifecycle {
     const local = this.detach(docId)
     // The other nodes' authors too: those recorded later are of changes this version may lack.
     const others = await this.othersAuthors(docId)
-    const pending = local ?? (others.length > 0 ? { firstChangeAt: covers, lastChangeAt: covers, authors: new Set<string>() } : undefined)
-    for (const author of others) pending!.authors.add(author)
+    const pending: Unversioned | undefined = local === undefined && others.length === 0
+      ? undefined
+      : { firstChangeAt: local?.firstChangeAt ?? covers, lastChangeAt: local?.lastChangeAt ?? covers, authors: new Set([...local?.authors ?? [], ...others]) }
+    // Not taken: this node's changes wait here, the other nodes' authors in Redis again.
     const giveBack = (): void => {
       if (local !== undefined) this.restorePending(docId, local)
-      // Whichever node takes the version names them.
       if (others.length > 0) this.claims.addAuthors(docId, others).catch(err => { this.log.debug({ docId, err }, 'version authors not given back to the other nodes') })
     }
     let state: Uint8Array | null
@@ -158,16 +162,22 @@ export class VersionHistory implements DocumentLifecycle {
       giveBack()
       return null
     }
-    return await this.create(docId, reason, label, state, pending, true, covers)
+    try {
+      // create() gives nothing back itself: `pending` is not this node's entry.
+      return await this.create(docId, reason, label, state, pending, true, covers, false)
+    } catch (err) {
+      giveBack()
+      throw err
+    }
   }
 
   /** Takes a version of the given state now; the authors are those of the changes since the last one. */
-  async create (docId: string, reason: VersionReason, label: string | null, state: Uint8Array, pending = this.detach(docId), othersTaken = false, covers = Date.now()): Promise<VersionMeta> {
+  async create (docId: string, reason: VersionReason, label: string | null, state: Uint8Array, pending = this.detach(docId), othersTaken = false, covers = Date.now(), restoreOnFailure = true): Promise<VersionMeta> {
     if (reason === 'named') {
       try {
         await this.checkNamedRoom(docId, state.length)
       } catch (err) {
-        if (pending !== undefined) this.restorePending(docId, pending)
+        if (pending !== undefined && restoreOnFailure) this.restorePending(docId, pending)
         throw err
       }
     }
@@ -186,7 +196,7 @@ export class VersionHistory implements DocumentLifecycle {
       await this.store.saveVersion(docId, meta, state)
     } catch (err) {
       // Not taken: the changes still wait for a version, with their authors.
-      if (pending !== undefined) this.restorePending(docId, pending)
+      if (pending !== undefined && restoreOnFailure) this.restorePending(docId, pending)
       throw err
     }
     this.metrics?.versionsCreated.labels(reason).inc()
@@ -212,6 +222,7 @@ export class VersionHistory implements DocumentLifecycle {
     if (recent !== undefined && Date.now() - recent.at < this.options.idleMs) return async () => await recent.id.catch(() => '')
     // The state and the authors as they are before the merge; the batch's author is the next version's.
     const state = doc.encodeFullState()
+    const covers = Date.now()
     const pending = this.detach(doc.id)
     return async changed => {
       if (!changed || state === null) {
@@ -220,7 +231,7 @@ export class VersionHistory implements DocumentLifecycle {
       }
       // Noted before the write finishes: a batch that arrives meanwhile (it usually follows the
       // sync step 2 that merged the same edits) gets this version, not a second one.
-      const entry = { id: this.create(doc.id, 'before-offline-merge', null, state, pending).then(meta => meta.id), at: Date.now() }
+      const entry = { id: this.create(doc.id, 'before-offline-merge', null, state, pending, false, covers).then(meta => meta.id), at: Date.now() }
       this.lastMergeVersion.set(doc.id, entry)
       try {
         return await entry.id
@@ -335,11 +346,14 @@ export class VersionHistory implements DocumentLifecycle {
         // Another node takes this one (it holds the same changes). Changes made after its version
         // began are not in it: they wait for the next, counted from now, as on that node.
         const current = this.unversioned.get(docId)
-        if (current !== undefined && current.lastChangeAt <= answer.covers) this.unversioned.delete(docId)
+        // Clocks of two nodes, and an edit still travelling to the other node: only changes
+        // clearly older than its version are left to it; at worst a duplicate version.
+        const margin = Math.min(CLOCK_MARGIN_MS, this.options.idleMs / 2)
+        if (current !== undefined && current.lastChangeAt <= answer.covers - margin) this.unversioned.delete(docId)
         else if (current !== undefined) current.firstChangeAt = Date.now()
         return
       }
-      const meta = await this.createFrom(docId, 'auto', null, async () => await this.stateOf(docId))
+      const meta = await this.createFrom(docId, 'auto', null, async () => await this.stateOf(docId), covers)
       // Not loaded here any more: its changes were versioned before it left, or never will be here.
       if (meta === null) this.unversioned.delete(docId)
     } catch (err) {
