@@ -164,25 +164,29 @@ export class VersionHistory implements DocumentLifecycle {
     }
     try {
       // create() gives nothing back itself: `pending` is not this node's entry.
-      return await this.create(docId, reason, label, state, pending, true, covers, false)
+      return await this.create(docId, reason, label, state, pending, covers, true)
     } catch (err) {
       giveBack()
       throw err
     }
   }
 
-  /** Takes a version of the given state now; the authors are those of the changes since the last one. */
-  async create (docId: string, reason: VersionReason, label: string | null, state: Uint8Array, pending = this.detach(docId), othersTaken = false, covers = Date.now(), restoreOnFailure = true): Promise<VersionMeta> {
+  /**
+   * Writes a version of `state` holding the changes `pending` noted until `covers`. `settled`: the
+   * caller took the other nodes' authors and gives everything back if this fails (createFrom);
+   * otherwise this takes them, and puts `pending` back on failure.
+   */
+  private async create (docId: string, reason: VersionReason, label: string | null, state: Uint8Array, pending: Unversioned | undefined, covers: number, settled: boolean): Promise<VersionMeta> {
     if (reason === 'named') {
       try {
         await this.checkNamedRoom(docId, state.length)
       } catch (err) {
-        if (pending !== undefined && restoreOnFailure) this.restorePending(docId, pending)
+        if (pending !== undefined && !settled) this.restorePending(docId, pending)
         throw err
       }
     }
     const authors = new Set(pending?.authors ?? [])
-    if (!othersTaken) for (const author of await this.othersAuthors(docId)) authors.add(author)
+    if (!settled) for (const author of await this.othersAuthors(docId)) authors.add(author)
     try {
       // The others hold the same changes and skip their version of them; an automatic version's
       // claim, long enough to encode it, lasts idleMs from now.
@@ -196,7 +200,7 @@ export class VersionHistory implements DocumentLifecycle {
       await this.store.saveVersion(docId, meta, state)
     } catch (err) {
       // Not taken: the changes still wait for a version, with their authors.
-      if (pending !== undefined && restoreOnFailure) this.restorePending(docId, pending)
+      if (pending !== undefined && !settled) this.restorePending(docId, pending)
       throw err
     }
     this.metrics?.versionsCreated.labels(reason).inc()
@@ -231,7 +235,7 @@ export class VersionHistory implements DocumentLifecycle {
       }
       // Noted before the write finishes: a batch that arrives meanwhile (it usually follows the
       // sync step 2 that merged the same edits) gets this version, not a second one.
-      const entry = { id: this.create(doc.id, 'before-offline-merge', null, state, pending, false, covers).then(meta => meta.id), at: Date.now() }
+      const entry = { id: this.create(doc.id, 'before-offline-merge', null, state, pending, covers, false).then(meta => meta.id), at: Date.now() }
       this.lastMergeVersion.set(doc.id, entry)
       try {
         return await entry.id
