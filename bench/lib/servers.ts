@@ -96,10 +96,25 @@ export interface OursBinary {
   dirty: boolean
   command: string
   args: string[]
+  /** The node flags this build ships with: a commit's own, so that a change of flags can be measured as a before/after. */
+  nodeFlags: readonly string[]
 }
 
 function git (args: string[]): string {
   return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim()
+}
+
+/** SERVER_NODE_FLAGS as committed in `commit` (none before the file existed). */
+function nodeFlagsAt (commit: string): string[] {
+  let text: string
+  try {
+    text = execFileSync('git', ['show', `${commit}:scripts/server-node-flags.ts`], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+  } catch {
+    return []
+  }
+  const list = /SERVER_NODE_FLAGS[^=]*=\s*\[([^\]]*)\]/.exec(text)
+  if (list?.[1] === undefined) throw new Error(`cannot read SERVER_NODE_FLAGS of ${commit}`)
+  return [...list[1].matchAll(/'([^']*)'/g)].map(m => m[1] ?? '')
 }
 
 /**
@@ -111,17 +126,18 @@ function git (args: string[]): string {
 export function prepareOurs (build: OursBuild): OursBinary {
   // 'rev:REV' builds that commit like HEAD (the baseline of a before/after comparison).
   const commit = git(['rev-parse', build.startsWith('rev:') ? `${build.slice('rev:'.length)}^{commit}` : 'HEAD'])
-  const dirty = git(['status', '--porcelain', '--', 'src']) !== ''
+  const dirty = git(['status', '--porcelain', '--', 'src', 'scripts/server-node-flags.ts']) !== ''
+  const nodeFlags = SERVER_NODE_FLAGS
   if (build.startsWith('entry:')) {
     // An already built entry point, e.g. an experimental copy of dist/ with a proposed fix applied.
-    return { build, commit, dirty: true, command: process.execPath, args: [build.slice('entry:'.length)] }
+    return { build, commit, dirty: true, command: process.execPath, args: [build.slice('entry:'.length)], nodeFlags }
   }
   if (build === 'src') {
-    return { build, commit, dirty, command: process.execPath, args: ['--import', 'tsx', join(ROOT, 'src/main.ts')] }
+    return { build, commit, dirty, command: process.execPath, args: ['--import', 'tsx', join(ROOT, 'src/main.ts')], nodeFlags }
   }
   if (build === 'worktree') {
     execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' })
-    return { build, commit, dirty, command: process.execPath, args: [join(ROOT, 'dist/main.js')] }
+    return { build, commit, dirty, command: process.execPath, args: [join(ROOT, 'dist/main.js')], nodeFlags }
   }
   const dir = join(ROOT, 'node_modules/.cache/yjs-uws-bench', commit)
   const entry = join(dir, 'dist/main.js')
@@ -132,7 +148,7 @@ export function prepareOurs (build: OursBuild): OursBinary {
     execFileSync('sh', ['-c', `git archive ${commit} src package.json tsconfig.json tsconfig.build.json | tar -x -C "${dir}"`], { cwd: ROOT })
     execFileSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', join(dir, 'tsconfig.build.json')], { cwd: dir, stdio: 'inherit' })
   }
-  return { build, commit, dirty: false, command: process.execPath, args: [entry] }
+  return { build, commit, dirty: false, command: process.execPath, args: [entry], nodeFlags: nodeFlagsAt(commit) }
 }
 
 export interface OursOptions {
@@ -163,8 +179,8 @@ export async function startOurs (options: OursOptions): Promise<ServerProcess> {
     ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl }),
     ...options.env
   }
-  // The flags the server ships with (npm start, Dockerfile), then the run's own: the last one wins.
-  const args = [...SERVER_NODE_FLAGS, ...(options.nodeFlags ?? []), ...options.binary.args]
+  // The flags the build ships with (npm start, Dockerfile), then the run's own: the last one wins.
+  const args = [...options.binary.nodeFlags, ...(options.nodeFlags ?? []), ...options.binary.args]
   const { proc, output } = spawnTracked(options.binary.command, args, env, options.cwd)
   try {
     await waitHttpReady(port, '/readyz', proc, output)
