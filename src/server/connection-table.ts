@@ -9,6 +9,7 @@ import type { Connection, Reservation } from './connection.js'
 export class ConnectionTable {
   private readonly open = new Set<Connection>()
   private reserved = 0
+  private upgrading: Connection | null = null
 
   get size (): number {
     return this.open.size
@@ -32,6 +33,25 @@ export class ConnectionTable {
   add (conn: Connection): void {
     this.open.add(conn)
     if (conn.reservation !== null) this.release(conn.reservation)
+  }
+
+  /**
+   * Runs uWS's upgrade of `conn`'s socket. The pinned uWS build (without uNetworking/uWebSockets#1929)
+   * now and then closes a socket at the end of the cork() that upgraded it: the close handler then
+   * runs inside `upgrade`, and `closedWhileUpgrading` tells it so.
+   */
+  upgrade (conn: Connection, upgrade: () => void): void {
+    this.upgrading = conn
+    try {
+      upgrade()
+    } finally {
+      this.upgrading = null
+    }
+  }
+
+  /** True inside `upgrade` for the connection being upgraded. */
+  closedWhileUpgrading (conn: Connection): boolean {
+    return this.upgrading === conn
   }
 
   delete (conn: Connection): void {

@@ -23,7 +23,7 @@ export interface UpgradeContext {
   limits: LimitsConfig
   revocations: Revocations
   upgradesPerAddress: AddressRateLimit
-  connections: Pick<ConnectionTable, 'tryReserve' | 'release'>
+  connections: Pick<ConnectionTable, 'tryReserve' | 'release' | 'upgrade'>
   node: { readonly closing: boolean }
   oversize: OversizeCooldown
 }
@@ -164,14 +164,18 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
     }
     ctx.metrics.upgrades.labels('101').inc()
     // A known uWS bug (uNetworking/uWebSockets#1928, fixed upstream by #1929, not in the pinned
-    // build): after the cork() handler upgraded the socket, uWS still runs its HTTP "Connection:
-    // close" check on the block realloc shrank in place, reading freed memory; now and then that
-    // closes the socket it has just opened, and the client sees 1006 and reconnects. Upgrading outside cork() avoids it but makes uWS.js print a warning to stderr
-    // on every upgrade and send the 101 in ~24 small writes, which is worse for operators; keep
-    // cork() until a uWS build with the fix can be pinned.
+    // build): when cork()'s handler upgraded the socket and the poll's realloc kept its address,
+    // cork() goes on to run its HTTP "Connection: close" check on memory that now belongs to the
+    // WebSocket (or to malloc); now and then that closes the socket it has just opened (measured: one
+    // upgrade in 4,000 to 10,000 on loopback), and the client sees 1006 and reconnects. Upgrading
+    // outside cork() avoids it but makes uWS.js print a warning to stderr on every upgrade and
+    // send the 101 in ~24 small writes, which is worse for operators; keep cork() until a uWS
+    // build with the fix can be pinned. `connections.upgrade` lets the close handler name it.
     data.conn.reservation = slot
-    res.cork(() => {
-      res.upgrade(data, secKey, secProtocol, secExtensions, socketContext)
+    ctx.connections.upgrade(data.conn, () => {
+      res.cork(() => {
+        res.upgrade(data, secKey, secProtocol, secExtensions, socketContext)
+      })
     })
   })().catch(err => {
     ctx.log.error({ err, docId }, 'upgrade failed')
