@@ -3,10 +3,13 @@
  * the bench all run `node ${SERVER_NODE_FLAGS} dist/main.js` (test/server-command.test.ts keeps
  * package.json and the Dockerfile in step with this list).
  *
- * --max-semi-space-size=8: V8 doubles its young generation (two semi-spaces) from 8 to 16 MiB each
- * when a burst of allocations survives, e.g. thousands of clients connecting at once; that adds
- * ~16 MiB of RSS which the process keeps. Capping it at 8 MiB cost no measurable CPU per delivered
- * edit in the bench (bench/README.md, Findings) and keeps idle memory close to uWS's own.
+ * --max-semi-space-size=4: V8 doubles its young generation (two semi-spaces) up to this size when
+ * allocations survive, e.g. thousands of clients connecting at once, and the process keeps what it
+ * grew. At 8 MiB (V8's default is 16) 5,000 connections grew it by another 2 × 4 MiB: 1.6 KiB of
+ * RSS per connection on top of the 2.5 its objects and socket cost. Measured as before/after runs
+ * (docs/performance.md): no CPU cost per delivered edit on steady 200 × 10, 1 × 500 and 100 × 10 at
+ * 50/s (45,000 deliveries a second); at 2 MiB the last cost 8 % more user CPU and the idle node
+ * hardly shrank, so 4 is the floor.
  *
  * --no-allocation-site-pretenuring: after a burst (documents loading while edits arrive), V8 can
  * decide that objects from some allocation sites are long-lived and allocate them in the old
@@ -22,4 +25,4 @@
  * under load gains nothing from it; the heap still shrinks through ordinary full GCs, and the
  * idle-memory figure did not grow without it (2.18/2.39 vs 2.61/2.49 KiB per connection).
  */
-export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--no-allocation-site-pretenuring', '--no-memory-reducer']
+export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--no-allocation-site-pretenuring', '--no-memory-reducer']

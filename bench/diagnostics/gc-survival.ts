@@ -4,7 +4,7 @@
  * Yjs edits/s applied to LiveDocuments, the write-behind flushing to the LevelDB store every
  * 250 ms) and V8's own account of each young-generation GC.
  *
- *   node --import tsx --max-semi-space-size=8 --trace-gc-nvp bench/diagnostics/gc-survival.ts \
+ *   node --import tsx --max-semi-space-size=4 --trace-gc-nvp bench/diagnostics/gc-survival.ts \
  *     | grep 'gc=s' | grep -oE '(average_survival_ratio|promoted)=[^ ]+'
  *
  * STORE=leveldb (default) writes through LevelDbStore; STORE=none keeps the write-behind but

@@ -4,7 +4,7 @@
  * quoted in bench/README.md ("Findings", session 3) and in src/persistence/entry-value.ts come from
  * this script.
  *
- *   node --import tsx --max-semi-space-size=8 --no-allocation-site-pretenuring \
+ *   node --import tsx --max-semi-space-size=4 --no-allocation-site-pretenuring \
  *     bench/diagnostics/write-behind-cost.ts
  *
  * PER=1.25 (default) updates per document per flush, about steady 200 x 10 at the default
