@@ -18,15 +18,22 @@ t.test('closedWhileUpgrading holds for the upgraded connection only, and only in
   t.notOk(table.closedWhileUpgrading(a), 'cleared once upgrade returns')
   t.throws(() => { table.upgrade(a, () => { throw new Error('boom') }) })
   t.notOk(table.closedWhileUpgrading(a), 'cleared when the upgrade throws')
+  table.upgrade(a, () => {
+    table.upgrade(b, () => {})
+    inside = [table.closedWhileUpgrading(a)]
+  })
+  t.same(inside, [true], 'a nested upgrade gives the outer one its mark back')
 })
 
-// What makes the detection work: uWS runs the close handler of a socket it closes during an
-// upgrade (as its cork() bug does) inside the upgrade call. Forced here with ws.close() in open.
+// What makes the detection work: uWS runs the close handler of a socket closed at the end of the
+// cork() that upgraded it (where its bug closes it, after res.upgrade returned) inside that call.
+// Forced here with ws.close() at the same point.
 t.test('a socket uWS closes during its async upgrade is reported inside upgrade; a later close is not', async t => {
   const table = new ConnectionTable()
   const port = await freePort()
   const seen: Array<{ doc: string, code: number, whileUpgrading: boolean }> = []
   interface Data { conn: Connection, doc: string }
+  let opened: uWS.WebSocket<Data> | null = null
   const app = uWS.App().ws<Data>('/*', {
     upgrade: (res, req, context) => {
       const doc = req.getUrl().slice(1)
@@ -40,11 +47,14 @@ t.test('a socket uWS closes during its async upgrade is reported inside upgrade;
         if (aborted) return
         const data: Data = { conn: fakeConnection(doc), doc }
         table.upgrade(data.conn, () => {
-          res.cork(() => { res.upgrade(data, key, protocol, extensions, context) })
+          res.cork(() => {
+            res.upgrade(data, key, protocol, extensions, context)
+            if (doc === 'dropped') opened?.close()
+          })
         })
       })
     },
-    open: ws => { if (ws.getUserData().doc === 'dropped') ws.close() },
+    open: ws => { opened = ws },
     close: (ws, code) => {
       const { conn, doc } = ws.getUserData()
       seen.push({ doc, code, whileUpgrading: table.closedWhileUpgrading(conn) })

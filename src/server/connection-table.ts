@@ -41,11 +41,12 @@ export class ConnectionTable {
    * runs inside `upgrade`, and `closedWhileUpgrading` tells it so.
    */
   upgrade (conn: Connection, upgrade: () => void): void {
+    const outer = this.upgrading
     this.upgrading = conn
     try {
       upgrade()
     } finally {
-      this.upgrading = null
+      this.upgrading = outer
     }
   }
 

@@ -14,6 +14,7 @@ import type { ConnectionTable } from './connection-table.js'
 import type { OversizeCooldown } from './oversize-cooldown.js'
 import { remoteAddress, requestToken, sendJson, trackAbort } from '../http/http-util.js'
 import { DOCUMENT_PATH_PREFIX } from '../protocol/endpoints.js'
+import { CloseCode } from '../protocol/close-codes.js'
 
 export interface UpgradeContext {
   verifier: TokenVerifier
@@ -167,16 +168,30 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
     // build): when cork()'s handler upgraded the socket and the poll's realloc kept its address,
     // cork() goes on to run its HTTP "Connection: close" check on memory that now belongs to the
     // WebSocket (or to malloc); now and then that closes the socket it has just opened (measured: one
-    // upgrade in 4,000 to 10,000 on loopback), and the client sees 1006 and reconnects. Upgrading
+    // upgrade in 4,000 to 12,000 on loopback), and the client sees 1006 and reconnects. Upgrading
     // outside cork() avoids it but makes uWS.js print a warning to stderr on every upgrade and
     // send the 101 in ~24 small writes, which is worse for operators; keep cork() until a uWS
-    // build with the fix can be pinned. `connections.upgrade` lets the close handler name it.
+    // build with the fix can be pinned. `connections.upgrade` lets the close handler name it, so
+    // it must enclose the whole cork(): the close comes after res.upgrade returns.
     data.conn.reservation = slot
-    ctx.connections.upgrade(data.conn, () => {
-      res.cork(() => {
-        res.upgrade(data, secKey, secProtocol, secExtensions, socketContext)
+    try {
+      ctx.connections.upgrade(data.conn, () => {
+        res.cork(() => {
+          res.upgrade(data, secKey, secProtocol, secExtensions, socketContext)
+        })
       })
-    })
+    } catch (err) {
+      // Once uWS opened the socket the response is gone: a half set-up connection is closed (it
+      // re-syncs on reconnect) and its close handler gives the document back.
+      const opened = data.conn.socket !== null || data.conn.closed
+      ctx.log.error({ err, docId }, 'upgrade failed')
+      if (opened) {
+        data.conn.socket?.end(CloseCode.InternalError, 'internal error')
+      } else {
+        ctx.registry.release(doc)
+        if (!abort.aborted) sendJson(res, 500, { error: 'internal', message: 'internal error' })
+      }
+    }
   })().catch(err => {
     ctx.log.error({ err, docId }, 'upgrade failed')
     if (!abort.aborted) sendJson(res, 500, { error: 'internal', message: 'internal error' })
