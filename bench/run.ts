@@ -235,7 +235,7 @@ async function main (): Promise<void> {
       kernel: release(),
       node: process.version
     },
-    ours: { commit: binary.commit, build: binary.build, dirty: binary.dirty },
+    ours: { commit: binary.commit, build: binary.build, dirty: binary.dirty, nodeFlags: [...binary.nodeFlags, ...args.nodeFlags] },
     reference: referenceVersion(),
     runs: merged,
     comparisons: scenario.compare(merged, args.flags),

@@ -43,7 +43,7 @@ export interface RunRecord {
   command: string
   params: Record<string, unknown>
   machine: { cpus: number; model: string; memGiB: number; kernel: string; node: string }
-  ours: { commit: string; build: string; dirty: boolean }
+  ours: { commit: string; build: string; dirty: boolean; /** The node flags ours ran with (a baseline runs with its own commit's). */ nodeFlags?: string[] }
   reference: string
   runs: TargetRun[]
   comparisons: Comparison[]

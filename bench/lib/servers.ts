@@ -104,17 +104,27 @@ function git (args: string[]): string {
   return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim()
 }
 
-/** SERVER_NODE_FLAGS as committed in `commit` (none before the file existed). */
+/**
+ * The node flags `commit` shipped with, read from its Dockerfile's exec-form CMD (JSON, kept in
+ * step with SERVER_NODE_FLAGS by test/server-command.test.ts): `["node", ...flags, "dist/main.js"]`.
+ * A commit without a Dockerfile ran with none; a CMD of another shape is an error, not a guess.
+ */
 function nodeFlagsAt (commit: string): string[] {
-  let text: string
+  const exists = git(['ls-tree', '--name-only', commit, 'Dockerfile']) !== ''
+  if (!exists) return []
+  const cmd = git(['show', `${commit}:Dockerfile`]).split('\n').filter(line => line.startsWith('CMD ')).pop()
+  let argv: unknown
   try {
-    text = execFileSync('git', ['show', `${commit}:scripts/server-node-flags.ts`], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+    argv = cmd === undefined ? undefined : JSON.parse(cmd.slice('CMD '.length))
   } catch {
-    return []
+    argv = undefined
   }
-  const list = /SERVER_NODE_FLAGS[^=]*=\s*\[([^\]]*)\]/.exec(text)
-  if (list?.[1] === undefined) throw new Error(`cannot read SERVER_NODE_FLAGS of ${commit}`)
-  return [...list[1].matchAll(/'([^']*)'/g)].map(m => m[1] ?? '')
+  if (!Array.isArray(argv) || argv[0] !== 'node' || argv.at(-1) !== 'dist/main.js' || !argv.every(a => typeof a === 'string' && a !== '')) {
+    throw new Error(`cannot read the node flags of ${commit}: its Dockerfile's CMD is not ["node", ...flags, "dist/main.js"]`)
+  }
+  const flags = argv.slice(1, -1) as string[]
+  if (!flags.every(flag => flag.startsWith('--'))) throw new Error(`unexpected node arguments in ${commit}'s Dockerfile CMD: ${flags.join(' ')}`)
+  return flags
 }
 
 /**
