@@ -22,6 +22,7 @@ export class Metrics {
   readonly upgrades = new Counter({ name: 'collab_upgrades_total', help: 'WebSocket upgrade attempts by HTTP status answered (101 = upgraded)', labelNames: ['status'], registers: [this.registry] })
   readonly authFailures = new Counter({ name: 'collab_auth_failures_total', help: 'Refused tokens by reason (missing, invalid, expired, unavailable, forbidden)', labelNames: ['reason'], registers: [this.registry] })
   readonly closes = new Counter({ name: 'collab_closes_total', help: 'Closed connections by WebSocket close code', labelNames: ['code'], registers: [this.registry] })
+  readonly upgradeDrops = new Counter({ name: 'collab_upgrade_drops_total', help: 'Sockets the pinned uWS build closed as it upgraded them (uNetworking/uWebSockets#1928); also counted in collab_closes_total as 1006', registers: [this.registry] })
 
   // Message counters are plain numbers on the hot path (prom-client hashes labels on every inc);
   // they are copied into the registry only when it is scraped.

@@ -130,6 +130,7 @@ export function documentSocketBehavior (options: SocketOptions, deps: SocketDepe
         conn.log.warn({ code, reason }, 'connection dropped by the server')
         if (reason.startsWith(UWS_TOO_BIG_REASON)) deps.oversize.strike(conn.docId, conn.userId)
       } else if (code === CloseCode.Abnormal && connections.closedWhileUpgrading(conn)) {
+        metrics.upgradeDrops.inc()
         conn.log.warn({ code }, 'connection dropped by uWS as it was upgraded (uNetworking/uWebSockets#1928, fixed upstream, not in the pinned build): the client reconnects')
       } else if (code === CloseCode.Abnormal) {
         // uWS gives no reason when it drops a socket past MAX_BACKPRESSURE_BYTES, nor when the
