@@ -172,14 +172,16 @@ export class DocumentRegistry {
     if (doc.refs > 0 || doc.state !== 'live') return
     doc.state = 'unloading'
     const acquisitions = doc.acquisitions
-    if (!await this.flushBeforeUnload(doc) || !this.stillUnloading(doc) || this.usedMeanwhile(doc, acquisitions)) return
+    // Checked after every await of the unload.
+    const goesOn = (): boolean => this.stillUnloading(doc) && !this.usedMeanwhile(doc, acquisitions)
+    if (!await this.flushBeforeUnload(doc) || !goesOn()) return
     for (const observer of this.lifecycle) {
       await observer.beforeUnload?.(doc).catch(err => this.log.warn({ docId: doc.id, err }, 'before-unload hook failed'))
     }
-    if (!this.stillUnloading(doc) || this.usedMeanwhile(doc, acquisitions)) return
+    if (!goesOn()) return
     // Peers' edits that arrived meanwhile are stored before it leaves (the nodes they came from
     // version them): a document edited elsewhere still unloads here.
-    if (!await this.flushBeforeUnload(doc) || !this.stillUnloading(doc) || this.usedMeanwhile(doc, acquisitions)) return
+    if (!await this.flushBeforeUnload(doc) || !goesOn()) return
     // Nothing of it is pending or being written: the flush above resolved.
     this.evict(doc)
     this.log.debug({ docId: doc.id }, 'document unloaded')

@@ -181,16 +181,15 @@ export function handleUpgrade (ctx: UpgradeContext, res: HttpResponse, req: Http
         })
       })
     } catch (err) {
+      // A socket that never opened leaves its document here and gets its 500 below.
+      if (data.conn.socket === null && !data.conn.closed) {
+        ctx.registry.release(doc)
+        throw err
+      }
       // Once uWS opened the socket the response is gone: a half set-up connection is closed (it
       // re-syncs on reconnect) and its close handler gives the document back.
-      const opened = data.conn.socket !== null || data.conn.closed
       ctx.log.error({ err, docId }, 'upgrade failed')
-      if (opened) {
-        data.conn.socket?.end(CloseCode.InternalError, 'internal error')
-      } else {
-        ctx.registry.release(doc)
-        if (!abort.aborted) sendJson(res, 500, { error: 'internal', message: 'internal error' })
-      }
+      data.conn.socket?.end(CloseCode.InternalError, 'internal error')
     }
   })().catch(err => {
     ctx.log.error({ err, docId }, 'upgrade failed')
