@@ -29,4 +29,4 @@ EXPOSE 1234
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||1234)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # Node receives SIGTERM directly (exec form): graceful shutdown closes sockets with 1001 and flushes.
-CMD ["node", "--max-semi-space-size=4", "--no-allocation-site-pretenuring", "--no-memory-reducer", "dist/main.js"]
+CMD ["node", "--max-semi-space-size=4", "--no-allocation-site-pretenuring", "--no-memory-reducer", "dist/bundle/main.js"]

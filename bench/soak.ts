@@ -19,6 +19,7 @@ import WebSocket from 'ws'
 import { WebsocketProvider } from 'y-websocket'
 import * as Y from 'yjs'
 import { freePort } from '../scripts/free-port.js'
+import { SERVER_ENTRY } from '../scripts/server-node-flags.js'
 import { scrapeMetric } from './lib/server-metrics.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -56,7 +57,7 @@ interface Client { doc: Y.Doc, provider: WebsocketProvider, docId: string }
 async function main (): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'collab-soak-'))
   const port = await freePort()
-  const server = spawn(process.execPath, ['--expose-gc', '--import', join(ROOT, 'bench/gc-on-signal.mjs'), join(ROOT, 'dist/main.js')], {
+  const server = spawn(process.execPath, ['--expose-gc', '--import', join(ROOT, 'bench/gc-on-signal.mjs'), join(ROOT, SERVER_ENTRY)], {
     env: {
       PATH: process.env.PATH, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', JWT_SECRET: SECRET, DATA_DIR: dataDir,
       DOC_IDLE_UNLOAD_MS: '1000', FLUSH_INTERVAL_MS: '250'

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort } from './free-port.js'
 import { startPostgres } from './postgres-server.js'
-import { SERVER_NODE_FLAGS } from './server-node-flags.js'
+import { SERVER_ENTRY, SERVER_NODE_FLAGS } from './server-node-flags.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
@@ -104,8 +104,8 @@ export async function startLocalCluster (options: LocalClusterOptions = {}): Pro
   const count = options.nodes ?? 3
   const dir = mkdtempSync(join(tmpdir(), 'collab-cluster-'))
   const children = new Set<ChildProcess>()
-  const entry = options.entry ?? [...SERVER_NODE_FLAGS, join(ROOT, 'dist/main.js')]
-  if (options.entry === undefined && !existsSync(entry.at(-1)!)) throw new Error('dist/main.js is missing: run `npm run build` first')
+  const entry = options.entry ?? [...SERVER_NODE_FLAGS, join(ROOT, SERVER_ENTRY)]
+  if (options.entry === undefined && !existsSync(entry.at(-1)!)) throw new Error(`${SERVER_ENTRY} is missing: run \`npm run build\` first`)
 
   const track = (proc: ChildProcess): Promise<number | string> => {
     children.add(proc)

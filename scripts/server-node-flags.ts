@@ -1,7 +1,14 @@
 /**
- * Node flags the server is shipped with: `npm start`, the Dockerfile's CMD, `npm run cluster` and
- * the bench all run `node ${SERVER_NODE_FLAGS} dist/main.js` (test/server-command.test.ts keeps
- * package.json and the Dockerfile in step with this list).
+ * The server as shipped: `npm start`, the Dockerfile's CMD, `npm run cluster` and the bench all run
+ * `node ${SERVER_NODE_FLAGS} ${SERVER_ENTRY}` (test/server-command.test.ts keeps package.json and
+ * the Dockerfile in step with these).
+ *
+ * SERVER_ENTRY is the bundle `npm run build` makes of tsc's output (scripts/bundle-server.mjs).
+ */
+export const SERVER_ENTRY = 'dist/bundle/main.js'
+
+/**
+ * Node flags the server is shipped with.
  *
  * --max-semi-space-size=4: V8 doubles its young generation (two semi-spaces) up to this size when
  * allocations survive, e.g. thousands of clients connecting at once, and the process keeps what it

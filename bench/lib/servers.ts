@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freeClusterPort, freePort } from '../../scripts/free-port.js'
-import { SERVER_NODE_FLAGS } from '../../scripts/server-node-flags.js'
+import { SERVER_ENTRY, SERVER_NODE_FLAGS } from '../../scripts/server-node-flags.js'
 
 export { freePort }
 import type { Endpoint } from './wsraw.js'
@@ -104,14 +104,21 @@ function git (args: string[]): string {
   return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim()
 }
 
+/** How `commit` ran the server: its node flags and its entry point, relative to the build. */
+interface ShippedCommand {
+  flags: string[]
+  entry: string
+}
+
 /**
- * The node flags `commit` shipped with, read from its Dockerfile's exec-form CMD (JSON, kept in
- * step with SERVER_NODE_FLAGS by test/server-command.test.ts): `["node", ...flags, "dist/main.js"]`.
- * A commit without a Dockerfile ran with none; a CMD of another shape is an error, not a guess.
+ * How `commit` shipped the server, read from its Dockerfile's exec-form CMD (JSON, kept in step
+ * with SERVER_NODE_FLAGS and SERVER_ENTRY by test/server-command.test.ts):
+ * `["node", ...flags, "dist/....js"]`. A commit without a Dockerfile ran dist/main.js with no
+ * flags; a CMD of another shape is an error, not a guess.
  */
-function nodeFlagsAt (commit: string): string[] {
+function shippedCommandAt (commit: string): ShippedCommand {
   const exists = git(['ls-tree', '--name-only', commit, 'Dockerfile']) !== ''
-  if (!exists) return []
+  if (!exists) return { flags: [], entry: 'dist/main.js' }
   const cmd = git(['show', `${commit}:Dockerfile`]).split('\n').filter(line => line.startsWith('CMD ')).pop()
   let argv: unknown
   try {
@@ -119,13 +126,17 @@ function nodeFlagsAt (commit: string): string[] {
   } catch {
     argv = undefined
   }
-  if (!Array.isArray(argv) || argv[0] !== 'node' || argv.at(-1) !== 'dist/main.js' || !argv.every(a => typeof a === 'string' && a !== '')) {
-    throw new Error(`cannot read the node flags of ${commit}: its Dockerfile's CMD is not ["node", ...flags, "dist/main.js"]`)
+  const entry: unknown = Array.isArray(argv) ? argv.at(-1) : undefined
+  if (!Array.isArray(argv) || argv[0] !== 'node' || typeof entry !== 'string' || !/^dist\/[\w./-]+\.js$/.test(entry) || !argv.every(a => typeof a === 'string' && a !== '')) {
+    throw new Error(`cannot read how ${commit} runs the server: its Dockerfile's CMD is not ["node", ...flags, "dist/....js"]`)
   }
   const flags = argv.slice(1, -1) as string[]
   if (!flags.every(flag => flag.startsWith('--'))) throw new Error(`unexpected node arguments in ${commit}'s Dockerfile CMD: ${flags.join(' ')}`)
-  return flags
+  return { flags, entry }
 }
+
+/** Files `npm run build` needs to build the server of a commit (those it has), besides src/. */
+const BUILD_FILES = ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'scripts/bundle-server.mjs']
 
 /**
  * Prepares our server. 'head' builds the committed HEAD into node_modules/.cache (someone else's
@@ -136,7 +147,7 @@ function nodeFlagsAt (commit: string): string[] {
 export function prepareOurs (build: OursBuild): OursBinary {
   // 'rev:REV' builds that commit like HEAD (the baseline of a before/after comparison).
   const commit = git(['rev-parse', build.startsWith('rev:') ? `${build.slice('rev:'.length)}^{commit}` : 'HEAD'])
-  const dirty = git(['status', '--porcelain', '--', 'src', 'scripts/server-node-flags.ts']) !== ''
+  const dirty = git(['status', '--porcelain', '--', 'src', 'scripts/server-node-flags.ts', 'scripts/bundle-server.mjs']) !== ''
   const nodeFlags = SERVER_NODE_FLAGS
   if (build.startsWith('entry:')) {
     // An already built entry point, e.g. an experimental copy of dist/ with a proposed fix applied.
@@ -147,18 +158,21 @@ export function prepareOurs (build: OursBuild): OursBinary {
   }
   if (build === 'worktree') {
     execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' })
-    return { build, commit, dirty, command: process.execPath, args: [join(ROOT, 'dist/main.js')], nodeFlags }
+    return { build, commit, dirty, command: process.execPath, args: [join(ROOT, SERVER_ENTRY)], nodeFlags }
   }
+  const shipped = shippedCommandAt(commit)
   const dir = join(ROOT, 'node_modules/.cache/yjs-uws-bench', commit)
-  const entry = join(dir, 'dist/main.js')
+  const entry = join(dir, shipped.entry)
   if (!existsSync(entry)) {
     rmSync(dir, { recursive: true, force: true })
     mkdirSync(dir, { recursive: true })
     // Node resolves packages from the cache dir upwards, reaching the project's node_modules.
-    execFileSync('sh', ['-c', `git archive ${commit} src package.json tsconfig.json tsconfig.build.json | tar -x -C "${dir}"`], { cwd: ROOT })
+    const files = BUILD_FILES.filter(file => git(['ls-tree', '--name-only', commit, file]) !== '')
+    execFileSync('sh', ['-c', `git archive ${commit} src ${files.join(' ')} | tar -x -C "${dir}"`], { cwd: ROOT })
     execFileSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', join(dir, 'tsconfig.build.json')], { cwd: dir, stdio: 'inherit' })
+    if (files.includes('scripts/bundle-server.mjs')) execFileSync(process.execPath, [join(dir, 'scripts/bundle-server.mjs')], { cwd: dir, stdio: 'inherit', env: { ...process.env, npm_config_loglevel: 'silent' } })
   }
-  return { build, commit, dirty: false, command: process.execPath, args: [entry], nodeFlags: nodeFlagsAt(commit) }
+  return { build, commit, dirty: false, command: process.execPath, args: [entry], nodeFlags: shipped.flags }
 }
 
 export interface OursOptions {

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { SERVER_ENTRY, SERVER_NODE_FLAGS } from '../../scripts/server-node-flags.js'
 import { mergeEnv, type TestEnv } from './env.js'
 import { TEST_SECRET } from './tokens.js'
 
@@ -22,12 +23,21 @@ function processEnv (env: TestEnv): Record<string, string> {
   return mergeEnv({ PATH: process.env.PATH ?? '/usr/bin:/bin', HOST: '127.0.0.1', PORT: '0', JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'info' }, env)
 }
 
+export interface SpawnOptions {
+  /**
+   * Run the server as it ships (`npm start`, the Docker image): the bundle `npm run build` made,
+   * with the shipped node flags, instead of src/main.ts through tsx.
+   */
+  shipped?: boolean
+}
+
 /**
  * Runs the real server entry point (src/main.ts) as a child process and waits until it listens.
  * `env` overlays the defaults; `undefined` removes one (see TestEnv).
  */
-export async function spawnServer (env: TestEnv): Promise<ServerProcess> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+export async function spawnServer (env: TestEnv, options: SpawnOptions = {}): Promise<ServerProcess> {
+  const args = options.shipped === true ? [...SERVER_NODE_FLAGS, SERVER_ENTRY] : ['--import', 'tsx', 'src/main.ts']
+  const proc = spawn(process.execPath, args, {
     cwd: ROOT,
     env: processEnv(env),
     stdio: ['ignore', 'pipe', 'pipe']
