@@ -109,3 +109,36 @@ t.test('a large document answers fresh clients in chunks, encoded once until it 
   t.equal(replica.getText('t').length, 10_001)
 })
 
+
+t.test('a document that loaded empty answers joins without a Y.Doc until something is applied', async t => {
+  const doc = new LiveDocument('empty-until-written')
+  t.teardown(() => doc.destroy())
+  doc.applyStored([])
+  const client = new Y.Doc()
+  t.same([...doc.encodeStateVector()], [...Y.encodeStateVector(new Y.Doc())], 'its state vector: an empty one')
+  t.same([...doc.encodeStateAsUpdate(Y.encodeStateVector(client))], [...Y.encodeStateAsUpdate(new Y.Doc())], 'a fresh client gets the empty update')
+  client.getArray('items').push(['offline edit'])
+  t.same([...doc.encodeStateAsUpdate(Y.encodeStateVector(client))], [...Y.encodeStateAsUpdate(new Y.Doc())], 'a client holding more gets the empty update too')
+  t.throws(() => doc.encodeStateAsUpdate(Uint8Array.of(5, 1)), 'a state vector that does not decode is still refused')
+  t.same([...doc.encodeFullState()!], [0, 0])
+  t.same([...doc.copyFullState()!], [0, 0])
+  t.equal(doc.hasPending, false)
+  t.equal(doc.untouched, true, 'no Y.Doc was made')
+
+  doc.apply(Y.encodeStateAsUpdate(client), 'client')
+  t.equal(doc.untouched, false, 'the first update makes it')
+  const replica = new Y.Doc()
+  Y.applyUpdate(replica, doc.encodeStateAsUpdate(Y.encodeStateVector(replica)))
+  t.same(replica.getArray('items').toArray(), ['offline edit'], 'and it answers with what it holds from then on')
+  t.same([...doc.encodeStateVector()], [...Y.encodeStateVector(client)])
+})
+
+t.test('a document loaded with content makes its Y.Doc at load', async t => {
+  const doc = new LiveDocument('loaded-with-content')
+  t.teardown(() => doc.destroy())
+  doc.applyStored([edit('stored')])
+  t.equal(doc.untouched, false)
+  const replica = new Y.Doc()
+  Y.applyUpdate(replica, doc.encodeStateAsUpdate(Y.encodeStateVector(replica)))
+  t.same(replica.getArray('items').toArray(), ['stored'])
+})

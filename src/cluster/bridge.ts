@@ -129,7 +129,7 @@ export class ClusterBridge {
         if (envelope.p != null) this.applyPeerUpdate(link, envelope.p, null)
         if (envelope.a != null) this.applyPeerAwareness(link, envelope.n, envelope.a, envelope.au ?? [])
         if (envelope.v != null) {
-          const missing = Y.encodeStateAsUpdate(link.doc.ydoc, envelope.v)
+          const missing = link.doc.encodeStateAsUpdate(envelope.v)
           if (!isEmptyUpdate(missing)) this.links.sendToNode(envelope.n, { t: EnvelopeKind.SyncPush, n: this.options.nodeId, d: link.doc.id, p: missing })
         }
         this.links.noteSyncReply(link.doc.id)
@@ -229,7 +229,7 @@ export class ClusterBridge {
   private answerSyncRequest (link: DocumentLink, requester: string, theirStateVector: Uint8Array): void {
     const doc = link.doc
     if (doc.state !== 'live') return
-    const missing = Y.encodeStateAsUpdate(doc.ydoc, theirStateVector)
+    const missing = doc.encodeStateAsUpdate(theirStateVector)
     const reply: Envelope = { t: EnvelopeKind.SyncReply, n: this.options.nodeId, d: doc.id }
     if (!isEmptyUpdate(missing)) reply.p = missing
     // Always ask back: state vectors do not show deletions, so only the requester's own full
@@ -262,8 +262,9 @@ export class ClusterBridge {
       if (link.doc.state !== 'live') continue
       this.links.requestSync(link.doc)
       // Redis may have come back without the data (restart without persistence, failover to a
-      // lagging replica): store the full state again; Yjs merges the duplicate away.
-      this.store.enqueue(link.doc.id, Y.encodeStateAsUpdate(link.doc.ydoc))
+      // lagging replica): store the full state again; Yjs merges the duplicate away. A document
+      // that loaded empty and was never written to has nothing to write back.
+      if (!link.doc.untouched) this.store.enqueue(link.doc.id, Y.encodeStateAsUpdate(link.doc.ydoc))
     }
   }
 }

@@ -81,6 +81,8 @@ const DIFF_CACHE_ENTRIES = 16
 /** Cached diffs per document, in bytes; a diff larger than this is never cached. */
 const DIFF_CACHE_MAX_BYTES = 4 * 1024 * 1024
 const EMPTY_STATE_VECTOR_LENGTH = 1 // Y.encodeStateVector(new Y.Doc()) is [0]
+/** Y.encodeStateAsUpdate(new Y.Doc()): no structs, no deletions. */
+const EMPTY_UPDATE: readonly number[] = [0, 0]
 /** A recording of chunks older than this no longer keeps others from starting one. */
 const RECORDING_MAX_MS = 60_000
 
@@ -97,7 +99,8 @@ export const diffCacheBudget = { used: 0, limit: 64 * 1024 * 1024 }
  * The document is shared by every connection to it on this node.
  */
 export class LiveDocument implements JoinCacheHolder {
-  readonly ydoc: ServerYDoc
+  /** Null until something is applied: see `ydoc`. */
+  private yjsDoc: ServerYDoc | null = null
   /**
    * uWS topic for local fan-out, as UTF-8 bytes: uWS.js converts a string topic to UTF-8 (length,
    * allocation, copy, free) on every publish, and takes bytes as they are.
@@ -139,7 +142,8 @@ export class LiveDocument implements JoinCacheHolder {
 
   /** Yjs holds updates of this document that wait for others it has not received. */
   get hasPending (): boolean {
-    const store = this.ydoc.store
+    if (this.yjsDoc === null) return false
+    const store = this.yjsDoc.store
     return store.pendingStructs !== null || store.pendingDs !== null
   }
 
@@ -153,20 +157,39 @@ export class LiveDocument implements JoinCacheHolder {
   private diffCacheBytes = 0
 
   constructor (readonly id: string) {
-    // The document's id is its guid: Yjs would make a random one (a string per document) that
-    // only subdocuments use.
-    this.ydoc = new ServerYDoc({ gc: true, guid: id })
     // A view into Node's shared pool for short strings: no ArrayBuffer of its own per document.
     this.topic = Buffer.from(`doc/${id}`)
-    this.ydoc.afterTransaction = () => {
+  }
+
+  /**
+   * The document's Y.Doc, made on first use. A document that loaded empty answers joins (its state
+   * vector, its empty state) without one until something is applied to it: a Y.Doc costs about
+   * 1 KB of heap even when empty, a large share of what a document opened by one idle client costs.
+   */
+  get ydoc (): ServerYDoc {
+    return (this.yjsDoc ??= this.createYDoc())
+  }
+
+  /** Whether the document has never had anything applied (and so has no Y.Doc yet). */
+  get untouched (): boolean {
+    return this.yjsDoc === null
+  }
+
+  private createYDoc (): ServerYDoc {
+    // The document's id is its guid: Yjs would make a random one (a string per document) that
+    // only subdocuments use.
+    const ydoc = new ServerYDoc({ gc: true, guid: this.id })
+    ydoc.afterTransaction = () => {
       this.version++
       if (this.fullStateCache !== null || this.fullStateChunks !== null) this.dropJoinCache()
       this.dropDiffCache()
     }
+    return ydoc
   }
 
   /** Applies stored updates while loading, in one transaction. */
   applyStored (updates: Uint8Array[]): void {
+    if (updates.length === 0) return
     Y.transact(this.ydoc, () => {
       for (const update of updates) Y.applyUpdate(this.ydoc, update)
     }, 'store')
@@ -231,6 +254,11 @@ export class LiveDocument implements JoinCacheHolder {
    */
   encodeStateAsUpdate (stateVector: Uint8Array): Uint8Array {
     if (isEmptyStateVector(stateVector)) return this.fullState()
+    if (this.yjsDoc === null) {
+      // Nothing to send whatever the client has; a vector that does not decode still throws.
+      Y.decodeStateVector(stateVector)
+      return new Uint8Array(EMPTY_UPDATE)
+    }
     // Clients that were in sync before a restart or a network blip come back with the same state
     // vector; answer them from one encoding, which matters most when the document holds pending
     // updates that every answer would otherwise merge again.
@@ -310,11 +338,15 @@ export class LiveDocument implements JoinCacheHolder {
    */
   copyFullState (): Uint8Array | null {
     if (this.state === 'unloaded') return null
-    return this.fullStateCache?.slice() ?? Y.encodeStateAsUpdate(this.ydoc)
+    return this.fullStateCache?.slice() ?? this.encodeState()
   }
 
   private currentState (): Uint8Array {
-    return this.fullStateCache ?? Y.encodeStateAsUpdate(this.ydoc)
+    return this.fullStateCache ?? this.encodeState()
+  }
+
+  private encodeState (): Uint8Array {
+    return this.yjsDoc === null ? new Uint8Array(EMPTY_UPDATE) : Y.encodeStateAsUpdate(this.yjsDoc)
   }
 
   /** The whole document as one update for a fresh join, encoded once per change while the join cache has room. */
@@ -323,7 +355,9 @@ export class LiveDocument implements JoinCacheHolder {
       joinCacheBudget.touch(this)
       return this.fullStateCache
     }
-    const state = Y.encodeStateAsUpdate(this.ydoc)
+    // Two bytes need no cache (nor the budget's bookkeeping for one).
+    if (this.yjsDoc === null) return new Uint8Array(EMPTY_UPDATE)
+    const state = Y.encodeStateAsUpdate(this.yjsDoc)
     this.keepForJoins(state, this.fullStateChunks)
     return state
   }
@@ -349,13 +383,13 @@ export class LiveDocument implements JoinCacheHolder {
   }
 
   encodeStateVector (): Uint8Array {
-    return Y.encodeStateVector(this.ydoc)
+    return this.yjsDoc === null ? new Uint8Array(EMPTY_STATE_VECTOR_LENGTH) : Y.encodeStateVector(this.yjsDoc)
   }
 
   destroy (): void {
     this.state = 'unloaded'
     this.presence.destroy()
-    this.ydoc.destroy()
+    this.yjsDoc?.destroy()
     this.dropJoinCache()
     this.dropDiffCache()
   }
