@@ -4,21 +4,34 @@
 // Why: loaded as some 250 separate ES modules and CommonJS files, the idle server kept each
 // module's full source (comments included) and the loader's records for every module in V8's old
 // space, and the start-up's surviving allocations grew the young generation to its cap before
-// the first client: bundled, an idle node holds about 5 MB less (bench/README.md, "An idle node").
-// Names are kept (no minification), so stack traces stay readable; the linked source maps lead
-// back to src/ with `node --enable-source-maps`.
+// the first client: bundled, an idle node holds about 4-5 MB less (bench/README.md, "The idle
+// node"). Identifiers are not minified, so stack traces stay readable (esbuild renames a few that
+// clash, e.g. `_Doc`); the linked source maps lead back to src/ with `node --enable-source-maps`.
 //
 // Parts only some deployments use (cluster mode, PostgreSQL, JWKS, development tokens) stay in
 // chunks of their own that load on first use, as their dynamic imports did before. Native addons
 // and their optional companions are not bundled: they load from node_modules as before.
 import { build } from 'esbuild'
-import { rm } from 'node:fs/promises'
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const outdir = fileURLToPath(new URL('../dist/bundle/', import.meta.url))
+const outdir = join(root, 'dist/bundle')
+// The files of the build before this one. They are kept: a server started from that build loads
+// its chunks (its state worker's thread, a JWKS or a development token) by their hashed names long
+// after it started. Anything older goes.
+const MANIFEST = '.files.json'
 
-await rm(outdir, { recursive: true, force: true })
+function readManifest () {
+  try {
+    return JSON.parse(readFileSync(join(outdir, MANIFEST), 'utf8'))
+  } catch {
+    return []
+  }
+}
+
+const previous = readManifest()
 
 const result = await build({
   absWorkingDir: root,
@@ -31,15 +44,44 @@ const result = await build({
   format: 'esm',
   platform: 'node',
   target: 'node20',
-  external: ['uWebSockets.js', 'classic-level', 'msgpackr-extract', 'pg-native'],
-  // CommonJS packages (ioredis, pg, pino, prom-client) call require() for Node's own modules; an
-  // ES module has no require of its own.
+  // supports-color is an optional companion of debug (ioredis's logger) that only the dev tools
+  // install: debug goes without it, as it did unbundled in the production image.
+  external: ['uWebSockets.js', 'classic-level', 'msgpackr-extract', 'pg-native', 'supports-color'],
+  // CommonJS packages (ioredis, pg, pino, prom-client) call require() for Node's own modules and
+  // may name their own folder; an ES module has neither.
   banner: { js: "import { createRequire as createRequireForBundle } from 'node:module'; const require = createRequireForBundle(import.meta.url);" },
+  define: { __dirname: 'import.meta.dirname', __filename: 'import.meta.filename' },
   sourcemap: 'linked',
   legalComments: 'linked',
   metafile: true,
+  // Written below, once the checks pass: a bundle that fails them leaves the last one in place.
+  write: false,
   logLevel: 'warning'
 })
+
+const problems = []
+// What the image holds after `npm prune --omit=dev` is what the bundle may contain.
+const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')).packages
+for (const input of Object.keys(result.metafile.inputs)) {
+  const match = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input)
+  if (match !== null && lock[match[1]]?.dev === true) problems.push(`${input} comes from a development dependency, which the production image does not have`)
+}
+// A name only CommonJS has would throw where the code that uses it runs, perhaps in production only.
+for (const output of result.outputFiles) {
+  if (output.path.endsWith('.js') && /\b__(dirname|filename)\b/.test(output.text)) problems.push(`${basename(output.path)} uses __dirname or __filename, which an ES module does not have`)
+}
+if (problems.length > 0) {
+  console.error(`server bundle: ${problems.join('\n')}`)
+  process.exit(1)
+}
+
+mkdirSync(outdir, { recursive: true })
+for (const output of result.outputFiles) writeFileSync(output.path, output.contents)
+const produced = result.outputFiles.map(output => basename(output.path))
+for (const file of readdirSync(outdir)) {
+  if (file !== MANIFEST && !produced.includes(file) && !previous.includes(file)) rmSync(join(outdir, file))
+}
+writeFileSync(join(outdir, MANIFEST), JSON.stringify(produced))
 
 const outputs = Object.entries(result.metafile.outputs).filter(([file]) => file.endsWith('.js'))
 const bytes = outputs.reduce((sum, [, out]) => sum + out.bytes, 0)

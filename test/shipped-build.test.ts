@@ -1,14 +1,16 @@
 /**
  * The server as it ships: `npm start` and the Docker image run the bundle `npm run build` makes
- * (scripts/bundle-server.mjs, into dist/bundle/) with the shipped node flags, while every other
- * test runs src/main.ts through tsx. This file runs the bundle in each configuration whose code
- * loads apart from the start-up: the PostgreSQL store and cluster mode (chunks loaded on first
- * use), the state worker's thread (an entry of its own, found by its URL), the playground's files
- * and the development token (development mode), and a JWKS (jose's remote key set).
+ * (scripts/bundle-server.mjs, into dist/bundle/) with the shipped node flags, while the other
+ * tests run src/main.ts through tsx (but for test/local-cluster.test.ts, whose nodes run the bundle
+ * too). This file runs the bundle in each configuration whose code loads apart from the start-up:
+ * the PostgreSQL store and cluster mode (chunks loaded on first use), the state worker's thread (an
+ * entry of its own, found by its URL), the playground's files and the development token
+ * (development mode), a public key and a JWKS (jose's key import and remote key set). The build
+ * itself refuses a bundle that holds a development dependency or CommonJS's __dirname.
  */
 import { existsSync, rmSync } from 'node:fs'
 import { createServer } from 'node:http'
-import { exportJWK, generateKeyPair, SignJWT } from 'jose'
+import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose'
 import t, { type Test } from 'tap'
 import { SERVER_ENTRY } from '../scripts/server-node-flags.js'
 import { spawnServer, type ServerProcess } from './helpers/process.js'
@@ -101,6 +103,15 @@ t.test('development mode: the playground page and its script, a development toke
   t.equal((await fetch(`http://127.0.0.1:${node.port}${script ?? '/'}`)).status, 200, 'the script is served from dist/web/')
   const dev = await (await fetch(`http://127.0.0.1:${node.port}/dev/token?user=alice`)).json() as { token: string }
   await person(t, node, 'dev-doc', dev.token)
+})
+
+t.test('a public key: a token signed with its private key connects', async t => {
+  const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true })
+  const dataDir = tempDir()
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const node = await shipped(t, { DATA_DIR: dataDir, JWT_SECRET: undefined, JWT_PUBLIC_KEY: await exportSPKI(publicKey), JWT_ALGORITHMS: 'ES256' })
+  const token = await new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setSubject('key-user').setExpirationTime('1h').sign(privateKey)
+  await person(t, node, 'key-doc', token)
 })
 
 t.test('a JWKS: a token signed with its key connects', async t => {

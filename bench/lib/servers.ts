@@ -127,7 +127,8 @@ function shippedCommandAt (commit: string): ShippedCommand {
     argv = undefined
   }
   const entry: unknown = Array.isArray(argv) ? argv.at(-1) : undefined
-  if (!Array.isArray(argv) || argv[0] !== 'node' || typeof entry !== 'string' || !/^dist\/[\w./-]+\.js$/.test(entry) || !argv.every(a => typeof a === 'string' && a !== '')) {
+  // A path inside the build's dist/: no empty, `.` or `..` segment.
+  if (!Array.isArray(argv) || argv[0] !== 'node' || typeof entry !== 'string' || !/^dist(\/[\w-][\w.-]*)+\.js$/.test(entry) || !argv.every(a => typeof a === 'string' && a !== '')) {
     throw new Error(`cannot read how ${commit} runs the server: its Dockerfile's CMD is not ["node", ...flags, "dist/....js"]`)
   }
   const flags = argv.slice(1, -1) as string[]
@@ -141,7 +142,7 @@ const BUILD_FILES = ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'sc
 /**
  * Prepares our server. 'head' builds the committed HEAD into node_modules/.cache (someone else's
  * uncommitted work in the tree does not leak into the figures); 'worktree' runs `npm run build`
- * and uses dist/; 'src' runs src/main.ts through tsx (for the smoke test, not for figures);
+ * and runs what it built (SERVER_ENTRY); 'src' runs src/main.ts through tsx (for the smoke test, not for figures);
  * 'entry:/path/main.js' runs that file (to measure an experimental build).
  */
 export function prepareOurs (build: OursBuild): OursBinary {

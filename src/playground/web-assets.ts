@@ -6,7 +6,9 @@ import { gzipSync } from 'node:zlib'
 
 /**
  * Where `npm run build` puts the browser bundle (playground/build.mjs). This module lives two
- * levels below the package root both as src/playground/*.ts and as dist/playground/*.js.
+ * levels below the package root as src/playground/*.ts, as dist/playground/*.js and inside the
+ * server's bundle, dist/bundle/*.js (scripts/bundle-server.mjs; test/shipped-build.test.ts loads
+ * the page through it).
  */
 export const DEFAULT_WEB_DIR = fileURLToPath(new URL('../../dist/web/', import.meta.url))
 
