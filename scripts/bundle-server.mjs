@@ -4,9 +4,10 @@
 // Why: loaded as some 250 separate ES modules and CommonJS files, the idle server kept each
 // module's full source (comments included) and the loader's records for every module in V8's old
 // space, and the start-up's surviving allocations grew the young generation to its cap before
-// the first client: bundled, an idle node holds about 4-5 MB less (bench/README.md, "The idle
-// node"). Identifiers are not minified, so stack traces stay readable (esbuild renames a few that
-// clash, e.g. `_Doc`); the linked source maps lead back to src/ with `node --enable-source-maps`.
+// the first client: bundled, an idle node holds about 4-5 MB less (bench/README.md, "Where an
+// idle node's memory goes"). Identifiers are not minified, so stack traces stay readable (esbuild
+// renames a few that clash, e.g. `_Doc`); the linked source maps lead back to src/ with
+// `node --enable-source-maps`.
 //
 // Parts only some deployments use (cluster mode, PostgreSQL, JWKS, development tokens) stay in
 // chunks of their own that load on first use, as their dynamic imports did before. Native addons
