@@ -137,7 +137,7 @@ function shippedCommandAt (commit: string): ShippedCommand {
 }
 
 /** Files `npm run build` needs to build the server of a commit (those it has), besides src/. */
-const BUILD_FILES = ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'scripts/bundle-server.mjs']
+const BUILD_FILES = ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'scripts/bundle-server.mjs']
 
 /**
  * Prepares our server. 'head' builds the committed HEAD into node_modules/.cache (someone else's
