@@ -109,7 +109,6 @@ t.test('a large document answers fresh clients in chunks, encoded once until it 
   t.equal(replica.getText('t').length, 10_001)
 })
 
-
 t.test('a document that loaded empty answers joins without a Y.Doc until something is applied', async t => {
   const doc = new LiveDocument('empty-until-written')
   t.teardown(() => doc.destroy())
@@ -141,4 +140,13 @@ t.test('a document loaded with content makes its Y.Doc at load', async t => {
   const replica = new Y.Doc()
   Y.applyUpdate(replica, doc.encodeStateAsUpdate(Y.encodeStateVector(replica)))
   t.same(replica.getArray('items').toArray(), ['stored'])
+})
+
+t.test('a document whose log holds only empty updates loads without a Y.Doc', async t => {
+  const doc = new LiveDocument('only-empty-entries')
+  t.teardown(() => doc.destroy())
+  doc.applyStored([Y.encodeStateAsUpdate(new Y.Doc()), Y.encodeStateAsUpdate(new Y.Doc())])
+  t.equal(doc.untouched, true)
+  doc.applyStored([Y.encodeStateAsUpdate(new Y.Doc()), edit('kept')])
+  t.same(doc.ydoc.getArray('items').toArray(), ['kept'], 'the others are applied')
 })

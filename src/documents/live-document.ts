@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import * as Y from 'yjs'
 import type { BatchAck } from '../protocol/extensions.js'
+import { isEmptyUpdate } from '../protocol/messages.js'
 import { SharedEmptyMap } from '../shared/shared-empty-map.js'
 import { DocumentPresence } from './presence.js'
 import { joinCacheBudget, type JoinCacheHolder } from './join-cache-budget.js'
@@ -187,11 +188,16 @@ export class LiveDocument implements JoinCacheHolder {
     return ydoc
   }
 
-  /** Applies stored updates while loading, in one transaction. */
+  /**
+   * Applies stored updates while loading, in one transaction. Empty updates change nothing (a node
+   * once wrote one back for every loaded document after a Redis reconnect): a document holding only
+   * those still loads without a Y.Doc.
+   */
   applyStored (updates: Uint8Array[]): void {
-    if (updates.length === 0) return
+    const changes = updates.filter(update => !isEmptyUpdate(update))
+    if (changes.length === 0) return
     Y.transact(this.ydoc, () => {
-      for (const update of updates) Y.applyUpdate(this.ydoc, update)
+      for (const update of changes) Y.applyUpdate(this.ydoc, update)
     }, 'store')
     this.ydoc.endedTransaction = null
   }

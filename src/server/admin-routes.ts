@@ -62,13 +62,15 @@ export function registerAdminRoutes (app: TemplatedApp, ctx: AdminContext): void
     })
   }
 
+  // The document is held while the callback runs (never unloaded there): its state, from the join
+  // cache when that holds it, without making a Y.Doc for a document nobody wrote to.
   route('get', '/admin/documents/:docId', async (res, docId, body, abort) => {
-    const state = await withDocument(ctx, docId, doc => Y.encodeStateAsUpdate(doc.ydoc))
+    const state = await withDocument(ctx, docId, doc => doc.encodeFullState()!)
     if (!abort.aborted) sendBinary(res, state)
   })
 
   route('get', '/admin/documents/:docId/json', async (res, docId, body, abort) => {
-    const state = await withDocument(ctx, docId, doc => Y.encodeStateAsUpdate(doc.ydoc))
+    const state = await withDocument(ctx, docId, doc => doc.encodeFullState()!)
     respond(res, abort, 200, documentToJson(state))
   })
 
