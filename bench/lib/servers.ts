@@ -142,8 +142,8 @@ const BUILD_FILES = ['package.json', 'package-lock.json', 'tsconfig.json', 'tsco
 /**
  * Prepares our server. 'head' builds the committed HEAD into node_modules/.cache (someone else's
  * uncommitted work in the tree does not leak into the figures); 'worktree' runs `npm run build`
- * and runs what it built (SERVER_ENTRY); 'src' runs src/main.ts through tsx (for the smoke test, not for figures);
- * 'entry:/path/main.js' runs that file (to measure an experimental build).
+ * and runs what it built (SERVER_ENTRY); 'src' runs src/main.ts through tsx (for the smoke test,
+ * not for figures); 'entry:/path/main.js' runs that file (to measure an experimental build).
  */
 export function prepareOurs (build: OursBuild): OursBinary {
   // 'rev:REV' builds that commit like HEAD (the baseline of a before/after comparison).

@@ -171,7 +171,7 @@ export class LiveDocument implements JoinCacheHolder {
     return (this.yjsDoc ??= this.createYDoc())
   }
 
-  /** Whether the document has never had anything applied (and so has no Y.Doc yet). */
+  /** Whether the document has no Y.Doc yet: nothing was applied to it, nor was its Y.Doc asked for. */
   get untouched (): boolean {
     return this.yjsDoc === null
   }
