@@ -1,6 +1,8 @@
 import { rmSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import * as Y from 'yjs'
+import { LevelDbStore } from '../src/persistence/leveldb-store.js'
+import type { VersionMeta } from '../src/persistence/document-store.js'
 import { connectBatchClient } from './helpers/batch-clients.js'
 import { waitSynced } from './helpers/clients.js'
 import { spawnServer } from './helpers/process.js'
@@ -436,4 +438,42 @@ t.test('an automatic version of a document larger than a chunk is encoded in pie
   Y.applyUpdate(copy, state.bytes)
   t.equal(copy.getText('text').toString(), text.toString(), 'the whole text, the deletion included')
   t.equal(copy.getMap('meta').get('title'), 'large', 'and the other types')
+})
+
+/** The real LevelDB store, whose before-restore versions, once written, answer when `held` resolves. */
+class HeldVersionStore extends LevelDbStore {
+  held: Promise<void> | null = null
+  waiting = false
+  override async saveVersion (docId: string, meta: VersionMeta, state: Uint8Array): Promise<void> {
+    await super.saveVersion(docId, meta, state)
+    if (meta.reason === 'before-restore' && this.held !== null) {
+      this.waiting = true
+      await this.held
+    }
+  }
+}
+
+t.test('a document deleted while its before-restore version is written: the restore answers 410 and applies nothing', async t => {
+  const dataDir = tempDir()
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const store = new HeldVersionStore(dataDir)
+  const node = await startTestServer({ DATA_DIR: dataDir, DOC_IDLE_UNLOAD_MS: '60000' }, store)
+  t.teardown(node.close)
+  const token = await signToken({ sub: 'writer' })
+  const admin = await signToken({ sub: 'admin', extra: { admin: true } })
+  const person = await writer(t, node, 'deleted-mid-restore', 'writer')
+  person.doc.getText('body').insert(0, 'first')
+  await waitFor(async () => (await api(node.port, 'POST', '/documents/deleted-mid-restore/versions', token, { label: 'first' })).status === 201, 'a named version of the first text')
+  const [version] = (await api(node.port, 'GET', '/documents/deleted-mid-restore/versions', token)).json.versions as Meta[]
+  person.doc.getText('body').insert(5, ' and second')
+
+  let release = (): void => {}
+  store.held = new Promise(resolve => { release = resolve })
+  const restore = api(node.port, 'POST', `/documents/deleted-mid-restore/versions/${version!.id}/restore`, token)
+  await waitFor(() => store.waiting, 'the restore is under way')
+  t.equal((await api(node.port, 'DELETE', '/admin/documents/deleted-mid-restore', admin)).status, 200, 'deleted meanwhile')
+  release()
+  const answer = await restore
+  t.equal(answer.status, 410, 'the restore reports the document deleted')
+  t.equal(answer.json?.error, 'document_deleted')
 })

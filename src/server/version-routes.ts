@@ -203,6 +203,9 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
             return result.current
           })
           stillLocked()
+          // Deleted while the restore was computed (the document was dropped from memory): applied
+          // now, the restore would be stored for a document that no longer exists.
+          if (doc.state === 'unloaded') throw new DocumentDeletedError(docId)
           const update = computed.update
           if (before === null || update === null) throw new Error('the restore was computed without a result')
           // One change, applied and stored whole: every replica has all of the restore or none of
