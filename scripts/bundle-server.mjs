@@ -4,8 +4,9 @@
 // Why: loaded as some 250 separate ES modules and CommonJS files, the idle server kept each
 // module's full source (comments included) and the loader's records for every module in V8's old
 // space, and the start-up's surviving allocations grew the young generation to its cap before
-// the first client: bundled, an idle node holds about 4-5 MB less (bench/README.md, "Where an
-// idle node's memory goes"). Identifiers are not minified, so stack traces stay readable (esbuild
+// the first client: bundled, an idle node holds about 4-5 MB less, 1.6 MB of it for good (the
+// young generation's part comes back under load; bench/README.md, "Where an idle node's memory
+// goes"). Identifiers are not minified, so stack traces stay readable (esbuild
 // renames a few that clash, e.g. `_Doc`); the linked source maps lead back to src/ with
 // `node --enable-source-maps`.
 //
@@ -14,14 +15,15 @@
 // and their optional companions are not bundled: they load from node_modules as before.
 import { build } from 'esbuild'
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { basename, join } from 'node:path'
+import { basename, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const outdir = join(root, 'dist/bundle')
-// The files of the build before this one. They are kept: a server started from that build loads
-// its chunks (its state worker's thread, a JWKS or a development token) by their hashed names long
-// after it started. Anything older goes.
+// The files of the build before this one are kept: a server started from that build may load a
+// chunk by its hashed name long after it started (a JWKS, a development token). Anything older
+// goes. The entry points keep their names and are replaced: such a server's state worker, which
+// starts on demand, then runs the new build's thread.
 const MANIFEST = '.files.json'
 
 function readManifest () {
@@ -63,8 +65,11 @@ const result = await build({
 const problems = []
 // What the image holds after `npm prune --omit=dev` is what the bundle may contain.
 const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')).packages
+// Inputs are relative to `root`, and packages may resolve from a node_modules above it (the bench
+// builds a commit inside node_modules/.cache): the lock's key is the path from the first
+// node_modules/ that holds a package.
 for (const input of Object.keys(result.metafile.inputs)) {
-  const match = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input)
+  const match = /(node_modules\/(?:@[^/.][^/]*\/)?[^/.][^/]*(?:\/node_modules\/(?:@[^/]+\/)?[^/]+)*)\//.exec(resolve(root, input))
   if (match !== null && lock[match[1]]?.dev === true) problems.push(`${input} comes from a development dependency, which the production image does not have`)
 }
 // A name only CommonJS has would throw where the code that uses it runs, perhaps in production only.

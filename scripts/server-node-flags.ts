@@ -1,7 +1,7 @@
 /**
  * The server as shipped: `npm start`, the Dockerfile's CMD, `npm run cluster` and the bench all run
  * `node ${SERVER_NODE_FLAGS} ${SERVER_ENTRY}` (test/server-command.test.ts keeps package.json and
- * the Dockerfile in step with these).
+ * the Dockerfile in step with these; the soak runs SERVER_ENTRY with flags of its own).
  *
  * SERVER_ENTRY is the bundle `npm run build` makes of tsc's output (scripts/bundle-server.mjs).
  */

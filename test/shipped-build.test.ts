@@ -8,8 +8,9 @@
  * (development mode), a public key and a JWKS (jose's key import and remote key set). The build
  * itself refuses a bundle that holds a development dependency or CommonJS's __dirname.
  */
-import { existsSync, rmSync } from 'node:fs'
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { createServer } from 'node:http'
+import { join } from 'node:path'
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose'
 import t, { type Test } from 'tap'
 import { SERVER_ENTRY } from '../scripts/server-node-flags.js'
@@ -23,7 +24,18 @@ import { waitFor } from './helpers/wait.js'
 
 t.teardown(stopStoreServers)
 
-if (!existsSync(SERVER_ENTRY)) throw new Error(`${SERVER_ENTRY} is missing: run \`npm run build\` first (npm test does)`)
+/** The newest modification time of a file under `dir`. */
+function newest (dir: string): number {
+  return Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map(entry => {
+    const path = join(dir, entry.name)
+    return entry.isDirectory() ? newest(path) : statSync(path).mtimeMs
+  }))
+}
+
+// Run alone after an edit, this file would otherwise test the bundle of an older src/.
+if (!existsSync(SERVER_ENTRY) || statSync(SERVER_ENTRY).mtimeMs < newest('src')) {
+  throw new Error(`${SERVER_ENTRY} is missing or older than src/: run \`npm run build\` first (npm test does)`)
+}
 
 async function shipped (t: Test, env: TestEnv): Promise<ServerProcess> {
   const node = await spawnServer(env, { shipped: true })

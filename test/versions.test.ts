@@ -453,7 +453,7 @@ class HeldVersionStore extends LevelDbStore {
   }
 }
 
-t.test('a document deleted while its before-restore version is written: the restore answers 410 and applies nothing', async t => {
+t.test('a document deleted while its before-restore version is written: the restore answers 410 instead of applying itself to the dropped document', async t => {
   const dataDir = tempDir()
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
   const store = new HeldVersionStore(dataDir)

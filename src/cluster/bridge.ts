@@ -1,5 +1,4 @@
 import type { Logger } from 'pino'
-import * as Y from 'yjs'
 import type { DocumentChanges, UpdateQueue } from '../documents/document-changes.js'
 import type { AwarenessOwner } from '../documents/presence.js'
 import type { Metrics } from '../metrics/metrics.js'
@@ -262,9 +261,10 @@ export class ClusterBridge {
       if (link.doc.state !== 'live') continue
       this.links.requestSync(link.doc)
       // Redis may have come back without the data (restart without persistence, failover to a
-      // lagging replica): store the full state again; Yjs merges the duplicate away. A document
-      // that loaded empty and was never written to has nothing to write back.
-      if (!link.doc.untouched) this.store.enqueue(link.doc.id, Y.encodeStateAsUpdate(link.doc.ydoc))
+      // lagging replica): store the full state again; Yjs merges the duplicate away. An empty
+      // document has nothing to write back.
+      const state = link.doc.encodeFullState()
+      if (state !== null && !isEmptyUpdate(state)) this.store.enqueue(link.doc.id, state)
     }
   }
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import * as Y from 'yjs'
 import type { BatchAck } from '../protocol/extensions.js'
-import { isEmptyUpdate } from '../protocol/messages.js'
+import { emptyUpdate, isEmptyUpdate } from '../protocol/messages.js'
 import { SharedEmptyMap } from '../shared/shared-empty-map.js'
 import { DocumentPresence } from './presence.js'
 import { joinCacheBudget, type JoinCacheHolder } from './join-cache-budget.js'
@@ -82,8 +82,6 @@ const DIFF_CACHE_ENTRIES = 16
 /** Cached diffs per document, in bytes; a diff larger than this is never cached. */
 const DIFF_CACHE_MAX_BYTES = 4 * 1024 * 1024
 const EMPTY_STATE_VECTOR_LENGTH = 1 // Y.encodeStateVector(new Y.Doc()) is [0]
-/** Y.encodeStateAsUpdate(new Y.Doc()): no structs, no deletions. */
-const EMPTY_UPDATE: readonly number[] = [0, 0]
 /** A recording of chunks older than this no longer keeps others from starting one. */
 const RECORDING_MAX_MS = 60_000
 
@@ -112,6 +110,8 @@ export class LiveDocument implements JoinCacheHolder {
   /** Times the registry handed it out: unchanged between two reads, nobody on this node used it. */
   acquisitions = 0
   state: 'loading' | 'live' | 'unloading' | 'unloaded' = 'loading'
+  /** Unloaded because it was deleted (not by an idle unload or a shutdown). */
+  deleted = false
   ready: Promise<void> = Promise.resolve()
   unloadTimer: NodeJS.Timeout | null = null
   /** Store entries loaded or written since the last compaction. */
@@ -171,9 +171,9 @@ export class LiveDocument implements JoinCacheHolder {
     return (this.yjsDoc ??= this.createYDoc())
   }
 
-  /** Whether the document has no Y.Doc yet: nothing was applied to it, nor was its Y.Doc asked for. */
-  get untouched (): boolean {
-    return this.yjsDoc === null
+  /** Whether the Y.Doc was made (something was applied, or `ydoc` was read): for tests and diagnostics. */
+  get hasYDoc (): boolean {
+    return this.yjsDoc !== null
   }
 
   private createYDoc (): ServerYDoc {
@@ -263,7 +263,7 @@ export class LiveDocument implements JoinCacheHolder {
     if (this.yjsDoc === null) {
       // Nothing to send whatever the client has; a vector that does not decode still throws.
       Y.decodeStateVector(stateVector)
-      return new Uint8Array(EMPTY_UPDATE)
+      return emptyUpdate()
     }
     // Clients that were in sync before a restart or a network blip come back with the same state
     // vector; answer them from one encoding, which matters most when the document holds pending
@@ -352,7 +352,7 @@ export class LiveDocument implements JoinCacheHolder {
   }
 
   private encodeState (): Uint8Array {
-    return this.yjsDoc === null ? new Uint8Array(EMPTY_UPDATE) : Y.encodeStateAsUpdate(this.yjsDoc)
+    return this.yjsDoc === null ? emptyUpdate() : Y.encodeStateAsUpdate(this.yjsDoc)
   }
 
   /** The whole document as one update for a fresh join, encoded once per change while the join cache has room. */
@@ -362,7 +362,7 @@ export class LiveDocument implements JoinCacheHolder {
       return this.fullStateCache
     }
     // Two bytes need no cache (nor the budget's bookkeeping for one).
-    if (this.yjsDoc === null) return new Uint8Array(EMPTY_UPDATE)
+    if (this.yjsDoc === null) return emptyUpdate()
     const state = Y.encodeStateAsUpdate(this.yjsDoc)
     this.keepForJoins(state, this.fullStateChunks)
     return state
@@ -389,7 +389,7 @@ export class LiveDocument implements JoinCacheHolder {
   }
 
   encodeStateVector (): Uint8Array {
-    return this.yjsDoc === null ? new Uint8Array(EMPTY_STATE_VECTOR_LENGTH) : Y.encodeStateVector(this.yjsDoc)
+    return this.yjsDoc === null ? Uint8Array.of(0) : Y.encodeStateVector(this.yjsDoc)
   }
 
   destroy (): void {

@@ -93,6 +93,7 @@ export class DocumentRegistry {
     const doc = this.docs.get(docId)
     if (doc === undefined) return
     this.cancelUnload(doc)
+    doc.deleted = true
     this.evict(doc)
     await this.afterUnload(docId)
   }

@@ -1,5 +1,6 @@
 import * as encoding from 'lib0/encoding'
 import * as Y from 'yjs'
+import { emptyUpdate } from '../protocol/messages.js'
 
 type DeleteSet = ReturnType<typeof Y.createDeleteSet>
 
@@ -248,7 +249,7 @@ export class StateChunks implements ChunkSequence {
       if (pendingDs !== null) updates.push(Y.convertUpdateFormatV2ToV1(pendingDs))
     }
     // Always at least one chunk: the answer to a sync step 1 is a message even when empty.
-    if (updates.length === 0 && this.produced === 0) updates.push(EMPTY_UPDATE)
+    if (updates.length === 0 && this.produced === 0) updates.push(emptyUpdate())
     return updates
   }
 }
@@ -275,8 +276,6 @@ interface Run {
   structs: number
   encoder: Y.UpdateEncoderV1
 }
-
-const EMPTY_UPDATE = new Uint8Array([0, 0])
 
 /** About how many bytes writing `units` of the struct takes (deleted ranges take a few). */
 function estimatedBytes (struct: Y.Item | Y.GC, units: number): number {

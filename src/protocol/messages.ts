@@ -127,3 +127,8 @@ export function step2FrameAsUpdateFrame (frame: Uint8Array): Uint8Array {
 export function isEmptyUpdate (update: Uint8Array): boolean {
   return update.length === 2 && update[0] === 0 && update[1] === 0
 }
+
+/** A Yjs v1 update that carries nothing, as `Y.encodeStateAsUpdate(new Y.Doc())` gives it; a fresh copy. */
+export function emptyUpdate (): Uint8Array {
+  return Uint8Array.of(0, 0)
+}

@@ -32,8 +32,9 @@ export interface SpawnOptions {
 }
 
 /**
- * Runs the real server entry point (src/main.ts) as a child process and waits until it listens.
- * `env` overlays the defaults; `undefined` removes one (see TestEnv).
+ * Runs the real server entry point (src/main.ts, or the shipped bundle with `shipped`) as a child
+ * process and waits until it listens. `env` overlays the defaults; `undefined` removes one (see
+ * TestEnv).
  */
 export async function spawnServer (env: TestEnv, options: SpawnOptions = {}): Promise<ServerProcess> {
   const args = options.shipped === true ? [...SERVER_NODE_FLAGS, SERVER_ENTRY] : ['--import', 'tsx', 'src/main.ts']
