@@ -110,8 +110,6 @@ export class LiveDocument implements JoinCacheHolder {
   /** Times the registry handed it out: unchanged between two reads, nobody on this node used it. */
   acquisitions = 0
   state: 'loading' | 'live' | 'unloading' | 'unloaded' = 'loading'
-  /** Unloaded because it was deleted (not by an idle unload or a shutdown). */
-  deleted = false
   ready: Promise<void> = Promise.resolve()
   unloadTimer: NodeJS.Timeout | null = null
   /** Store entries loaded or written since the last compaction. */
@@ -196,10 +194,11 @@ export class LiveDocument implements JoinCacheHolder {
   applyStored (updates: Uint8Array[]): void {
     const changes = updates.filter(update => !isEmptyUpdate(update))
     if (changes.length === 0) return
-    Y.transact(this.ydoc, () => {
-      for (const update of changes) Y.applyUpdate(this.ydoc, update)
+    const ydoc = this.ydoc
+    Y.transact(ydoc, () => {
+      for (const update of changes) Y.applyUpdate(ydoc, update)
     }, 'store')
-    this.ydoc.endedTransaction = null
+    ydoc.endedTransaction = null
   }
 
   /**
@@ -216,21 +215,16 @@ export class LiveDocument implements JoinCacheHolder {
     // Yjs cleans its transaction up (afterState computed, afterTransaction emitted) even when the
     // update fails halfway, so the document's hook has it either way. Inside an enclosing
     // transaction the update joins that one, which ends later.
-    const enclosing = this.ydoc._transaction
-    this.ydoc.endedTransaction = null
+    const ydoc = this.ydoc
+    const enclosing = ydoc._transaction
+    ydoc.endedTransaction = null
     try {
-      Y.applyUpdate(this.ydoc, update, origin)
+      Y.applyUpdate(ydoc, update, origin)
       this.sizeEstimate += update.length
     } catch (err) {
-      throw new UpdateRejectedError((err as Error).message, this.partialChangesOf(enclosing ?? this.takeEndedTransaction()))
+      throw new UpdateRejectedError((err as Error).message, this.partialChangesOf(enclosing ?? takeEndedTransaction(ydoc)))
     }
-    return enclosing ?? this.takeEndedTransaction()
-  }
-
-  private takeEndedTransaction (): Y.Transaction | null {
-    const transaction = this.ydoc.endedTransaction
-    this.ydoc.endedTransaction = null
-    return transaction
+    return enclosing ?? takeEndedTransaction(ydoc)
   }
 
   /**
@@ -404,6 +398,12 @@ export class LiveDocument implements JoinCacheHolder {
     if (transaction === null || !changedBy(transaction)) return null
     return Y.encodeStateAsUpdate(this.ydoc, Y.encodeStateVector(transaction.beforeState))
   }
+}
+
+function takeEndedTransaction (ydoc: ServerYDoc): Y.Transaction | null {
+  const transaction = ydoc.endedTransaction
+  ydoc.endedTransaction = null
+  return transaction
 }
 
 /** What Yjs holds pending (updates waiting for their dependencies) at one moment: see changedNothing. */

@@ -27,7 +27,12 @@ export interface RegistryOptions {
  */
 export class DocumentRegistry {
   private readonly docs = new Map<string, LiveDocument>()
-  private closing = false
+  private stopping = false
+
+  /** closeAll() began: documents unloaded from now on were not deleted, the node is stopping. */
+  get closing (): boolean {
+    return this.stopping
+  }
 
   constructor (
     private readonly store: DocumentStore,
@@ -58,7 +63,7 @@ export class DocumentRegistry {
    * DocumentFullError, before anything is awaited, when it already has `maxRefs` references.
    */
   async acquire (docId: string, maxRefs = Infinity): Promise<LiveDocument> {
-    if (this.closing) throw new Error('server is shutting down')
+    if (this.stopping) throw new Error('server is shutting down')
     let doc = this.docs.get(docId)
     if (doc !== undefined && doc.refs >= maxRefs) throw new DocumentFullError(docId)
     if (doc === undefined) {
@@ -80,7 +85,7 @@ export class DocumentRegistry {
 
   release (doc: LiveDocument): void {
     doc.refs--
-    if (doc.refs > 0 || this.closing || doc.state === 'unloaded') return
+    if (doc.refs > 0 || this.stopping || doc.state === 'unloaded') return
     this.scheduleUnload(doc, this.options.idleUnloadMs)
   }
 
@@ -93,7 +98,6 @@ export class DocumentRegistry {
     const doc = this.docs.get(docId)
     if (doc === undefined) return
     this.cancelUnload(doc)
-    doc.deleted = true
     this.evict(doc)
     await this.afterUnload(docId)
   }
@@ -103,7 +107,7 @@ export class DocumentRegistry {
    * store is retried until `deadline` (epoch ms); past it the error is thrown with updates unsaved.
    */
   async closeAll (deadline: number): Promise<void> {
-    this.closing = true
+    this.stopping = true
     for (const doc of this.docs.values()) this.cancelUnload(doc)
     for (;;) {
       try {
@@ -199,7 +203,7 @@ export class DocumentRegistry {
       if (doc.state !== 'unloading') return false
       doc.state = 'live'
       this.log.warn({ docId: doc.id, err }, 'unload postponed: pending updates could not be stored')
-      if (doc.refs === 0 && !this.closing) this.scheduleUnload(doc, this.options.unloadRetryMs)
+      if (doc.refs === 0 && !this.stopping) this.scheduleUnload(doc, this.options.unloadRetryMs)
       return false
     }
   }
@@ -221,7 +225,7 @@ export class DocumentRegistry {
     // Deleted meanwhile (drop evicted it; the id may hold a new document by now): nothing to do.
     if (doc.state !== 'unloading' || this.docs.get(doc.id) !== doc) return false
     // A client joined meanwhile: it keeps the document alive. At shutdown closeAll takes over.
-    if (doc.refs > 0 || this.closing) {
+    if (doc.refs > 0 || this.stopping) {
       doc.state = 'live'
       return false
     }

@@ -205,8 +205,10 @@ export function registerVersionRoutes (app: TemplatedApp, ctx: VersionRouteConte
           stillLocked()
           // Dropped from memory while the restore was computed: applied now, the restore would be
           // stored for a document that no longer exists, or lost with a node that is stopping.
-          if (doc.deleted) throw new DocumentDeletedError(docId)
-          if (doc.state === 'unloaded') throw new HttpError(503, 'shutting_down', 'this node is shutting down; the document was not changed, retry')
+          if (doc.state === 'unloaded') {
+            if (ctx.registry.closing) throw new HttpError(503, 'shutting_down', 'this node is shutting down; the document was not changed, retry')
+            throw new DocumentDeletedError(docId)
+          }
           const update = computed.update
           if (before === null || update === null) throw new Error('the restore was computed without a result')
           // One change, applied and stored whole: every replica has all of the restore or none of
