@@ -89,8 +89,8 @@ for (const file of readdirSync(outdir)) {
 }
 writeFileSync(join(outdir, MANIFEST), JSON.stringify(produced))
 
-const outputs = Object.entries(result.metafile.outputs).filter(([file]) => file.endsWith('.js'))
-const bytes = outputs.reduce((sum, [, out]) => sum + out.bytes, 0)
+const outputs = result.outputFiles.filter(output => output.path.endsWith('.js'))
+const bytes = outputs.reduce((sum, output) => sum + output.contents.length, 0)
 if (process.env.npm_config_loglevel !== 'silent') {
   console.log(`server: bundled into dist/bundle/ (${outputs.length} files, ${(bytes / 1024).toFixed(0)} KiB)`)
 }
